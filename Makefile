@@ -1,0 +1,67 @@
+# tarpitd — one Makefile for the host build, the tests and (later) firmware.
+# It appends to CFLAGS/LDFLAGS and never assigns CC: the firmware build and
+# the OpenWrt SDK pass their own.
+
+VERSION   := 0.1.0
+BACKEND   ?= epoll
+SAN       ?= 0
+PYTHON    ?= /usr/bin/python3
+
+ifeq ($(SAN),1)
+BUILD     ?= build/host-san-$(BACKEND)
+CFLAGS    += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+LDFLAGS   += -fsanitize=address,undefined
+else ifeq ($(BACKEND),epoll)
+BUILD     ?= build/host
+CFLAGS    += -Os -g
+else
+BUILD     ?= build/host-$(BACKEND)
+CFLAGS    += -Os -g
+endif
+
+CFLAGS    += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -DTARPITD_VERSION='"$(VERSION)"'
+LDLIBS    += -linih
+
+LIB_SRCS  := $(filter-out src/main.c src/loop_epoll.c src/loop_poll.c,$(wildcard src/*.c)) src/loop_$(BACKEND).c
+LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+UNIT_SRCS := $(wildcard host-tests/unit/test_*.c)
+UNIT_BINS := $(patsubst host-tests/unit/%.c,$(BUILD)/%,$(UNIT_SRCS))
+
+.PHONY: all run test unit integration deps clean
+all: $(BUILD)/tarpitd
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj:
+	mkdir -p $@
+
+$(BUILD)/libtarpitd.a: $(LIB_OBJS)
+	rm -f $@; $(AR) rcs $@ $^
+
+$(BUILD)/tarpitd: $(BUILD)/obj/main.o $(BUILD)/libtarpitd.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test_%: host-tests/unit/test_%.c host-tests/unit/check.h $(BUILD)/libtarpitd.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
+
+# Installs missing Debian packages (as root or through sudo), or says how.
+deps:
+	@sh host-tests/deps.sh
+
+run: deps $(BUILD)/tarpitd
+	mkdir -p var
+	$(BUILD)/tarpitd -c config/dev.ini run
+
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do $$t || fail=1; done; exit $$fail
+
+integration: $(BUILD)/tarpitd
+	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) $(PYTHON) -m pytest -q host-tests/integration $(PYTEST_ARGS)
+
+test: deps
+	$(MAKE) unit
+	$(MAKE) integration
+
+clean:
+	rm -rf build

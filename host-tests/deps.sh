@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian packages the host build and tests need, when missing.
+# As root it runs apt-get; otherwise through sudo if available; else it
+# prints the one command that does it and fails.
+PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest swaks openssl"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing:$missing" >&2
+if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+	echo "deps: run as root: apt-get update && apt-get install -y$missing" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# The package lists may be missing or stale on a fresh machine.
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq $missing >/dev/null || {
+	echo "deps: apt-get install failed; run: apt-get update && apt-get install -y$missing" >&2
+	exit 1
+}

@@ -1,0 +1,476 @@
+/* Unit tests for src/maildir.c: deliveries to one and several mailboxes
+ * (content, trace headers, hard links), abort, tmp/ cleanup at open, a
+ * write error and a link failure part-way that must leave no message. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "maildir.h"
+#include "recipients.h"
+
+static char base[64];
+static char spool[128];
+
+static void path_of(char *buf, size_t len, const char *rel)
+{
+	snprintf(buf, len, "%s/%s", spool, rel);
+}
+
+/* Entries of spool/rel other than . and ..; the last name in *last. */
+static int count(const char *rel, char *last, size_t lastlen)
+{
+	char p[512];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	path_of(p, sizeof(p), rel);
+	d = opendir(p);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		n++;
+		if (last)
+			snprintf(last, lastlen, "%s", e->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+static size_t slurp(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	if (!f)
+		return 0;
+	n = fread(buf, 1, len - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return n;
+}
+
+static void touch(const char *rel)
+{
+	char p[512];
+	int fd;
+
+	path_of(p, sizeof(p), rel);
+	fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	if (fd < 0 || write(fd, "x", 1) != 1) {
+		perror(p);
+		exit(2);
+	}
+	close(fd);
+}
+
+static void mkdir_rel(const char *rel)
+{
+	char p[512];
+
+	path_of(p, sizeof(p), rel);
+	if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+		perror(p);
+		exit(2);
+	}
+}
+
+/* The date the header must carry, built with the C library so the test
+ * does not share the code under test. */
+static void expected_date(uint32_t sec, char *buf, size_t len)
+{
+	time_t t = (time_t)sec;
+	struct tm tm;
+	char a[8], b[8], hms[16];
+
+	gmtime_r(&t, &tm);
+	strftime(a, sizeof(a), "%a", &tm);
+	strftime(b, sizeof(b), "%b", &tm);
+	strftime(hms, sizeof(hms), "%H:%M:%S", &tm);
+	snprintf(buf, len, "%s, %d %s %d %s +0000", a, tm.tm_mday, b, tm.tm_year + 1900, hms);
+}
+
+static int qid_ok(const char *q)
+{
+	size_t n = strlen(q);
+
+	if (n == 0 || n >= QUEUE_ID_MAX)
+		return 0;
+	return strspn(q, "0123456789ABCDEF") == n;
+}
+
+static struct recipients *rc;
+static struct maildir *md;
+static const char body[] = "Subject: hi\n\nline one\n.leading dot kept\nlast\n";
+
+static void base_env(struct sink_envelope *env, const uint32_t *ids, unsigned n)
+{
+	memset(env, 0, sizeof(*env));
+	env->sender = "sender@remote.example";
+	env->helo = "helo.remote.example";
+	env->peer_ip = "192.0.2.1";
+	env->fqdn = "mx.example.org";
+	env->protocol = "ESMTP";
+	env->rcpts = rc;
+	env->mailboxes = ids;
+	env->nmailboxes = n;
+}
+
+static uint32_t id_of(const char *addr)
+{
+	uint32_t id = UINT32_MAX;
+
+	CHECK(recipients_lookup(rc, addr, strlen(addr), &id) == RCPT_OK);
+	return id;
+}
+
+static void test_open(void)
+{
+	char p[512], err[256];
+	struct stat st;
+	struct maildir *m2;
+
+	/* mkdir -p of the spool, tmp/ inside it, both private */
+	md = maildir_open(spool, "my/host:name", err, sizeof(err));
+	CHECK(md != NULL);
+	if (!md) {
+		fprintf(stderr, "%s\n", err);
+		exit(1);
+	}
+	CHECK(stat(spool, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+	path_of(p, sizeof(p), "tmp");
+	CHECK(stat(p, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+
+	/* leftovers: regular files in tmp/ go, anything else stays */
+	touch("tmp/1234.M1P1Q1.crashed");
+	touch("tmp/another");
+	mkdir_rel("tmp/somedir");
+	m2 = maildir_open(spool, "h", err, sizeof(err));
+	CHECK(m2 != NULL);
+	CHECK(count("tmp", NULL, 0) == 1);
+	path_of(p, sizeof(p), "tmp/somedir");
+	CHECK(rmdir(p) == 0);
+	maildir_close(m2);
+
+	/* a spool that cannot be a directory */
+	path_of(p, sizeof(p), "plainfile");
+	touch("plainfile");
+	CHECK(maildir_open(p, "h", err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "plainfile") != NULL);
+	CHECK(unlink(p) == 0);
+}
+
+static void test_one(void)
+{
+	char p[512], got[4096], want[4096], name[300], qid[QUEUE_ID_MAX], date[64], pfx[64];
+	uint32_t ids[1];
+	struct sink_envelope env;
+	struct sink_msg m;
+	struct stat st;
+	size_t n;
+
+	ids[0] = id_of("alice@example.org");
+	base_env(&env, ids, 1);
+	env.single_rcpt = "alice@example.org";
+	memset(qid, 0, sizeof(qid));
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	CHECK(m.fd >= 0);
+	CHECK(count("tmp", NULL, 0) == 1);
+	maildir_write(&m, body, 10);
+	maildir_write(&m, body + 10, sizeof(body) - 1 - 10);
+	maildir_write(&m, "", 0);
+	CHECK(maildir_commit(md, &m, &env) == 0);
+	CHECK(m.fd == -1);
+	CHECK(qid_ok(qid));
+
+	CHECK(count("tmp", NULL, 0) == 0);
+	CHECK(count("alice@example.org/new", name, sizeof(name)) == 1);
+	CHECK(count("alice@example.org/cur", NULL, 0) == 0);
+	CHECK(count("alice@example.org/tmp", NULL, 0) == 0);
+
+	/* <sec>.M<usec>P<pid>Q<seq>.<host>, host with / and : escaped */
+	snprintf(pfx, sizeof(pfx), "%u.M%uP%uQ%u.", (unsigned)m.sec, (unsigned)m.usec,
+		 (unsigned)getpid(), (unsigned)m.seq);
+	CHECK(strncmp(name, pfx, strlen(pfx)) == 0);
+	CHECK_STR(name + strlen(pfx), "my\\057host\\072name");
+
+	snprintf(p, sizeof(p), "%s/alice@example.org/new/%s", spool, name);
+	n = slurp(p, got, sizeof(got));
+	expected_date(m.sec, date, sizeof(date));
+	snprintf(want, sizeof(want),
+		 "Return-Path: <sender@remote.example>\n"
+		 "Received: from helo.remote.example ([192.0.2.1])\n"
+		 "\tby mx.example.org with ESMTP id %s\n"
+		 "\tfor <alice@example.org>; %s\n"
+		 "%s",
+		 qid, date, body);
+	CHECK_STR(got, want);
+	CHECK(m.size == n);
+	CHECK(stat(p, &st) == 0 && st.st_nlink == 1 && (st.st_mode & 0777) == 0600);
+}
+
+/* The file name a message must have, rebuilt from its slot. */
+static void msg_name(const struct sink_msg *m, char *buf, size_t len)
+{
+	snprintf(buf, len, "%u.M%uP%uQ%u.my\\057host\\072name", (unsigned)m->sec,
+		 (unsigned)m->usec, (unsigned)getpid(), (unsigned)m->seq);
+}
+
+/* Messages in every new/ of the spool. */
+static int total_new(void)
+{
+	static const char *const boxes[] = { "alice@example.org", "robert", "carol", "dave" };
+	int n = 0;
+
+	for (int i = 0; i < 4; i++) {
+		char rel[128];
+		int c;
+
+		snprintf(rel, sizeof(rel), "%s/new", boxes[i]);
+		c = count(rel, NULL, 0);
+		n += c > 0 ? c : 0;
+	}
+	return n;
+}
+
+static void test_three(void)
+{
+	static const char *const boxes[] = { "alice@example.org", "robert", "carol" };
+	char p[512], got[4096], want[4096], name[300], qid[QUEUE_ID_MAX], qid1[QUEUE_ID_MAX];
+	char date[64];
+	uint32_t ids[4];
+	struct sink_envelope env;
+	struct sink_msg m;
+	struct stat st;
+	ino_t ino = 0;
+	int before = count("alice@example.org/new", NULL, 0);
+
+	ids[0] = id_of("alice@example.org");
+	ids[1] = id_of("bob@example.org");
+	ids[2] = id_of("carol@example.org");
+	ids[3] = id_of("robert@example.org"); /* same mailbox as bob: linked once */
+	CHECK(ids[1] == ids[3]);
+	base_env(&env, ids, 4);
+	env.protocol = "ESMTPS";
+	env.sender = "";
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	maildir_write(&m, body, sizeof(body) - 1);
+	CHECK(maildir_commit(md, &m, &env) == 0);
+	CHECK(count("tmp", NULL, 0) == 0);
+	CHECK(count("alice@example.org/new", NULL, 0) == before + 1);
+	CHECK(count("robert/new", NULL, 0) == 1);
+	CHECK(count("carol/new", NULL, 0) == 1);
+	CHECK(qid_ok(qid));
+
+	msg_name(&m, name, sizeof(name));
+	expected_date(m.sec, date, sizeof(date));
+	snprintf(want, sizeof(want),
+		 "Return-Path: <>\n"
+		 "Received: from helo.remote.example ([192.0.2.1])\n"
+		 "\tby mx.example.org with ESMTPS id %s; %s\n"
+		 "%s",
+		 qid, date, body);
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s/new/%s", spool, boxes[i], name);
+		CHECK(stat(p, &st) == 0);
+		CHECK(st.st_nlink == 3); /* tmp/ link gone, one per mailbox */
+		if (i == 0)
+			ino = st.st_ino;
+		CHECK(st.st_ino == ino);
+		slurp(p, got, sizeof(got));
+		CHECK_STR(got, want);
+	}
+	CHECK(strstr(want, "for <") == NULL);
+
+	/* the next message gets another name and queue id */
+	memcpy(qid1, qid, sizeof(qid));
+	base_env(&env, ids, 1);
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	CHECK(strcmp(qid, qid1) != 0);
+	maildir_abort(md, &m);
+}
+
+static void test_abort(void)
+{
+	uint32_t ids[1] = { id_of("carol@example.org") };
+	struct sink_envelope env;
+	struct sink_msg m;
+	char qid[QUEUE_ID_MAX];
+	int before = total_new();
+
+	base_env(&env, ids, 1);
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	maildir_write(&m, body, sizeof(body) - 1);
+	CHECK(count("tmp", NULL, 0) == 1);
+	maildir_abort(md, &m);
+	CHECK(m.fd == -1);
+	CHECK(count("tmp", NULL, 0) == 0);
+	CHECK(total_new() == before);
+	maildir_abort(md, &m); /* harmless twice */
+	CHECK(maildir_commit(md, &m, &env) == -1); /* nothing open */
+	CHECK(total_new() == before);
+}
+
+static void test_write_error(void)
+{
+	uint32_t ids[2] = { id_of("alice@example.org"), id_of("carol@example.org") };
+	struct sink_envelope env;
+	struct sink_msg m;
+	char qid[QUEUE_ID_MAX];
+	int before = total_new(), ro;
+	uint64_t size;
+
+	base_env(&env, ids, 2);
+
+	/* a sticky error set by hand */
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	maildir_write(&m, body, sizeof(body) - 1);
+	m.error = EIO;
+	errno = 0;
+	CHECK(maildir_commit(md, &m, &env) == -1);
+	CHECK(errno == EIO);
+	CHECK(m.fd == -1);
+	CHECK(count("tmp", NULL, 0) == 0);
+	CHECK(total_new() == before);
+
+	/* a real failing write(): the fd now refers to a read-only file */
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	maildir_write(&m, "ok\n", 3);
+	ro = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	CHECK(ro >= 0 && dup2(ro, m.fd) == m.fd);
+	close(ro);
+	size = m.size;
+	maildir_write(&m, body, sizeof(body) - 1);
+	CHECK(m.error == EBADF);
+	CHECK(m.size == size);
+	maildir_write(&m, body, sizeof(body) - 1); /* stopped: still the first error */
+	CHECK(m.error == EBADF);
+	CHECK(maildir_commit(md, &m, &env) == -1);
+	CHECK(count("tmp", NULL, 0) == 0);
+	CHECK(total_new() == before);
+}
+
+static void test_link_failure(void)
+{
+	uint32_t ids[3] = { id_of("alice@example.org"), id_of("bob@example.org"),
+			    id_of("dave@example.org") };
+	struct sink_envelope env;
+	struct sink_msg m;
+	char qid[QUEUE_ID_MAX], p[512];
+	int alice = count("alice@example.org/new", NULL, 0);
+	int robert = count("robert/new", NULL, 0);
+
+	/* dave's new/ is a regular file: the third mailbox fails */
+	mkdir_rel("dave");
+	touch("dave/new");
+	base_env(&env, ids, 3);
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	maildir_write(&m, body, sizeof(body) - 1);
+	CHECK(maildir_commit(md, &m, &env) == -1);
+	CHECK(count("alice@example.org/new", NULL, 0) == alice);
+	CHECK(count("robert/new", NULL, 0) == robert);
+	CHECK(count("tmp", NULL, 0) == 0);
+
+	/* a mailbox id the table does not know, after two good ones */
+	ids[2] = 9999;
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	CHECK(maildir_commit(md, &m, &env) == -1);
+	CHECK(count("alice@example.org/new", NULL, 0) == alice);
+	CHECK(count("robert/new", NULL, 0) == robert);
+	CHECK(count("tmp", NULL, 0) == 0);
+
+	/* once dave's new/ is repaired the same delivery works */
+	path_of(p, sizeof(p), "dave/new");
+	CHECK(unlink(p) == 0);
+	ids[2] = id_of("dave@example.org");
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	CHECK(maildir_commit(md, &m, &env) == 0);
+	CHECK(count("alice@example.org/new", NULL, 0) == alice + 1);
+	CHECK(count("robert/new", NULL, 0) == robert + 1);
+	CHECK(count("dave/new", NULL, 0) == 1);
+	CHECK(count("dave/cur", NULL, 0) == 0);
+}
+
+static void test_bad_envelope(void)
+{
+	char long_helo[400], qid[QUEUE_ID_MAX];
+	uint32_t ids[1] = { id_of("alice@example.org") };
+	struct sink_envelope env;
+	struct sink_msg m;
+
+	base_env(&env, ids, 1);
+	env.sender = "evil@x\nX-Injected: yes";
+	CHECK(maildir_begin(md, &m, &env, qid) == -1);
+	CHECK(errno == EINVAL && m.fd == -1);
+	base_env(&env, ids, 1);
+	memset(long_helo, 'h', sizeof(long_helo) - 1);
+	long_helo[sizeof(long_helo) - 1] = '\0';
+	env.helo = long_helo;
+	CHECK(maildir_begin(md, &m, &env, qid) == -1);
+	long_helo[255] = '\0'; /* the longest allowed */
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	maildir_abort(md, &m);
+	base_env(&env, ids, 1);
+	env.peer_ip = NULL;
+	CHECK(maildir_begin(md, &m, &env, qid) == -1);
+	CHECK(count("tmp", NULL, 0) == 0);
+
+	/* no mailbox at all is a failure, not a silent drop */
+	base_env(&env, ids, 0);
+	CHECK(maildir_begin(md, &m, &env, qid) == 0);
+	CHECK(maildir_commit(md, &m, &env) == -1);
+	CHECK(count("tmp", NULL, 0) == 0);
+}
+
+int main(void)
+{
+	static const char rfile[] = "alice@example.org\n"
+				    "bob@example.org robert\n"
+				    "robert@example.org robert\n"
+				    "carol@example.org carol\n"
+				    "dave@example.org dave\n";
+	char p[256], err[512];
+	FILE *f;
+
+	snprintf(base, sizeof(base), "/tmp/test_maildir.XXXXXX");
+	if (!mkdtemp(base)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	snprintf(spool, sizeof(spool), "%s/var/spool/tarpitd", base);
+	snprintf(p, sizeof(p), "%s/recipients", base);
+	f = fopen(p, "w");
+	if (!f || fputs(rfile, f) < 0 || fclose(f) != 0)
+		return 2;
+	rc = recipients_load(p, err, sizeof(err));
+	if (!rc) {
+		fprintf(stderr, "%s\n", err);
+		return 2;
+	}
+	test_open();
+	test_one();
+	test_three();
+	test_abort();
+	test_write_error();
+	test_link_failure();
+	test_bad_envelope();
+	maildir_close(md);
+	recipients_unref(rc);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", base);
+	}
+	return check_summary("maildir");
+}

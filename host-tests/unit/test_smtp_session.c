@@ -1,0 +1,254 @@
+/* The pure session machine: command in, reply id and flags out. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+#include "recipients.h"
+#include "smtp_session.h"
+
+static struct connector_conf cf;
+static struct smtp_env env;
+static struct smtp_session s;
+static struct smtp_envelope *envelope;
+static struct smtp_reply out[2];
+static unsigned nout;
+
+static void fresh(void)
+{
+	memset(envelope, 0, sizeof *envelope + 200 * sizeof(uint32_t));
+	smtp_session_init(&s, envelope, 200);
+}
+
+static int say(const char *line)
+{
+	nout = smtp_session_line(&s, &env, line, strlen(line), false, out);
+	return nout ? reply_code((enum reply_id)out[0].id) : 0;
+}
+
+static enum reply_id id(void)
+{
+	return (enum reply_id)out[0].id;
+}
+
+static void hello(void)
+{
+	fresh();
+	CHECK(say("EHLO client.example") == 250);
+}
+
+static void transaction(void)
+{
+	hello();
+	CHECK(say("MAIL FROM:<s@example.com>") == 250);
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/tarpitd-session-XXXXXX", path[256], err[512];
+	FILE *f;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof path, "%s/rcpts", dir);
+	f = fopen(path, "w");
+	fputs("alice@example.org\nbob@example.org robert\n@example.net catchall\n", f);
+	fclose(f);
+	env.rcpts = recipients_load(path, err, sizeof err);
+	CHECK(env.rcpts != NULL);
+	if (!env.rcpts) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	env.conn = &cf;
+	cf.tarpit_interval = 5;
+	cf.tarpit_all_after_unknown = true;
+	cf.max_message_size = 1000;
+	cf.max_recipients_per_message = 3;
+	cf.max_protocol_errors = 0;
+	cf.max_unknown_recipients = 2;
+	envelope = calloc(1, sizeof *envelope + 200 * sizeof(uint32_t));
+
+	/* Sequencing. */
+	fresh();
+	CHECK(say("MAIL FROM:<a@b.c>") == 503 && id() == R_503_SEQ_HELO);
+	CHECK(say("EHLO") == 501 && id() == R_501_HELO);
+	CHECK(say("EHLO   ") == 501);
+	CHECK(say("HELO x") == 250 && id() == R_HELO);
+	CHECK_STR(smtp_session_protocol(&s), "SMTP");
+	CHECK(say("RCPT TO:<alice@example.org>") == 503 && id() == R_503_SEQ_MAIL);
+	CHECK(say("DATA") == 503);
+	CHECK(say("ehlo x") == 250 && id() == R_EHLO);
+	CHECK_STR(smtp_session_protocol(&s), "ESMTP");
+	CHECK(say("MAIL FROM:<>") == 250);
+	CHECK(say("MAIL FROM:<>") == 503 && id() == R_503_SEQ_NESTED);
+	CHECK(say("DATA") == 554 && id() == R_554_NORCPT);
+	CHECK(say("RSET") == 250);
+	CHECK(say("RSET x") == 501);
+
+	/* 5xx replies are tarpitted, 2xx/4xx are not. */
+	hello();
+	CHECK(say("FOO") == 500 && (out[0].flags & RF_TARPIT));
+	CHECK(say("NOOP") == 250 && !(out[0].flags & RF_TARPIT));
+	cf.tarpit_interval = 0;
+	CHECK(say("FOO") == 500 && !(out[0].flags & RF_TARPIT));
+	cf.tarpit_interval = 5;
+
+	/* The HELO text is neutered for the Received: line. */
+	fresh();
+	CHECK(say("HELO a b;c<d>[1.2.3.4]:_-.") == 250);
+	CHECK_STR(s.helo, "a?b?c?d?[1.2.3.4]:_-.");
+	{
+		char longhelo[300] = "HELO ";
+		memset(longhelo + 5, 'a', 256);
+		CHECK(say(longhelo) == 501);
+	}
+
+	/* MAIL syntax and parameters. */
+	const struct {
+		const char *line;
+		int code;
+	} mails[] = {
+		{"MAIL FROM:<a@b.c>", 250},
+		{"MAIL FROM: <a@b.c>", 250},
+		{"MAIL FROM:a@b.c", 250},
+		{"mail from:<a@b.c> SIZE=1000", 250},
+		{"MAIL FROM:<a@b.c> SIZE=1001", 552},
+		{"MAIL FROM:<a@b.c> SIZE=99999999999999999999999", 552},
+		{"MAIL FROM:<a@b.c> SIZE=", 555},
+		{"MAIL FROM:<a@b.c> SIZE=1x", 555},
+		{"MAIL FROM:<a@b.c> BODY=8BITMIME", 250},
+		{"MAIL FROM:<a@b.c> BODY=BINARYMIME", 555},
+		{"MAIL FROM:<a@b.c> SMTPUTF8", 555},
+		{"MAIL FROM:<a@b.c> FOO=bar", 555},
+		{"MAIL FROM:<@relay.example,@r2.example:a@b.c>", 250},
+		{"MAIL FROM:<\"john doe\"@b.c>", 250},
+		{"MAIL FROM:<a@[192.0.2.1]>", 250},
+		{"MAIL FROM:<a@[IPv6:2001:db8::1]>", 250},
+		{"MAIL FROM:<a@[300.0.2.1]>", 501},
+		{"MAIL FROM:<a@b.c", 501},
+		{"MAIL FROM:<a b@c.d>", 501},
+		{"MAIL FROM:<a@>", 501},
+		{"MAIL FROM:<a@b..c>", 501},
+		{"MAIL FROM:<nodomain>", 501},
+		{"MAIL FROM:", 501},
+		{"MAIL TO:<a@b.c>", 501},
+		{"MAIL FROM:<a@b.c>x", 501},
+	};
+	for (size_t i = 0; i < sizeof mails / sizeof mails[0]; i++) {
+		hello();
+		int code = say(mails[i].line);
+		if (code != mails[i].code)
+			fprintf(stderr, "MAIL case %zu: %s -> %d\n", i, mails[i].line, code);
+		CHECK(code == mails[i].code);
+	}
+	/* Length limits: local part 64, domain 255, path 256. */
+	{
+		char line[600], local[80], dom[300];
+		memset(local, 'l', 64);
+		local[64] = 0;
+		hello();
+		snprintf(line, sizeof line, "MAIL FROM:<%s@b.c>", local);
+		CHECK(say(line) == 250);
+		local[64] = 'l';
+		local[65] = 0;
+		hello();
+		snprintf(line, sizeof line, "MAIL FROM:<%s@b.c>", local);
+		CHECK(say(line) == 501);
+		/* 4 labels of 63 + dots = 255 octets of domain, path too long. */
+		memset(dom, 'd', 255);
+		dom[63] = dom[127] = dom[191] = '.';
+		dom[255] = 0;
+		hello();
+		snprintf(line, sizeof line, "MAIL FROM:<a@%s>", dom);
+		CHECK(say(line) == 501);
+		/* a path of exactly 256 octets: <a@ + 252 + > */
+		dom[252] = 0;
+		hello();
+		snprintf(line, sizeof line, "MAIL FROM:<a@%s>", dom);
+		CHECK(strlen(line) - 10 == 256);
+		CHECK(say(line) == 250);
+	}
+
+	/* RCPT. */
+	transaction();
+	CHECK(say("RCPT TO:<alice@example.org>") == 250 && id() == R_250_RCPT && !(out[0].flags & RF_TARPIT));
+	CHECK(say("RCPT TO:<ALICE@Example.ORG>") == 250);
+	CHECK(s.env->nmbox == 1);
+	CHECK(say("RCPT TO:<x@example.net>") == 250);
+	CHECK(s.env->nmbox == 2);
+	CHECK(say("RCPT TO:<bob@example.org>") == 452 && id() == R_452_RCPTS);
+	CHECK(say("DATA") == 354 && (out[0].flags & RF_DATA));
+	CHECK(s.state == SMTP_DATA_WAIT);
+	CHECK(say("NOOP") == 0); /* no command is read while DATA is pending */
+	smtp_session_data_begin(&s);
+	CHECK(s.state == SMTP_DATA);
+	{
+		struct smtp_reply r = smtp_session_data_end(&s, &env, DATA_STORED);
+		CHECK(r.id == R_250_QUEUED && s.state == SMTP_CMD && !smtp_session_in_transaction(&s));
+	}
+
+	transaction();
+	CHECK(say("RCPT TO:<postmaster>") == 250);
+	CHECK(say("RCPT TO:<PostMaster@example.org>") == 250);
+	CHECK(say("RCPT TO:<postmaster@elsewhere.example>") == 550 && id() == R_550_RELAY);
+	CHECK(say("RCPT TO:<nobody>") == 501 && id() == R_501_RCPT);
+	CHECK(say("RCPT TO:<>") == 501);
+	CHECK(say("RCPT TO:<alice@example.org> NOTIFY=NEVER") == 555);
+	CHECK(say("RCPT TO:<x@foreign.example>") == 550 && id() == R_550_RELAY && (out[0].flags & RF_TARPIT));
+
+	/* Unknown recipients: tarpit everything after, then 421. */
+	transaction();
+	CHECK(say("RCPT TO:<nobody@example.org>") == 550 && id() == R_550_UNKNOWN && (out[0].flags & RF_TARPIT));
+	CHECK(say("RCPT TO:<alice@example.org>") == 250 && (out[0].flags & RF_TARPIT));
+	CHECK(say("NOOP") == 250 && !(out[0].flags & RF_TARPIT));
+	cf.tarpit_all_after_unknown = false;
+	CHECK(say("RCPT TO:<bob@example.org>") == 250 && !(out[0].flags & RF_TARPIT));
+	cf.tarpit_all_after_unknown = true;
+	CHECK(say("RCPT TO:<nobody2@example.org>") == 550 && nout == 1);
+	CHECK(say("RCPT TO:<nobody3@example.org>") == 550 && nout == 2);
+	CHECK(out[1].id == R_421_UNKNOWN && (out[1].flags & RF_CLOSE) && (out[1].flags & RF_TARPIT));
+	CHECK(s.state == SMTP_CLOSING);
+	CHECK(say("NOOP") == 0);
+
+	/* Protocol errors: the fourth (limit 3) adds the closing 421. */
+	cf.max_protocol_errors = 3;
+	hello();
+	CHECK(say("BOGUS") == 500 && nout == 1);
+	CHECK(say("MAIL FROM:<") == 501 && nout == 1);
+	CHECK(say("RCPT TO:<a@b.c>") == 503 && nout == 1);
+	CHECK(say("VRFY x") == 252);
+	CHECK(say("EXPN x") == 502 && nout == 2 && out[1].id == R_421_ERRORS && (out[1].flags & RF_CLOSE));
+
+	/* Bad octets, long lines, closing commands. */
+	cf.max_protocol_errors = 0;
+	hello();
+	CHECK(say("NOOP \x80") == 500 && id() == R_500_BADCHAR);
+	CHECK(say("NOOP a\rb") == 500 && id() == R_500_BADCHAR);
+	nout = smtp_session_line(&s, &env, "NO\0OP", 5, false, out);
+	CHECK(nout == 1 && out[0].id == R_500_BADCHAR);
+	nout = smtp_session_line(&s, &env, "NOOP", 4, true, out);
+	CHECK(nout == 1 && out[0].id == R_500_TOOLONG);
+	CHECK(say("") == 500 && id() == R_500_UNKNOWN);
+	CHECK(say("HELP") == 214);
+	CHECK(say("STARTTLS") == 454);
+	hello();
+	CHECK(say("BDAT 10 LAST") == 502 && id() == R_502_BDAT && (out[0].flags & RF_CLOSE));
+	hello();
+	CHECK(say("GET / HTTP/1.0") == 502 && id() == R_502_HTTP && (out[0].flags & RF_CLOSE));
+	fresh();
+	CHECK(say("CONNECT example.com:25 HTTP/1.1") == 502 && (out[0].flags & RF_CLOSE));
+	fresh();
+	CHECK(say("QUIT") == 221 && (out[0].flags & RF_CLOSE));
+
+	/* A transaction keeps its recipient table; reset drops the reference. */
+	transaction();
+	CHECK(s.env->table == env.rcpts);
+	smtp_session_reset(&s);
+	CHECK(s.env->table == NULL);
+
+	recipients_unref(env.rcpts);
+	free(envelope);
+	unlink(path);
+	rmdir(dir);
+	return check_summary("smtp_session");
+}

@@ -1,0 +1,85 @@
+/* config: the INI file of SPEC §3, parsed with inih.
+ *
+ * Promises: config_load() either fills a complete, validated struct config
+ * (defaults applied, ranges checked, relative paths made relative to the
+ * INI file's directory) or returns -1 with one "FILE:LINE: message" line
+ * per error found. Allocation happens only here (at start and on reload),
+ * never while serving. The value parsers are exported for the CLI and the
+ * fuzzers.
+ */
+#ifndef TARPITD_CONFIG_H
+#define TARPITD_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "iprange.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+#define CONF_MAX_BINDINGS 16
+#define CONF_MAX_RANGES 64
+#define CONF_NAME_MAX 64
+#define CONF_TEXT_MAX 256 /* hostname, fqdn, banner: at most 255 octets */
+
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+struct connector_conf {
+	char name[CONF_NAME_MAX];
+	int line; /* line of the section header, for error messages */
+	bool enabled;
+	struct binding bindings[CONF_MAX_BINDINGS];
+	unsigned nbindings;
+	struct ip_range ranges[CONF_MAX_RANGES];
+	unsigned nranges;
+	char fqdn[CONF_TEXT_MAX];   /* "" = [server] hostname (filled in by load) */
+	char banner[CONF_TEXT_MAX]; /* "" = "<fqdn> ESMTP" (filled in by load) */
+	uint32_t tarpit_interval;   /* seconds, 0..600 */
+	bool tarpit_all_after_unknown;
+	uint64_t max_message_size;  /* bytes */
+	uint32_t max_recipients_per_message;
+	uint32_t max_inbound_connections;
+	uint32_t max_inbound_connections_per_source;
+	uint32_t connection_timeout;            /* seconds */
+	uint32_t connection_inactivity_timeout; /* seconds */
+	uint32_t max_protocol_errors;           /* 0 = no limit */
+	uint32_t max_unknown_recipients;        /* 0 = no limit */
+	uint32_t greeting_delay;                /* seconds */
+	bool pipelining;
+};
+
+struct server_conf {
+	char hostname[CONF_TEXT_MAX];
+	uint32_t max_connections;
+	char recipients[PATH_MAX];
+	char spool[PATH_MAX];
+	char user[64];      /* "" = keep the starting user */
+	char pidfile[PATH_MAX]; /* "" = none */
+	bool log_syslog;
+	enum log_level log_level;
+};
+
+struct config {
+	char path[PATH_MAX];
+	struct server_conf server;
+	struct connector_conf *connectors; /* malloc'd array */
+	unsigned nconnectors;
+};
+
+/* 0 ok; -1 with errors in err (lines joined by '\n', NUL-terminated,
+ * truncated to errlen). On error *c holds nothing to free. */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+void config_free(struct config *c);
+
+/* Value parsers: 0 ok, -1 invalid. */
+int parse_timespan(const char *s, uint32_t *seconds); /* [d.]hh:mm:ss */
+size_t format_timespan(uint32_t seconds, char *buf, size_t len); /* hh:mm:ss or d.hh:mm:ss */
+int parse_size(const char *s, uint64_t *bytes);     /* 1048576, 10MB, 512 KB */
+int parse_bool(const char *s, bool *v);            /* yes/no true/false on/off 1/0 */
+int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *v);
+
+#endif

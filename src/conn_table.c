@@ -1,0 +1,124 @@
+#include "conn_table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct conn_table *conn_table_new(uint32_t max_connections, uint16_t max_rcpt)
+{
+	struct conn_table *t = calloc(1, sizeof *t);
+	uint32_t nsrc = 2;
+
+	if (!t)
+		return NULL;
+	while (nsrc < max_connections * 2u && nsrc < (1u << 30))
+		nsrc <<= 1;
+	t->size = max_connections;
+	t->max_rcpt = max_rcpt;
+	t->envelope_size = (sizeof(struct smtp_envelope) + (size_t)max_rcpt * sizeof(uint32_t) + 63) & ~(size_t)63;
+	/* calloc of large blocks maps fresh zero pages: untouched slots cost
+	 * address space, not RAM. */
+	t->slots = calloc(max_connections, sizeof *t->slots);
+	t->free_stack = calloc(max_connections, sizeof *t->free_stack);
+	t->envelopes = calloc(max_connections, t->envelope_size);
+	t->src = calloc(nsrc, sizeof *t->src);
+	t->src_mask = nsrc - 1;
+	if (!t->slots || !t->free_stack || !t->envelopes || !t->src) {
+		conn_table_free(t);
+		return NULL;
+	}
+	/* Lowest index on top, so a lightly loaded server keeps touching the
+	 * same few pages. */
+	for (uint32_t i = 0; i < max_connections; i++)
+		t->free_stack[i] = max_connections - 1 - i;
+	t->nfree = max_connections;
+	return t;
+}
+
+void conn_table_free(struct conn_table *t)
+{
+	if (!t)
+		return;
+	free(t->slots);
+	free(t->free_stack);
+	free(t->envelopes);
+	free(t->src);
+	free(t);
+}
+
+struct conn *conn_acquire(struct conn_table *t)
+{
+	struct conn *c;
+	uint32_t i;
+
+	if (t->nfree == 0)
+		return NULL;
+	i = t->free_stack[--t->nfree];
+	c = &t->slots[i];
+	memset(c, 0, offsetof(struct conn, s));
+	c->fd = -1;
+	c->msg.fd = -1;
+	tw_node_init(&c->timer);
+	smtp_session_init(&c->s, (struct smtp_envelope *)(void *)(t->envelopes + (size_t)i * t->envelope_size),
+			  t->max_rcpt);
+	return c;
+}
+
+void conn_release(struct conn_table *t, struct conn *c)
+{
+	c->fd = -1;
+	t->free_stack[t->nfree++] = conn_index(t, c);
+}
+
+static uint32_t src_hash(const struct ip_addr *a)
+{
+	/* FNV-1a: the table is private and sized at twice the slots, so
+	 * a flood from one address only lengthens its own probe. */
+	uint32_t h = 2166136261u;
+	for (int i = 0; i < 16; i++) {
+		h ^= a->a[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static uint32_t src_find(const struct conn_table *t, const struct ip_addr *addr)
+{
+	uint32_t i = src_hash(addr) & t->src_mask;
+	while (t->src[i].count && memcmp(&t->src[i].addr, addr, sizeof *addr) != 0)
+		i = (i + 1) & t->src_mask;
+	return i;
+}
+
+uint32_t src_count_inc(struct conn_table *t, const struct ip_addr *addr)
+{
+	uint32_t i = src_find(t, addr);
+	if (t->src[i].count == 0)
+		t->src[i].addr = *addr;
+	return ++t->src[i].count;
+}
+
+uint32_t src_count_get(const struct conn_table *t, const struct ip_addr *addr)
+{
+	return t->src[src_find(t, addr)].count;
+}
+
+void src_count_dec(struct conn_table *t, const struct ip_addr *addr)
+{
+	uint32_t i = src_find(t, addr), j;
+	if (t->src[i].count == 0 || --t->src[i].count > 0)
+		return;
+	/* Backward-shift deletion keeps every probe chain unbroken. */
+	j = i;
+	for (;;) {
+		uint32_t home;
+		j = (j + 1) & t->src_mask;
+		if (t->src[j].count == 0)
+			break;
+		home = src_hash(&t->src[j].addr) & t->src_mask;
+		if (((j - home) & t->src_mask) >= ((j - i) & t->src_mask)) {
+			t->src[i] = t->src[j];
+			i = j;
+		}
+	}
+	t->src[i].count = 0;
+}

@@ -1,0 +1,490 @@
+/* maildir: the durable message sink of SPEC §5.
+ *
+ * The slot keeps only (sec, usec, seq); the file name is rebuilt from them
+ * plus the pid and host, so no name is stored per message. Every step
+ * works relative to directory fds opened once, so a renamed or replaced
+ * spool path cannot redirect a half-done delivery.
+ */
+#include "maildir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "recipients.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+/* A Maildir name is "<sec>.M<usec>P<pid>Q<seq>.<host>": at most 41 octets
+ * before the host, so capping the escaped host keeps it under NAME_MAX. */
+#define HOST_MAX 128
+#define NAME_BUF 256
+#define SENDER_MAX 256
+#define HELO_MAX 255
+#define FQDN_MAX 255
+#define IP_MAX 63
+#define PROTO_MAX 15
+#define RCPT_MAX 320
+#define DATE_MAX 32
+#define HEADER_BUF                                                                   \
+	(sizeof("Return-Path: <>\n") + SENDER_MAX + sizeof("Received: from  ([])\n") + \
+	 HELO_MAX + IP_MAX + sizeof("\tby  with  id ") + FQDN_MAX + PROTO_MAX +        \
+	 QUEUE_ID_MAX + sizeof("\n\tfor <>") + RCPT_MAX + sizeof("; \n") + DATE_MAX)
+
+struct maildir {
+	int spool_fd;
+	int tmp_fd;
+	uint32_t pid;
+	char host[HOST_MAX + 1];
+};
+
+/* Per process, as the Maildir convention wants; shared by every maildir
+ * opened so a reopen on reload cannot repeat a name. */
+static uint32_t seq_counter;
+
+static void set_err(char *err, size_t errlen, const char *spool, const char *what)
+{
+	if (err && errlen)
+		snprintf(err, errlen, "%s: %s: %s", spool, what, strerror(errno));
+}
+
+/* mkdir -p: the last component gets 0700 (it holds mail), the parents the
+ * usual 0755 so a spool under a fresh /var/spool still works. */
+static int make_path(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(buf)) {
+		errno = len ? ENAMETOOLONG : ENOENT;
+		return -1;
+	}
+	memcpy(buf, path, len + 1);
+	while (len > 1 && buf[len - 1] == '/')
+		buf[--len] = '\0';
+	for (size_t i = 1; i < len; i++) {
+		if (buf[i] != '/')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -1;
+		buf[i] = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static int remove_leftovers(int tmp_fd)
+{
+	int fd = dup(tmp_fd);
+	DIR *d;
+	struct dirent *e;
+	struct stat st;
+
+	if (fd < 0)
+		return -1;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -1;
+	}
+	errno = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (fstatat(tmp_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			unlinkat(tmp_fd, e->d_name, 0);
+		errno = 0;
+	}
+	closedir(d);
+	return errno ? -1 : 0;
+}
+
+/* The Maildir rule escapes '/' and ':' as \057 and \072; anything else a
+ * file name or a shell would trip on is escaped the same way. */
+static void copy_host(char *dst, const char *src)
+{
+	size_t n = 0;
+
+	for (; *src; src++) {
+		unsigned char c = (unsigned char)*src;
+
+		if (c > 0x20 && c < 0x7f && c != '/' && c != ':' && c != '\\') {
+			if (n + 1 > HOST_MAX)
+				break;
+			dst[n++] = (char)c;
+		} else {
+			if (n + 4 > HOST_MAX)
+				break;
+			dst[n++] = '\\';
+			dst[n++] = (char)('0' + (c >> 6));
+			dst[n++] = (char)('0' + ((c >> 3) & 7));
+			dst[n++] = (char)('0' + (c & 7));
+		}
+	}
+	if (n == 0)
+		memcpy(dst, "localhost", (n = 9));
+	dst[n] = '\0';
+}
+
+struct maildir *maildir_open(const char *spool, const char *hostname,
+			     char *err, size_t errlen)
+{
+	struct maildir *md;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!spool || !hostname) {
+		errno = EINVAL;
+		set_err(err, errlen, spool ? spool : "(null)", "open");
+		return NULL;
+	}
+	md = malloc(sizeof(*md));
+	if (!md) {
+		set_err(err, errlen, spool, "malloc");
+		return NULL;
+	}
+	md->spool_fd = md->tmp_fd = -1;
+	if (make_path(spool) < 0) {
+		set_err(err, errlen, spool, "mkdir");
+		goto fail;
+	}
+	md->spool_fd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (md->spool_fd < 0) {
+		set_err(err, errlen, spool, "open");
+		goto fail;
+	}
+	if (mkdirat(md->spool_fd, "tmp", 0700) < 0 && errno != EEXIST) {
+		set_err(err, errlen, spool, "mkdir tmp");
+		goto fail;
+	}
+	md->tmp_fd = openat(md->spool_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (md->tmp_fd < 0) {
+		set_err(err, errlen, spool, "open tmp");
+		goto fail;
+	}
+	if (remove_leftovers(md->tmp_fd) < 0) {
+		set_err(err, errlen, spool, "clean tmp");
+		goto fail;
+	}
+	md->pid = (uint32_t)getpid();
+	copy_host(md->host, hostname);
+	return md;
+fail:
+	maildir_close(md);
+	return NULL;
+}
+
+void maildir_close(struct maildir *md)
+{
+	if (!md)
+		return;
+	if (md->tmp_fd >= 0)
+		close(md->tmp_fd);
+	if (md->spool_fd >= 0)
+		close(md->spool_fd);
+	free(md);
+}
+
+static int build_name(const struct maildir *md, const struct sink_msg *m, char *buf)
+{
+	int n = snprintf(buf, NAME_BUF, "%" PRIu32 ".M%" PRIu32 "P%" PRIu32 "Q%" PRIu32 ".%s",
+			 m->sec, m->usec, md->pid, m->seq, md->host);
+
+	return n > 0 && n < NAME_BUF ? 0 : -1;
+}
+
+/* RFC 5322 date in UTC; names written here so no locale can change them. */
+static int format_date(uint32_t sec, char *buf, size_t len)
+{
+	static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	time_t t = (time_t)sec;
+	struct tm tm;
+	int n;
+
+	if (!gmtime_r(&t, &tm) || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
+	    tm.tm_mon > 11)
+		return -1;
+	n = snprintf(buf, len, "%s, %d %s %d %02d:%02d:%02d +0000", days[tm.tm_wday],
+		     tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec);
+	return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EIO;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* A header field must fit its share of the buffer and must not carry a
+ * line break or other control octet into the stored message. */
+static bool field_ok(const char *s, size_t max)
+{
+	size_t n;
+
+	if (!s)
+		return false;
+	for (n = 0; s[n]; n++)
+		if (n >= max || (unsigned char)s[n] < 0x20 || s[n] == 0x7f)
+			return false;
+	return true;
+}
+
+int maildir_begin(struct maildir *md, struct sink_msg *m,
+		  const struct sink_envelope *env, char *queue_id)
+{
+	char name[NAME_BUF], hdr[HEADER_BUF], date[DATE_MAX], qid[QUEUE_ID_MAX];
+	struct timespec ts;
+	int n, saved;
+
+	m->fd = -1;
+	m->error = 0;
+	m->size = 0;
+	if (!md || !env || !field_ok(env->sender, SENDER_MAX) || !field_ok(env->helo, HELO_MAX) ||
+	    !field_ok(env->peer_ip, IP_MAX) || !field_ok(env->fqdn, FQDN_MAX) ||
+	    !field_ok(env->protocol, PROTO_MAX) ||
+	    (env->single_rcpt && !field_ok(env->single_rcpt, RCPT_MAX))) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+		return -1;
+	m->sec = (uint32_t)ts.tv_sec;
+	m->usec = (uint32_t)(ts.tv_nsec / 1000);
+	/* A name can only repeat if the clock stepped back within this
+	 * process; the next sequence number then gives a fresh one. */
+	for (int tries = 0; m->fd < 0; tries++) {
+		m->seq = ++seq_counter;
+		if (build_name(md, m, name) < 0) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		m->fd = openat(md->tmp_fd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		if (m->fd < 0 && (errno != EEXIST || tries >= 8))
+			return -1;
+	}
+	snprintf(qid, sizeof(qid), "%08" PRIX32 "%05" PRIX32 "%" PRIX32, m->sec, m->usec, m->seq);
+	if (format_date(m->sec, date, sizeof(date)) < 0) {
+		errno = EOVERFLOW;
+		goto fail;
+	}
+	n = snprintf(hdr, sizeof(hdr),
+		     "Return-Path: <%s>\n"
+		     "Received: from %s ([%s])\n"
+		     "\tby %s with %s id %s%s%s%s; %s\n",
+		     env->sender, env->helo, env->peer_ip, env->fqdn, env->protocol, qid,
+		     env->single_rcpt ? "\n\tfor <" : "", env->single_rcpt ? env->single_rcpt : "",
+		     env->single_rcpt ? ">" : "", date);
+	if (n < 0 || (size_t)n >= sizeof(hdr)) {
+		errno = EOVERFLOW;
+		goto fail;
+	}
+	if (write_all(m->fd, hdr, (size_t)n) < 0)
+		goto fail;
+	m->size = (uint64_t)n;
+	if (queue_id)
+		memcpy(queue_id, qid, sizeof(qid));
+	return 0;
+fail:
+	saved = errno;
+	close(m->fd);
+	unlinkat(md->tmp_fd, name, 0);
+	m->fd = -1;
+	errno = saved;
+	return -1;
+}
+
+void maildir_write(struct sink_msg *m, const char *buf, size_t len)
+{
+	if (m->fd < 0 || m->error)
+		return;
+	if (write_all(m->fd, buf, len) < 0) {
+		m->error = errno ? errno : EIO;
+		return;
+	}
+	m->size += len;
+}
+
+static int ensure_dir(int dirfd, const char *name, bool *created)
+{
+	if (mkdirat(dirfd, name, 0700) == 0) {
+		*created = true;
+		return 0;
+	}
+	return errno == EEXIST ? 0 : -1;
+}
+
+/* Links tmp/<name> into <mailbox>/new/ and makes that durable. *linked
+ * tells the caller whether a link exists to take back on failure. */
+static int deliver_one(const struct maildir *md, const char *mbox, const char *name,
+		       bool *linked)
+{
+	bool created = false;
+	int mfd = -1, nfd = -1, rc = -1, saved;
+
+	*linked = false;
+	if (ensure_dir(md->spool_fd, mbox, &created) < 0)
+		return -1;
+	if (created && fsync(md->spool_fd) < 0)
+		return -1;
+	mfd = openat(md->spool_fd, mbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (mfd < 0)
+		return -1;
+	created = false;
+	if (ensure_dir(mfd, "tmp", &created) < 0 || ensure_dir(mfd, "new", &created) < 0 ||
+	    ensure_dir(mfd, "cur", &created) < 0)
+		goto out;
+	if (created && fsync(mfd) < 0)
+		goto out;
+	nfd = openat(mfd, "new", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (nfd < 0)
+		goto out;
+	if (linkat(md->tmp_fd, name, nfd, name, 0) < 0)
+		goto out;
+	*linked = true;
+	if (fsync(nfd) < 0)
+		goto out;
+	rc = 0;
+out:
+	saved = errno;
+	if (nfd >= 0)
+		close(nfd);
+	close(mfd);
+	errno = saved;
+	return rc;
+}
+
+/* Best effort: the message was never acknowledged, so a link that
+ * survives a crash here is a duplicate, never a loss. */
+static void undeliver_one(const struct maildir *md, const char *mbox, const char *name)
+{
+	char path[NAME_BUF + 8];
+	int nfd;
+
+	if (snprintf(path, sizeof(path), "%s/new", mbox) >= (int)sizeof(path))
+		return;
+	nfd = openat(md->spool_fd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (nfd < 0)
+		return;
+	if (unlinkat(nfd, name, 0) == 0)
+		fsync(nfd);
+	close(nfd);
+}
+
+static bool seen_before(const struct sink_envelope *env, unsigned i)
+{
+	for (unsigned j = 0; j < i; j++)
+		if (env->mailboxes[j] == env->mailboxes[i])
+			return true;
+	return false;
+}
+
+int maildir_commit(struct maildir *md, struct sink_msg *m,
+		   const struct sink_envelope *env)
+{
+	char name[NAME_BUF];
+	unsigned i = 0;
+	int fd, saved;
+	bool linked = false;
+
+	if (!md || m->fd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	if (build_name(md, m, name) < 0) {
+		name[0] = '\0'; /* a cut name must never be unlinked */
+		errno = ENAMETOOLONG;
+		goto fail;
+	}
+	if (m->error) {
+		errno = m->error;
+		goto fail;
+	}
+	if (!env || !env->rcpts || !env->mailboxes || env->nmailboxes == 0) {
+		errno = EINVAL;
+		goto fail;
+	}
+	if (fsync(m->fd) < 0)
+		goto fail;
+	fd = m->fd;
+	m->fd = -1;
+	/* Linux closes the fd even when close() reports EINTR. */
+	if (close(fd) < 0 && errno != EINTR)
+		goto fail;
+	for (i = 0; i < env->nmailboxes; i++) {
+		const char *mbox;
+
+		linked = false;
+		if (seen_before(env, i))
+			continue;
+		mbox = recipients_mailbox(env->rcpts, env->mailboxes[i]);
+		if (!mbox) {
+			errno = EINVAL;
+			goto fail;
+		}
+		if (deliver_one(md, mbox, name, &linked) < 0)
+			goto fail;
+	}
+	unlinkat(md->tmp_fd, name, 0);
+	return 0;
+fail:
+	saved = errno;
+	if (m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	/* Mailbox i holds a link only when deliver_one() got that far. */
+	if (env && env->mailboxes && env->rcpts) {
+		for (unsigned j = 0; j < i + (linked ? 1u : 0u) && j < env->nmailboxes; j++) {
+			const char *mbox = recipients_mailbox(env->rcpts, env->mailboxes[j]);
+
+			if (mbox && !seen_before(env, j))
+				undeliver_one(md, mbox, name);
+		}
+	}
+	if (name[0])
+		unlinkat(md->tmp_fd, name, 0);
+	errno = saved;
+	return -1;
+}
+
+void maildir_abort(struct maildir *md, struct sink_msg *m)
+{
+	char name[NAME_BUF];
+	int saved = errno;
+
+	if (m->fd < 0)
+		return;
+	close(m->fd);
+	m->fd = -1;
+	if (md && build_name(md, m, name) == 0)
+		unlinkat(md->tmp_fd, name, 0);
+	errno = saved;
+}

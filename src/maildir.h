@@ -1,0 +1,64 @@
+/* maildir: the durable message sink of SPEC §5.
+ *
+ * Promises: a message streams to one file in <spool>/tmp/ (never whole in
+ * memory); commit fsyncs it, hard-links it into <spool>/<mailbox>/new/ for
+ * every mailbox, fsyncs each new/ directory and only then reports success,
+ * so a crash at any point leaves either no link or a complete file. On a
+ * failure part-way the links already made are removed. Nothing here
+ * allocates after maildir_open(). The functions block on the disk: they
+ * are called from the loop, one message at a time.
+ *
+ * The same begin/write/commit/abort shape will serve a store-and-forward
+ * relay sink, so the server only sees `struct sink_msg` and these calls.
+ */
+#ifndef TARPITD_MAILDIR_H
+#define TARPITD_MAILDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct recipients;
+struct maildir;
+
+#define QUEUE_ID_MAX 24 /* including NUL */
+
+/* Per-message state, kept in the connection slot: small on purpose. */
+struct sink_msg {
+	int fd;          /* -1 when no message is open */
+	int error;       /* sticky errno of a failed write, 0 if none */
+	uint32_t sec, usec, seq; /* the unique name is derived from these */
+	uint64_t size;   /* octets written, headers included */
+};
+
+struct sink_envelope {
+	const char *sender;      /* without brackets; "" for the null sender */
+	const char *helo;        /* already neutered for the Received: line */
+	const char *peer_ip;     /* textual, e.g. "192.0.2.1" or "2001:db8::1" */
+	const char *fqdn;        /* our name for the Received: line */
+	const char *protocol;    /* "ESMTP", "SMTP", "ESMTPS", "ESMTPA", "ESMTPSA" */
+	const char *single_rcpt; /* the recipient when there is exactly one, else NULL */
+	const struct recipients *rcpts; /* resolves the mailbox ids */
+	const uint32_t *mailboxes; /* distinct mailbox ids */
+	unsigned nmailboxes;
+};
+
+/* Creates <spool> and <spool>/tmp if missing and removes leftovers in
+ * <spool>/tmp. NULL with a message in err on failure. */
+struct maildir *maildir_open(const char *spool, const char *hostname,
+			     char *err, size_t errlen);
+void maildir_close(struct maildir *md);
+
+/* Opens the tmp file and writes Return-Path: and Received:. Fills
+ * queue_id (QUEUE_ID_MAX). 0 ok, -1 (errno set, nothing left behind). */
+int maildir_begin(struct maildir *md, struct sink_msg *m,
+		  const struct sink_envelope *env, char *queue_id);
+/* Appends message octets (already LF-terminated and dot-unstuffed). A
+ * failure is remembered in m->error and reported by commit. */
+void maildir_write(struct sink_msg *m, const char *buf, size_t len);
+/* 0: durable in every mailbox; -1: nothing delivered, tmp file removed. */
+int maildir_commit(struct maildir *md, struct sink_msg *m,
+		   const struct sink_envelope *env);
+/* Drops the message (oversized, bad line endings, client gone). */
+void maildir_abort(struct maildir *md, struct sink_msg *m);
+
+#endif

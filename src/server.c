@@ -1,0 +1,1091 @@
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn_table.h"
+#include "log.h"
+#include "loop.h"
+#include "maildir.h"
+#include "recipients.h"
+#include "smtp_data.h"
+#include "smtp_reply.h"
+#include "smtp_session.h"
+#include "timer_wheel.h"
+
+#define MAX_LISTENERS CONF_MAX_BINDINGS
+#define TAG_LISTENER 0x80000000u
+#define TAG_SIGNAL 0x40000000u
+#define ACCEPT_BATCH 64
+#define LINGER_MS 2000   /* lingering close: let the last reply reach the client */
+#define TICK_MS 1000     /* housekeeping: recipient file check, accept resume */
+
+enum conn_phase {
+	P_GREETING, /* waiting for greeting_delay; talking now is an offence */
+	P_ACTIVE,
+	P_LINGER,   /* final reply sent, write side shut: discard input until EOF */
+};
+
+enum {
+	CF_EOF = 1u,   /* the client closed its side */
+	CF_SKIP = 2u,  /* discarding the rest of an over-long line */
+	CF_WANTW = 4u, /* the socket refused output: wait for writability */
+	CF_TOOBIG = 8u, /* message data exceeded max_message_size */
+};
+
+struct connector {
+	const struct connector_conf *cf;
+	uint32_t current;
+	struct stats st;
+};
+
+struct listener {
+	int fd;
+	struct binding b;
+};
+
+static struct server {
+	struct config cfg;
+	struct loop *loop;
+	struct timer_wheel wheel;
+	struct conn_table *tab;
+	struct recipients *rcpts;
+	struct timespec rcpts_failed_mtime; /* don't retry a bad file every tick */
+	struct maildir *md;
+	struct connector *connectors;
+	unsigned nconnectors;
+	struct listener listeners[MAX_LISTENERS];
+	unsigned nlisteners;
+	struct stats st;
+	uint64_t now;
+	uint64_t accept_paused_until;
+	uint32_t next_id;
+	int sigpipe[2];
+	int reserve_fd;
+	struct tw_node tick;
+} S;
+
+static volatile sig_atomic_t sig_term, sig_hup, sig_usr1;
+
+/* Scratch buffers shared by all connections: only one is served at a time. */
+static char rbuf[16384];
+static char dbuf[sizeof rbuf + 1];
+static char wbuf[OUTQ_MAX * REPLY_MAX];
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t tarpit_ms(const struct conn *c)
+{
+	return (uint64_t)c->connector->cf->tarpit_interval * 1000u;
+}
+
+static void stat_add(struct conn *c, size_t off)
+{
+	(*(uint64_t *)(void *)((char *)&S.st + off))++;
+	if (c && c->connector)
+		(*(uint64_t *)(void *)((char *)&c->connector->st + off))++;
+}
+#define STAT(c, field) stat_add((c), offsetof(struct stats, field))
+
+static struct smtp_reply *outq_at(struct conn *c, unsigned k)
+{
+	return &c->outq[(c->outq_head + k) % OUTQ_MAX];
+}
+
+static void outq_push(struct conn *c, struct smtp_reply r)
+{
+	/* Callers stop feeding input before the queue can overflow; this
+	 * guard only keeps a bug from becoming memory corruption. */
+	if (c->outq_len >= OUTQ_MAX)
+		return;
+	if (c->outq_len == 0)
+		c->head_base = S.now;
+	*outq_at(c, c->outq_len++) = r;
+	if ((r.flags & RF_TARPIT) && c->connector->cf->tarpit_interval)
+		STAT(c, replies_tarpitted);
+	if (reply_is_protocol_error((enum reply_id)r.id))
+		STAT(c, protocol_errors);
+	switch (r.id) {
+	case R_250_RCPT: STAT(c, recipients_accepted); break;
+	case R_550_UNKNOWN: STAT(c, recipients_unknown); break;
+	case R_250_QUEUED: STAT(c, messages_accepted); break;
+	default: break;
+	}
+}
+
+static void outq_pop(struct conn *c)
+{
+	c->outq_head = (uint8_t)((c->outq_head + 1) % OUTQ_MAX);
+	c->outq_len--;
+	c->out_off = 0;
+	c->head_base = S.now;
+}
+
+static bool waiting_on_tarpit(struct conn *c)
+{
+	return c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT) &&
+	       S.now < c->head_base + tarpit_ms(c);
+}
+
+static void peer_text(const struct conn *c, char *buf, size_t len)
+{
+	ip_format(&c->peer, buf, len);
+}
+
+static struct smtp_env session_env(struct conn *c)
+{
+	struct smtp_env e = {c->connector->cf, S.rcpts};
+	return e;
+}
+
+static void fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, size_t iplen)
+{
+	peer_text(c, ip, iplen);
+	env->sender = c->s.sender;
+	env->helo = c->s.helo;
+	env->peer_ip = ip;
+	env->fqdn = c->connector->cf->fqdn;
+	env->protocol = smtp_session_protocol(&c->s);
+	env->single_rcpt = c->s.nrcpt == 1 ? c->s.env->first_rcpt : NULL;
+	env->rcpts = c->s.env->table;
+	env->mailboxes = c->s.env->mbox;
+	env->nmailboxes = c->s.env->nmbox;
+}
+
+static void conn_close(struct conn *c, const char *reason)
+{
+	char ip[64];
+	if (c->fd < 0)
+		return;
+	peer_text(c, ip, sizeof ip);
+	log_msg(LOG_LVL_INFO, "event=disconnect id=%u ip=%s reason=%s errors=%u unknown=%u",
+		c->id, ip, reason, c->s.errors, c->s.unknown);
+	if (c->msg.fd >= 0)
+		maildir_abort(S.md, &c->msg);
+	smtp_session_reset(&c->s);
+	tw_cancel(&S.wheel, &c->timer);
+	loop_del(S.loop, c->fd);
+	close(c->fd);
+	src_count_dec(S.tab, &c->peer);
+	c->connector->current--;
+	S.st.connections_current--;
+	c->connector->st.connections_current--;
+	conn_release(S.tab, c);
+}
+
+/* Replies refused at connect time go out at once and without a slot, so
+ * a flood costs one accept and one send each (SPEC §8). */
+static void refuse(int fd, enum reply_id id, struct connector *cn)
+{
+	char buf[128];
+	struct reply_ctx ctx = {0};
+	size_t n = reply_render(id, &ctx, buf, sizeof buf);
+	ssize_t r = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)r;
+	close(fd);
+	S.st.connections_refused++;
+	if (cn)
+		cn->st.connections_refused++;
+}
+
+static void start_linger(struct conn *c)
+{
+	/* Closing with unread input would send a RST that can destroy our
+	 * last reply in flight; shut down writes and drain briefly instead. */
+	shutdown(c->fd, SHUT_WR);
+	c->phase = P_LINGER;
+	c->greet_at = S.now + LINGER_MS;
+	c->in_len = 0;
+}
+
+static void begin_data_sink(struct conn *c, struct smtp_reply *r)
+{
+	struct sink_envelope env;
+	char ip[64];
+	if (c->msg.fd >= 0)
+		return;
+	fill_envelope(c, &env, ip, sizeof ip);
+	if (maildir_begin(S.md, &c->msg, &env, c->queue_id) != 0) {
+		log_msg(LOG_LVL_ERROR, "event=store_error id=%u error=\"%s\"", c->id, strerror(errno));
+		*r = smtp_session_data_failed(&c->s);
+		c->msg.fd = -1;
+	}
+}
+
+/* Writes every reply that is due, in order. Returns false if the
+ * connection was closed. */
+static bool conn_flush(struct conn *c)
+{
+	struct reply_ctx ctx;
+	char ip[64];
+
+	peer_text(c, ip, sizeof ip);
+	ctx.fqdn = c->connector->cf->fqdn;
+	ctx.banner = c->connector->cf->banner;
+	ctx.peer_ip = ip;
+	ctx.queue_id = c->queue_id;
+	ctx.max_size = c->connector->cf->max_message_size;
+	ctx.pipelining = c->connector->cf->pipelining;
+
+	c->cflags &= (uint8_t)~CF_WANTW;
+	while (c->outq_len && c->phase != P_LINGER) {
+		size_t lens[OUTQ_MAX], blen = 0, done;
+		unsigned k;
+		ssize_t n;
+
+		for (k = 0; k < c->outq_len; k++) {
+			struct smtp_reply *r = outq_at(c, k);
+			size_t len;
+			if (k == 0 && c->out_off == 0) {
+				if (waiting_on_tarpit(c))
+					break;
+				if (r->flags & RF_DATA)
+					begin_data_sink(c, r);
+			} else if (k > 0 && (r->flags & (RF_TARPIT | RF_DATA))) {
+				/* A delayed reply waits T after its predecessor is
+				 * sent; a 354 is only prepared at the head. */
+				break;
+			}
+			len = reply_render((enum reply_id)r->id, &ctx, wbuf + blen, sizeof wbuf - blen);
+			if (len == 0)
+				break;
+			lens[k] = len;
+			blen += len;
+			if (r->flags & RF_CLOSE) {
+				k++;
+				break;
+			}
+		}
+		if (k == 0 || blen <= c->out_off)
+			return true;
+		n = send(c->fd, wbuf + c->out_off, blen - c->out_off, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+				c->cflags |= CF_WANTW;
+				return true;
+			}
+			conn_close(c, "write_error");
+			return false;
+		}
+		c->last_activity = S.now;
+		done = c->out_off + (size_t)n;
+		for (unsigned i = 0; i < k && done >= lens[i]; i++) {
+			struct smtp_reply r = *outq_at(c, 0);
+			done -= lens[i];
+			outq_pop(c);
+			if (r.flags & RF_CLOSE) {
+				start_linger(c);
+				return true;
+			}
+			if (r.flags & RF_DATA && r.id == R_354) {
+				smtp_session_data_begin(&c->s);
+				smtp_data_init(&c->data);
+				c->data_size = 0;
+				c->cflags &= (uint8_t)~CF_TOOBIG;
+			}
+		}
+		c->out_off = (uint16_t)done;
+		if (done > 0) {
+			c->cflags |= CF_WANTW;
+			return true;
+		}
+	}
+	return true;
+}
+
+/* Octets arrived after DATA before its 354 went out: they are never read
+ * as content or commands (SPEC §7). */
+static void pipe_violation(struct conn *c)
+{
+	struct smtp_reply r = {R_554_PIPE, RF_CLOSE};
+	struct smtp_env e = session_env(c);
+	struct smtp_reply *last = c->outq_len ? outq_at(c, c->outq_len - 1) : NULL;
+
+	if (smtp_session_tarpitted(&c->s, &e))
+		r.flags |= RF_TARPIT;
+	if (c->msg.fd >= 0)
+		maildir_abort(S.md, &c->msg);
+	smtp_session_reset(&c->s);
+	c->s.state = SMTP_CLOSING;
+	c->in_len = 0;
+	if (last && last->id == R_354 && !(c->outq_len == 1 && c->out_off > 0)) {
+		*last = r;
+		if (r.flags & RF_TARPIT)
+			STAT(c, replies_tarpitted);
+	} else {
+		outq_push(c, r);
+	}
+}
+
+static void log_rcpt_reject(struct conn *c, const char *line, size_t len, enum reply_id id)
+{
+	char ip[64], text[96];
+	if (!log_enabled(LOG_LVL_INFO))
+		return;
+	peer_text(c, ip, sizeof ip);
+	log_neuter(text, sizeof text, line, len);
+	log_msg(LOG_LVL_INFO, "event=rcpt_rejected id=%u ip=%s code=%d command=\"%s\"", c->id, ip,
+		reply_code(id), text);
+}
+
+/* Runs the complete command lines in in[] while the reply queue has room. */
+static void process_input(struct conn *c)
+{
+	struct smtp_env e = session_env(c);
+
+	while (c->s.state == SMTP_CMD && c->outq_len + 2 <= OUTQ_MAX) {
+		char *nl = memchr(c->in, '\n', c->in_len);
+		size_t consumed, len;
+		struct smtp_reply out[2];
+		unsigned n;
+
+		if (!nl) {
+			if (c->in_len == sizeof c->in) {
+				/* Over-long line: one reply, then skip to its end so
+				 * its tail is never taken for a command. */
+				if (!(c->cflags & CF_SKIP)) {
+					n = smtp_session_line(&c->s, &e, c->in, c->in_len, true, out);
+					for (unsigned i = 0; i < n; i++)
+						outq_push(c, out[i]);
+				}
+				c->cflags |= CF_SKIP;
+				c->in_len = 0;
+			}
+			break;
+		}
+		consumed = (size_t)(nl - c->in) + 1;
+		len = consumed - 1;
+		if (c->cflags & CF_SKIP) {
+			c->cflags &= (uint8_t)~CF_SKIP;
+		} else {
+			if (len && c->in[len - 1] == '\r')
+				len--;
+			n = smtp_session_line(&c->s, &e, c->in, len, false, out);
+			for (unsigned i = 0; i < n; i++) {
+				outq_push(c, out[i]);
+				if (out[i].id == R_550_UNKNOWN || out[i].id == R_550_RELAY)
+					log_rcpt_reject(c, c->in, len, (enum reply_id)out[i].id);
+			}
+		}
+		c->in_len = (uint16_t)(c->in_len - consumed);
+		memmove(c->in, c->in + consumed, c->in_len);
+		if (c->s.state == SMTP_DATA_WAIT && c->in_len > 0)
+			pipe_violation(c);
+	}
+}
+
+static void finish_message(struct conn *c, const struct smtp_data *d)
+{
+	struct smtp_env e = session_env(c);
+	enum smtp_data_status st;
+	char ip[64];
+
+	if (d->bare_eol) {
+		st = DATA_BARE_EOL;
+	} else if (c->cflags & CF_TOOBIG) {
+		st = DATA_TOO_BIG;
+	} else {
+		struct sink_envelope env;
+		fill_envelope(c, &env, ip, sizeof ip);
+		st = maildir_commit(S.md, &c->msg, &env) == 0 ? DATA_STORED : DATA_STORE_FAILED;
+		c->msg.fd = -1;
+		if (st == DATA_STORED)
+			log_msg(LOG_LVL_INFO, "event=accepted id=%u ip=%s queue_id=%s size=%llu rcpts=%u",
+				c->id, ip, c->queue_id, (unsigned long long)c->data_size, c->s.nrcpt);
+		else
+			log_msg(LOG_LVL_ERROR, "event=store_error id=%u queue_id=%s", c->id, c->queue_id);
+	}
+	if (c->msg.fd >= 0)
+		maildir_abort(S.md, &c->msg);
+	outq_push(c, smtp_session_data_end(&c->s, &e, st));
+}
+
+/* Message data streams from the socket to the store through one shared
+ * buffer. It is peeked first so that octets after the end of data stay in
+ * the socket for the command reader, however many the client pipelined. */
+static bool read_data(struct conn *c)
+{
+	size_t used, olen;
+	bool done;
+	ssize_t n = recv(c->fd, rbuf, sizeof rbuf, MSG_PEEK);
+
+	if (n <= 0)
+		return n == 0 || !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? false : true;
+	used = smtp_data_feed(&c->data, rbuf, (size_t)n, dbuf, &olen, &done);
+	if (recv(c->fd, rbuf, used, 0) != (ssize_t)used)
+		return false;
+	c->last_activity = S.now;
+	if (!(c->cflags & CF_TOOBIG) && !c->data.bare_eol) {
+		if (c->data_size + olen > c->connector->cf->max_message_size)
+			c->cflags |= CF_TOOBIG;
+		else
+			maildir_write(&c->msg, dbuf, olen);
+	}
+	c->data_size += olen;
+	if (done)
+		finish_message(c, &c->data);
+	return true;
+}
+
+static void on_eof(struct conn *c)
+{
+	if (waiting_on_tarpit(c))
+		STAT(c, tarpit_disconnects);
+	conn_close(c, c->outq_len ? "client_gone_waiting" : "client_closed");
+}
+
+/* Returns false if the connection was closed. */
+static bool conn_read(struct conn *c)
+{
+	ssize_t n;
+
+	if (c->phase == P_LINGER) {
+		n = recv(c->fd, rbuf, sizeof rbuf, 0);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			conn_close(c, "closed");
+			return false;
+		}
+		return true;
+	}
+	if (c->s.state == SMTP_DATA) {
+		if (!read_data(c)) {
+			on_eof(c);
+			return false;
+		}
+		process_input(c);
+		return true;
+	}
+	if (c->s.state == SMTP_CMD && c->in_len < sizeof c->in)
+		n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
+	else
+		n = recv(c->fd, rbuf, sizeof rbuf, 0); /* nothing of it will be used */
+	if (n == 0) {
+		on_eof(c);
+		return false;
+	}
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return true;
+		conn_close(c, "read_error");
+		return false;
+	}
+	c->last_activity = S.now;
+	if (c->phase == P_GREETING) {
+		struct smtp_env e = session_env(c);
+		struct smtp_reply r = {R_554_EARLY, RF_CLOSE};
+		if (smtp_session_tarpitted(&c->s, &e))
+			r.flags |= RF_TARPIT;
+		c->phase = P_ACTIVE;
+		c->s.state = SMTP_CLOSING;
+		c->in_len = 0;
+		outq_push(c, r);
+		STAT(c, protocol_errors);
+		return true;
+	}
+	switch (c->s.state) {
+	case SMTP_CMD:
+		c->in_len = (uint16_t)(c->in_len + (size_t)n);
+		process_input(c);
+		break;
+	case SMTP_DATA_WAIT:
+		pipe_violation(c);
+		break;
+	default:
+		break; /* closing: input is discarded */
+	}
+	return true;
+}
+
+static void conn_update(struct conn *c)
+{
+	unsigned mask = 0;
+	uint64_t t = c->deadline;
+	const struct connector_conf *cf = c->connector->cf;
+
+	if (!(c->cflags & CF_EOF)) {
+		if (c->phase != P_ACTIVE || c->s.state != SMTP_CMD || c->in_len < sizeof c->in)
+			mask |= LOOP_READ;
+	}
+	if (c->cflags & CF_WANTW)
+		mask |= LOOP_WRITE;
+	loop_mod(S.loop, c->fd, mask, conn_index(S.tab, c));
+
+	if (c->phase == P_LINGER) {
+		t = c->greet_at;
+	} else {
+		if (c->phase == P_GREETING && c->greet_at < t)
+			t = c->greet_at;
+		if (c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT)) {
+			uint64_t due = c->head_base + tarpit_ms(c);
+			if (due < t)
+				t = due;
+			/* The client is waiting for us: its idle clock is stopped. */
+			if (due <= S.now) {
+				uint64_t idle = c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u;
+				if (idle < t)
+					t = idle;
+			}
+		} else {
+			uint64_t idle = c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u;
+			if (idle < t)
+				t = idle;
+		}
+	}
+	tw_arm(&S.wheel, &c->timer, t);
+}
+
+static void send_greeting(struct conn *c)
+{
+	struct smtp_reply r = {R_GREETING, 0};
+	c->phase = P_ACTIVE;
+	outq_push(c, r);
+}
+
+static void conn_timeout(struct conn *c)
+{
+	char buf[128];
+	struct reply_ctx ctx = {0};
+	size_t n = reply_render(R_421_TIMEOUT, &ctx, buf, sizeof buf);
+	ssize_t r;
+	/* Best effort: a client that stopped reading must not keep the slot. */
+	if (c->out_off == 0 && c->s.state != SMTP_CLOSING) {
+		r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)r;
+	}
+	conn_close(c, "timeout");
+}
+
+static void conn_on_timer(struct conn *c)
+{
+	const struct connector_conf *cf = c->connector->cf;
+	if (c->phase == P_LINGER) {
+		if (S.now >= c->greet_at) {
+			conn_close(c, "closed");
+			return;
+		}
+	} else if (S.now >= c->deadline ||
+		   (!waiting_on_tarpit(c) &&
+		    S.now >= c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u)) {
+		conn_timeout(c);
+		return;
+	}
+	if (c->phase == P_GREETING && S.now >= c->greet_at)
+		send_greeting(c);
+	if (!conn_flush(c))
+		return;
+	if (c->phase == P_ACTIVE)
+		process_input(c);
+	if (!conn_flush(c))
+		return;
+	conn_update(c);
+}
+
+static void conn_on_event(struct conn *c, unsigned events)
+{
+	if (events & LOOP_WRITE) {
+		if (!conn_flush(c))
+			return;
+	}
+	if (events & (LOOP_READ | LOOP_ERROR)) {
+		if (!conn_read(c))
+			return;
+	}
+	if (!conn_flush(c))
+		return;
+	/* Replies that went out may have made room for queued commands. */
+	if (c->phase == P_ACTIVE && c->s.state == SMTP_CMD && c->in_len) {
+		process_input(c);
+		if (!conn_flush(c))
+			return;
+	}
+	conn_update(c);
+}
+
+static struct connector *match_connector(unsigned li, const struct ip_addr *peer)
+{
+	struct connector *best = NULL;
+	struct ip_addr best_size = {{0}};
+	const struct listener *l = &S.listeners[li];
+
+	for (unsigned i = 0; i < S.nconnectors; i++) {
+		const struct connector_conf *cf = S.connectors[i].cf;
+		bool bound = false;
+		if (!cf->enabled)
+			continue;
+		for (unsigned b = 0; b < cf->nbindings; b++)
+			if (cf->bindings[b].port == l->b.port && ip_cmp(&cf->bindings[b].addr, &l->b.addr) == 0)
+				bound = true;
+		if (!bound)
+			continue;
+		for (unsigned r = 0; r < cf->nranges; r++) {
+			const struct ip_range *rg = &cf->ranges[r];
+			struct ip_addr size;
+			int borrow = 0;
+			if (!ip_range_contains(rg, peer))
+				continue;
+			/* Most specific = the entry covering the fewest addresses. */
+			for (int k = 15; k >= 0; k--) {
+				int d = rg->hi.a[k] - rg->lo.a[k] - borrow;
+				borrow = d < 0;
+				size.a[k] = (uint8_t)(d + (borrow ? 256 : 0));
+			}
+			if (!best || memcmp(size.a, best_size.a, 16) < 0) {
+				best = &S.connectors[i];
+				best_size = size;
+			}
+		}
+	}
+	return best;
+}
+
+static void pause_accept(void)
+{
+	S.accept_paused_until = S.now + TICK_MS;
+	for (unsigned i = 0; i < S.nlisteners; i++)
+		loop_mod(S.loop, S.listeners[i].fd, 0, TAG_LISTENER | i);
+}
+
+static void on_accept(unsigned li)
+{
+	for (int iter = 0; iter < ACCEPT_BATCH; iter++) {
+		struct sockaddr_storage ss;
+		socklen_t slen = sizeof ss;
+		struct ip_addr peer;
+		uint16_t port;
+		struct connector *cn;
+		struct conn *c;
+		const struct connector_conf *cf;
+		uint32_t cap;
+		int fd = accept4(S.listeners[li].fd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Out of descriptors: spend the reserve one to refuse
+				 * politely, then pause instead of spinning. */
+				if (S.reserve_fd >= 0) {
+					close(S.reserve_fd);
+					fd = accept4(S.listeners[li].fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+					if (fd >= 0)
+						refuse(fd, R_421_FULL, NULL);
+					S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				}
+				log_msg(LOG_LVL_WARNING, "event=accept_paused reason=descriptors");
+				pause_accept();
+				return;
+			}
+			if (errno == ECONNABORTED || errno == EINTR)
+				continue;
+			return;
+		}
+		if (ip_from_sockaddr(&ss, &peer, &port) != 0) {
+			close(fd);
+			continue;
+		}
+		cn = match_connector(li, &peer);
+		if (!cn) {
+			refuse(fd, R_421_NOMATCH, NULL);
+			continue;
+		}
+		cf = cn->cf;
+		cap = cf->max_inbound_connections < S.cfg.server.max_connections ? cf->max_inbound_connections
+										 : S.cfg.server.max_connections;
+		if (S.tab->nfree == 0 || cn->current >= cap) {
+			refuse(fd, R_421_FULL, cn);
+			continue;
+		}
+		if (src_count_get(S.tab, &peer) >= cf->max_inbound_connections_per_source) {
+			refuse(fd, R_421_SOURCE, cn);
+			continue;
+		}
+		c = conn_acquire(S.tab);
+		if (loop_add(S.loop, fd, LOOP_READ, conn_index(S.tab, c)) != 0) {
+			conn_release(S.tab, c);
+			refuse(fd, R_421_FULL, cn);
+			continue;
+		}
+		c->fd = fd;
+		c->id = ++S.next_id;
+		c->connector = cn;
+		c->peer = peer;
+		c->peer_port = port;
+		c->last_activity = S.now;
+		c->deadline = S.now + (uint64_t)cf->connection_timeout * 1000u;
+		src_count_inc(S.tab, &peer);
+		cn->current++;
+		S.st.connections_total++;
+		S.st.connections_current++;
+		cn->st.connections_total++;
+		cn->st.connections_current++;
+		if (log_enabled(LOG_LVL_INFO)) {
+			char ip[64];
+			ip_format(&peer, ip, sizeof ip);
+			log_msg(LOG_LVL_INFO, "event=connect id=%u ip=%s port=%u connector=\"%s\"", c->id, ip,
+				port, cf->name);
+		}
+		if (cf->greeting_delay) {
+			c->phase = P_GREETING;
+			c->greet_at = S.now + (uint64_t)cf->greeting_delay * 1000u;
+		} else {
+			send_greeting(c);
+		}
+		if (!conn_flush(c))
+			continue;
+		conn_update(c);
+	}
+}
+
+static void check_recipients(void)
+{
+	struct stat st;
+	struct timespec cur;
+	char err[1024];
+	struct recipients *r;
+
+	if (stat(S.cfg.server.recipients, &st) != 0)
+		return;
+	cur = recipients_mtime(S.rcpts);
+	if (st.st_mtim.tv_sec == cur.tv_sec && st.st_mtim.tv_nsec == cur.tv_nsec)
+		return;
+	if (st.st_mtim.tv_sec == S.rcpts_failed_mtime.tv_sec && st.st_mtim.tv_nsec == S.rcpts_failed_mtime.tv_nsec)
+		return;
+	r = recipients_load(S.cfg.server.recipients, err, sizeof err);
+	if (!r) {
+		S.rcpts_failed_mtime = st.st_mtim;
+		log_msg(LOG_LVL_ERROR, "event=reload_failed file=recipients error=\"%s\" (keeping the old list)", err);
+		return;
+	}
+	recipients_unref(S.rcpts);
+	S.rcpts = r;
+	log_msg(LOG_LVL_NOTICE, "event=reload file=recipients entries=%u", recipients_count(r));
+}
+
+static void log_stats(void)
+{
+	const struct stats *s = &S.st;
+	log_msg(LOG_LVL_NOTICE,
+		"scope=server connections_total=%llu connections_current=%llu connections_refused=%llu "
+		"messages_accepted=%llu recipients_accepted=%llu recipients_unknown=%llu "
+		"replies_tarpitted=%llu tarpit_disconnects=%llu protocol_errors=%llu",
+		(unsigned long long)s->connections_total, (unsigned long long)s->connections_current,
+		(unsigned long long)s->connections_refused, (unsigned long long)s->messages_accepted,
+		(unsigned long long)s->recipients_accepted, (unsigned long long)s->recipients_unknown,
+		(unsigned long long)s->replies_tarpitted, (unsigned long long)s->tarpit_disconnects,
+		(unsigned long long)s->protocol_errors);
+}
+
+static void on_tick(void)
+{
+	check_recipients();
+	if (S.accept_paused_until && S.now >= S.accept_paused_until) {
+		S.accept_paused_until = 0;
+		if (S.reserve_fd < 0)
+			S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		for (unsigned i = 0; i < S.nlisteners; i++)
+			loop_mod(S.loop, S.listeners[i].fd, LOOP_READ, TAG_LISTENER | i);
+	}
+	tw_arm(&S.wheel, &S.tick, S.now + TICK_MS);
+}
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	char b = 0;
+	ssize_t r;
+	if (sig == SIGTERM || sig == SIGINT)
+		sig_term = 1;
+	else if (sig == SIGHUP)
+		sig_hup = 1;
+	else if (sig == SIGUSR1)
+		sig_usr1 = 1;
+	r = write(S.sigpipe[1], &b, 1);
+	(void)r;
+	errno = saved;
+}
+
+static int open_listener(const struct binding *b)
+{
+	int one = 1, fd;
+	struct sockaddr_storage ss;
+	socklen_t slen;
+
+	memset(&ss, 0, sizeof ss);
+	if (b->v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		memcpy(&s6->sin6_addr, b->addr.a, 16);
+		s6->sin6_port = htons(b->port);
+		slen = sizeof *s6;
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		memcpy(&s4->sin_addr, b->addr.a + 12, 4);
+		s4->sin_port = htons(b->port);
+		slen = sizeof *s4;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	/* An [::] binding serves IPv6 only: IPv4 has its own binding, so
+	 * both families can share a port and ranges stay per family. */
+	if (b->v6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, SOMAXCONN) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static int open_listeners(void)
+{
+	char text[80];
+	for (unsigned i = 0; i < S.nconnectors; i++) {
+		const struct connector_conf *cf = S.connectors[i].cf;
+		if (!cf->enabled)
+			continue;
+		for (unsigned b = 0; b < cf->nbindings; b++) {
+			bool dup = false;
+			for (unsigned l = 0; l < S.nlisteners; l++)
+				if (S.listeners[l].b.port == cf->bindings[b].port &&
+				    ip_cmp(&S.listeners[l].b.addr, &cf->bindings[b].addr) == 0)
+					dup = true;
+			if (dup)
+				continue;
+			if (S.nlisteners == MAX_LISTENERS) {
+				log_msg(LOG_LVL_ERROR, "too many distinct bindings (at most %d)", MAX_LISTENERS);
+				return -1;
+			}
+			binding_format(&cf->bindings[b], text, sizeof text);
+			S.listeners[S.nlisteners].b = cf->bindings[b];
+			S.listeners[S.nlisteners].fd = open_listener(&cf->bindings[b]);
+			if (S.listeners[S.nlisteners].fd < 0) {
+				log_msg(LOG_LVL_ERROR, "cannot listen on %s: %s", text, strerror(errno));
+				return -1;
+			}
+			log_msg(LOG_LVL_NOTICE, "event=listen binding=%s connector=\"%s\"", text, cf->name);
+			S.nlisteners++;
+		}
+	}
+	return 0;
+}
+
+static int drop_privileges(const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+	if (!pw) {
+		log_msg(LOG_LVL_ERROR, "user '%s' does not exist", user);
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+		log_msg(LOG_LVL_ERROR, "cannot become user '%s': %s", user, strerror(errno));
+		return -1;
+	}
+	/* Verified, not assumed: a failed setuid must not go unnoticed. */
+	if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() != pw->pw_uid)) {
+		log_msg(LOG_LVL_ERROR, "privileges were not dropped");
+		return -1;
+	}
+	return 0;
+}
+
+static int write_pidfile(const char *path)
+{
+	char buf[32];
+	int n, fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		close(fd);
+		return -1;
+	}
+	return close(fd);
+}
+
+static int setup(void)
+{
+	char err[2048];
+	struct rlimit rl;
+	uint32_t maxfds;
+	uint16_t max_rcpt = 1;
+	struct sigaction sa;
+
+	S.connectors = calloc(S.cfg.nconnectors, sizeof *S.connectors);
+	if (!S.connectors)
+		return -1;
+	S.nconnectors = S.cfg.nconnectors;
+	for (unsigned i = 0; i < S.nconnectors; i++) {
+		S.connectors[i].cf = &S.cfg.connectors[i];
+		if (S.cfg.connectors[i].max_recipients_per_message > max_rcpt)
+			max_rcpt = (uint16_t)S.cfg.connectors[i].max_recipients_per_message;
+	}
+
+	/* Every slot needs one descriptor, plus listeners, the message being
+	 * stored, the signal pipe and the reserve. */
+	maxfds = S.cfg.server.max_connections + MAX_LISTENERS + 16;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
+		rl.rlim_cur = rl.rlim_max < maxfds ? rl.rlim_max : maxfds;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
+		log_msg(LOG_LVL_WARNING, "descriptor limit %llu is below max_connections %u: connections beyond it are refused",
+			(unsigned long long)rl.rlim_cur, S.cfg.server.max_connections);
+		maxfds = (uint32_t)rl.rlim_cur;
+	}
+
+	S.loop = loop_new((int)maxfds);
+	S.tab = conn_table_new(S.cfg.server.max_connections, max_rcpt);
+	if (!S.loop || !S.tab) {
+		log_msg(LOG_LVL_ERROR, "cannot allocate the connection table for %u connections",
+			S.cfg.server.max_connections);
+		return -1;
+	}
+	S.rcpts = recipients_load(S.cfg.server.recipients, err, sizeof err);
+	if (!S.rcpts) {
+		log_msg(LOG_LVL_ERROR, "%s", err);
+		return -1;
+	}
+	if (open_listeners() != 0)
+		return -1;
+	if (S.cfg.server.pidfile[0] && write_pidfile(S.cfg.server.pidfile) != 0) {
+		log_msg(LOG_LVL_ERROR, "cannot write pidfile %s: %s", S.cfg.server.pidfile, strerror(errno));
+		return -1;
+	}
+	if (S.cfg.server.user[0] && drop_privileges(S.cfg.server.user) != 0)
+		return -1;
+	S.md = maildir_open(S.cfg.server.spool, S.cfg.server.hostname, err, sizeof err);
+	if (!S.md) {
+		log_msg(LOG_LVL_ERROR, "%s", err);
+		return -1;
+	}
+
+	if (pipe2(S.sigpipe, O_NONBLOCK | O_CLOEXEC) != 0)
+		return -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (loop_add(S.loop, S.sigpipe[0], LOOP_READ, TAG_SIGNAL) != 0)
+		return -1;
+	for (unsigned i = 0; i < S.nlisteners; i++)
+		if (loop_add(S.loop, S.listeners[i].fd, LOOP_READ, TAG_LISTENER | i) != 0)
+			return -1;
+	S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	S.now = now_ms();
+	tw_init(&S.wheel, S.now);
+	tw_node_init(&S.tick);
+	tw_arm(&S.wheel, &S.tick, S.now + TICK_MS);
+	log_msg(LOG_LVL_NOTICE, "event=start version=%s backend=%s max_connections=%u slot_bytes=%zu",
+		TARPITD_VERSION, loop_backend(), S.cfg.server.max_connections, sizeof(struct conn));
+	return 0;
+}
+
+static void teardown(void)
+{
+	if (S.tab) {
+		for (uint32_t i = 0; i < S.tab->size; i++)
+			if (S.tab->slots[i].fd >= 0 && S.tab->slots[i].connector)
+				conn_close(&S.tab->slots[i], "shutdown");
+	}
+	for (unsigned i = 0; i < S.nlisteners; i++)
+		close(S.listeners[i].fd);
+	if (S.cfg.server.pidfile[0])
+		unlink(S.cfg.server.pidfile);
+	if (S.md)
+		maildir_close(S.md);
+	if (S.rcpts)
+		recipients_unref(S.rcpts);
+	conn_table_free(S.tab);
+	loop_free(S.loop);
+	free(S.connectors);
+	if (S.reserve_fd >= 0)
+		close(S.reserve_fd);
+	config_free(&S.cfg);
+}
+
+int server_run(struct config *cfg)
+{
+	int status = 0;
+
+	S.cfg = *cfg;
+	S.reserve_fd = -1;
+	S.sigpipe[0] = S.sigpipe[1] = -1;
+	if (setup() != 0) {
+		teardown();
+		return 1;
+	}
+	while (!sig_term) {
+		struct loop_event ev;
+		struct tw_node *node;
+		int64_t timeout = tw_next_timeout(&S.wheel, now_ms());
+
+		if (loop_wait(S.loop, timeout < 0 ? -1 : (int)timeout) < 0) {
+			log_msg(LOG_LVL_ERROR, "event loop failed: %s", strerror(errno));
+			status = 1;
+			break;
+		}
+		S.now = now_ms();
+		while (loop_next(S.loop, &ev)) {
+			if (ev.tag == TAG_SIGNAL) {
+				char b[64];
+				while (read(S.sigpipe[0], b, sizeof b) > 0)
+					;
+			} else if (ev.tag & TAG_LISTENER) {
+				on_accept(ev.tag & ~TAG_LISTENER);
+			} else if (ev.tag < S.tab->size && S.tab->slots[ev.tag].fd == ev.fd) {
+				conn_on_event(&S.tab->slots[ev.tag], ev.events);
+			}
+		}
+		while ((node = tw_expire(&S.wheel, S.now)) != NULL) {
+			if (node == &S.tick)
+				on_tick();
+			else
+				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
+		}
+		if (sig_hup) {
+			sig_hup = 0;
+			/* Full INI reload comes with the connectors work; the
+			 * recipient file is re-read now. */
+			S.rcpts_failed_mtime.tv_sec = -1;
+			check_recipients();
+		}
+		if (sig_usr1) {
+			sig_usr1 = 0;
+			log_stats();
+		}
+	}
+	log_msg(LOG_LVL_NOTICE, "event=stop");
+	teardown();
+	if (S.sigpipe[0] >= 0) {
+		close(S.sigpipe[0]);
+		close(S.sigpipe[1]);
+	}
+	return status;
+}

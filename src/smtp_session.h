@@ -1,0 +1,103 @@
+/* smtp_session: the SMTP command state machine, pure.
+ *
+ * Promises: bytes in, replies and actions out — no sockets, clocks or
+ * disks. The transport splits the input into lines (telling the session
+ * when a line was too long), performs the actions (start of data, close)
+ * and decides *when* each reply goes out; the session decides *which*
+ * reply and whether the tarpit applies to it (SPEC §8). Nothing here
+ * allocates; a recipient table reference is held for the length of a
+ * transaction so a reload cannot invalidate its mailbox ids.
+ */
+#ifndef TARPITD_SMTP_SESSION_H
+#define TARPITD_SMTP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "address.h"
+#include "smtp_reply.h"
+
+struct connector_conf;
+struct recipients;
+
+#define SMTP_LINE_MAX 512 /* command line, CRLF included (RFC 5321 §4.5.3.1.4) */
+#define SMTP_HELO_MAX 255
+
+enum smtp_state {
+	SMTP_CMD,       /* reading commands */
+	SMTP_DATA_WAIT, /* DATA accepted: 354 queued, data not begun */
+	SMTP_DATA,      /* inside message data */
+	SMTP_CLOSING,   /* a closing reply is queued: read nothing more */
+};
+
+/* Reply flags: how the transport must treat the reply. */
+enum {
+	RF_TARPIT = 1u, /* send T after its command was read / the previous reply went out */
+	RF_CLOSE = 2u,  /* close the connection once it is sent */
+	RF_DATA = 4u,   /* the message data starts once it is sent (354) */
+};
+
+struct smtp_reply {
+	uint8_t id;    /* enum reply_id */
+	uint8_t flags; /* RF_* */
+};
+
+/* The per-transaction recipient list. It lives outside the hot slot,
+ * in memory that is only touched when a recipient is accepted. */
+struct smtp_envelope {
+	struct recipients *table;  /* referenced while a transaction is open */
+	uint16_t nmbox;            /* distinct mailbox ids in mbox[] */
+	uint16_t first_len;
+	char first_rcpt[ADDRESS_MAX + 1];
+	uint32_t mbox[];           /* capacity: struct smtp_session.max_rcpt */
+};
+
+struct smtp_session {
+	uint8_t state;   /* enum smtp_state */
+	uint8_t flags;   /* SS_* in smtp_session.c */
+	uint16_t nrcpt;  /* RCPTs accepted in this transaction */
+	uint16_t max_rcpt; /* capacity of env->mbox */
+	uint16_t helo_len;
+	uint32_t errors;   /* protocol errors in this session */
+	uint32_t unknown;  /* unknown recipients in this session */
+	struct smtp_envelope *env;
+	char helo[SMTP_HELO_MAX + 1];   /* neutered: Received-safe */
+	char sender[ADDRESS_MAX + 1];
+};
+
+/* What the session reads but never changes. */
+struct smtp_env {
+	const struct connector_conf *conn;
+	struct recipients *rcpts; /* current table; referenced on MAIL */
+};
+
+void smtp_session_init(struct smtp_session *s, struct smtp_envelope *env, uint16_t max_rcpt);
+/* Drops the transaction (and its table reference). */
+void smtp_session_reset(struct smtp_session *s);
+
+/* One command line without its line ending. too_long: the line exceeded
+ * SMTP_LINE_MAX and was cut; only its start is passed. Writes up to two
+ * replies to out (an error and the 421 that ends the session) and returns
+ * how many. */
+unsigned smtp_session_line(struct smtp_session *s, const struct smtp_env *e,
+			   const char *line, size_t len, bool too_long,
+			   struct smtp_reply out[2]);
+
+/* The 354 went out and data begins (RF_DATA), or the transport could not
+ * open the message store: the transaction is dropped and the reply is 452. */
+void smtp_session_data_begin(struct smtp_session *s);
+struct smtp_reply smtp_session_data_failed(struct smtp_session *s);
+
+enum smtp_data_status { DATA_STORED, DATA_TOO_BIG, DATA_BARE_EOL, DATA_STORE_FAILED };
+/* End of message data: the reply, transaction reset. */
+struct smtp_reply smtp_session_data_end(struct smtp_session *s, const struct smtp_env *e,
+					enum smtp_data_status st);
+
+/* Whether the tarpit applies to this session's 5xx replies. */
+bool smtp_session_tarpitted(const struct smtp_session *s, const struct smtp_env *e);
+bool smtp_session_in_transaction(const struct smtp_session *s);
+/* "SMTP" or "ESMTP": the Received: protocol. */
+const char *smtp_session_protocol(const struct smtp_session *s);
+
+#endif
