@@ -119,6 +119,7 @@ struct pstate {
 	struct connector_conf *conn;
 	int server_line;
 	bool bad_connector; /* a connector header was refused: no cascade */
+	bool bad_list[2];   /* bindings, remote_ip_ranges had a bad entry */
 
 	/* What the reader handed inih last, to catch lines it swallowed, and
 	 * what an indented line would continue. */
@@ -499,14 +500,12 @@ static void apply_number(struct pstate *st, const struct key *k, const char *v, 
 
 /* Splits one line's worth of a list value. A trailing comma is allowed so
  * a list can go on, indented, on the next line. */
-static void apply_list(struct pstate *st, const struct key *k, const char *v)
+static void apply_list_items(struct pstate *st, const struct key *k, const char *v)
 {
 	struct connector_conf *cc = st->conn;
 	char item[128], e[ECHO_BUF];
 	const char *p = v;
 
-	if (!*v)
-		return;
 	for (;;) {
 		const char *comma = strchr(p, ',');
 		const char *end = comma ? comma : p + strlen(p);
@@ -571,6 +570,17 @@ static void apply_list(struct pstate *st, const struct key *k, const char *v)
 			return;
 		p = comma + 1;
 	}
+}
+
+/* A list with a bad entry is not reported once more as empty. */
+static void apply_list(struct pstate *st, const struct key *k, const char *v)
+{
+	unsigned before = st->nerr;
+
+	if (*v)
+		apply_list_items(st, k, v);
+	if (st->nerr != before)
+		st->bad_list[k->type == K_RANGES] = true;
 }
 
 static void apply(struct pstate *st, const struct key *k, const char *v, char *base)
@@ -887,16 +897,17 @@ static char *reader(char *str, int num, void *stream)
 		strcpy(str, "\n");
 		return str;
 	}
+	/* Before the '[' test, as in inih: "  [::1]:25" continues bindings. */
+	if (p > str && st->key_in_section) {
+		continuation(st, p);
+		strcpy(str, "\n");
+		return str;
+	}
 	if (*p == '[') {
 		section(st, p);
 		st->key_in_section = false;
 		/* inih still needs a section line to end multi-line values. */
 		strcpy(str, "[s]\n");
-		return str;
-	}
-	if (p > str && st->key_in_section) {
-		continuation(st, p);
-		strcpy(str, "\n");
 		return str;
 	}
 	/* Unindented, so inih never takes it for a continuation itself. */
@@ -1029,12 +1040,12 @@ static void finish(struct pstate *st)
 			err_at(st, 0, "no [connector \"NAME\"] section");
 		return;
 	}
-	if (cc->nbindings == 0) {
+	if (cc->nbindings == 0 && !st->bad_list[0]) {
 		int l = st->conn_seen[key_index(conn_keys, NCONN, "bindings")];
 
 		err_at(st, l ? l : cc->line, "bindings: at least one ip:port is required");
 	}
-	if (cc->nranges == 0) {
+	if (cc->nranges == 0 && !st->bad_list[1]) {
 		int l = st->conn_seen[key_index(conn_keys, NCONN, "remote_ip_ranges")];
 
 		if (l) {

@@ -1,0 +1,714 @@
+/* test_config: INI files written to a temporary directory and loaded:
+ * defaults, every key, every error class with its exact text and line,
+ * relative paths, comments, continuations, and the value parsers' edges. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+
+static char dir[64];
+static char path[256];
+static char err[8192];
+static struct config cfg;
+
+#define CONN "[connector \"A\"]\nbindings = 127.0.0.1:2525\n"
+
+static void write_file(const char *name, const char *text, size_t len)
+{
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	f = fopen(path, "wb");
+	if (!f) {
+		perror(path);
+		exit(2);
+	}
+	fwrite(text, 1, len, f);
+	fclose(f);
+}
+
+/* Loads text as <dir>/t.ini; on success the config stays in cfg until
+ * the next load, which frees it. */
+static bool loaded;
+static void unload(void)
+{
+	if (loaded)
+		config_free(&cfg);
+	loaded = false;
+}
+
+static int load(const char *text)
+{
+	int r;
+
+	unload();
+	write_file("t.ini", text, strlen(text));
+	r = config_load(&cfg, path, err, sizeof err);
+	if (r == 0)
+		loaded = true;
+	else if (cfg.connectors != NULL || cfg.nconnectors != 0)
+		r = -99; /* "nothing to free" broken */
+	return r;
+}
+
+/* "<path>:<suffix>" for each '\n'-separated suffix, as config_load
+ * reports them. */
+static const char *E(const char *suffixes)
+{
+	static char out[4][4096];
+	static int i;
+	char *o = out[i++ & 3];
+	const char *s = suffixes;
+	size_t n = 0;
+
+	o[0] = '\0';
+	while (*s) {
+		const char *nl = strchr(s, '\n');
+		size_t len = nl ? (size_t)(nl - s) : strlen(s);
+
+		n += (size_t)snprintf(o + n, 4096 - n, "%s%s:%.*s", n ? "\n" : "", path, (int)len, s);
+		s += len;
+		if (*s == '\n')
+			s++;
+	}
+	return o;
+}
+
+static const char *dirpath(const char *name)
+{
+	static char out[2][300];
+	static int i;
+	char *o = out[i++ & 1];
+
+	snprintf(o, 300, "%s/%s", dir, name);
+	return o;
+}
+
+/* The loaded connector, or a blank one so a failed load makes the checks
+ * fail instead of crashing. */
+static struct connector_conf *conn(void)
+{
+	static struct connector_conf blank;
+
+	return cfg.connectors ? &cfg.connectors[0] : &blank;
+}
+#define C conn()
+
+static void test_defaults(void)
+{
+	struct connector_conf *c;
+	char host[256] = "";
+	char b[300];
+
+	gethostname(host, sizeof host - 1);
+	CHECK(load(CONN) == 0);
+	CHECK_STR(err, "");
+	CHECK(cfg.nconnectors == 1);
+	CHECK_STR(cfg.path, path);
+	CHECK_STR(cfg.server.hostname, host);
+	CHECK(cfg.server.max_connections == 256);
+	CHECK_STR(cfg.server.recipients, dirpath("recipients"));
+	CHECK_STR(cfg.server.spool, "/var/spool/tarpitd");
+	CHECK_STR(cfg.server.user, "");
+	CHECK_STR(cfg.server.pidfile, "");
+	CHECK(cfg.server.log_syslog);
+	CHECK(cfg.server.log_level == LOG_LVL_INFO);
+
+	c = C;
+	CHECK_STR(c->name, "A");
+	CHECK(c->line == 1);
+	CHECK(c->enabled);
+	CHECK(c->nbindings == 1);
+	binding_format(&c->bindings[0], b, sizeof b);
+	CHECK_STR(b, "127.0.0.1:2525");
+	CHECK(c->nranges == 2);
+	ip_range_format(&c->ranges[0], b, sizeof b);
+	CHECK_STR(b, "0.0.0.0/0");
+	ip_range_format(&c->ranges[1], b, sizeof b);
+	CHECK_STR(b, "::/0");
+	CHECK_STR(c->fqdn, host);
+	snprintf(b, sizeof b, "%s ESMTP", host);
+	CHECK_STR(c->banner, b);
+	CHECK(c->tarpit_interval == 5);
+	CHECK(c->tarpit_all_after_unknown);
+	CHECK(c->max_message_size == 10485760);
+	CHECK(c->max_recipients_per_message == 200);
+	CHECK(c->max_inbound_connections == 5000);
+	CHECK(c->max_inbound_connections_per_source == 20);
+	CHECK(c->connection_timeout == 600);
+	CHECK(c->connection_inactivity_timeout == 300);
+	CHECK(c->max_protocol_errors == 5);
+	CHECK(c->max_unknown_recipients == 20);
+	CHECK(c->greeting_delay == 0);
+	CHECK(c->pipelining);
+}
+
+static void test_every_key(void)
+{
+	struct connector_conf *c;
+	char b[128];
+
+	CHECK(load("[server]\n"
+		   "hostname = mx.example.org\n"
+		   "max_connections = 1000000\n"
+		   "recipients = /etc/tarpitd/recipients\n"
+		   "spool = var/spool\n"
+		   "user = tarpitd\n"
+		   "pidfile = /var/run/tarpitd.pid\n"
+		   "log = stderr\n"
+		   "log_level = debug\n"
+		   "\n"
+		   "[connector \"Default Frontend\"]\n"
+		   "enabled = no\n"
+		   "bindings = 0.0.0.0:25, [::]:25\n"
+		   "remote_ip_ranges = 192.0.2.0/24, 10.0.0.1 - 10.0.0.9, 2001:db8::/32\n"
+		   "fqdn = smtp.example.org\n"
+		   "banner = smtp.example.org ESMTP ready\n"
+		   "tarpit_interval = 00:10:00\n"
+		   "tarpit_all_after_unknown = off\n"
+		   "max_message_size = 2GB\n"
+		   "max_recipients_per_message = 1000\n"
+		   "max_inbound_connections = 1\n"
+		   "max_inbound_connections_per_source = 1000000\n"
+		   "connection_timeout = 1.00:00:00\n"
+		   "connection_inactivity_timeout = 00:00:01\n"
+		   "max_protocol_errors = 0\n"
+		   "max_unknown_recipients = 1000000\n"
+		   "greeting_delay = 00:00:30\n"
+		   "pipelining = FALSE\n") == 0);
+	CHECK_STR(err, "");
+	CHECK_STR(cfg.server.hostname, "mx.example.org");
+	CHECK(cfg.server.max_connections == 1000000);
+	CHECK_STR(cfg.server.recipients, "/etc/tarpitd/recipients");
+	CHECK_STR(cfg.server.spool, dirpath("var/spool"));
+	CHECK_STR(cfg.server.user, "tarpitd");
+	CHECK_STR(cfg.server.pidfile, "/var/run/tarpitd.pid");
+	CHECK(!cfg.server.log_syslog);
+	CHECK(cfg.server.log_level == LOG_LVL_DEBUG);
+	c = C;
+	CHECK_STR(c->name, "Default Frontend");
+	CHECK(c->line == 11);
+	CHECK(!c->enabled);
+	CHECK(c->nbindings == 2);
+	binding_format(&c->bindings[1], b, sizeof b);
+	CHECK_STR(b, "[::]:25");
+	CHECK(c->nranges == 3);
+	ip_range_format(&c->ranges[1], b, sizeof b);
+	CHECK_STR(b, "10.0.0.1-10.0.0.9");
+	ip_range_format(&c->ranges[2], b, sizeof b);
+	CHECK_STR(b, "2001:db8::/32");
+	CHECK_STR(c->fqdn, "smtp.example.org");
+	CHECK_STR(c->banner, "smtp.example.org ESMTP ready");
+	CHECK(c->tarpit_interval == 600);
+	CHECK(!c->tarpit_all_after_unknown);
+	CHECK(c->max_message_size == 2147483648u);
+	CHECK(c->max_recipients_per_message == 1000);
+	CHECK(c->max_inbound_connections == 1);
+	CHECK(c->max_inbound_connections_per_source == 1000000);
+	CHECK(c->connection_timeout == 86400);
+	CHECK(c->connection_inactivity_timeout == 1);
+	CHECK(c->max_protocol_errors == 0);
+	CHECK(c->max_unknown_recipients == 1000000);
+	CHECK(c->greeting_delay == 30);
+	CHECK(!c->pipelining);
+
+	/* fqdn and banner follow [server] hostname wherever it stands. */
+	CHECK(load(CONN "[server]\nhostname = late.example.org\nlog = syslog\nlog_level = error\n") == 0);
+	CHECK_STR(C->fqdn, "late.example.org");
+	CHECK_STR(C->banner, "late.example.org ESMTP");
+	CHECK(cfg.server.log_syslog && cfg.server.log_level == LOG_LVL_ERROR);
+	CHECK(load(CONN "fqdn = a.example\n") == 0);
+	CHECK_STR(C->banner, "a.example ESMTP");
+	CHECK(load(CONN "fqdn =\nbanner =\n[server]\nhostname = h.example\n") == 0);
+	CHECK_STR(C->fqdn, "h.example");
+	CHECK_STR(C->banner, "h.example ESMTP");
+	/* inih's name: value form. */
+	CHECK(load(CONN "max_protocol_errors: 7\n") == 0);
+	CHECK(C->max_protocol_errors == 7);
+	CHECK(load(CONN "pidfile = \n") == -1);
+	CHECK(load("[server]\npidfile =\nuser =\n" CONN) == 0);
+	CHECK_STR(cfg.server.pidfile, "");
+	CHECK_STR(cfg.server.user, "");
+	CHECK(load("[server]\nlog_level = warning\n" CONN) == 0);
+	CHECK(cfg.server.log_level == LOG_LVL_WARNING);
+	CHECK(load("[server]\nlog_level = notice\n" CONN) == 0);
+	CHECK(cfg.server.log_level == LOG_LVL_NOTICE);
+}
+
+static void test_errors(void)
+{
+	/* Structure. */
+	CHECK(load("[server]\n") == -1);
+	CHECK_STR(err, E(" no [connector \"NAME\"] section"));
+	CHECK(load("") == -1);
+	CHECK_STR(err, E(" no [connector \"NAME\"] section"));
+	CHECK(load(CONN "[connector \"B\"]\nbindings = 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("3: several connectors are not supported yet"));
+	CHECK(load(CONN "[connector \"A\"]\n") == -1);
+	CHECK_STR(err, E("3: several connectors are not supported yet"));
+	CHECK(load(CONN "[tls]\ncertificate = cert.pem\nkey = key.pem\n") == -1);
+	CHECK_STR(err, E("3: [tls] is not supported yet"));
+	CHECK(load("[auth]\nusers = users\n" CONN) == -1);
+	CHECK_STR(err, E("1: [auth] is not supported yet"));
+	CHECK(load(CONN "\n[harvest]\ntable_size = 1024\n") == -1);
+	CHECK_STR(err, E("4: [harvest] is not supported yet"));
+	CHECK(load(CONN "[bogus]\nx = 1\n") == -1);
+	CHECK_STR(err, E("3: unknown section [bogus]"));
+	CHECK(load(CONN "[server \"x\"]\n") == -1);
+	CHECK_STR(err, E("3: unknown section [server \"x\"]"));
+	CHECK(load(CONN "[server\n") == -1);
+	CHECK_STR(err, E("3: missing ']' in section header"));
+	CHECK(load(CONN "[server] x\n") == -1);
+	CHECK_STR(err, E("3: unexpected text after ']'"));
+	CHECK(load("[server]\n[server]\n" CONN) == -1);
+	CHECK_STR(err, E("2: [server] appears twice (first at line 1)"));
+	CHECK(load("x = 1\n" CONN) == -1);
+	CHECK_STR(err, E("1: key 'x' outside any section"));
+	CHECK(load(CONN "just words\n") == -1);
+	CHECK_STR(err, E("3: expected 'key = value'"));
+	CHECK(load(CONN "= 5\n") == -1);
+	CHECK_STR(err, E("3: missing key name before '='"));
+
+	/* Connector names: a bad header is reported once, not again as a
+	 * missing connector. */
+	CHECK(load("[connector]\nbindings = 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("1: connector name must be quoted: [connector \"NAME\"]"));
+	CHECK(load("[connector Frontend]\n") == -1);
+	CHECK_STR(err, E("1: connector name must be quoted: [connector \"NAME\"]"));
+	CHECK(load("[connector \"A\" x]\n") == -1);
+	CHECK_STR(err, E("1: connector name must be quoted: [connector \"NAME\"]"));
+	CHECK(load("[connector \"\"]\n") == -1);
+	CHECK_STR(err, E("1: empty connector name"));
+	CHECK(load("[connector \"A]\n") == -1);
+	CHECK_STR(err, E("1: missing ']' in section header"));
+	CHECK(load("[connector \"a\\b\"]\n") == -1);
+	CHECK_STR(err, E("1: connector name may hold only printable ASCII other than '\"' and '\\'"));
+	CHECK(load("[connector \"a\tb\"]\n") == -1);
+	CHECK_STR(err, E("1: connector name may hold only printable ASCII other than '\"' and '\\'"));
+	CHECK(load("[connector \"0123456789012345678901234567890123456789012345678901234567890123\"]\n") == -1);
+	CHECK_STR(err, E("1: connector name longer than 63 octets"));
+	CHECK(load("[connector \"012345678901234567890123456789012345678901234567890123456789012\"]\n"
+		   "bindings = 127.0.0.1:25\n") == 0);
+	CHECK(strlen(C->name) == 63);
+	CHECK(load("[ connector  \"Trusted ; # hosts\" ] ; comment\nbindings = 127.0.0.1:25\n") == 0);
+	CHECK_STR(C->name, "Trusted ; # hosts");
+
+	/* Keys. */
+	CHECK(load(CONN "bogus = 1\n") == -1);
+	CHECK_STR(err, E("3: unknown key 'bogus' in [connector \"A\"]"));
+	CHECK(load("[server]\nEnabled = yes\n" CONN) == -1);
+	CHECK_STR(err, E("2: unknown key 'Enabled' in [server]"));
+	CHECK(load("[server]\ncontrol = /var/run/tarpitd.sock\n" CONN) == -1);
+	CHECK_STR(err, E("2: control is not supported yet"));
+	CHECK(load(CONN "max_auth_failures = 3\nstarttls = yes\nrequire_tls = no\nauth = yes\n"
+			"auth_requires_tls = yes\n") == -1);
+	CHECK_STR(err, E("3: max_auth_failures is not supported yet\n"
+			 "4: starttls is not supported yet\n"
+			 "5: require_tls is not supported yet\n"
+			 "6: auth is not supported yet\n"
+			 "7: auth_requires_tls is not supported yet"));
+	CHECK(load(CONN "\nenabled = yes\nenabled = no\n") == -1);
+	CHECK_STR(err, E("5: duplicate key 'enabled' (first at line 4)"));
+	CHECK(load(CONN "bindings = 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("3: duplicate key 'bindings' (first at line 2)"));
+
+	/* Values. */
+	CHECK(load(CONN "tarpit_interval = 00:11:00\n") == -1);
+	CHECK_STR(err, E("3: tarpit_interval: 00:11:00 is above the maximum 00:10:00"));
+	CHECK(load(CONN "tarpit_interval = 1.00:00:00\n") == -1);
+	CHECK_STR(err, E("3: tarpit_interval: 1.00:00:00 is above the maximum 00:10:00"));
+	CHECK(load(CONN "tarpit_interval = abc\n") == -1);
+	CHECK_STR(err, E("3: tarpit_interval: 'abc' is not a TimeSpan ([d.]hh:mm:ss)"));
+	CHECK(load(CONN "tarpit_interval = 99999999999999999999.00:00:00\n") == -1);
+	CHECK_STR(err, E("3: tarpit_interval: 99999999999999999999.00:00:00 is above the maximum 00:10:00"));
+	CHECK(load(CONN "connection_timeout = 00:00:00\n") == -1);
+	CHECK_STR(err, E("3: connection_timeout: 00:00:00 is below the minimum 00:00:01"));
+	CHECK(load(CONN "connection_timeout = 0\n") == -1);
+	CHECK_STR(err, E("3: connection_timeout: 0 is below the minimum 00:00:01"));
+	CHECK(load(CONN "connection_timeout = 1.00:00:01\n") == -1);
+	CHECK_STR(err, E("3: connection_timeout: 1.00:00:01 is above the maximum 1.00:00:00"));
+	CHECK(load(CONN "connection_inactivity_timeout = 2.00:00:00\n") == -1);
+	CHECK_STR(err, E("3: connection_inactivity_timeout: 2.00:00:00 is above the maximum 1.00:00:00"));
+	CHECK(load(CONN "greeting_delay = 00:10:01\n") == -1);
+	CHECK_STR(err, E("3: greeting_delay: 00:10:01 is above the maximum 00:10:00"));
+	CHECK(load(CONN "max_recipients_per_message = 0\n") == -1);
+	CHECK_STR(err, E("3: max_recipients_per_message: 0 is below the minimum 1"));
+	CHECK(load(CONN "max_recipients_per_message = 1001\n") == -1);
+	CHECK_STR(err, E("3: max_recipients_per_message: 1001 is above the maximum 1000"));
+	CHECK(load(CONN "max_recipients_per_message = 99999999999999999999999\n") == -1);
+	CHECK_STR(err, E("3: max_recipients_per_message: 99999999999999999999999 is above the maximum 1000"));
+	CHECK(load(CONN "max_recipients_per_message = -1\n") == -1);
+	CHECK_STR(err, E("3: max_recipients_per_message: '-1' is not a number"));
+	CHECK(load(CONN "max_protocol_errors = 1000001\n") == -1);
+	CHECK_STR(err, E("3: max_protocol_errors: 1000001 is above the maximum 1000000"));
+	CHECK(load("[server]\nmax_connections = 0\n" CONN) == -1);
+	CHECK_STR(err, E("2: max_connections: 0 is below the minimum 1"));
+	CHECK(load(CONN "max_message_size = 3GB\n") == -1);
+	CHECK_STR(err, E("3: max_message_size: 3GB is above the maximum 2GB"));
+	CHECK(load(CONN "max_message_size = 1023\n") == -1);
+	CHECK_STR(err, E("3: max_message_size: 1023 is below the minimum 1KB"));
+	CHECK(load(CONN "max_message_size = 99999999999999999999GB\n") == -1);
+	CHECK_STR(err, E("3: max_message_size: 99999999999999999999GB is above the maximum 2GB"));
+	CHECK(load(CONN "max_message_size = 1.5MB\n") == -1);
+	CHECK_STR(err, E("3: max_message_size: '1.5MB' is not a size (bytes, or a number with KB, MB or GB)"));
+	CHECK(load(CONN "enabled = maybe\n") == -1);
+	CHECK_STR(err, E("3: enabled: 'maybe' is not a boolean (yes/no, true/false, on/off, 1/0)"));
+	CHECK(load(CONN "fqdn = a b\n") == -1);
+	CHECK_STR(err, E("3: fqdn: 'a b' must be printable ASCII without spaces, at most 255 octets"));
+	CHECK(load(CONN "banner = caf\xc3\xa9\n") == -1);
+	CHECK_STR(err, E("3: banner: 'caf?\?' must be printable ASCII, at most 255 octets"));
+	CHECK(load("[server]\nhostname = a\x01z\n" CONN) == -1);
+	CHECK_STR(err, E("2: hostname: 'a?z' must be printable ASCII without spaces, at most 255 octets"));
+	CHECK(load("[server]\nlog = file\n" CONN) == -1);
+	CHECK_STR(err, E("2: log: 'file' must be syslog or stderr"));
+	CHECK(load("[server]\nlog_level = loud\n" CONN) == -1);
+	CHECK_STR(err, E("2: log_level: 'loud' must be error, warning, notice, info or debug"));
+	CHECK(load("[server]\nuser = -root\n" CONN) == -1);
+	CHECK_STR(err, E("2: user: '-root' is not a valid user name"));
+	CHECK(load("[server]\nuser = a b\n" CONN) == -1);
+	CHECK_STR(err, E("2: user: 'a b' is not a valid user name"));
+	CHECK(load("[server]\nrecipients =\n" CONN) == -1);
+	CHECK_STR(err, E("2: recipients: empty path"));
+	CHECK(load("[server]\nspool = a\tb\n" CONN) == -1);
+	CHECK_STR(err, E("2: spool: path holds control characters"));
+
+	/* Lists. */
+	CHECK(load("[connector \"A\"]\nenabled = yes\n") == -1);
+	CHECK_STR(err, E("1: bindings: at least one ip:port is required"));
+	CHECK(load("[connector \"A\"]\nbindings =\n") == -1);
+	CHECK_STR(err, E("2: bindings: at least one ip:port is required"));
+	CHECK(load("[connector \"A\"]\nbindings = 127.0.0.1:25, ::1:25\n") == -1);
+	CHECK_STR(err, E("2: bindings: '::1:25' is not ip:port or [ipv6]:port"));
+	CHECK(load("[connector \"A\"]\nbindings = 127.0.0.1:25,, [::1]:25\n") == -1);
+	CHECK_STR(err, E("2: bindings: empty entry"));
+	CHECK(load("[connector \"A\"]\nbindings = 127.0.0.1:25, 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("2: bindings: 127.0.0.1:25 is listed twice"));
+	CHECK(load("[connector \"A\"]\nbindings = 127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,"
+		   "127.0.0.1:5,127.0.0.1:6,127.0.0.1:7,127.0.0.1:8,\n"
+		   " 127.0.0.1:9,127.0.0.1:10,127.0.0.1:11,127.0.0.1:12,127.0.0.1:13,127.0.0.1:14,"
+		   "127.0.0.1:15,127.0.0.1:16\n") == 0);
+	CHECK(C->nbindings == CONF_MAX_BINDINGS);
+	CHECK(load("[connector \"A\"]\nbindings = 127.0.0.1:1,127.0.0.1:2,127.0.0.1:3,127.0.0.1:4,"
+		   "127.0.0.1:5,127.0.0.1:6,127.0.0.1:7,127.0.0.1:8,\n"
+		   " 127.0.0.1:9,127.0.0.1:10,127.0.0.1:11,127.0.0.1:12,127.0.0.1:13,127.0.0.1:14,"
+		   "127.0.0.1:15,127.0.0.1:16,127.0.0.1:17\n") == -1);
+	CHECK_STR(err, E("3: bindings: more than 16 entries"));
+	CHECK(load(CONN "remote_ip_ranges = 10.0.0.0/8, 1.2.3.4/33\n") == -1);
+	CHECK_STR(err, E("3: remote_ip_ranges: '1.2.3.4/33' is not an address, a CIDR block or a range a-b"));
+	CHECK(load(CONN "remote_ip_ranges = 1.2.3.4-::1\n") == -1);
+	CHECK_STR(err, E("3: remote_ip_ranges: '1.2.3.4-::1' is not an address, a CIDR block or a range a-b"));
+	CHECK(load(CONN "remote_ip_ranges =\n") == -1);
+	CHECK_STR(err, E("3: remote_ip_ranges: at least one entry is required"));
+
+	/* All errors, in file order, then the checks made at the end. */
+	CHECK(load("[server]\nmax_connections = x\nbogus = 1\n[connector \"A\"]\n"
+		   "tarpit_interval = 00:60:00\nmax_recipients_per_message = 5000\n") == -1);
+	CHECK_STR(err, E("2: max_connections: 'x' is not a number\n"
+			 "3: unknown key 'bogus' in [server]\n"
+			 "5: tarpit_interval: '00:60:00' is not a TimeSpan ([d.]hh:mm:ss)\n"
+			 "6: max_recipients_per_message: 5000 is above the maximum 1000\n"
+			 "4: bindings: at least one ip:port is required"));
+
+	/* Keys of a refused section are not reported once more. */
+	CHECK(load(CONN "[tls]\ncertificate = x\nbogus = y\n") == -1);
+	CHECK_STR(err, E("3: [tls] is not supported yet"));
+
+	/* A value quoted back is cut and made printable. */
+	CHECK(load(CONN "enabled = 0123456789012345678901234567890123456789012345678901234567890123456789\n") == -1);
+	CHECK_STR(err, E("3: enabled: '012345678901234567890123456789012345678901234567890123456789...' "
+			 "is not a boolean (yes/no, true/false, on/off, 1/0)"));
+
+	/* Missing and unreadable files. */
+	unload();
+	snprintf(path, sizeof path, "%s/missing.ini", dir);
+	CHECK(config_load(&cfg, path, err, sizeof err) == -1);
+	CHECK_STR(err, E(" cannot open: No such file or directory"));
+	CHECK(cfg.connectors == NULL);
+	snprintf(path, sizeof path, "%s", dir);
+	CHECK(config_load(&cfg, path, err, sizeof err) == -1);
+	CHECK_STR(err, E(" read error: Is a directory"));
+	CHECK(config_load(&cfg, NULL, err, sizeof err) == -1);
+	CHECK(err[0] != '\0');
+
+	/* The error text is cut to errlen, still terminated. */
+	{
+		char small[60];
+
+		CHECK(load("[server]\nbogus = 1\nbogus2 = 2\n") == -1);
+		memset(small, 'Z', sizeof small);
+		CHECK(config_load(&cfg, path, small, sizeof small) == -1);
+		CHECK(strlen(small) == sizeof small - 1);
+		CHECK(strncmp(small, err, sizeof small - 1) == 0);
+		CHECK(strlen(err) > sizeof small);
+		CHECK(config_load(&cfg, path, small, 1) == -1);
+		CHECK(small[0] == '\0');
+		CHECK(config_load(&cfg, path, NULL, 0) == -1);
+	}
+}
+
+static void test_syntax(void)
+{
+	char text[1024];
+	size_t i;
+
+	/* Comments: at line start, and inline after whitespace only. */
+	CHECK(load("; comment\n# comment\n   ; indented comment\n"
+		   "[server] # after a header\n"
+		   "hostname = h.example ; inline\n"
+		   "[connector \"A\"] ; x\n"
+		   "bindings = 127.0.0.1:25 # inline\n"
+		   "banner = a;b#c\n") == 0);
+	CHECK_STR(cfg.server.hostname, "h.example");
+	CHECK_STR(C->banner, "a;b#c");
+	CHECK(load(CONN "banner = hello world\t; the rest\n") == 0);
+	CHECK_STR(C->banner, "hello world");
+	CHECK(load(CONN "banner = # all comment\n") == 0);
+	CHECK(strstr(C->banner, " ESMTP") != NULL);
+
+	/* CRLF line ends and a UTF-8 BOM. */
+	CHECK(load("\xef\xbb\xbf[server]\r\nhostname = crlf.example\r\n\r\n[connector \"A\"]\r\n"
+		   "bindings = 127.0.0.1:25\r\nbogus = 1\r\n") == -1);
+	CHECK_STR(err, E("6: unknown key 'bogus' in [connector \"A\"]"));
+	CHECK(load("\xef\xbb\xbf[server]\r\nhostname = crlf.example\r\n[connector \"A\"]\r\n"
+		   "bindings = 127.0.0.1:25") == 0);
+	CHECK_STR(cfg.server.hostname, "crlf.example");
+
+	/* Continuation lines for the two lists. */
+	CHECK(load("[connector \"A\"]\n"
+		   "bindings =\n"
+		   "    127.0.0.1:25,\n"
+		   "\t[::1]:25\n"
+		   "remote_ip_ranges = 10.0.0.0/8,\n"
+		   "    ; a comment between\n"
+		   "\n"
+		   "    192.168.0.0/16, 172.16.0.0/12  # private\n"
+		   "    ::1\n"
+		   "enabled = yes\n") == 0);
+	CHECK(C->nbindings == 2);
+	CHECK(C->nranges == 4);
+	CHECK(load(CONN "fqdn = a.example\n  b.example\n") == -1);
+	CHECK_STR(err, E("4: indented line continues 'fqdn', which takes a single value"));
+	CHECK(load(CONN "remote_ip_ranges = 10.0.0.0/8\n  bogus\n") == -1);
+	CHECK_STR(err, E("4: remote_ip_ranges: 'bogus' is not an address, a CIDR block or a range a-b"));
+	/* Indented keys right after a header are ordinary keys. */
+	CHECK(load("[connector \"A\"]\n   bindings = 127.0.0.1:25\n") == 0);
+	/* ... but after a key they continue it, as in Python's configparser. */
+	CHECK(load("[connector \"A\"]\nbindings = 127.0.0.1:25\n   enabled = no\n") == -1);
+	CHECK_STR(err, E("3: bindings: 'enabled = no' is not ip:port or [ipv6]:port"));
+
+	/* A line longer than inih's buffer is refused whole, and the lines
+	 * after it keep their numbers. */
+	i = (size_t)snprintf(text, sizeof text, "%s", CONN "banner = ");
+	memset(text + i, 'x', 300);
+	i += 300;
+	memcpy(text + i, "\nbogus = 1\n", 12);
+	CHECK(load(text) == -1);
+	CHECK(strncmp(err, E("3: line too long (more than "), strlen(E("3: line too long (more than "))) == 0);
+	CHECK(strstr(err, E("4: unknown key 'bogus' in [connector \"A\"]")) != NULL);
+	/* So is a NUL octet. */
+	unload();
+	write_file("t.ini", CONN "fqdn = a\0b\nbogus = 1\n", sizeof CONN - 1 + 21);
+	CHECK(config_load(&cfg, path, err, sizeof err) == -1);
+	CHECK_STR(err, E("3: NUL octet in line\n4: unknown key 'bogus' in [connector \"A\"]"));
+}
+
+static void test_paths(void)
+{
+	char cwd[512];
+
+	CHECK(load("[server]\nrecipients = /abs/rcpt\nspool = /abs/spool\n" CONN) == 0);
+	CHECK_STR(cfg.server.recipients, "/abs/rcpt");
+	CHECK_STR(cfg.server.spool, "/abs/spool");
+	CHECK(load("[server]\nrecipients = rcpt\nspool = /abs/spool\npidfile = run/t.pid\n" CONN) == 0);
+	CHECK_STR(cfg.server.recipients, dirpath("rcpt"));
+	CHECK_STR(cfg.server.pidfile, dirpath("run/t.pid"));
+	CHECK(load("[server]\nrecipients = rcpt\nspool = sp/ool\n" CONN) == 0);
+	CHECK_STR(cfg.server.spool, dirpath("sp/ool"));
+	CHECK(load("[server]\nrecipients = rcpt\nspool = /abs/spool\n" CONN) == 0);
+
+	/* An INI file named without a '/' sits in the current directory. */
+	unload();
+	CHECK(getcwd(cwd, sizeof cwd) != NULL);
+	CHECK(chdir(dir) == 0);
+	CHECK(config_load(&cfg, "t.ini", err, sizeof err) == 0);
+	CHECK_STR(cfg.server.recipients, "rcpt");
+	config_free(&cfg);
+	CHECK(config_load(&cfg, "./t.ini", err, sizeof err) == 0);
+	CHECK_STR(cfg.server.recipients, "./rcpt");
+	CHECK_STR(cfg.server.spool, "/abs/spool");
+	config_free(&cfg);
+	CHECK(chdir(cwd) == 0);
+	CHECK(load(CONN) == 0);
+}
+
+static void test_timespan(void)
+{
+	uint32_t v = 77;
+	char b[32];
+
+	CHECK(parse_timespan("00:00:05", &v) == 0 && v == 5);
+	CHECK(parse_timespan("0.00:09:00", &v) == 0 && v == 540);
+	CHECK(parse_timespan("00:10:00", &v) == 0 && v == 600);
+	CHECK(parse_timespan("1.00:00:00", &v) == 0 && v == 86400);
+	CHECK(parse_timespan("23:59:59", &v) == 0 && v == 86399);
+	CHECK(parse_timespan("2.03:04:05", &v) == 0 && v == 2 * 86400 + 3 * 3600 + 4 * 60 + 5);
+	CHECK(parse_timespan("0", &v) == 0 && v == 0);
+	CHECK(parse_timespan("0:0:5", &v) == 0 && v == 5);
+	CHECK(parse_timespan("49710.06:28:15", &v) == 0 && v == 4294967295u);
+	v = 77;
+	CHECK(parse_timespan("49710.06:28:16", &v) == -1);
+	CHECK(parse_timespan("49711.00:00:00", &v) == -1);
+	CHECK(parse_timespan("99999999999999999999.00:00:00", &v) == -1);
+	CHECK(parse_timespan("24:00:00", &v) == -1);
+	CHECK(parse_timespan("00:60:00", &v) == -1);
+	CHECK(parse_timespan("00:00:60", &v) == -1);
+	CHECK(parse_timespan("000:00:05", &v) == -1);
+	CHECK(parse_timespan("00:00", &v) == -1);
+	CHECK(parse_timespan("00:00:05:00", &v) == -1);
+	CHECK(parse_timespan("5", &v) == -1);
+	CHECK(parse_timespan("00", &v) == -1);
+	CHECK(parse_timespan("", &v) == -1);
+	CHECK(parse_timespan("-00:00:05", &v) == -1);
+	CHECK(parse_timespan("+00:00:05", &v) == -1);
+	CHECK(parse_timespan(" 00:00:05", &v) == -1);
+	CHECK(parse_timespan("00:00:05 ", &v) == -1);
+	CHECK(parse_timespan(".00:00:05", &v) == -1);
+	CHECK(parse_timespan("1..00:00:05", &v) == -1);
+	CHECK(parse_timespan("1.2.00:00:05", &v) == -1);
+	CHECK(parse_timespan("00:00:05.5", &v) == -1);
+	CHECK(parse_timespan("00:-1:05", &v) == -1);
+	CHECK(parse_timespan("a0:00:05", &v) == -1);
+	CHECK(parse_timespan(NULL, &v) == -1);
+	CHECK(v == 77);
+
+	CHECK(format_timespan(0, b, sizeof b) == 8);
+	CHECK_STR(b, "00:00:00");
+	format_timespan(5, b, sizeof b);
+	CHECK_STR(b, "00:00:05");
+	format_timespan(600, b, sizeof b);
+	CHECK_STR(b, "00:10:00");
+	format_timespan(86399, b, sizeof b);
+	CHECK_STR(b, "23:59:59");
+	format_timespan(86400, b, sizeof b);
+	CHECK_STR(b, "1.00:00:00");
+	format_timespan(4294967295u, b, sizeof b);
+	CHECK_STR(b, "49710.06:28:15");
+	CHECK(parse_timespan(b, &v) == 0 && v == 4294967295u);
+	CHECK(format_timespan(5, b, 8) == 0 && b[0] == '\0');
+	CHECK(format_timespan(5, b, 9) == 8);
+}
+
+static void test_size_bool_uint(void)
+{
+	uint64_t s = 77;
+	uint32_t u = 77;
+	bool b = false;
+
+	CHECK(parse_size("10MB", &s) == 0 && s == 10485760);
+	CHECK(parse_size("512 KB", &s) == 0 && s == 524288);
+	CHECK(parse_size("512   kb", &s) == 0 && s == 524288);
+	CHECK(parse_size("1048576", &s) == 0 && s == 1048576);
+	CHECK(parse_size("1gb", &s) == 0 && s == 1073741824);
+	CHECK(parse_size("1Gb", &s) == 0 && s == 1073741824);
+	CHECK(parse_size("10mB", &s) == 0 && s == 10485760);
+	CHECK(parse_size("100B", &s) == 0 && s == 100);
+	CHECK(parse_size("0", &s) == 0 && s == 0);
+	CHECK(parse_size("18446744073709551615", &s) == 0 && s == UINT64_MAX);
+	CHECK(parse_size("17179869183GB", &s) == 0 && s == 17179869183ull * 1073741824ull);
+	s = 77;
+	CHECK(parse_size("17179869184GB", &s) == -1);
+	CHECK(parse_size("18446744073709551616", &s) == -1);
+	CHECK(parse_size("18014398509481984KB", &s) == -1);
+	CHECK(parse_size("", &s) == -1);
+	CHECK(parse_size("-1", &s) == -1);
+	CHECK(parse_size("+1", &s) == -1);
+	CHECK(parse_size("10 M", &s) == -1);
+	CHECK(parse_size("10M", &s) == -1);
+	CHECK(parse_size("1.5MB", &s) == -1);
+	CHECK(parse_size("MB", &s) == -1);
+	CHECK(parse_size("10 ", &s) == -1);
+	CHECK(parse_size(" 10", &s) == -1);
+	CHECK(parse_size("10MB ", &s) == -1);
+	CHECK(parse_size("10MBx", &s) == -1);
+	CHECK(parse_size("10KBB", &s) == -1);
+	CHECK(parse_size("1TB", &s) == -1);
+	CHECK(parse_size("0x10", &s) == -1);
+	CHECK(parse_size(NULL, &s) == -1);
+	CHECK(s == 77);
+
+	CHECK(parse_bool("yes", &b) == 0 && b);
+	CHECK(parse_bool("no", &b) == 0 && !b);
+	CHECK(parse_bool("TRUE", &b) == 0 && b);
+	CHECK(parse_bool("False", &b) == 0 && !b);
+	CHECK(parse_bool("On", &b) == 0 && b);
+	CHECK(parse_bool("OFF", &b) == 0 && !b);
+	CHECK(parse_bool("1", &b) == 0 && b);
+	CHECK(parse_bool("0", &b) == 0 && !b);
+	CHECK(parse_bool("YeS", &b) == 0 && b);
+	b = true;
+	CHECK(parse_bool("", &b) == -1);
+	CHECK(parse_bool("y", &b) == -1);
+	CHECK(parse_bool("2", &b) == -1);
+	CHECK(parse_bool("yes ", &b) == -1);
+	CHECK(parse_bool("nope", &b) == -1);
+	CHECK(parse_bool("00", &b) == -1);
+	CHECK(parse_bool(NULL, &b) == -1);
+	CHECK(b);
+
+	CHECK(parse_uint("0", 0, 10, &u) == 0 && u == 0);
+	CHECK(parse_uint("10", 0, 10, &u) == 0 && u == 10);
+	CHECK(parse_uint("007", 0, 10, &u) == 0 && u == 7);
+	CHECK(parse_uint("4294967295", 0, UINT32_MAX, &u) == 0 && u == UINT32_MAX);
+	u = 77;
+	CHECK(parse_uint("11", 0, 10, &u) == -1);
+	CHECK(parse_uint("0", 1, 10, &u) == -1);
+	CHECK(parse_uint("4294967296", 0, UINT32_MAX, &u) == -1);
+	CHECK(parse_uint("99999999999999999999999", 0, UINT32_MAX, &u) == -1);
+	CHECK(parse_uint("", 0, 10, &u) == -1);
+	CHECK(parse_uint("-1", 0, 10, &u) == -1);
+	CHECK(parse_uint("+1", 0, 10, &u) == -1);
+	CHECK(parse_uint(" 1", 0, 10, &u) == -1);
+	CHECK(parse_uint("1 ", 0, 10, &u) == -1);
+	CHECK(parse_uint("1a", 0, 10, &u) == -1);
+	CHECK(parse_uint(NULL, 0, 10, &u) == -1);
+	CHECK(u == 77);
+
+	/* Valid near the edges through the file, too. */
+	CHECK(load(CONN "tarpit_interval = 0.00:09:00\nmax_message_size = 1KB\n"
+			"connection_timeout = 0.23:59:59\ngreeting_delay = 0\n"
+			"tarpit_interval_x = 1\n") == -1);
+	CHECK_STR(err, E("7: unknown key 'tarpit_interval_x' in [connector \"A\"]"));
+	CHECK(load(CONN "tarpit_interval = 0.00:09:00\nmax_message_size = 1 kb\n"
+			"connection_timeout = 0.23:59:59\ngreeting_delay = 0\n") == 0);
+	CHECK(C->tarpit_interval == 540);
+	CHECK(C->max_message_size == 1024);
+	CHECK(C->connection_timeout == 86399);
+	CHECK(C->greeting_delay == 0);
+	CHECK(load(CONN "tarpit_interval = 0\nmax_message_size = 2147483648\n") == 0);
+	CHECK(C->tarpit_interval == 0);
+	CHECK(C->max_message_size == 2147483648u);
+}
+
+int main(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/test_config.XXXXXX");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 2;
+	}
+	test_defaults();
+	test_every_key();
+	test_errors();
+	test_syntax();
+	test_paths();
+	test_timespan();
+	test_size_bool_uint();
+	if (loaded)
+		config_free(&cfg);
+	snprintf(path, sizeof path, "%s/t.ini", dir);
+	unlink(path);
+	rmdir(dir);
+	return check_summary("config");
+}
