@@ -166,7 +166,7 @@ static void fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, s
 	env->fqdn = c->connector->cf->fqdn;
 	env->protocol = smtp_session_protocol(&c->s);
 	env->single_rcpt = c->s.nrcpt == 1 ? c->s.env->first_rcpt : NULL;
-	env->rcpts = c->s.env->table;
+	env->rcpts = c->s.table;
 	env->mailboxes = c->s.env->mbox;
 	env->nmailboxes = c->s.env->nmbox;
 }

@@ -23,20 +23,16 @@ void smtp_session_init(struct smtp_session *s, struct smtp_envelope *env, uint16
 	s->errors = 0;
 	s->unknown = 0;
 	s->env = env;
+	s->table = NULL;
 	s->helo[0] = 0;
 	s->sender[0] = 0;
 }
 
 void smtp_session_reset(struct smtp_session *s)
 {
-	if (s->flags & SS_MAIL) {
-		/* Only touch the envelope memory if a transaction used it. */
-		if (s->env->table)
-			recipients_unref(s->env->table);
-		s->env->table = NULL;
-		s->env->nmbox = 0;
-		s->env->first_len = 0;
-	}
+	if (s->table)
+		recipients_unref(s->table);
+	s->table = NULL;
 	s->flags &= (uint8_t)~SS_MAIL;
 	s->nrcpt = 0;
 	s->sender[0] = 0;
@@ -189,9 +185,7 @@ static struct smtp_reply cmd_mail(struct smtp_session *s, const struct smtp_env 
 	s->flags |= SS_MAIL;
 	s->nrcpt = 0;
 	recipients_ref(e->rcpts);
-	s->env->table = e->rcpts;
-	s->env->nmbox = 0;
-	s->env->first_len = 0;
+	s->table = e->rcpts;
 	return reply(s, e, R_250_MAIL, 0);
 }
 
@@ -222,7 +216,7 @@ static unsigned cmd_rcpt(struct smtp_session *s, const struct smtp_env *e,
 		return 1;
 	}
 	/* The transaction's table, not the current one: ids must stay valid. */
-	switch (recipients_lookup(env->table, addr, addr_len, &mbox)) {
+	switch (recipients_lookup(s->table, addr, addr_len, &mbox)) {
 	case RCPT_OK:
 		break;
 	case RCPT_NOT_LOCAL:
@@ -243,6 +237,7 @@ static unsigned cmd_rcpt(struct smtp_session *s, const struct smtp_env *e,
 		return 1;
 	}
 	if (s->nrcpt == 0) {
+		env->nmbox = 0;
 		memcpy(env->first_rcpt, addr, addr_len + 1);
 		env->first_len = (uint16_t)addr_len;
 	}

@@ -43,10 +43,10 @@ struct smtp_reply {
 	uint8_t flags; /* RF_* */
 };
 
-/* The per-transaction recipient list. It lives outside the hot slot,
- * in memory that is only touched when a recipient is accepted. */
+/* The per-transaction recipient list. It lives outside the hot slot, in
+ * memory that is only written when a recipient is accepted: a harvester
+ * whose recipients are all unknown never dirties its page. */
 struct smtp_envelope {
-	struct recipients *table;  /* referenced while a transaction is open */
 	uint16_t nmbox;            /* distinct mailbox ids in mbox[] */
 	uint16_t first_len;
 	char first_rcpt[ADDRESS_MAX + 1];
@@ -62,6 +62,7 @@ struct smtp_session {
 	uint32_t errors;   /* protocol errors in this session */
 	uint32_t unknown;  /* unknown recipients in this session */
 	struct smtp_envelope *env;
+	struct recipients *table; /* referenced while a transaction is open */
 	char helo[SMTP_HELO_MAX + 1];   /* neutered: Received-safe */
 	char sender[ADDRESS_MAX + 1];
 };

@@ -242,9 +242,22 @@ int main(void)
 
 	/* A transaction keeps its recipient table; reset drops the reference. */
 	transaction();
-	CHECK(s.env->table == env.rcpts);
+	CHECK(s.table == env.rcpts);
 	smtp_session_reset(&s);
-	CHECK(s.env->table == NULL);
+	CHECK(s.table == NULL);
+	/* MAIL and unknown recipients leave the envelope memory untouched. */
+	hello();
+	memset(envelope, 0xa5, sizeof *envelope + 200 * sizeof(uint32_t));
+	CHECK(say("MAIL FROM:<s@example.com>") == 250);
+	CHECK(say("RCPT TO:<nobody@example.org>") == 550);
+	{
+		unsigned char *p = (unsigned char *)envelope;
+		bool untouched = true;
+		for (size_t i = 0; i < sizeof *envelope + 200 * sizeof(uint32_t); i++)
+			untouched &= p[i] == 0xa5;
+		CHECK(untouched);
+	}
+	CHECK(say("RCPT TO:<alice@example.org>") == 250 && envelope->nmbox == 1);
 
 	recipients_unref(env.rcpts);
 	free(envelope);
