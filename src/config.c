@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define DAY 86400u
@@ -54,11 +55,14 @@ struct key {
 	enum ktype type;
 	size_t off;
 	uint64_t min, max;
+	const char *exch;  /* Exchange name for show/set, NULL = none */
+	const char *later; /* K_LATER: the SPEC default that show prints */
 };
 
-#define SK(n, t, f, lo, hi) { n, t, offsetof(struct server_conf, f), lo, hi }
-#define CK(n, t, f, lo, hi) { n, t, offsetof(struct connector_conf, f), lo, hi }
-#define LATER(n) { n, K_LATER, 0, 0, 0 }
+#define SK(n, t, f, lo, hi) { n, t, offsetof(struct server_conf, f), lo, hi, NULL, NULL }
+#define CK(n, t, f, lo, hi, x) { n, t, offsetof(struct connector_conf, f), lo, hi, x, NULL }
+#define LATER(n) { n, K_LATER, 0, 0, 0, NULL, NULL }
+#define CLATER(n, x, d) { n, K_LATER, 0, 0, 0, x, d }
 
 static const struct key server_keys[] = {
 	SK("hostname", K_HOST, hostname, 0, 0),
@@ -69,32 +73,36 @@ static const struct key server_keys[] = {
 	SK("pidfile", K_PATH, pidfile, 0, 0),
 	SK("log", K_LOG, log_syslog, 0, 0),
 	SK("log_level", K_LEVEL, log_level, 0, 0),
-	LATER("control"),
+	SK("control", K_PATH, control, 0, 0),
 };
 
 static const struct key conn_keys[] = {
-	CK("enabled", K_BOOL, enabled, 0, 0),
-	CK("bindings", K_BINDINGS, bindings, 0, 0),
-	CK("remote_ip_ranges", K_RANGES, ranges, 0, 0),
-	CK("fqdn", K_HOST, fqdn, 0, 0),
-	CK("banner", K_BANNER, banner, 0, 0),
-	CK("tarpit_interval", K_TIMESPAN, tarpit_interval, 0, 600),
-	CK("tarpit_all_after_unknown", K_BOOL, tarpit_all_after_unknown, 0, 0),
-	CK("max_message_size", K_SIZE, max_message_size, MSG_SIZE_MIN, MSG_SIZE_MAX),
-	CK("max_recipients_per_message", K_UINT, max_recipients_per_message, 1, 1000),
-	CK("max_inbound_connections", K_UINT, max_inbound_connections, 1, 1000000),
-	CK("max_inbound_connections_per_source", K_UINT, max_inbound_connections_per_source, 1, 1000000),
-	CK("connection_timeout", K_TIMESPAN, connection_timeout, 1, DAY),
-	CK("connection_inactivity_timeout", K_TIMESPAN, connection_inactivity_timeout, 1, DAY),
-	CK("max_protocol_errors", K_UINT, max_protocol_errors, 0, 1000000),
-	CK("max_unknown_recipients", K_UINT, max_unknown_recipients, 0, 1000000),
-	CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600),
-	CK("pipelining", K_BOOL, pipelining, 0, 0),
-	LATER("max_auth_failures"),
-	LATER("starttls"),
-	LATER("require_tls"),
-	LATER("auth"),
-	LATER("auth_requires_tls"),
+	CK("enabled", K_BOOL, enabled, 0, 0, "Enabled"),
+	CK("bindings", K_BINDINGS, bindings, 0, 0, "Bindings"),
+	CK("remote_ip_ranges", K_RANGES, ranges, 0, 0, "RemoteIPRanges"),
+	CK("fqdn", K_HOST, fqdn, 0, 0, "Fqdn"),
+	CK("banner", K_BANNER, banner, 0, 0, "Banner"),
+	CK("tarpit_interval", K_TIMESPAN, tarpit_interval, 0, 600, "TarpitInterval"),
+	CK("tarpit_all_after_unknown", K_BOOL, tarpit_all_after_unknown, 0, 0, NULL),
+	CK("max_message_size", K_SIZE, max_message_size, MSG_SIZE_MIN, MSG_SIZE_MAX, "MaxMessageSize"),
+	CK("max_recipients_per_message", K_UINT, max_recipients_per_message, 1, 1000,
+	   "MaxRecipientsPerMessage"),
+	CK("max_inbound_connections", K_UINT, max_inbound_connections, 1, 1000000,
+	   "MaxInboundConnection"),
+	CK("max_inbound_connections_per_source", K_UINT, max_inbound_connections_per_source, 1, 1000000,
+	   "MaxInboundConnectionPerSource"),
+	CK("connection_timeout", K_TIMESPAN, connection_timeout, 1, DAY, "ConnectionTimeout"),
+	CK("connection_inactivity_timeout", K_TIMESPAN, connection_inactivity_timeout, 1, DAY,
+	   "ConnectionInactivityTimeout"),
+	CK("max_protocol_errors", K_UINT, max_protocol_errors, 0, 1000000, "MaxProtocolErrors"),
+	CK("max_unknown_recipients", K_UINT, max_unknown_recipients, 0, 1000000, NULL),
+	CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600, NULL),
+	CK("pipelining", K_BOOL, pipelining, 0, 0, "PipeliningEnabled"),
+	CLATER("max_auth_failures", NULL, "3"),
+	CLATER("starttls", NULL, "True"),
+	CLATER("require_tls", "RequireTLS", "False"),
+	CLATER("auth", NULL, "True"),
+	CLATER("auth_requires_tls", NULL, "True"),
 };
 
 #define NSERVER (sizeof server_keys / sizeof server_keys[0])
@@ -103,6 +111,14 @@ static const struct key conn_keys[] = {
 static const char default_ranges[] = "0.0.0.0-255.255.255.255, ::/0";
 
 enum sect { S_NONE, S_SERVER, S_CONNECTOR, S_SKIP };
+
+/* Per-connector parse state that the loaded config does not keep. */
+struct conn_extra {
+	int seen[NCONN];    /* line a key was given on, 0 = not given */
+	bool bad_list[2];   /* bindings, remote_ip_ranges had a bad entry */
+	int binding_line[CONF_MAX_BINDINGS];
+	int range_line[CONF_MAX_RANGES]; /* 0 = the default ranges */
+};
 
 struct pstate {
 	struct config *c;
@@ -116,10 +132,13 @@ struct pstate {
 
 	enum sect sect;
 	char sect_label[CONF_NAME_MAX + 16]; /* "[server]", "[connector \"X\"]" */
-	struct connector_conf *conn;
+	struct connector_conf *conns; /* malloc'd, nconns used of cap */
+	struct conn_extra *extra;     /* parallel to conns */
+	unsigned nconns, cap;
+	struct connector_conf *conn;  /* the current one, NULL outside */
+	struct conn_extra *cx;
 	int server_line;
 	bool bad_connector; /* a connector header was refused: no cascade */
-	bool bad_list[2];   /* bindings, remote_ip_ranges had a bad entry */
 
 	/* What the reader handed inih last, to catch lines it swallowed, and
 	 * what an indented line would continue. */
@@ -128,7 +147,6 @@ struct pstate {
 	const struct key *last_key; /* continuation target, NULL = ignore */
 
 	int server_seen[NSERVER]; /* line a key was given on, 0 = not given */
-	int conn_seen[NCONN];
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -550,6 +568,7 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 				err_at(st, st->lineno, "%s: more than %d entries", k->name, CONF_MAX_BINDINGS);
 				return;
 			}
+			st->cx->binding_line[cc->nbindings] = st->lineno;
 			cc->bindings[cc->nbindings++] = bd;
 		} else {
 			struct ip_range r;
@@ -564,6 +583,7 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 				err_at(st, st->lineno, "%s: more than %d entries", k->name, CONF_MAX_RANGES);
 				return;
 			}
+			st->cx->range_line[cc->nranges] = st->lineno;
 			cc->ranges[cc->nranges++] = r;
 		}
 		if (!comma)
@@ -580,7 +600,7 @@ static void apply_list(struct pstate *st, const struct key *k, const char *v)
 	if (*v)
 		apply_list_items(st, k, v);
 	if (st->nerr != before)
-		st->bad_list[k->type == K_RANGES] = true;
+		st->cx->bad_list[k->type == K_RANGES] = true;
 }
 
 static void apply(struct pstate *st, const struct key *k, const char *v, char *base)
@@ -696,24 +716,65 @@ static void set_conn_defaults(struct connector_conf *cc)
 	cc->pipelining = true;
 }
 
+static bool grow_connectors(struct pstate *st)
+{
+	unsigned cap = st->cap ? st->cap * 2 : 4;
+	struct connector_conf *c;
+	struct conn_extra *x;
+
+	if (cap > CONF_MAX_CONNECTORS)
+		cap = CONF_MAX_CONNECTORS;
+	c = realloc(st->conns, cap * sizeof *c);
+	if (!c)
+		return false;
+	st->conns = c;
+	x = realloc(st->extra, cap * sizeof *x);
+	if (!x)
+		return false;
+	st->extra = x;
+	st->cap = cap;
+	return true;
+}
+
+/* name is n octets, not terminated. */
 static void enter_connector(struct pstate *st, const char *name, size_t n)
 {
-	if (st->conn) {
-		err_at(st, st->lineno, "several connectors are not supported yet");
-		st->sect = S_SKIP;
+	struct connector_conf *cc;
+	unsigned i;
+
+	st->conn = NULL;
+	st->cx = NULL;
+	st->sect = S_SKIP;
+	/* As in Exchange, connector names are case-insensitive identities:
+	 * `show NAME` and `set NAME` must find exactly one. */
+	for (i = 0; i < st->nconns; i++) {
+		if (strlen(st->conns[i].name) == n && strncasecmp(st->conns[i].name, name, n) == 0) {
+			err_at(st, st->lineno, "duplicate connector name '%.*s' (first at line %d)", (int)n,
+			       name, st->conns[i].line);
+			st->bad_connector = true;
+			return;
+		}
+	}
+	if (st->nconns >= CONF_MAX_CONNECTORS) {
+		err_at(st, st->lineno, "more than %d connectors", CONF_MAX_CONNECTORS);
+		st->bad_connector = true;
 		return;
 	}
-	st->conn = calloc(1, sizeof *st->conn);
-	if (!st->conn) {
+	if (st->nconns == st->cap && !grow_connectors(st)) {
 		err_at(st, st->lineno, "out of memory");
-		st->sect = S_SKIP;
 		return;
 	}
-	set_conn_defaults(st->conn);
-	memcpy(st->conn->name, name, n);
-	st->conn->name[n] = '\0';
-	st->conn->line = st->lineno;
-	snprintf(st->sect_label, sizeof st->sect_label, "[connector \"%s\"]", st->conn->name);
+	cc = &st->conns[st->nconns];
+	memset(cc, 0, sizeof *cc);
+	memset(&st->extra[st->nconns], 0, sizeof st->extra[0]);
+	set_conn_defaults(cc);
+	memcpy(cc->name, name, n);
+	cc->name[n] = '\0';
+	cc->line = st->lineno;
+	st->conn = cc;
+	st->cx = &st->extra[st->nconns];
+	st->nconns++;
+	snprintf(st->sect_label, sizeof st->sect_label, "[connector \"%s\"]", cc->name);
 	st->sect = S_CONNECTOR;
 }
 
@@ -726,6 +787,8 @@ static void section(struct pstate *st, char *h)
 	bool inq = false;
 
 	st->sect = S_SKIP;
+	st->conn = NULL;
+	st->cx = NULL;
 	st->last_key = NULL;
 	for (close = p; *close && (inq || *close != ']'); close++)
 		if (*close == '"')
@@ -965,7 +1028,7 @@ static int handler(void *user, const char *section_unused, const char *name, con
 		base = (char *)&st->c->server;
 	} else {
 		k = find_key(conn_keys, NCONN, name, &idx);
-		seen = st->conn_seen;
+		seen = st->cx->seen;
 		base = (char *)st->conn;
 	}
 	if (!k) {
@@ -1013,10 +1076,180 @@ static size_t key_index(const struct key *t, size_t n, const char *name)
 	return i;
 }
 
-static void finish(struct pstate *st)
+static void finish_connector(struct pstate *st)
 {
 	struct server_conf *s = &st->c->server;
 	struct connector_conf *cc = st->conn;
+	struct conn_extra *cx = st->cx;
+
+	if (cc->nbindings == 0 && !cx->bad_list[0]) {
+		int l = cx->seen[key_index(conn_keys, NCONN, "bindings")];
+
+		err_at(st, l ? l : cc->line, "bindings: at least one ip:port is required");
+	}
+	if (cc->nranges == 0 && !cx->bad_list[1]) {
+		int l = cx->seen[key_index(conn_keys, NCONN, "remote_ip_ranges")];
+
+		if (l) {
+			err_at(st, l, "remote_ip_ranges: at least one entry is required");
+		} else {
+			const struct key *k = &conn_keys[key_index(conn_keys, NCONN, "remote_ip_ranges")];
+			int saved = st->lineno;
+
+			st->lineno = 0; /* range_line 0: the entries come from no line */
+			apply_list(st, k, default_ranges);
+			st->lineno = saved;
+		}
+	}
+	if (!cc->fqdn[0])
+		strcpy(cc->fqdn, s->hostname);
+	if (!cc->banner[0]) {
+		size_t n = strlen(cc->fqdn);
+
+		if (n + sizeof " ESMTP" > sizeof cc->banner) {
+			err_at(st, cc->line, "banner: the default '<fqdn> ESMTP' is longer than %d octets; set banner",
+			       CONF_TEXT_MAX - 1);
+		} else {
+			memcpy(cc->banner, cc->fqdn, n);
+			memcpy(cc->banner + n, " ESMTP", sizeof " ESMTP");
+		}
+	}
+}
+
+static bool same_binding(const struct binding *a, const struct binding *b)
+{
+	/* What the server opens one socket for. */
+	return a->port == b->port && ip_cmp(&a->addr, &b->addr) == 0;
+}
+
+static bool is_wildcard(const struct binding *b)
+{
+	static const struct ip_addr any6 = {{0}};
+	static const struct ip_addr any4 = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0}};
+
+	return ip_cmp(&b->addr, b->v6 ? &any6 : &any4) == 0;
+}
+
+static bool list_ok(const struct pstate *st, unsigned i)
+{
+	return !st->extra[i].bad_list[0] && !st->extra[i].bad_list[1];
+}
+
+/* The kernel refuses to bind a specific address on a port that a
+ * wildcard socket of the same family already listens on (and the other
+ * way round), so the server could never start. Checked over every
+ * enabled binding, within one connector too; each later binding is
+ * reported once. */
+static void check_wildcards(struct pstate *st)
+{
+	unsigned i, j, pi, pj;
+
+	for (i = 0; i < st->nconns; i++) {
+		const struct connector_conf *b = &st->conns[i];
+
+		if (!b->enabled || !list_ok(st, i))
+			continue;
+		for (j = 0; j < b->nbindings; j++) {
+			const struct binding *bb = &b->bindings[j];
+			bool found = false;
+
+			for (pi = 0; pi <= i && !found; pi++) {
+				const struct connector_conf *a = &st->conns[pi];
+				unsigned lim = pi == i ? j : a->nbindings;
+
+				if (!a->enabled || !list_ok(st, pi))
+					continue;
+				for (pj = 0; pj < lim && !found; pj++) {
+					const struct binding *ab = &a->bindings[pj];
+					char ta[80], tb[80];
+
+					if (ab->port != bb->port || ab->v6 != bb->v6 ||
+					    is_wildcard(ab) == is_wildcard(bb))
+						continue;
+					found = true;
+					binding_format(ab, ta, sizeof ta);
+					binding_format(bb, tb, sizeof tb);
+					if (pi == i)
+						err_at(st, st->extra[i].binding_line[j],
+						       "bindings: %s and %s of connector \"%s\" cannot both be bound: "
+						       "the kernel refuses a wildcard and a specific address on one port",
+						       tb, ta, b->name);
+					else
+						err_at(st, st->extra[i].binding_line[j],
+						       "bindings: %s of connector \"%s\" and %s of connector \"%s\" cannot "
+						       "both be bound: the kernel refuses a wildcard and a specific address "
+						       "on one port",
+						       tb, b->name, ta, a->name);
+				}
+			}
+		}
+	}
+}
+
+static bool contains(const struct ip_range *outer, const struct ip_range *inner)
+{
+	return ip_cmp(&outer->lo, &inner->lo) <= 0 && ip_cmp(&inner->hi, &outer->hi) <= 0;
+}
+
+/* SPEC §3, as in Exchange: on a shared binding, entries of two connectors
+ * may overlap only when one strictly contains the other, so "most
+ * specific" always names exactly one connector. Reported at the later
+ * connector's entry, once per entry and pair of connectors. */
+static void check_overlaps(struct pstate *st)
+{
+	unsigned ia, ib, x, y, rb, ra;
+
+	for (ib = 1; ib < st->nconns; ib++) {
+		const struct connector_conf *b = &st->conns[ib];
+
+		if (!b->enabled || !list_ok(st, ib))
+			continue;
+		for (ia = 0; ia < ib; ia++) {
+			const struct connector_conf *a = &st->conns[ia];
+			const struct binding *shared = NULL;
+
+			if (!a->enabled || !list_ok(st, ia))
+				continue;
+			for (x = 0; x < a->nbindings && !shared; x++)
+				for (y = 0; y < b->nbindings && !shared; y++)
+					if (same_binding(&a->bindings[x], &b->bindings[y]))
+						shared = &b->bindings[y];
+			if (!shared)
+				continue;
+			for (rb = 0; rb < b->nranges; rb++) {
+				const struct ip_range *r2 = &b->ranges[rb];
+
+				for (ra = 0; ra < a->nranges; ra++) {
+					const struct ip_range *r1 = &a->ranges[ra];
+					char t1[100], t2[100], tb[80];
+					bool same;
+					int line;
+
+					if (ip_cmp(&r1->lo, &r2->hi) > 0 || ip_cmp(&r2->lo, &r1->hi) > 0)
+						continue;
+					same = ip_cmp(&r1->lo, &r2->lo) == 0 && ip_cmp(&r1->hi, &r2->hi) == 0;
+					if (!same && (contains(r1, r2) || contains(r2, r1)))
+						continue;
+					ip_range_format(r1, t1, sizeof t1);
+					ip_range_format(r2, t2, sizeof t2);
+					binding_format(shared, tb, sizeof tb);
+					line = st->extra[ib].range_line[rb];
+					err_at(st, line ? line : b->line,
+					       "remote_ip_ranges: %s of connector \"%s\" %s %s of connector \"%s\" on %s "
+					       "(entries of connectors that share a binding may overlap only when one "
+					       "contains the other)",
+					       t2, b->name, same ? "is the same as" : "partly overlaps", t1, a->name, tb);
+					break;
+				}
+			}
+		}
+	}
+}
+
+static void finish(struct pstate *st)
+{
+	struct server_conf *s = &st->c->server;
+	unsigned i;
 
 	if (!s->hostname[0]) {
 		char h[CONF_TEXT_MAX];
@@ -1034,41 +1267,31 @@ static void finish(struct pstate *st)
 	resolve_path(st, s->spool, "spool", st->server_seen[key_index(server_keys, NSERVER, "spool")]);
 	resolve_path(st, s->pidfile, "pidfile",
 		     st->server_seen[key_index(server_keys, NSERVER, "pidfile")]);
+	{
+		int l = st->server_seen[key_index(server_keys, NSERVER, "control")];
+		size_t max = sizeof ((struct sockaddr_un *)0)->sun_path - 1;
 
-	if (!cc) {
+		resolve_path(st, s->control, "control", l);
+		/* The resolved path is what bind() gets, so that is what is counted. */
+		if (strlen(s->control) > max)
+			err_at(st, l, "control: path longer than %zu octets (the limit of a UNIX socket address)",
+			       max);
+	}
+
+	if (st->nconns == 0) {
 		if (!st->bad_connector)
 			err_at(st, 0, "no [connector \"NAME\"] section");
 		return;
 	}
-	if (cc->nbindings == 0 && !st->bad_list[0]) {
-		int l = st->conn_seen[key_index(conn_keys, NCONN, "bindings")];
-
-		err_at(st, l ? l : cc->line, "bindings: at least one ip:port is required");
+	for (i = 0; i < st->nconns; i++) {
+		st->conn = &st->conns[i];
+		st->cx = &st->extra[i];
+		finish_connector(st);
 	}
-	if (cc->nranges == 0 && !st->bad_list[1]) {
-		int l = st->conn_seen[key_index(conn_keys, NCONN, "remote_ip_ranges")];
-
-		if (l) {
-			err_at(st, l, "remote_ip_ranges: at least one entry is required");
-		} else {
-			const struct key *k = &conn_keys[key_index(conn_keys, NCONN, "remote_ip_ranges")];
-
-			apply_list(st, k, default_ranges);
-		}
-	}
-	if (!cc->fqdn[0])
-		strcpy(cc->fqdn, s->hostname);
-	if (!cc->banner[0]) {
-		size_t n = strlen(cc->fqdn);
-
-		if (n + sizeof " ESMTP" > sizeof cc->banner) {
-			err_at(st, cc->line, "banner: the default '<fqdn> ESMTP' is longer than %d octets; set banner",
-			       CONF_TEXT_MAX - 1);
-		} else {
-			memcpy(cc->banner, cc->fqdn, n);
-			memcpy(cc->banner + n, " ESMTP", sizeof " ESMTP");
-		}
-	}
+	st->conn = NULL;
+	st->cx = NULL;
+	check_wildcards(st);
+	check_overlaps(st);
 }
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
@@ -1107,13 +1330,14 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	else
 		finish(&st);
 
+	free(st.extra);
 	if (st.nerr) {
-		free(st.conn);
+		free(st.conns);
 		memset(c, 0, sizeof *c);
 		return -1;
 	}
-	c->connectors = st.conn;
-	c->nconnectors = 1;
+	c->connectors = st.conns;
+	c->nconnectors = st.nconns;
 	return 0;
 }
 
@@ -1124,4 +1348,152 @@ void config_free(struct config *c)
 	free(c->connectors);
 	c->connectors = NULL;
 	c->nconnectors = 0;
+}
+
+/* ---- fields for show and set --------------------------------------------- */
+
+unsigned conf_field_count(void)
+{
+	return 1 + NCONN;
+}
+
+/* ASCII only: the locale must not change what a field name means. */
+static char lower(char c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Case-insensitive, '_' ignored: TarpitInterval == tarpit_interval. */
+static bool field_eq(const char *a, const char *b)
+{
+	for (;;) {
+		while (*a == '_')
+			a++;
+		while (*b == '_')
+			b++;
+		if (!*a || !*b)
+			return !*a && !*b;
+		if (lower(*a) != lower(*b))
+			return false;
+		a++;
+		b++;
+	}
+}
+
+int conf_field_find(const char *name)
+{
+	size_t i;
+
+	if (!name || !*name)
+		return -1;
+	if (field_eq(name, "Name"))
+		return 0;
+	for (i = 0; i < NCONN; i++)
+		if (field_eq(name, conn_keys[i].name) || (conn_keys[i].exch && field_eq(name, conn_keys[i].exch)))
+			return (int)(i + 1);
+	return -1;
+}
+
+const char *conf_field_key(unsigned i)
+{
+	return i >= 1 && i <= NCONN ? conn_keys[i - 1].name : NULL;
+}
+
+const char *conf_field_title(unsigned i)
+{
+	if (i == 0)
+		return "Name";
+	if (i > NCONN)
+		return NULL;
+	return conn_keys[i - 1].exch ? conn_keys[i - 1].exch : conn_keys[i - 1].name;
+}
+
+/* snprintf-style appending: *used counts the full length, the buffer
+ * holds what fits. */
+static void append(char *buf, size_t len, size_t *used, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (buf && len && *used < len - 1) {
+		size_t room = len - 1 - *used, k = n < room ? n : room;
+
+		memcpy(buf + *used, s, k);
+		buf[*used + k] = '\0';
+	}
+	*used += n;
+}
+
+size_t conf_field_format(const struct connector_conf *cc, unsigned i, char *buf, size_t len)
+{
+	const struct key *k;
+	const char *field;
+	char t[128];
+	size_t used = 0;
+	unsigned j;
+
+	if (buf && len)
+		buf[0] = '\0';
+	if (!cc || i > NCONN)
+		return 0;
+	if (i == 0) {
+		append(buf, len, &used, cc->name);
+		return used;
+	}
+	k = &conn_keys[i - 1];
+	field = (const char *)cc + k->off;
+	t[0] = '\0';
+	switch (k->type) {
+	case K_BOOL: {
+		bool b;
+
+		memcpy(&b, field, sizeof b);
+		append(buf, len, &used, b ? "True" : "False");
+		return used;
+	}
+	case K_UINT:
+	case K_TIMESPAN: {
+		uint32_t u;
+
+		memcpy(&u, field, sizeof u);
+		if (k->type == K_UINT)
+			snprintf(t, sizeof t, "%u", (unsigned)u);
+		else
+			format_timespan(u, t, sizeof t);
+		break;
+	}
+	case K_SIZE: {
+		uint64_t v;
+
+		memcpy(&v, field, sizeof v);
+		format_size(v, t, sizeof t);
+		break;
+	}
+	case K_HOST:
+	case K_BANNER:
+		append(buf, len, &used, field);
+		return used;
+	case K_BINDINGS:
+		for (j = 0; j < cc->nbindings && j < CONF_MAX_BINDINGS; j++) {
+			if (j)
+				append(buf, len, &used, ", ");
+			binding_format(&cc->bindings[j], t, sizeof t);
+			append(buf, len, &used, t);
+		}
+		return used;
+	case K_RANGES:
+		for (j = 0; j < cc->nranges && j < CONF_MAX_RANGES; j++) {
+			if (j)
+				append(buf, len, &used, ", ");
+			ip_range_format(&cc->ranges[j], t, sizeof t);
+			append(buf, len, &used, t);
+		}
+		return used;
+	case K_LATER:
+		append(buf, len, &used, k->later ? k->later : "");
+		return used;
+	default:
+		break;
+	}
+	append(buf, len, &used, t);
+	return used;
 }

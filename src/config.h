@@ -2,7 +2,9 @@
  *
  * Promises: config_load() either fills a complete, validated struct config
  * (defaults applied, ranges checked, relative paths made relative to the
- * INI file's directory) or returns -1 with one "FILE:LINE: message" line
+ * INI file's directory, connectors checked against each other: unique
+ * names, nesting RemoteIPRanges on shared bindings, no wildcard/specific
+ * bind clash) or returns -1 with one "FILE:LINE: message" line
  * per error found. Allocation happens only here (at start and on reload),
  * never while serving. The value parsers are exported for the CLI and the
  * fuzzers.
@@ -25,6 +27,8 @@
 #define CONF_MAX_RANGES 64
 #define CONF_NAME_MAX 64
 #define CONF_TEXT_MAX 256 /* hostname, fqdn, banner: at most 255 octets */
+#define CONF_MAX_CONNECTORS 64
+#define CONF_FIELD_MAX 8192 /* room for any value conf_field_format writes */
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -59,6 +63,7 @@ struct server_conf {
 	char spool[PATH_MAX];
 	char user[64];      /* "" = keep the starting user */
 	char pidfile[PATH_MAX]; /* "" = none */
+	char control[PATH_MAX]; /* UNIX socket for stats, "" = none */
 	bool log_syslog;
 	enum log_level log_level;
 };
@@ -81,5 +86,19 @@ size_t format_timespan(uint32_t seconds, char *buf, size_t len); /* hh:mm:ss or 
 int parse_size(const char *s, uint64_t *bytes);     /* 1048576, 10MB, 512 KB */
 int parse_bool(const char *s, bool *v);            /* yes/no true/false on/off 1/0 */
 int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *v);
+
+/* Connector fields for `show` and `set` (SPEC §2): field 0 is the
+ * pseudo-field Name (the section name), then every connector key in the
+ * order of SPEC §3. A field is named by its INI key or its Exchange name,
+ * case-insensitively and ignoring '_'. */
+unsigned conf_field_count(void);
+int conf_field_find(const char *name);     /* index, or -1 */
+const char *conf_field_key(unsigned i);    /* INI key; NULL for Name */
+const char *conf_field_title(unsigned i);  /* Exchange name, else INI key */
+/* The value in INI syntax (hh:mm:ss, True/False, 10MB, "a, b" lists);
+ * keys this version does not have show their SPEC default. Writes at
+ * most len octets, NUL-terminated, and returns the full length, as
+ * snprintf does. */
+size_t conf_field_format(const struct connector_conf *cc, unsigned i, char *buf, size_t len);
 
 #endif

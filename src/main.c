@@ -1,10 +1,12 @@
 /* cli: tarpitd's command line (SPEC §2). Exit status: 0 ok, 1 failure,
  * 2 usage error; errors go to stderr, one line each. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "recipients.h"
@@ -63,25 +65,30 @@ int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
 	const char *cmd = NULL;
+	bool options = true;
 	int nargs = 0;
 
+	/* The subcommand's own arguments are gathered, in order, at the
+	 * front of argv, so -c FILE may stand anywhere. */
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-c") == 0) {
+		if (options && strcmp(argv[i], "--") == 0) {
+			options = false;
+		} else if (options && strcmp(argv[i], "-c") == 0) {
 			if (++i >= argc) {
 				fprintf(stderr, "tarpitd: -c needs a FILE\n");
 				return 2;
 			}
 			path = argv[i];
-		} else if (strcmp(argv[i], "--version") == 0) {
+		} else if (options && strcmp(argv[i], "--version") == 0) {
 			printf("tarpitd %s\n", TARPITD_VERSION);
 			return 0;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		} else if (options && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
 			fputs(usage, stdout);
 			return 0;
 		} else if (!cmd) {
 			cmd = argv[i];
 		} else {
-			nargs++;
+			argv[1 + nargs++] = argv[i];
 		}
 	}
 	if (!cmd)
@@ -99,8 +106,13 @@ int main(int argc, char **argv)
 		log_init(cfg.server.log_syslog, cfg.server.log_level);
 		return server_run(&cfg);
 	}
-	if (strcmp(cmd, "show") == 0 || strcmp(cmd, "set") == 0 || strcmp(cmd, "stats") == 0 ||
-	    strcmp(cmd, "passwd") == 0) {
+	if (strcmp(cmd, "show") == 0)
+		return admin_show(path, nargs, argv + 1);
+	if (strcmp(cmd, "set") == 0)
+		return admin_set(path, nargs, argv + 1);
+	if (strcmp(cmd, "stats") == 0)
+		return admin_stats(path, nargs, argv + 1);
+	if (strcmp(cmd, "passwd") == 0) {
 		fprintf(stderr, "tarpitd: %s is not supported yet\n", cmd);
 		return 1;
 	}

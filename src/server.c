@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,9 +29,11 @@
 #include "smtp_session.h"
 #include "timer_wheel.h"
 
-#define MAX_LISTENERS CONF_MAX_BINDINGS
+#define MAX_LISTENERS 64
 #define TAG_LISTENER 0x80000000u
 #define TAG_SIGNAL 0x40000000u
+#define TAG_CONTROL 0x20000000u
+#define CONTROL_CLIENTS 4
 #define ACCEPT_BATCH 64
 #define LINGER_MS 2000   /* lingering close: let the last reply reach the client */
 #define TICK_MS 1000     /* housekeeping: recipient file check, accept resume */
@@ -45,12 +49,33 @@ enum {
 	CF_SKIP = 2u,  /* discarding the rest of an over-long line */
 	CF_WANTW = 4u, /* the socket refused output: wait for writability */
 	CF_TOOBIG = 8u, /* message data exceeded max_message_size */
+	CF_STOP = 16u,  /* shutting down: close after the message in progress */
 };
+
+/* What survives a reload for one connector name: its counters and its
+ * connection count, shared by old and new sessions. */
+struct connector_rt {
+	char name[CONF_NAME_MAX];
+	uint32_t current;
+	struct stats st;
+	struct connector_rt *next;
+};
+
+struct gen;
 
 struct connector {
 	const struct connector_conf *cf;
-	uint32_t current;
-	struct stats st;
+	struct connector_rt *rt;
+	struct gen *gen;
+};
+
+/* One loaded configuration. Sessions hold a reference to the generation
+ * they started on, so a reload never changes a session in progress. */
+struct gen {
+	struct config cfg;
+	struct connector *connectors;
+	unsigned n;
+	uint32_t refs;
 };
 
 struct listener {
@@ -59,15 +84,19 @@ struct listener {
 };
 
 static struct server {
-	struct config cfg;
+	struct gen *gen;            /* current configuration */
+	struct server_conf boot;    /* [server] as started: these keys need a restart */
+	struct connector_rt *rts;
+	uint16_t max_rcpt;
+	bool stopping;
+	int control_fd;
+	int control_clients[CONTROL_CLIENTS];
 	struct loop *loop;
 	struct timer_wheel wheel;
 	struct conn_table *tab;
 	struct recipients *rcpts;
 	struct timespec rcpts_failed_mtime; /* don't retry a bad file every tick */
 	struct maildir *md;
-	struct connector *connectors;
-	unsigned nconnectors;
 	struct listener listeners[MAX_LISTENERS];
 	unsigned nlisteners;
 	struct stats st;
@@ -102,7 +131,7 @@ static void stat_add(struct conn *c, size_t off)
 {
 	(*(uint64_t *)(void *)((char *)&S.st + off))++;
 	if (c && c->connector)
-		(*(uint64_t *)(void *)((char *)&c->connector->st + off))++;
+		(*(uint64_t *)(void *)((char *)&c->connector->rt->st + off))++;
 }
 #define STAT(c, field) stat_add((c), offsetof(struct stats, field))
 
@@ -120,8 +149,11 @@ static void outq_push(struct conn *c, struct smtp_reply r)
 	if (c->outq_len == 0)
 		c->head_base = S.now;
 	*outq_at(c, c->outq_len++) = r;
-	if ((r.flags & RF_TARPIT) && c->connector->cf->tarpit_interval)
+	if ((r.flags & RF_TARPIT) && c->connector->cf->tarpit_interval) {
 		STAT(c, replies_tarpitted);
+		log_msg(LOG_LVL_INFO, "event=tarpit id=%u code=%d delay=%u", c->id, reply_code((enum reply_id)r.id),
+			c->connector->cf->tarpit_interval);
+	}
 	if (reply_is_protocol_error((enum reply_id)r.id))
 		STAT(c, protocol_errors);
 	switch (r.id) {
@@ -171,6 +203,15 @@ static void fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, s
 	env->nmailboxes = c->s.env->nmbox;
 }
 
+static void gen_unref(struct gen *g)
+{
+	if (--g->refs)
+		return;
+	config_free(&g->cfg);
+	free(g->connectors);
+	free(g);
+}
+
 static void conn_close(struct conn *c, const char *reason)
 {
 	char ip[64];
@@ -186,9 +227,11 @@ static void conn_close(struct conn *c, const char *reason)
 	loop_del(S.loop, c->fd);
 	close(c->fd);
 	src_count_dec(S.tab, &c->peer);
-	c->connector->current--;
+	c->connector->rt->current--;
 	S.st.connections_current--;
-	c->connector->st.connections_current--;
+	c->connector->rt->st.connections_current--;
+	gen_unref(c->connector->gen);
+	c->connector = NULL;
 	conn_release(S.tab, c);
 }
 
@@ -204,7 +247,7 @@ static void refuse(int fd, enum reply_id id, struct connector *cn)
 	close(fd);
 	S.st.connections_refused++;
 	if (cn)
-		cn->st.connections_refused++;
+		cn->rt->st.connections_refused++;
 }
 
 static void start_linger(struct conn *c)
@@ -417,6 +460,11 @@ static void finish_message(struct conn *c, const struct smtp_data *d)
 	if (c->msg.fd >= 0)
 		maildir_abort(S.md, &c->msg);
 	outq_push(c, smtp_session_data_end(&c->s, &e, st));
+	if (c->cflags & CF_STOP) {
+		struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
+		c->s.state = SMTP_CLOSING;
+		outq_push(c, bye);
+	}
 }
 
 /* Message data streams from the socket to the store through one shared
@@ -626,8 +674,8 @@ static struct connector *match_connector(unsigned li, const struct ip_addr *peer
 	struct ip_addr best_size = {{0}};
 	const struct listener *l = &S.listeners[li];
 
-	for (unsigned i = 0; i < S.nconnectors; i++) {
-		const struct connector_conf *cf = S.connectors[i].cf;
+	for (unsigned i = 0; i < S.gen->n; i++) {
+		const struct connector_conf *cf = S.gen->connectors[i].cf;
 		bool bound = false;
 		if (!cf->enabled)
 			continue;
@@ -649,7 +697,7 @@ static struct connector *match_connector(unsigned li, const struct ip_addr *peer
 				size.a[k] = (uint8_t)(d + (borrow ? 256 : 0));
 			}
 			if (!best || memcmp(size.a, best_size.a, 16) < 0) {
-				best = &S.connectors[i];
+				best = &S.gen->connectors[i];
 				best_size = size;
 			}
 		}
@@ -706,9 +754,9 @@ static void on_accept(unsigned li)
 			continue;
 		}
 		cf = cn->cf;
-		cap = cf->max_inbound_connections < S.cfg.server.max_connections ? cf->max_inbound_connections
-										 : S.cfg.server.max_connections;
-		if (S.tab->nfree == 0 || cn->current >= cap) {
+		cap = cf->max_inbound_connections < S.boot.max_connections ? cf->max_inbound_connections
+									    : S.boot.max_connections;
+		if (S.tab->nfree == 0 || cn->rt->current >= cap) {
 			refuse(fd, R_421_FULL, cn);
 			continue;
 		}
@@ -730,11 +778,12 @@ static void on_accept(unsigned li)
 		c->last_activity = S.now;
 		c->deadline = S.now + (uint64_t)cf->connection_timeout * 1000u;
 		src_count_inc(S.tab, &peer);
-		cn->current++;
+		cn->gen->refs++;
+		cn->rt->current++;
 		S.st.connections_total++;
 		S.st.connections_current++;
-		cn->st.connections_total++;
-		cn->st.connections_current++;
+		cn->rt->st.connections_total++;
+		cn->rt->st.connections_current++;
 		if (log_enabled(LOG_LVL_INFO)) {
 			char ip[64];
 			ip_format(&peer, ip, sizeof ip);
@@ -753,24 +802,27 @@ static void on_accept(unsigned li)
 	}
 }
 
+
+static bool same_mtime(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
 static void check_recipients(void)
 {
 	struct stat st;
-	struct timespec cur;
 	char err[1024];
 	struct recipients *r;
+	const char *path = S.gen->cfg.server.recipients;
 
-	if (stat(S.cfg.server.recipients, &st) != 0)
+	if (stat(path, &st) != 0 || same_mtime(st.st_mtim, recipients_mtime(S.rcpts)) ||
+	    same_mtime(st.st_mtim, S.rcpts_failed_mtime))
 		return;
-	cur = recipients_mtime(S.rcpts);
-	if (st.st_mtim.tv_sec == cur.tv_sec && st.st_mtim.tv_nsec == cur.tv_nsec)
-		return;
-	if (st.st_mtim.tv_sec == S.rcpts_failed_mtime.tv_sec && st.st_mtim.tv_nsec == S.rcpts_failed_mtime.tv_nsec)
-		return;
-	r = recipients_load(S.cfg.server.recipients, err, sizeof err);
+	r = recipients_load(path, err, sizeof err);
 	if (!r) {
 		S.rcpts_failed_mtime = st.st_mtim;
-		log_msg(LOG_LVL_ERROR, "event=reload_failed file=recipients error=\"%s\" (keeping the old list)", err);
+		log_msg(LOG_LVL_ERROR, "event=reload_failed file=recipients (keeping the old list)");
+		log_msg(LOG_LVL_ERROR, "%s", err);
 		return;
 	}
 	recipients_unref(S.rcpts);
@@ -778,30 +830,97 @@ static void check_recipients(void)
 	log_msg(LOG_LVL_NOTICE, "event=reload file=recipients entries=%u", recipients_count(r));
 }
 
+static size_t format_stats(char *buf, size_t len, const char *scope, const struct stats *s)
+{
+	int n = snprintf(buf, len,
+			 "%s connections_total=%llu connections_current=%llu connections_refused=%llu "
+			 "messages_accepted=%llu recipients_accepted=%llu recipients_unknown=%llu "
+			 "replies_tarpitted=%llu tarpit_disconnects=%llu protocol_errors=%llu "
+			 "tls_sessions=%llu auth_success=%llu auth_failure=%llu\n",
+			 scope, (unsigned long long)s->connections_total,
+			 (unsigned long long)s->connections_current,
+			 (unsigned long long)s->connections_refused, (unsigned long long)s->messages_accepted,
+			 (unsigned long long)s->recipients_accepted, (unsigned long long)s->recipients_unknown,
+			 (unsigned long long)s->replies_tarpitted, (unsigned long long)s->tarpit_disconnects,
+			 (unsigned long long)s->protocol_errors, (unsigned long long)s->tls_sessions,
+			 (unsigned long long)s->auth_success, (unsigned long long)s->auth_failure);
+	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+}
+
+/* The counters of the server and of every connector configured now, as
+ * logfmt lines (SPEC §2). */
+static size_t render_stats(char *buf, size_t len)
+{
+	size_t off = format_stats(buf, len, "scope=server", &S.st);
+	for (unsigned i = 0; i < S.gen->n && off < len; i++) {
+		char scope[CONF_NAME_MAX + 40];
+		snprintf(scope, sizeof scope, "scope=connector name=\"%s\"", S.gen->connectors[i].cf->name);
+		off += format_stats(buf + off, len - off, scope, &S.gen->connectors[i].rt->st);
+	}
+	return off;
+}
+
 static void log_stats(void)
 {
-	const struct stats *s = &S.st;
-	log_msg(LOG_LVL_NOTICE,
-		"scope=server connections_total=%llu connections_current=%llu connections_refused=%llu "
-		"messages_accepted=%llu recipients_accepted=%llu recipients_unknown=%llu "
-		"replies_tarpitted=%llu tarpit_disconnects=%llu protocol_errors=%llu",
-		(unsigned long long)s->connections_total, (unsigned long long)s->connections_current,
-		(unsigned long long)s->connections_refused, (unsigned long long)s->messages_accepted,
-		(unsigned long long)s->recipients_accepted, (unsigned long long)s->recipients_unknown,
-		(unsigned long long)s->replies_tarpitted, (unsigned long long)s->tarpit_disconnects,
-		(unsigned long long)s->protocol_errors);
+	char *p = wbuf, *nl;
+	render_stats(wbuf, sizeof wbuf);
+	while ((nl = strchr(p, '\n')) != NULL) {
+		*nl = 0;
+		log_msg(LOG_LVL_NOTICE, "%s", p);
+		p = nl + 1;
+	}
+}
+
+/* A control client is answered once its request has arrived (closing a
+ * UNIX socket with its request unread would reset the answer). The whole
+ * answer fits in the socket buffer, so it is written at once and the
+ * connection closed; a few fixed places are all a client gets. */
+static void on_control_accept(void)
+{
+	int fd = accept4(S.control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	unsigned i;
+	if (fd < 0)
+		return;
+	for (i = 0; i < CONTROL_CLIENTS && S.control_clients[i] >= 0; i++)
+		;
+	if (i == CONTROL_CLIENTS || loop_add(S.loop, fd, LOOP_READ, TAG_CONTROL | (i + 1)) != 0) {
+		close(fd);
+		return;
+	}
+	S.control_clients[i] = fd;
+}
+
+static void on_control_request(unsigned i)
+{
+	int fd = S.control_clients[i];
+	char req[64];
+	ssize_t r = recv(fd, req, sizeof req, 0);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r > 0 && memcmp(req, "stats", r < 5 ? (size_t)r : 5) == 0) {
+		size_t n = render_stats(wbuf, sizeof wbuf);
+		ssize_t w = send(fd, wbuf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)w;
+	}
+	loop_del(S.loop, fd);
+	close(fd);
+	S.control_clients[i] = -1;
+}
+
+static void resume_accept(void)
+{
+	S.accept_paused_until = 0;
+	if (S.reserve_fd < 0)
+		S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (unsigned i = 0; i < S.nlisteners; i++)
+		loop_mod(S.loop, S.listeners[i].fd, LOOP_READ, TAG_LISTENER | i);
 }
 
 static void on_tick(void)
 {
 	check_recipients();
-	if (S.accept_paused_until && S.now >= S.accept_paused_until) {
-		S.accept_paused_until = 0;
-		if (S.reserve_fd < 0)
-			S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		for (unsigned i = 0; i < S.nlisteners; i++)
-			loop_mod(S.loop, S.listeners[i].fd, LOOP_READ, TAG_LISTENER | i);
-	}
+	if (S.accept_paused_until && S.now >= S.accept_paused_until)
+		resume_accept();
 	tw_arm(&S.wheel, &S.tick, S.now + TICK_MS);
 }
 
@@ -858,37 +977,233 @@ static int open_listener(const struct binding *b)
 	return fd;
 }
 
-static int open_listeners(void)
+/* Makes the listening sockets those of g's enabled connectors: kept where
+ * a binding stays, opened where one is new, closed where one went. On a
+ * failure nothing changes. */
+static int reconcile_listeners(const struct gen *g)
 {
+	struct listener nl[MAX_LISTENERS];
+	bool reused[MAX_LISTENERS] = {false}, opened[MAX_LISTENERS] = {false};
+	unsigned nn = 0;
 	char text[80];
-	for (unsigned i = 0; i < S.nconnectors; i++) {
-		const struct connector_conf *cf = S.connectors[i].cf;
+
+	for (unsigned i = 0; i < g->n; i++) {
+		const struct connector_conf *cf = g->connectors[i].cf;
 		if (!cf->enabled)
 			continue;
 		for (unsigned b = 0; b < cf->nbindings; b++) {
-			bool dup = false;
-			for (unsigned l = 0; l < S.nlisteners; l++)
-				if (S.listeners[l].b.port == cf->bindings[b].port &&
-				    ip_cmp(&S.listeners[l].b.addr, &cf->bindings[b].addr) == 0)
-					dup = true;
-			if (dup)
+			unsigned k;
+			for (k = 0; k < nn; k++)
+				if (nl[k].b.port == cf->bindings[b].port && ip_cmp(&nl[k].b.addr, &cf->bindings[b].addr) == 0)
+					break;
+			if (k < nn)
 				continue;
-			if (S.nlisteners == MAX_LISTENERS) {
+			if (nn == MAX_LISTENERS) {
 				log_msg(LOG_LVL_ERROR, "too many distinct bindings (at most %d)", MAX_LISTENERS);
 				return -1;
 			}
-			binding_format(&cf->bindings[b], text, sizeof text);
-			S.listeners[S.nlisteners].b = cf->bindings[b];
-			S.listeners[S.nlisteners].fd = open_listener(&cf->bindings[b]);
-			if (S.listeners[S.nlisteners].fd < 0) {
-				log_msg(LOG_LVL_ERROR, "cannot listen on %s: %s", text, strerror(errno));
-				return -1;
-			}
-			log_msg(LOG_LVL_NOTICE, "event=listen binding=%s connector=\"%s\"", text, cf->name);
-			S.nlisteners++;
+			nl[nn].b = cf->bindings[b];
+			nl[nn].fd = -1;
+			for (unsigned o = 0; o < S.nlisteners; o++)
+				if (!reused[o] && S.listeners[o].b.port == nl[nn].b.port &&
+				    ip_cmp(&S.listeners[o].b.addr, &nl[nn].b.addr) == 0) {
+					reused[o] = true;
+					nl[nn].fd = S.listeners[o].fd;
+				}
+			nn++;
 		}
 	}
+	for (unsigned k = 0; k < nn; k++) {
+		if (nl[k].fd >= 0)
+			continue;
+		binding_format(&nl[k].b, text, sizeof text);
+		nl[k].fd = open_listener(&nl[k].b);
+		if (nl[k].fd < 0) {
+			log_msg(LOG_LVL_ERROR, "cannot listen on %s: %s", text, strerror(errno));
+			for (unsigned j = 0; j < k; j++)
+				if (opened[j])
+					close(nl[j].fd);
+			return -1;
+		}
+		opened[k] = true;
+		log_msg(LOG_LVL_NOTICE, "event=listen binding=%s", text);
+	}
+	for (unsigned o = 0; o < S.nlisteners; o++)
+		if (!reused[o]) {
+			binding_format(&S.listeners[o].b, text, sizeof text);
+			loop_del(S.loop, S.listeners[o].fd);
+			close(S.listeners[o].fd);
+			log_msg(LOG_LVL_NOTICE, "event=unlisten binding=%s", text);
+		}
+	for (unsigned k = 0; k < nn; k++) {
+		unsigned mask = S.accept_paused_until ? 0 : LOOP_READ;
+		if (opened[k])
+			loop_add(S.loop, nl[k].fd, mask, TAG_LISTENER | k);
+		else
+			loop_mod(S.loop, nl[k].fd, mask, TAG_LISTENER | k);
+		S.listeners[k] = nl[k];
+	}
+	S.nlisteners = nn;
 	return 0;
+}
+
+static struct connector_rt *connector_rt(const char *name)
+{
+	struct connector_rt *rt;
+	for (rt = S.rts; rt; rt = rt->next)
+		if (strcasecmp(rt->name, name) == 0)
+			return rt;
+	rt = calloc(1, sizeof *rt);
+	if (!rt)
+		return NULL;
+	snprintf(rt->name, sizeof rt->name, "%s", name);
+	rt->next = S.rts;
+	S.rts = rt;
+	return rt;
+}
+
+/* Takes ownership of cfg (also on failure). */
+static struct gen *gen_new(struct config *cfg)
+{
+	struct gen *g = calloc(1, sizeof *g);
+	if (!g) {
+		config_free(cfg);
+		return NULL;
+	}
+	g->cfg = *cfg;
+	g->refs = 1;
+	g->n = g->cfg.nconnectors;
+	g->connectors = calloc(g->n ? g->n : 1, sizeof *g->connectors);
+	if (!g->connectors) {
+		gen_unref(g);
+		return NULL;
+	}
+	for (unsigned i = 0; i < g->n; i++) {
+		g->connectors[i].cf = &g->cfg.connectors[i];
+		g->connectors[i].gen = g;
+		g->connectors[i].rt = connector_rt(g->cfg.connectors[i].name);
+		if (!g->connectors[i].rt) {
+			gen_unref(g);
+			return NULL;
+		}
+	}
+	return g;
+}
+
+static void warn_restart_keys(const struct server_conf *n)
+{
+	const struct server_conf *o = &S.boot;
+	if (n->max_connections != o->max_connections || strcmp(n->spool, o->spool) ||
+	    strcmp(n->user, o->user) || strcmp(n->pidfile, o->pidfile) ||
+	    strcmp(n->control, o->control) || strcmp(n->hostname, o->hostname) ||
+	    n->log_syslog != o->log_syslog)
+		log_msg(LOG_LVL_WARNING, "event=reload note=\"max_connections, spool, user, pidfile, control, hostname and log take effect at the next restart\"");
+}
+
+/* SIGHUP: the INI and the recipient file again. New sessions get the new
+ * settings; sessions in progress keep their generation. Any error keeps
+ * the old configuration in force. */
+static void reload(void)
+{
+	static char err[8192];
+	struct config cfg;
+	struct recipients *r;
+	struct gen *g, *old;
+
+	if (config_load(&cfg, S.gen->cfg.path, err, sizeof err) != 0) {
+		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
+		for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
+			log_msg(LOG_LVL_ERROR, "%s", p);
+		return;
+	}
+	r = recipients_load(cfg.server.recipients, err, sizeof err);
+	if (!r) {
+		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
+		log_msg(LOG_LVL_ERROR, "%s", err);
+		config_free(&cfg);
+		return;
+	}
+	g = gen_new(&cfg);
+	if (!g || reconcile_listeners(g) != 0) {
+		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
+		if (g)
+			gen_unref(g);
+		recipients_unref(r);
+		return;
+	}
+	for (unsigned i = 0; i < g->n; i++)
+		if (g->connectors[i].cf->max_recipients_per_message > S.max_rcpt)
+			log_msg(LOG_LVL_WARNING, "connector \"%s\": max_recipients_per_message above %u takes effect at the next restart",
+				g->connectors[i].cf->name, S.max_rcpt);
+	warn_restart_keys(&g->cfg.server);
+	old = S.gen;
+	S.gen = g;
+	gen_unref(old);
+	recipients_unref(S.rcpts);
+	S.rcpts = r;
+	S.rcpts_failed_mtime.tv_sec = 0;
+	log_set_level(g->cfg.server.log_level);
+	log_msg(LOG_LVL_NOTICE, "event=reload connectors=%u recipients=%u", g->n, recipients_count(r));
+}
+
+/* SIGTERM: stop listening; sessions between commands get 421 4.3.2 at
+ * once (a pending tarpitted reply is dropped for it); a message being
+ * received finishes first. */
+static void begin_shutdown(void)
+{
+	struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
+
+	S.stopping = true;
+	for (unsigned i = 0; i < S.nlisteners; i++) {
+		loop_del(S.loop, S.listeners[i].fd);
+		close(S.listeners[i].fd);
+	}
+	S.nlisteners = 0;
+	for (uint32_t i = 0; i < S.tab->size; i++) {
+		struct conn *c = &S.tab->slots[i];
+		if (c->fd < 0 || !c->connector || c->phase == P_LINGER)
+			continue;
+		if (c->s.state == SMTP_DATA) {
+			c->cflags |= CF_STOP;
+			continue;
+		}
+		/* Keep only a reply that is partly written, then say goodbye. */
+		c->outq_len = c->out_off ? 1 : 0;
+		if (c->msg.fd >= 0)
+			maildir_abort(S.md, &c->msg);
+		smtp_session_reset(&c->s);
+		c->s.state = SMTP_CLOSING;
+		c->phase = P_ACTIVE;
+		outq_push(c, bye);
+		if (conn_flush(c))
+			conn_update(c);
+	}
+	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u", S.tab->size - S.tab->nfree);
+}
+
+static int open_control(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		log_msg(LOG_LVL_ERROR, "control socket path too long: %s", path);
+		return -1;
+	}
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	unlink(path); /* a stale socket of an earlier run */
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 || chmod(path, 0600) != 0 ||
+	    listen(fd, 16) != 0) {
+		log_msg(LOG_LVL_ERROR, "cannot open control socket %s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static int drop_privileges(const char *user)
@@ -924,58 +1239,61 @@ static int write_pidfile(const char *path)
 	return close(fd);
 }
 
-static int setup(void)
+static int setup(struct config *cfg)
 {
 	char err[2048];
 	struct rlimit rl;
 	uint32_t maxfds;
-	uint16_t max_rcpt = 1;
 	struct sigaction sa;
 
-	S.connectors = calloc(S.cfg.nconnectors, sizeof *S.connectors);
-	if (!S.connectors)
+	S.boot = cfg->server;
+	S.gen = gen_new(cfg);
+	if (!S.gen)
 		return -1;
-	S.nconnectors = S.cfg.nconnectors;
-	for (unsigned i = 0; i < S.nconnectors; i++) {
-		S.connectors[i].cf = &S.cfg.connectors[i];
-		if (S.cfg.connectors[i].max_recipients_per_message > max_rcpt)
-			max_rcpt = (uint16_t)S.cfg.connectors[i].max_recipients_per_message;
-	}
+	S.max_rcpt = 1;
+	for (unsigned i = 0; i < S.gen->n; i++)
+		if (S.gen->connectors[i].cf->max_recipients_per_message > S.max_rcpt)
+			S.max_rcpt = (uint16_t)S.gen->connectors[i].cf->max_recipients_per_message;
 
 	/* Every slot needs one descriptor, plus listeners, the message being
-	 * stored, the signal pipe and the reserve. */
-	maxfds = S.cfg.server.max_connections + MAX_LISTENERS + 16;
+	 * stored, the control and signal descriptors and the reserve. */
+	maxfds = S.boot.max_connections + MAX_LISTENERS + 16;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
 		rl.rlim_cur = rl.rlim_max < maxfds ? rl.rlim_max : maxfds;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
 		log_msg(LOG_LVL_WARNING, "descriptor limit %llu is below max_connections %u: connections beyond it are refused",
-			(unsigned long long)rl.rlim_cur, S.cfg.server.max_connections);
+			(unsigned long long)rl.rlim_cur, S.boot.max_connections);
 		maxfds = (uint32_t)rl.rlim_cur;
 	}
 
 	S.loop = loop_new((int)maxfds);
-	S.tab = conn_table_new(S.cfg.server.max_connections, max_rcpt);
+	S.tab = conn_table_new(S.boot.max_connections, S.max_rcpt);
 	if (!S.loop || !S.tab) {
 		log_msg(LOG_LVL_ERROR, "cannot allocate the connection table for %u connections",
-			S.cfg.server.max_connections);
+			S.boot.max_connections);
 		return -1;
 	}
-	S.rcpts = recipients_load(S.cfg.server.recipients, err, sizeof err);
+	S.rcpts = recipients_load(S.boot.recipients, err, sizeof err);
 	if (!S.rcpts) {
 		log_msg(LOG_LVL_ERROR, "%s", err);
 		return -1;
 	}
-	if (open_listeners() != 0)
+	if (reconcile_listeners(S.gen) != 0)
 		return -1;
-	if (S.cfg.server.pidfile[0] && write_pidfile(S.cfg.server.pidfile) != 0) {
-		log_msg(LOG_LVL_ERROR, "cannot write pidfile %s: %s", S.cfg.server.pidfile, strerror(errno));
+	if (S.boot.control[0]) {
+		S.control_fd = open_control(S.boot.control);
+		if (S.control_fd < 0 || loop_add(S.loop, S.control_fd, LOOP_READ, TAG_CONTROL) != 0)
+			return -1;
+	}
+	if (S.boot.pidfile[0] && write_pidfile(S.boot.pidfile) != 0) {
+		log_msg(LOG_LVL_ERROR, "cannot write pidfile %s: %s", S.boot.pidfile, strerror(errno));
 		return -1;
 	}
-	if (S.cfg.server.user[0] && drop_privileges(S.cfg.server.user) != 0)
+	if (S.boot.user[0] && drop_privileges(S.boot.user) != 0)
 		return -1;
-	S.md = maildir_open(S.cfg.server.spool, S.cfg.server.hostname, err, sizeof err);
+	S.md = maildir_open(S.boot.spool, S.boot.hostname, err, sizeof err);
 	if (!S.md) {
 		log_msg(LOG_LVL_ERROR, "%s", err);
 		return -1;
@@ -993,17 +1311,21 @@ static int setup(void)
 	signal(SIGPIPE, SIG_IGN);
 	if (loop_add(S.loop, S.sigpipe[0], LOOP_READ, TAG_SIGNAL) != 0)
 		return -1;
-	for (unsigned i = 0; i < S.nlisteners; i++)
-		if (loop_add(S.loop, S.listeners[i].fd, LOOP_READ, TAG_LISTENER | i) != 0)
-			return -1;
 	S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
+	{
+		/* glibc loads its time-zone data on the first gmtime_r(): do it
+		 * now, so the first stored message allocates nothing. */
+		time_t t = time(NULL);
+		struct tm tm;
+		gmtime_r(&t, &tm);
+	}
 	S.now = now_ms();
 	tw_init(&S.wheel, S.now);
 	tw_node_init(&S.tick);
 	tw_arm(&S.wheel, &S.tick, S.now + TICK_MS);
 	log_msg(LOG_LVL_NOTICE, "event=start version=%s backend=%s max_connections=%u slot_bytes=%zu",
-		TARPITD_VERSION, loop_backend(), S.cfg.server.max_connections, sizeof(struct conn));
+		TARPITD_VERSION, loop_backend(), S.boot.max_connections, sizeof(struct conn));
 	return 0;
 }
 
@@ -1016,36 +1338,57 @@ static void teardown(void)
 	}
 	for (unsigned i = 0; i < S.nlisteners; i++)
 		close(S.listeners[i].fd);
-	if (S.cfg.server.pidfile[0])
-		unlink(S.cfg.server.pidfile);
+	S.nlisteners = 0;
+	for (unsigned i = 0; i < CONTROL_CLIENTS; i++)
+		if (S.control_clients[i] >= 0)
+			close(S.control_clients[i]);
+	if (S.control_fd >= 0) {
+		close(S.control_fd);
+		unlink(S.boot.control);
+	}
+	if (S.boot.pidfile[0])
+		unlink(S.boot.pidfile);
 	if (S.md)
 		maildir_close(S.md);
 	if (S.rcpts)
 		recipients_unref(S.rcpts);
 	conn_table_free(S.tab);
 	loop_free(S.loop);
-	free(S.connectors);
+	if (S.gen)
+		gen_unref(S.gen);
+	while (S.rts) {
+		struct connector_rt *next = S.rts->next;
+		free(S.rts);
+		S.rts = next;
+	}
 	if (S.reserve_fd >= 0)
 		close(S.reserve_fd);
-	config_free(&S.cfg);
+	if (S.sigpipe[0] >= 0) {
+		close(S.sigpipe[0]);
+		close(S.sigpipe[1]);
+	}
 }
 
 int server_run(struct config *cfg)
 {
 	int status = 0;
 
-	S.cfg = *cfg;
 	S.reserve_fd = -1;
+	S.control_fd = -1;
+	for (unsigned i = 0; i < CONTROL_CLIENTS; i++)
+		S.control_clients[i] = -1;
 	S.sigpipe[0] = S.sigpipe[1] = -1;
-	if (setup() != 0) {
+	if (setup(cfg) != 0) {
 		teardown();
 		return 1;
 	}
-	while (!sig_term) {
+	while (!S.stopping || S.tab->nfree < S.tab->size) {
 		struct loop_event ev;
 		struct tw_node *node;
 		int64_t timeout = tw_next_timeout(&S.wheel, now_ms());
 
+		if (timeout > INT32_MAX)
+			timeout = INT32_MAX;
 		if (loop_wait(S.loop, timeout < 0 ? -1 : (int)timeout) < 0) {
 			log_msg(LOG_LVL_ERROR, "event loop failed: %s", strerror(errno));
 			status = 1;
@@ -1057,8 +1400,13 @@ int server_run(struct config *cfg)
 				char b[64];
 				while (read(S.sigpipe[0], b, sizeof b) > 0)
 					;
+			} else if (ev.tag == TAG_CONTROL) {
+				on_control_accept();
+			} else if ((ev.tag & ~0xffu) == TAG_CONTROL) {
+				on_control_request((ev.tag & 0xffu) - 1);
 			} else if (ev.tag & TAG_LISTENER) {
-				on_accept(ev.tag & ~TAG_LISTENER);
+				if (!S.stopping)
+					on_accept(ev.tag & ~TAG_LISTENER);
 			} else if (ev.tag < S.tab->size && S.tab->slots[ev.tag].fd == ev.fd) {
 				conn_on_event(&S.tab->slots[ev.tag], ev.events);
 			}
@@ -1069,12 +1417,12 @@ int server_run(struct config *cfg)
 			else
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
+		if (sig_term && !S.stopping)
+			begin_shutdown();
 		if (sig_hup) {
 			sig_hup = 0;
-			/* Full INI reload comes with the connectors work; the
-			 * recipient file is re-read now. */
-			S.rcpts_failed_mtime.tv_sec = -1;
-			check_recipients();
+			if (!S.stopping)
+				reload();
 		}
 		if (sig_usr1) {
 			sig_usr1 = 0;
@@ -1083,9 +1431,5 @@ int server_run(struct config *cfg)
 	}
 	log_msg(LOG_LVL_NOTICE, "event=stop");
 	teardown();
-	if (S.sigpipe[0] >= 0) {
-		close(S.sigpipe[0]);
-		close(S.sigpipe[1]);
-	}
 	return status;
 }

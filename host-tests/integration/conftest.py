@@ -39,6 +39,9 @@ bob@example.org        robert
 PROBE_SOURCE = "127.0.0.254"
 
 
+SANITIZER_MARK = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -176,6 +179,17 @@ class Server:
             out += lines[-tail:]
         return "\n".join(out)
 
+    def sanitizer_reports(self):
+        """Lines of ASan/UBSan reports (for builds with -fsanitize)."""
+        out = []
+        for p in self.logs:
+            try:
+                text = p.read_text(errors="replace")
+            except OSError:
+                continue
+            out += [ln for ln in text.splitlines() if SANITIZER_MARK.search(ln)]
+        return out
+
     # Spool helpers
     def new_files(self, mailbox):
         d = self.spool / mailbox / "new"
@@ -210,11 +224,15 @@ def server(tmp_path):
         return srv
 
     yield make
+    reports = []
     for srv in started:
         srv.stop()
         if srv.logs:
             # Shown by pytest only when the test fails.
             print(f"\n===== tarpitd stderr (port {srv.port}) =====\n{srv.stderr()}")
+            reports += srv.sanitizer_reports()
+    if reports:
+        pytest.fail("sanitizer report in tarpitd's stderr:\n" + "\n".join(reports))
 
 
 class Reply:
@@ -410,6 +428,8 @@ def shared_server(tmp_path_factory):
     srv.start()
     yield srv
     srv.stop()
+    reports = srv.sanitizer_reports()
+    assert not reports, "sanitizer report in the shared server's stderr:\n" + "\n".join(reports)
 
 
 @pytest.fixture

@@ -174,7 +174,6 @@ def test_check_connector_errors(tmp_path, bad, words):
     ("log_level = chatty", ["log_level"]),
     ("max_connections = 0", ["max_connections"]),
     ("colour = blue", ["colour"]),
-    ("control = /tmp/tarpitd-test.sock", ["not supported"]),
 ])
 def test_check_server_errors(tmp_path, bad, words):
     text = server_line(bad)
@@ -268,3 +267,52 @@ def test_run_refuses_invalid_config(tmp_path):
     ini = write(tmp_path, text)
     p = run("-c", ini, timeout=10)
     assert_error_at(p, ini, line_of(text, "[tls]"), "not supported")
+
+
+def test_stats_without_control_socket(tmp_path):
+    ini = write(tmp_path, BASE)
+    p = run("-c", ini, "stats")
+    assert p.returncode == 1
+    assert p.stderr.strip()
+
+
+COUNTERS = ("connections_total connections_current connections_refused messages_accepted "
+            "recipients_accepted recipients_unknown replies_tarpitted tarpit_disconnects "
+            "protocol_errors tls_sessions auth_success auth_failure").split()
+
+
+def logfmt(line):
+    return dict((m.group(1), m.group(2) if m.group(2) is not None else m.group(3))
+                for m in re.finditer(r'(\w+)=(?:"([^"]*)"|(\S*))', line))
+
+
+def test_stats_counters(server):
+    srv = server(server_overrides={"control": "control.sock"})
+    c = srv.client().greet().mail_rcpt()
+    c.expect(550, "5.1.1", "RCPT TO:<nobody@example.org>")
+    c.expect(354, None, "DATA")
+    c.expect(250, "2.0.0", "\r\nhi\r\n.")
+    c.expect(500, "5.5.1", "FOO")
+    p = run("-c", srv.ini, "stats")
+    assert p.returncode == 0, p.stderr
+    lines = [logfmt(ln) for ln in p.stdout.splitlines() if ln.strip()]
+    scopes = [(d.get("scope"), d.get("name")) for d in lines]
+    assert ("server", None) in scopes, p.stdout
+    assert ("connector", "Default Frontend") in scopes, p.stdout
+    for d in lines:
+        for k in COUNTERS:
+            assert k in d and d[k].isdigit(), (k, d)
+        assert d["messages_accepted"] == "1", d
+        assert d["recipients_accepted"] == "1", d
+        assert d["recipients_unknown"] == "1", d
+        assert d["protocol_errors"] == "1", d
+        assert int(d["connections_current"]) >= 1, d
+        assert int(d["connections_total"]) >= 1, d
+    c.close()
+
+
+def test_stats_server_not_running(tmp_path):
+    ini = write(tmp_path, server_line("control = control.sock"))
+    p = run("-c", ini, "stats")
+    assert p.returncode == 1
+    assert p.stderr.strip()

@@ -7,14 +7,16 @@ import email.utils
 import os
 import re
 import shutil
+import signal
 import smtplib
+import socket
 import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import Closed, parse_stored
+from conftest import parse_stored
 
 SENDER = "sender@origin.test"
 
@@ -446,3 +448,80 @@ def test_kill9_after_250_keeps_message(server):
     assert len(srv.all_new_files()) == 2
     for f in files:
         assert parse_stored(f.read_bytes())[2] == b"\nkeep me\n"
+
+
+def test_hangup_during_data_stores_nothing(server):
+    srv = server()
+    c = srv.client().greet().mail_rcpt()
+    c.expect(354, None, "DATA")
+    c.send(b"Subject: partial\r\n\r\n" + b"p" * 5000 + b"\r\n")
+    time.sleep(0.2)
+    c.close()
+    end = time.monotonic() + 3
+    while srv.tmp_files():
+        assert time.monotonic() < end, f"tmp/ not cleaned after a hang-up: {srv.tmp_files()}"
+        time.sleep(0.05)
+    assert srv.all_new_files() == []
+    # The server goes on.
+    code, _ = send_message(srv, ["alice@example.org"], b"\r\nnext\r\n")
+    assert code == 250
+
+
+def test_inactivity_timeout_during_data(server):
+    srv = server(connection_inactivity_timeout="00:00:02")
+    c = srv.client().greet().mail_rcpt()
+    c.expect(354, None, "DATA")
+    c.send(b"Subject: stalled\r\n\r\nhalf a line")
+    r = c.reply(6)
+    assert (r.code, r.enh) == (421, "4.4.2"), r.lines
+    assert c.closed(2)
+    c.close()
+    assert srv.all_new_files() == []
+    end = time.monotonic() + 2
+    while srv.tmp_files():
+        assert time.monotonic() < end, f"tmp/ not cleaned after a timeout: {srv.tmp_files()}"
+        time.sleep(0.05)
+
+
+def test_sigterm_421_between_commands(server):
+    """SPEC §3: SIGTERM answers 421 4.3.2 to sessions between commands."""
+    srv = server()
+    idle = srv.client().greet()
+    srv.proc.send_signal(signal.SIGTERM)
+    r = idle.reply(5)
+    assert (r.code, r.enh) == (421, "4.3.2"), r.lines
+    assert idle.closed(2)
+    assert srv.proc.wait(timeout=5) == 0
+
+
+def test_sigterm_lets_data_finish(server):
+    """SPEC §3: SIGTERM stops listening, lets a DATA transfer in progress
+    finish (and store its message), then exits 0."""
+    srv = server()
+    busy = srv.client().greet().mail_rcpt()
+    busy.expect(354, None, "DATA")
+    busy.send(b"Subject: in flight\r\n\r\nfirst half\r\n")
+    time.sleep(0.2)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert srv.alive(), "the server exited with a DATA transfer in progress"
+    # No longer listening.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
+    busy.send(b"second half\r\n.\r\n")
+    busy.expect(250, "2.0.0", timeout=5)
+    try:
+        srv.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("tarpitd did not exit after the DATA transfer finished")
+    assert srv.proc.returncode == 0
+    busy.close()
+    _, _, body = parse_stored(only_file(srv, "alice@example.org").read_bytes())
+    assert body == b"Subject: in flight\n\nfirst half\nsecond half\n"
+    assert srv.tmp_files() == []
+
+
+def test_sigterm_idle_server_exits_0(server):
+    srv = server()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(timeout=5) == 0

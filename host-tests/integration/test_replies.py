@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import Client, Closed, IMMEDIATE
+from conftest import Closed, IMMEDIATE
 
 
 def session(srv, ehlo="client.test", **kw):
@@ -440,6 +440,14 @@ def test_starttls_without_tls(shared):
         c.expect(250, "2.0.0", "NOOP")
 
 
+@pytest.mark.parametrize("line", ["AUTH PLAIN", "AUTH LOGIN", "AUTH PLAIN AGFsaWNlAHNlY3JldA=="])
+def test_auth_not_offered(shared, line):
+    """No [auth] section: AUTH is not offered and answers 502 5.5.1."""
+    with session(shared) as c:
+        c.expect(502, "5.5.1", line)
+        c.expect(250, "2.0.0", "NOOP")
+
+
 def test_command_bare_lf_tolerated(shared):
     with shared.client() as c:
         c.expect(220)
@@ -763,3 +771,65 @@ def test_no_matching_connector(server):
     with srv.client(source="127.0.0.5") as c:
         c.expect(220)
         c.expect(250, line="EHLO client.test")
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def test_back_pressure_and_inactivity(server):
+    """SPEC §7: a client that stops reading its replies is no longer read
+    from; the inactivity timeout then ends the session. Others are served
+    meanwhile and the server's memory stays bounded."""
+    srv = server(connection_inactivity_timeout="00:00:02")
+    rss0 = rss_kb(srv.proc.pid)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    s.setblocking(False)
+    chunk = b"NOOP\r\n" * 1000
+    sent = 0
+    stalled_since = None
+    limit = 64 * 1024 * 1024
+    while True:
+        try:
+            sent += s.send(chunk)
+            stalled_since = None
+        except BlockingIOError:
+            if stalled_since is None:
+                stalled_since = time.monotonic()
+            elif time.monotonic() - stalled_since > 0.5:
+                break
+            time.sleep(0.01)
+        assert sent < limit, "the server kept reading commands whose replies nobody reads"
+    # Another client is served at once meanwhile.
+    with srv.client() as other:
+        r = other.expect(220)
+        assert r.t - other.t_connect < IMMEDIATE
+        r = other.expect(250, "2.0.0", "NOOP")
+        assert r.t - other.t_sent < IMMEDIATE
+    assert rss_kb(srv.proc.pid) - rss0 < 8 * 1024, "server memory grew with the flood"
+    # After the inactivity timeout the server drops the stuck session.
+    time.sleep(3.5)
+    s.setblocking(True)
+    s.settimeout(3)
+    got_eof = False
+    end = time.monotonic() + 5
+    try:
+        while time.monotonic() < end:
+            data = s.recv(1 << 20)
+            if not data:
+                got_eof = True
+                break
+    except ConnectionResetError:
+        got_eof = True
+    except socket.timeout:
+        pass
+    s.close()
+    assert got_eof, "the stuck session was not closed by the inactivity timeout"
+    assert srv.alive()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import DELAYED, IMMEDIATE, T, Client, Closed
+from conftest import DELAYED, IMMEDIATE, T
 
 TP = "00:00:02"
 
@@ -304,3 +304,21 @@ def test_hangup_while_pending(server, hangup):
     s.quit()
     assert time.monotonic() - t0 < 1.0
     assert len(srv.new_files("alice@example.org")) == 1
+
+
+def test_long_failing_batch_is_paced(server):
+    """100 pipelined failing commands: one reply per T, the server neither
+    answers them early nor stalls for other clients."""
+    srv = server(tarpit_interval=TP, max_protocol_errors="0")
+    with in_mail(srv) as c:
+        t0 = c.send("FOO\r\n" * 100)
+        r = c.expect(500, "5.5.1", timeout=5)
+        assert r.t - t0 >= DELAYED
+        with pytest.raises(TimeoutError):
+            c.reply(timeout=max(0.1, t0 + 2 * T - 0.3 - time.monotonic()))
+        r = c.expect(500, "5.5.1", timeout=5)
+        assert r.t - t0 >= 2 * T - 0.2
+        with srv.client() as other:
+            other.expect(220)
+            r = other.expect(250, None, "EHLO other.test")
+            assert r.t - other.t_sent < IMMEDIATE

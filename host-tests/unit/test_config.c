@@ -1,6 +1,8 @@
 /* test_config: INI files written to a temporary directory and loaded:
  * defaults, every key, every error class with its exact text and line,
- * relative paths, comments, continuations, and the value parsers' edges. */
+ * relative paths, comments, continuations, the value parsers' edges,
+ * several connectors and the checks across them, and the show/set field
+ * table. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,15 +88,15 @@ static const char *dirpath(const char *name)
 	return o;
 }
 
-/* The loaded connector, or a blank one so a failed load makes the checks
- * fail instead of crashing. */
-static struct connector_conf *conn(void)
+/* The loaded connector i, or a blank one so a failed load makes the
+ * checks fail instead of crashing. */
+static struct connector_conf *conn_at(unsigned i)
 {
 	static struct connector_conf blank;
 
-	return cfg.connectors ? &cfg.connectors[0] : &blank;
+	return cfg.connectors && i < cfg.nconnectors ? &cfg.connectors[i] : &blank;
 }
-#define C conn()
+#define C conn_at(0)
 
 static void test_defaults(void)
 {
@@ -244,10 +246,8 @@ static void test_errors(void)
 	CHECK_STR(err, E(" no [connector \"NAME\"] section"));
 	CHECK(load("") == -1);
 	CHECK_STR(err, E(" no [connector \"NAME\"] section"));
-	CHECK(load(CONN "[connector \"B\"]\nbindings = 127.0.0.1:25\n") == -1);
-	CHECK_STR(err, E("3: several connectors are not supported yet"));
 	CHECK(load(CONN "[connector \"A\"]\n") == -1);
-	CHECK_STR(err, E("3: several connectors are not supported yet"));
+	CHECK_STR(err, E("3: duplicate connector name 'A' (first at line 1)"));
 	CHECK(load(CONN "[tls]\ncertificate = cert.pem\nkey = key.pem\n") == -1);
 	CHECK_STR(err, E("3: [tls] is not supported yet"));
 	CHECK(load("[auth]\nusers = users\n" CONN) == -1);
@@ -300,8 +300,6 @@ static void test_errors(void)
 	CHECK_STR(err, E("3: unknown key 'bogus' in [connector \"A\"]"));
 	CHECK(load("[server]\nEnabled = yes\n" CONN) == -1);
 	CHECK_STR(err, E("2: unknown key 'Enabled' in [server]"));
-	CHECK(load("[server]\ncontrol = /var/run/tarpitd.sock\n" CONN) == -1);
-	CHECK_STR(err, E("2: control is not supported yet"));
 	CHECK(load(CONN "max_auth_failures = 3\nstarttls = yes\nrequire_tls = no\nauth = yes\n"
 			"auth_requires_tls = yes\n") == -1);
 	CHECK_STR(err, E("3: max_auth_failures is not supported yet\n"
@@ -691,6 +689,333 @@ static void test_size_bool_uint(void)
 	CHECK(C->max_message_size == 2147483648u);
 }
 
+static void test_connectors(void)
+{
+	char b[300], text[8192];
+	size_t n;
+	int i;
+
+	CHECK(load("[server]\nhostname = h.example\n"
+		   "[connector \"Default Frontend\"]\n"
+		   "bindings = 127.0.0.1:25\n"
+		   "\n"
+		   "[connector \"Trusted\"]\n"
+		   "bindings = 127.0.0.1:26\n"
+		   "remote_ip_ranges = 10.0.0.0/8\n"
+		   "tarpit_interval = 0\n"
+		   "fqdn = t.example\n"
+		   "[connector \"Off\"]\n"
+		   "enabled = no\n"
+		   "bindings = 127.0.0.1:25\n") == 0);
+	CHECK_STR(err, "");
+	CHECK(cfg.nconnectors == 3);
+	CHECK_STR(conn_at(0)->name, "Default Frontend");
+	CHECK(conn_at(0)->line == 3);
+	CHECK(conn_at(0)->tarpit_interval == 5);
+	CHECK(conn_at(0)->nranges == 2);
+	CHECK_STR(conn_at(0)->fqdn, "h.example");
+	CHECK_STR(conn_at(1)->name, "Trusted");
+	CHECK(conn_at(1)->line == 6);
+	CHECK(conn_at(1)->tarpit_interval == 0);
+	CHECK(conn_at(1)->nranges == 1);
+	ip_range_format(&conn_at(1)->ranges[0], b, sizeof b);
+	CHECK_STR(b, "10.0.0.0/8");
+	CHECK_STR(conn_at(1)->fqdn, "t.example");
+	CHECK_STR(conn_at(1)->banner, "t.example ESMTP");
+	CHECK_STR(conn_at(2)->name, "Off");
+	CHECK(!conn_at(2)->enabled);
+	/* Disabled: its default ranges repeat the first connector's on the
+	 * same binding, and that is no error. */
+	CHECK(conn_at(2)->nranges == 2);
+
+	/* Each connector has its own duplicate-key memory. */
+	CHECK(load(CONN "tarpit_interval = 0\n[connector \"B\"]\nbindings = 127.0.0.1:26\n"
+			"tarpit_interval = 00:00:09\n") == 0);
+	CHECK(conn_at(0)->tarpit_interval == 0 && conn_at(1)->tarpit_interval == 9);
+
+	/* Names are compared without regard to case; the duplicate's keys
+	 * are not reported again. */
+	CHECK(load(CONN "\n[connector \"a\"]\nbindings = 127.0.0.1:26\nbogus = 1\n") == -1);
+	CHECK_STR(err, E("4: duplicate connector name 'a' (first at line 1)"));
+	CHECK(load("[connector \"Default Frontend\"]\nbindings = 127.0.0.1:25\n"
+		   "[connector \"B\"]\nbindings = 127.0.0.1:26\n"
+		   "[connector \"DEFAULT FRONTEND\"]\nbindings = 127.0.0.1:27\n") == -1);
+	CHECK_STR(err, E("5: duplicate connector name 'DEFAULT FRONTEND' (first at line 1)"));
+
+	/* A later connector without bindings, and errors in two connectors,
+	 * in file order, then the end checks. */
+	CHECK(load(CONN "[connector \"B\"]\nenabled = yes\n") == -1);
+	CHECK_STR(err, E("3: bindings: at least one ip:port is required"));
+	CHECK(load(CONN "bogus = 1\n[connector \"B\"]\nfrob = 2\n") == -1);
+	CHECK_STR(err, E("3: unknown key 'bogus' in [connector \"A\"]\n"
+			 "5: unknown key 'frob' in [connector \"B\"]\n"
+			 "4: bindings: at least one ip:port is required"));
+	/* A key after [server] is not taken for the connector before it. */
+	CHECK(load(CONN "[server]\nbindings = 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("4: unknown key 'bindings' in [server]"));
+
+	/* At most CONF_MAX_CONNECTORS. */
+	n = 0;
+	for (i = 0; i < CONF_MAX_CONNECTORS + 1; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n, "[connector \"c%d\"]\nbindings = 127.0.0.1:%d\n",
+				      i, 1000 + i);
+	CHECK(load(text) == -1);
+	snprintf(b, sizeof b, "%d: more than %d connectors", 2 * CONF_MAX_CONNECTORS + 1, CONF_MAX_CONNECTORS);
+	CHECK_STR(err, E(b));
+	text[n - strlen("[connector \"c64\"]\nbindings = 127.0.0.1:1064\n")] = '\0';
+	CHECK(load(text) == 0);
+	CHECK(cfg.nconnectors == CONF_MAX_CONNECTORS);
+	CHECK_STR(conn_at(CONF_MAX_CONNECTORS - 1)->name, "c63");
+}
+
+static void test_control(void)
+{
+	char longp[200];
+
+	CHECK(load(CONN) == 0);
+	CHECK_STR(cfg.server.control, "");
+	CHECK(load("[server]\ncontrol = /var/run/tarpitd.sock\n" CONN) == 0);
+	CHECK_STR(cfg.server.control, "/var/run/tarpitd.sock");
+	CHECK(load("[server]\ncontrol = run/ctl.sock\n" CONN) == 0);
+	CHECK_STR(cfg.server.control, dirpath("run/ctl.sock"));
+	CHECK(load("[server]\ncontrol =\n" CONN) == 0);
+	CHECK_STR(cfg.server.control, "");
+	CHECK(load("[server]\ncontrol = a\x01" "b\n" CONN) == -1);
+	CHECK_STR(err, E("2: control: path holds control characters"));
+	memset(longp, 'x', sizeof longp);
+	longp[0] = '/';
+	snprintf(longp + 107, sizeof longp - 107, "\n");
+	{
+		char text[400];
+
+		snprintf(text, sizeof text, "[server]\ncontrol = %s" CONN, longp);
+		CHECK(load(text) == 0);
+		CHECK(strlen(cfg.server.control) == 107);
+		snprintf(longp + 107, sizeof longp - 107, "y\n");
+		snprintf(text, sizeof text, "[server]\ncontrol = %s" CONN, longp);
+		CHECK(load(text) == -1);
+		CHECK_STR(err, E("2: control: path longer than 107 octets (the limit of a UNIX socket address)"));
+	}
+	CHECK(load("[server]\ncontrol = x\ncontrol = y\n" CONN) == -1);
+	CHECK_STR(err, E("3: duplicate key 'control' (first at line 2)"));
+}
+
+#define TWO(a_extra, b_extra) \
+	"[connector \"A\"]\nbindings = 0.0.0.0:25\n" a_extra "[connector \"B\"]\nbindings = 0.0.0.0:25\n" b_extra
+
+static void test_overlaps(void)
+{
+	/* Nesting is how trusted hosts get their own connector. */
+	CHECK(load(TWO("", "remote_ip_ranges = 10.0.0.0/8\n")) == 0);
+	CHECK(load(TWO("remote_ip_ranges = 10.0.0.0/8\n", "remote_ip_ranges = 10.1.2.3, 10.2.0.0/16\n")) == 0);
+	CHECK(load(TWO("remote_ip_ranges = 10.0.0.0/24\n", "remote_ip_ranges = 10.0.0.0/8\n")) == 0);
+	CHECK(load(TWO("remote_ip_ranges = 10.0.0.0/8\n", "remote_ip_ranges = 11.0.0.0/8, ::/0\n")) == 0);
+	/* Adjacent is not overlapping. */
+	CHECK(load(TWO("remote_ip_ranges = 10.0.0.0-10.0.0.127\n", "remote_ip_ranges = 10.0.0.128-10.0.0.255\n")) == 0);
+
+	/* Identical: the defaults of both. */
+	CHECK(load(TWO("", "")) == -1);
+	CHECK_STR(err, E("3: remote_ip_ranges: 0.0.0.0/0 of connector \"B\" is the same as 0.0.0.0/0 of "
+			 "connector \"A\" on 0.0.0.0:25 (entries of connectors that share a binding may overlap "
+			 "only when one contains the other)\n"
+			 "3: remote_ip_ranges: ::/0 of connector \"B\" is the same as ::/0 of connector \"A\" on "
+			 "0.0.0.0:25 (entries of connectors that share a binding may overlap only when one "
+			 "contains the other)"));
+	/* Identical though written differently, at the line of the key. */
+	CHECK(load(TWO("remote_ip_ranges = 10.0.0.0/8\n", "remote_ip_ranges = 10.0.0.0-10.255.255.255\n")) == -1);
+	CHECK_STR(err, E("6: remote_ip_ranges: 10.0.0.0/8 of connector \"B\" is the same as 10.0.0.0/8 of "
+			 "connector \"A\" on 0.0.0.0:25 (entries of connectors that share a binding may overlap "
+			 "only when one contains the other)"));
+	/* Partial overlap, reported at the continuation line that holds it. */
+	CHECK(load(TWO("remote_ip_ranges = 10.0.0.0-10.0.0.200\n",
+		       "remote_ip_ranges = 192.0.2.0/24,\n    10.0.0.128/25\n")) == -1);
+	CHECK_STR(err, E("7: remote_ip_ranges: 10.0.0.128/25 of connector \"B\" partly overlaps "
+			 "10.0.0.0-10.0.0.200 of connector \"A\" on 0.0.0.0:25 (entries of connectors that share "
+			 "a binding may overlap only when one contains the other)"));
+	/* IPv4 entries sit inside ::/0, so those nest. */
+	CHECK(load(TWO("remote_ip_ranges = ::/0\n", "remote_ip_ranges = 0.0.0.0/0\n")) == 0);
+	CHECK(load(TWO("remote_ip_ranges = 2001:db8::/32\n", "remote_ip_ranges = 2001:db8:ffff::-2001:db9::1\n")) == -1);
+	CHECK_STR(err, E("6: remote_ip_ranges: 2001:db8:ffff::-2001:db9::1 of connector \"B\" partly overlaps "
+			 "2001:db8::/32 of connector \"A\" on 0.0.0.0:25 (entries of connectors that share "
+			 "a binding may overlap only when one contains the other)"));
+
+	/* Another binding, or a disabled connector: no conflict. */
+	CHECK(load("[connector \"A\"]\nbindings = 0.0.0.0:25\n[connector \"B\"]\nbindings = 0.0.0.0:26\n") == 0);
+	CHECK(load("[connector \"A\"]\nbindings = [::]:25\n[connector \"B\"]\nbindings = 0.0.0.0:25\n") == 0);
+	CHECK(load(TWO("", "enabled = no\n")) == 0);
+	CHECK(load(TWO("enabled = no\n", "")) == 0);
+	/* One shared binding among others is enough; it is the one named. */
+	CHECK(load("[connector \"A\"]\nbindings = 0.0.0.0:26, 0.0.0.0:25\nremote_ip_ranges = 10.0.0.0/8\n"
+		   "[connector \"B\"]\nbindings = 0.0.0.0:24, 0.0.0.0:25\nremote_ip_ranges = 10.0.0.0/8\n") == -1);
+	CHECK(strstr(err, " on 0.0.0.0:25 (") != NULL);
+	CHECK(strncmp(err, E("6: remote_ip_ranges: 10.0.0.0/8 of connector \"B\" is the same as"),
+		      strlen(E("6: remote_ip_ranges: 10.0.0.0/8 of connector \"B\" is the same as"))) == 0);
+	/* Every pair of connectors is checked; each entry once per pair. */
+	CHECK(load(TWO("remote_ip_ranges = 10.0.0.0/8, 10.0.0.0/9\n", "remote_ip_ranges = 1.0.0.0/8\n")
+		   "[connector \"C\"]\nbindings = 0.0.0.0:25\nremote_ip_ranges = 1.0.0.0/8, 10.0.0.0/8\n") == -1);
+	CHECK_STR(err, E("9: remote_ip_ranges: 10.0.0.0/8 of connector \"C\" is the same as 10.0.0.0/8 of "
+			 "connector \"A\" on 0.0.0.0:25 (entries of connectors that share a binding may overlap "
+			 "only when one contains the other)\n"
+			 "9: remote_ip_ranges: 1.0.0.0/8 of connector \"C\" is the same as 1.0.0.0/8 of "
+			 "connector \"B\" on 0.0.0.0:25 (entries of connectors that share a binding may overlap "
+			 "only when one contains the other)"));
+	/* A connector whose list is broken is not compared, so no cascade. */
+	CHECK(load(TWO("remote_ip_ranges = 10.0.0.0/8, bogus\n", "remote_ip_ranges = 10.0.0.0/8\n")) == -1);
+	CHECK_STR(err, E("3: remote_ip_ranges: 'bogus' is not an address, a CIDR block or a range a-b"));
+}
+
+static void test_wildcards(void)
+{
+	CHECK(load("[connector \"A\"]\nbindings = 0.0.0.0:25\nremote_ip_ranges = 10.0.0.0/8\n"
+		   "[connector \"B\"]\nbindings = 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("5: bindings: 127.0.0.1:25 of connector \"B\" and 0.0.0.0:25 of connector \"A\" "
+			 "cannot both be bound: the kernel refuses a wildcard and a specific address on one port"));
+	/* Either order. */
+	CHECK(load("[connector \"A\"]\nbindings = 127.0.0.1:25\n"
+		   "[connector \"B\"]\nremote_ip_ranges = 10.0.0.0/8\nbindings = 192.0.2.1:26,\n  0.0.0.0:25\n") == -1);
+	CHECK_STR(err, E("6: bindings: 0.0.0.0:25 of connector \"B\" and 127.0.0.1:25 of connector \"A\" "
+			 "cannot both be bound: the kernel refuses a wildcard and a specific address on one port"));
+	/* Within one connector. */
+	CHECK(load("[connector \"A\"]\nbindings = 0.0.0.0:25, 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("2: bindings: 127.0.0.1:25 and 0.0.0.0:25 of connector \"A\" cannot both be bound: "
+			 "the kernel refuses a wildcard and a specific address on one port"));
+	CHECK(load("[connector \"A\"]\nbindings = [::]:25, [::1]:25\n") == -1);
+	CHECK_STR(err, E("2: bindings: [::1]:25 and [::]:25 of connector \"A\" cannot both be bound: "
+			 "the kernel refuses a wildcard and a specific address on one port"));
+	/* Other port, other family, two specific addresses, or disabled. */
+	CHECK(load("[connector \"A\"]\nbindings = 0.0.0.0:25, 127.0.0.1:26, [::1]:25, 127.0.0.2:26\n") == 0);
+	CHECK(load("[connector \"A\"]\nbindings = [::]:25, 127.0.0.1:25\n") == 0);
+	CHECK(load("[connector \"A\"]\nbindings = 0.0.0.0:25\n"
+		   "[connector \"B\"]\nenabled = no\nbindings = 127.0.0.1:25\n") == 0);
+	/* Two wildcards on one port are one shared socket. */
+	CHECK(load("[connector \"A\"]\nbindings = 0.0.0.0:25\nremote_ip_ranges = 10.0.0.0/8\n"
+		   "[connector \"B\"]\nbindings = 0.0.0.0:25\nremote_ip_ranges = 10.0.0.0/9\n") == 0);
+	/* A third connector is reported once, against the first it clashes with. */
+	CHECK(load("[connector \"A\"]\nbindings = 0.0.0.0:25\nremote_ip_ranges = 10.0.0.0/8\n"
+		   "[connector \"B\"]\nbindings = 0.0.0.0:25\nremote_ip_ranges = 10.0.0.0/9\n"
+		   "[connector \"C\"]\nbindings = 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("8: bindings: 127.0.0.1:25 of connector \"C\" and 0.0.0.0:25 of connector \"A\" "
+			 "cannot both be bound: the kernel refuses a wildcard and a specific address on one port"));
+}
+
+static void test_fields(void)
+{
+	struct connector_conf *c;
+	char b[CONF_FIELD_MAX], small[8];
+	unsigned i;
+	int f;
+
+	CHECK(conf_field_count() == 23);
+	CHECK(conf_field_find("Name") == 0);
+	CHECK(conf_field_find("NAME") == 0);
+	CHECK(conf_field_find("_name_") == 0);
+	CHECK_STR(conf_field_title(0), "Name");
+	CHECK(conf_field_key(0) == NULL);
+	f = conf_field_find("tarpit_interval");
+	CHECK(f > 0);
+	CHECK(conf_field_find("TarpitInterval") == f);
+	CHECK(conf_field_find("tarpitinterval") == f);
+	CHECK(conf_field_find("TARPIT_INTERVAL") == f);
+	CHECK(conf_field_find("Tarpit_Interval") == f);
+	CHECK_STR(conf_field_key((unsigned)f), "tarpit_interval");
+	CHECK_STR(conf_field_title((unsigned)f), "TarpitInterval");
+	f = conf_field_find("PipeliningEnabled");
+	CHECK(f > 0 && f == conf_field_find("pipelining"));
+	CHECK_STR(conf_field_key((unsigned)f), "pipelining");
+	f = conf_field_find("MaxInboundConnection");
+	CHECK(f > 0 && f == conf_field_find("max_inbound_connections"));
+	CHECK(conf_field_find("maxinboundconnections") == f);
+	f = conf_field_find("MaxInboundConnectionPerSource");
+	CHECK(f > 0 && f == conf_field_find("max_inbound_connections_per_source"));
+	CHECK_STR(conf_field_key((unsigned)f), "max_inbound_connections_per_source");
+	f = conf_field_find("remoteipranges");
+	CHECK(f > 0 && f == conf_field_find("remote_ip_ranges"));
+	CHECK_STR(conf_field_title((unsigned)f), "RemoteIPRanges");
+	f = conf_field_find("RequireTLS");
+	CHECK(f > 0 && f == conf_field_find("require_tls"));
+	/* Keys without an Exchange name go by their INI name. */
+	f = conf_field_find("greetingdelay");
+	CHECK(f > 0);
+	CHECK_STR(conf_field_title((unsigned)f), "greeting_delay");
+	CHECK(conf_field_find("bogus") == -1);
+	CHECK(conf_field_find("") == -1);
+	CHECK(conf_field_find("_") == -1);
+	CHECK(conf_field_find(NULL) == -1);
+	CHECK(conf_field_find("tarpit_interva") == -1);
+	CHECK(conf_field_find("tarpit_intervals") == -1);
+	CHECK(conf_field_find("hostname") == -1); /* a [server] key */
+	CHECK(conf_field_title(23) == NULL && conf_field_key(23) == NULL);
+	for (i = 1; i < conf_field_count(); i++) {
+		CHECK(conf_field_key(i) != NULL);
+		CHECK(conf_field_find(conf_field_key(i)) == (int)i);
+		CHECK(conf_field_find(conf_field_title(i)) == (int)i);
+	}
+
+#define FMT(name) (conf_field_format(c, (unsigned)conf_field_find(name), b, sizeof b), b)
+	CHECK(load("[server]\nhostname = h.example\n" CONN) == 0);
+	c = C;
+	CHECK_STR(FMT("Name"), "A");
+	CHECK_STR(FMT("Enabled"), "True");
+	CHECK_STR(FMT("Bindings"), "127.0.0.1:2525");
+	CHECK_STR(FMT("RemoteIPRanges"), "0.0.0.0/0, ::/0");
+	CHECK_STR(FMT("Fqdn"), "h.example");
+	CHECK_STR(FMT("Banner"), "h.example ESMTP");
+	CHECK_STR(FMT("TarpitInterval"), "00:00:05");
+	CHECK_STR(FMT("tarpit_all_after_unknown"), "True");
+	CHECK_STR(FMT("MaxMessageSize"), "10MB");
+	CHECK_STR(FMT("MaxRecipientsPerMessage"), "200");
+	CHECK_STR(FMT("MaxInboundConnection"), "5000");
+	CHECK_STR(FMT("MaxInboundConnectionPerSource"), "20");
+	CHECK_STR(FMT("ConnectionTimeout"), "00:10:00");
+	CHECK_STR(FMT("ConnectionInactivityTimeout"), "00:05:00");
+	CHECK_STR(FMT("MaxProtocolErrors"), "5");
+	CHECK_STR(FMT("max_unknown_recipients"), "20");
+	CHECK_STR(FMT("greeting_delay"), "00:00:00");
+	CHECK_STR(FMT("PipeliningEnabled"), "True");
+	CHECK_STR(FMT("RequireTLS"), "False");
+	CHECK_STR(FMT("max_auth_failures"), "3");
+	CHECK_STR(FMT("starttls"), "True");
+	CHECK_STR(FMT("auth"), "True");
+	CHECK_STR(FMT("auth_requires_tls"), "True");
+
+	CHECK(load("[connector \"Edge Cases\"]\nenabled = off\n"
+		   "bindings = 0.0.0.0:25, [::]:25,\n  [2001:db8::1]:2525\n"
+		   "remote_ip_ranges = 10.0.0.1-10.0.0.9, 192.0.2.7/24, 2001:db8::/32, 10.1.1.1\n"
+		   "tarpit_interval = 0.00:09:00\nmax_message_size = 1025\n"
+		   "connection_timeout = 1.00:00:00\npipelining = no\n"
+		   "tarpit_all_after_unknown = 0\nbanner = Hello there\n") == 0);
+	c = C;
+	CHECK_STR(FMT("name"), "Edge Cases");
+	CHECK_STR(FMT("enabled"), "False");
+	CHECK_STR(FMT("bindings"), "0.0.0.0:25, [::]:25, [2001:db8::1]:2525");
+	CHECK_STR(FMT("remote_ip_ranges"), "10.0.0.1-10.0.0.9, 192.0.2.0/24, 2001:db8::/32, 10.1.1.1");
+	CHECK_STR(FMT("tarpit_interval"), "00:09:00");
+	CHECK_STR(FMT("max_message_size"), "1025");
+	CHECK_STR(FMT("connection_timeout"), "1.00:00:00");
+	CHECK_STR(FMT("pipelining"), "False");
+	CHECK_STR(FMT("tarpit_all_after_unknown"), "False");
+	CHECK_STR(FMT("banner"), "Hello there");
+	CHECK(load(CONN "max_message_size = 2GB\n") == 0);
+	c = C;
+	CHECK_STR(FMT("max_message_size"), "2GB");
+	CHECK(load(CONN "max_message_size = 1536 KB\n") == 0);
+	c = C;
+	CHECK_STR(FMT("max_message_size"), "1536KB");
+	CHECK(load(CONN "max_message_size = 1048576\n") == 0);
+	c = C;
+	CHECK_STR(FMT("max_message_size"), "1MB");
+
+	/* snprintf-like: the full length, and a cut, terminated text. */
+	f = conf_field_find("remote_ip_ranges");
+	CHECK(conf_field_format(c, (unsigned)f, small, sizeof small) == strlen("0.0.0.0/0, ::/0"));
+	CHECK_STR(small, "0.0.0.0");
+	CHECK(conf_field_format(c, (unsigned)f, NULL, 0) == strlen("0.0.0.0/0, ::/0"));
+	CHECK(conf_field_format(c, (unsigned)conf_field_find("Banner"), small, 1) > 0 && small[0] == '\0');
+	CHECK(conf_field_format(c, 23, b, sizeof b) == 0 && b[0] == '\0');
+	CHECK(conf_field_format(NULL, 1, b, sizeof b) == 0 && b[0] == '\0');
+#undef FMT
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "/tmp/test_config.XXXXXX");
@@ -705,6 +1030,11 @@ int main(void)
 	test_paths();
 	test_timespan();
 	test_size_bool_uint();
+	test_connectors();
+	test_control();
+	test_overlaps();
+	test_wildcards();
+	test_fields();
 	if (loaded)
 		config_free(&cfg);
 	snprintf(path, sizeof path, "%s/t.ini", dir);
