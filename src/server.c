@@ -533,7 +533,7 @@ static bool conn_read(struct conn *c)
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return true;
-		conn_close(c, "read_error");
+		on_eof(c); /* a reset is a hang-up too */
 		return false;
 	}
 	c->last_activity = S.now;
