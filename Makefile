@@ -20,7 +20,7 @@ CFLAGS    += -Os -g
 endif
 
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -DTARPITD_VERSION='"$(VERSION)"'
-LDLIBS    += -linih
+LDLIBS    += -linih -lmbedtls -lmbedx509 -lmbedcrypto
 
 LIB_SRCS  := $(filter-out src/main.c src/loop_epoll.c src/loop_poll.c,$(wildcard src/*.c)) src/loop_$(BACKEND).c
 LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
