@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,8 +23,11 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "auth.h"
 
 #define INI_MAX (1024 * 1024)        /* an INI file larger than this is not ours */
 #define STATS_MAX (4 * 1024 * 1024)  /* ditto for the server's stats answer */
@@ -1322,6 +1326,209 @@ int admin_stats(const char *path, int argc, char **argv)
 out:
 	close(fd);
 	free(b.p);
+	config_free(&cfg);
+	return status;
+}
+
+/* ---- passwd ----------------------------------------------------------------- */
+
+int admin_read_password(FILE *in, char *buf, size_t bufsz, size_t *len)
+{
+	size_t n = 0;
+	bool over = false;
+	int ch;
+
+	*len = 0;
+	if (!buf || bufsz == 0)
+		return -2;
+	buf[0] = '\0';
+	while ((ch = getc(in)) != EOF && ch != '\n') {
+		/* CRLF ends the line too; a CR before anything else is content. */
+		if (ch == '\r') {
+			int next = getc(in);
+
+			if (next == '\n')
+				break;
+			if (next != EOF)
+				ungetc(next, in);
+		}
+		if (n + 1 < bufsz)
+			buf[n++] = (char)ch;
+		else
+			over = true;
+	}
+	if (ch == EOF && ferror(in))
+		return -3;
+	buf[n] = '\0';
+	if (over)
+		return -2;
+	*len = n;
+	return n ? 0 : -1;
+}
+
+/* The terminal as it was before echo went off, for the signal handler. */
+static struct termios saved_tty;
+static volatile sig_atomic_t tty_changed;
+
+static void restore_tty(void)
+{
+	if (tty_changed) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+		tty_changed = 0;
+	}
+}
+
+/* An interrupted prompt must not leave the terminal without echo. */
+static void on_signal(int sig)
+{
+	restore_tty();
+	(void)!write(STDERR_FILENO, "\n", 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static int prompt(const char *text, char *buf, size_t bufsz, size_t *len)
+{
+	struct termios t;
+	int r;
+
+	fputs(text, stderr);
+	fflush(stderr);
+	if (tcgetattr(STDIN_FILENO, &saved_tty) == 0) {
+		t = saved_tty;
+		t.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK);
+		t.c_lflag |= ECHONL;
+		if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) == 0)
+			tty_changed = 1;
+	}
+	r = admin_read_password(stdin, buf, bufsz, len);
+	restore_tty();
+	return r;
+}
+
+static void wipe(void *p, size_t n)
+{
+	volatile unsigned char *q = p;
+
+	while (n--)
+		*q++ = 0;
+}
+
+/* Same rule as auth.c's, checked before asking for a password in vain. */
+static bool auth_name_ok(const char *s)
+{
+	size_t i;
+
+	if (!s[0] || s[0] == '#')
+		return false;
+	for (i = 0; s[i]; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == ':')
+			return false;
+	return i <= AUTH_USER_MAX;
+}
+
+int admin_passwd(const char *path, int argc, char **argv)
+{
+	static char pw[AUTH_PASS_MAX + 2], again[AUTH_PASS_MAX + 2];
+	char e[ECHO_BUF], err[PATH_MAX + 256];
+	const char *user;
+	struct sigaction sa, old_int, old_term, old_quit, old_hup;
+	struct config cfg;
+	struct stat st;
+	size_t len = 0, len2 = 0;
+	bool existed, tty;
+	int r, status = 1;
+
+	if (argc < 1) {
+		fprintf(stderr, "tarpitd: passwd needs a USER\n");
+		return 2;
+	}
+	if (argv[0][0] == '-' && argv[0][1] == '-') {
+		fprintf(stderr, "tarpitd: passwd: unknown option '%s'\n", echo(e, sizeof e, argv[0]));
+		return 2;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "tarpitd: passwd takes one USER ('%s' is extra)\n", echo(e, sizeof e, argv[1]));
+		return 2;
+	}
+	user = argv[0];
+	if (load_or_report(path, &cfg) != 0)
+		return 1;
+	if (!cfg.auth.enabled) {
+		fprintf(stderr, "tarpitd: no [auth] users file configured\n");
+		goto out;
+	}
+	if (!auth_name_ok(user)) {
+		fprintf(stderr, "tarpitd: '%s' is not a valid user name (1 to %d printable ASCII octets without "
+				"':' or white space, not starting with '#')\n", echo(e, sizeof e, user), AUTH_USER_MAX);
+		goto out;
+	}
+
+	tty = isatty(STDIN_FILENO);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	if (tty) {
+		char text[AUTH_USER_MAX + 64];
+
+		sigaction(SIGINT, &sa, &old_int);
+		sigaction(SIGTERM, &sa, &old_term);
+		sigaction(SIGQUIT, &sa, &old_quit);
+		sigaction(SIGHUP, &sa, &old_hup);
+		snprintf(text, sizeof text, "Password for %s: ", user);
+		r = prompt(text, pw, sizeof pw, &len);
+		if (r == 0 && prompt("Retype the password: ", again, sizeof again, &len2) == 0 &&
+		    (len2 != len || memcmp(pw, again, len) != 0))
+			r = -4;
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+		sigaction(SIGQUIT, &old_quit, NULL);
+		sigaction(SIGHUP, &old_hup, NULL);
+	} else {
+		r = admin_read_password(stdin, pw, sizeof pw, &len);
+	}
+	switch (r) {
+	case 0:
+		break;
+	case -1:
+		fprintf(stderr, "tarpitd: empty password\n");
+		goto out;
+	case -2:
+		fprintf(stderr, "tarpitd: password longer than %d octets\n", AUTH_PASS_MAX);
+		goto out;
+	case -4:
+		fprintf(stderr, "tarpitd: the passwords do not match\n");
+		goto out;
+	default:
+		fprintf(stderr, "tarpitd: cannot read the password: %s\n", strerror(errno));
+		goto out;
+	}
+	if (len > AUTH_PASS_MAX) {
+		fprintf(stderr, "tarpitd: password longer than %d octets\n", AUTH_PASS_MAX);
+		goto out;
+	}
+	existed = stat(cfg.auth.users, &st) == 0;
+	if (users_set_password(cfg.auth.users, user, pw, len, err, sizeof err) != 0) {
+		fprintf(stderr, "tarpitd: %s\n", err);
+		goto out;
+	}
+	/* The server reloads the file after dropping privileges: a file that
+	 * root creates here must belong to the user it runs as. An existing
+	 * file keeps its owner (users_set_password sees to that). */
+	if (!existed && geteuid() == 0 && cfg.server.user[0]) {
+		struct passwd *pwd = getpwnam(cfg.server.user);
+
+		if (!pwd || chown(cfg.auth.users, pwd->pw_uid, pwd->pw_gid) != 0)
+			fprintf(stderr, "tarpitd: cannot give %s to user %s: %s\n", cfg.auth.users,
+				cfg.server.user, pwd ? strerror(errno) : "no such user");
+	}
+	printf("tarpitd: password for %s set in %s\n", user, cfg.auth.users);
+	fflush(stdout);
+	tell_server(cfg.server.pidfile);
+	status = 0;
+out:
+	wipe(pw, sizeof pw);
+	wipe(again, sizeof again);
 	config_free(&cfg);
 	return status;
 }

@@ -1,4 +1,4 @@
-/* admin: the `show`, `set` and `stats` subcommands of SPEC §2.
+/* admin: the `show`, `set`, `stats` and `passwd` subcommands of SPEC §2.
  *
  * Promises: each admin_* command takes the arguments after the subcommand
  * (without -c FILE), returns the exit status (0 ok, 1 failure, 2 usage
@@ -19,6 +19,9 @@
 int admin_show(const char *path, int argc, char **argv);
 int admin_set(const char *path, int argc, char **argv);
 int admin_stats(const char *path, int argc, char **argv);
+/* USER, the password on stdin (first line; prompted for, without echo and
+ * twice, when stdin is a terminal), into the [auth] users file. */
+int admin_passwd(const char *path, int argc, char **argv);
 
 /* ---- the pure parts, exported for the unit tests ---- */
 
@@ -55,5 +58,10 @@ int admin_parse_fields(const char *list, unsigned *fields, size_t max, size_t *n
  * two spaces, no trailing spaces. 0 ok, -1 no connector of that name. */
 int admin_print_table(FILE *out, const struct config *cfg, const char *name, const unsigned *fields,
 		      size_t nfields);
+
+/* The first line of in, without its LF or CRLF, into buf (NUL-terminated;
+ * *len octets, which may include NULs). 0 ok; -1 empty (or nothing to
+ * read); -2 longer than bufsz - 1 octets; -3 read error. */
+int admin_read_password(FILE *in, char *buf, size_t bufsz, size_t *len);
 
 #endif

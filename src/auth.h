@@ -16,7 +16,7 @@
 
 #define AUTH_USER_MAX 64
 #define AUTH_PASS_MAX 256
-#define AUTH_ITERATIONS_DEFAULT 20000u /* the reasoning is in docs/auth.md */
+#define AUTH_ITERATIONS_DEFAULT 2000u /* the reasoning is in docs/auth.md */
 
 struct users;
 

@@ -60,6 +60,8 @@ struct key {
 };
 
 #define SK(n, t, f, lo, hi) { n, t, offsetof(struct server_conf, f), lo, hi, NULL, NULL }
+#define TK(n, t, f, lo, hi) { n, t, offsetof(struct tls_conf, f), lo, hi, NULL, NULL }
+#define AK(n, t, f, lo, hi) { n, t, offsetof(struct auth_conf, f), lo, hi, NULL, NULL }
 #define CK(n, t, f, lo, hi, x) { n, t, offsetof(struct connector_conf, f), lo, hi, x, NULL }
 #define LATER(n) { n, K_LATER, 0, 0, 0, NULL, NULL }
 #define CLATER(n, x, d) { n, K_LATER, 0, 0, 0, x, d }
@@ -96,21 +98,35 @@ static const struct key conn_keys[] = {
 	   "ConnectionInactivityTimeout"),
 	CK("max_protocol_errors", K_UINT, max_protocol_errors, 0, 1000000, "MaxProtocolErrors"),
 	CK("max_unknown_recipients", K_UINT, max_unknown_recipients, 0, 1000000, NULL),
+	CK("max_auth_failures", K_UINT, max_auth_failures, 0, 1000, NULL),
 	CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600, NULL),
 	CK("pipelining", K_BOOL, pipelining, 0, 0, "PipeliningEnabled"),
-	CLATER("max_auth_failures", NULL, "3"),
-	CLATER("starttls", NULL, "True"),
-	CLATER("require_tls", "RequireTLS", "False"),
-	CLATER("auth", NULL, "True"),
-	CLATER("auth_requires_tls", NULL, "True"),
+	CK("starttls", K_BOOL, starttls, 0, 0, NULL),
+	CK("require_tls", K_BOOL, require_tls, 0, 0, "RequireTLS"),
+	CK("auth", K_BOOL, auth, 0, 0, NULL),
+	CK("auth_requires_tls", K_BOOL, auth_requires_tls, 0, 0, NULL),
+};
+
+/* A pool slot is a full mbedTLS SSL context (tens of KB with its record
+ * buffers): 1024 of them is already more than a router has. */
+static const struct key tls_keys[] = {
+	TK("certificate", K_PATH, certificate, 1, 0),
+	TK("key", K_PATH, key, 1, 0),
+	TK("max_sessions", K_UINT, max_sessions, 1, 1024),
+};
+
+static const struct key auth_keys[] = {
+	AK("users", K_PATH, users, 1, 0),
 };
 
 #define NSERVER (sizeof server_keys / sizeof server_keys[0])
 #define NCONN (sizeof conn_keys / sizeof conn_keys[0])
+#define NTLS (sizeof tls_keys / sizeof tls_keys[0])
+#define NAUTH (sizeof auth_keys / sizeof auth_keys[0])
 
 static const char default_ranges[] = "0.0.0.0-255.255.255.255, ::/0";
 
-enum sect { S_NONE, S_SERVER, S_CONNECTOR, S_SKIP };
+enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_CONNECTOR, S_SKIP };
 
 /* Per-connector parse state that the loaded config does not keep. */
 struct conn_extra {
@@ -147,6 +163,9 @@ struct pstate {
 	const struct key *last_key; /* continuation target, NULL = ignore */
 
 	int server_seen[NSERVER]; /* line a key was given on, 0 = not given */
+	int tls_seen[NTLS];
+	int auth_seen[NAUTH];
+	int tls_line, auth_line; /* of the section headers, 0 = absent */
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -714,6 +733,11 @@ static void set_conn_defaults(struct connector_conf *cc)
 	cc->max_unknown_recipients = 20;
 	cc->greeting_delay = 0;
 	cc->pipelining = true;
+	cc->max_auth_failures = 3;
+	cc->starttls = true;
+	cc->require_tls = false;
+	cc->auth = true;
+	cc->auth_requires_tls = true;
 }
 
 static bool grow_connectors(struct pstate *st)
@@ -864,8 +888,21 @@ static void section(struct pstate *st, char *h)
 		return;
 	}
 	if (*q == '\0' && ((wlen == 3 && strncmp(word, "tls", 3) == 0) ||
-			   (wlen == 4 && strncmp(word, "auth", 4) == 0) ||
-			   (wlen == 7 && strncmp(word, "harvest", 7) == 0))) {
+			   (wlen == 4 && strncmp(word, "auth", 4) == 0))) {
+		bool tls = wlen == 3;
+		int *line = tls ? &st->tls_line : &st->auth_line;
+
+		if (*line) {
+			err_at(st, st->lineno, "[%s] appears twice (first at line %d)", tls ? "tls" : "auth",
+			       *line);
+			return;
+		}
+		*line = st->lineno;
+		st->sect = tls ? S_TLS : S_AUTH;
+		strcpy(st->sect_label, tls ? "[tls]" : "[auth]");
+		return;
+	}
+	if (*q == '\0' && wlen == 7 && strncmp(word, "harvest", 7) == 0) {
 		err_at(st, st->lineno, "[%.*s] is not supported yet", (int)wlen, word);
 		return;
 	}
@@ -1026,6 +1063,14 @@ static int handler(void *user, const char *section_unused, const char *name, con
 		k = find_key(server_keys, NSERVER, name, &idx);
 		seen = st->server_seen;
 		base = (char *)&st->c->server;
+	} else if (st->sect == S_TLS) {
+		k = find_key(tls_keys, NTLS, name, &idx);
+		seen = st->tls_seen;
+		base = (char *)&st->c->tls;
+	} else if (st->sect == S_AUTH) {
+		k = find_key(auth_keys, NAUTH, name, &idx);
+		seen = st->auth_seen;
+		base = (char *)&st->c->auth;
 	} else {
 		k = find_key(conn_keys, NCONN, name, &idx);
 		seen = st->cx->seen;
@@ -1100,6 +1145,15 @@ static void finish_connector(struct pstate *st)
 			apply_list(st, k, default_ranges);
 			st->lineno = saved;
 		}
+	}
+	if (cc->require_tls) {
+		int l = cx->seen[key_index(conn_keys, NCONN, "require_tls")];
+
+		/* Either way no client could ever send MAIL. */
+		if (!st->tls_line)
+			err_at(st, l ? l : cc->line, "require_tls needs a [tls] section");
+		else if (!cc->starttls)
+			err_at(st, l ? l : cc->line, "require_tls needs starttls = yes");
 	}
 	if (!cc->fqdn[0])
 		strcpy(cc->fqdn, s->hostname);
@@ -1278,6 +1332,29 @@ static void finish(struct pstate *st)
 			       max);
 	}
 
+	if (st->tls_line) {
+		struct tls_conf *t = &st->c->tls;
+		int lc = st->tls_seen[key_index(tls_keys, NTLS, "certificate")];
+		int lk = st->tls_seen[key_index(tls_keys, NTLS, "key")];
+
+		t->enabled = true;
+		if (!lc)
+			err_at(st, st->tls_line, "[tls] needs certificate = FILE");
+		if (!lk)
+			err_at(st, st->tls_line, "[tls] needs key = FILE");
+		resolve_path(st, t->certificate, "certificate", lc);
+		resolve_path(st, t->key, "key", lk);
+	}
+	if (st->auth_line) {
+		struct auth_conf *a = &st->c->auth;
+		int lu = st->auth_seen[key_index(auth_keys, NAUTH, "users")];
+
+		a->enabled = true;
+		if (!lu)
+			err_at(st, st->auth_line, "[auth] needs users = FILE");
+		resolve_path(st, a->users, "users", lu);
+	}
+
 	if (st->nconns == 0) {
 		if (!st->bad_connector)
 			err_at(st, 0, "no [connector \"NAME\"] section");
@@ -1313,6 +1390,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	}
 	strcpy(c->path, path);
 	set_server_defaults(&c->server);
+	c->tls.max_sessions = 16;
 
 	st.f = fopen(path, "re");
 	if (!st.f) {

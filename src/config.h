@@ -52,8 +52,13 @@ struct connector_conf {
 	uint32_t connection_inactivity_timeout; /* seconds */
 	uint32_t max_protocol_errors;           /* 0 = no limit */
 	uint32_t max_unknown_recipients;        /* 0 = no limit */
+	uint32_t max_auth_failures;             /* 0 = no limit */
 	uint32_t greeting_delay;                /* seconds */
 	bool pipelining;
+	bool starttls;          /* offered when [tls] is configured */
+	bool require_tls;       /* MAIL before STARTTLS: 530 5.7.0 */
+	bool auth;              /* offered when [auth] is configured */
+	bool auth_requires_tls; /* AUTH only after STARTTLS */
 };
 
 struct server_conf {
@@ -68,9 +73,25 @@ struct server_conf {
 	enum log_level log_level;
 };
 
+/* [tls]: present = STARTTLS possible; paths resolved like the others. */
+struct tls_conf {
+	bool enabled;
+	char certificate[PATH_MAX];
+	char key[PATH_MAX];
+	uint32_t max_sessions; /* 1..1024 */
+};
+
+/* [auth]: present = AUTH possible. */
+struct auth_conf {
+	bool enabled;
+	char users[PATH_MAX];
+};
+
 struct config {
 	char path[PATH_MAX];
 	struct server_conf server;
+	struct tls_conf tls;
+	struct auth_conf auth;
 	struct connector_conf *connectors; /* malloc'd array */
 	unsigned nconnectors;
 };

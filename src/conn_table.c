@@ -1,5 +1,6 @@
 #include "conn_table.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,12 @@ struct conn_table *conn_table_new(uint32_t max_connections, uint16_t max_rcpt)
 		nsrc <<= 1;
 	t->size = max_connections;
 	t->max_rcpt = max_rcpt;
-	t->envelope_size = (sizeof(struct smtp_envelope) + (size_t)max_rcpt * sizeof(uint32_t) + 63) & ~(size_t)63;
+	t->envelope_size = sizeof(struct smtp_envelope) + (size_t)max_rcpt * sizeof(uint32_t);
+	/* The envelope memory also holds a long AUTH line (AUTH is refused in
+	 * a transaction), after the LOGIN user name kept in first_rcpt. */
+	if (t->envelope_size < offsetof(struct smtp_envelope, mbox) + AUTH_LINE_MAX)
+		t->envelope_size = offsetof(struct smtp_envelope, mbox) + AUTH_LINE_MAX;
+	t->envelope_size = (t->envelope_size + 63) & ~(size_t)63;
 	/* calloc of large blocks maps fresh zero pages: untouched slots cost
 	 * address space, not RAM. */
 	t->slots = calloc(max_connections, sizeof *t->slots);
@@ -57,6 +63,7 @@ struct conn *conn_acquire(struct conn_table *t)
 	memset(c, 0, offsetof(struct conn, s));
 	c->fd = -1;
 	c->msg.fd = -1;
+	c->tls = -1;
 	tw_node_init(&c->timer);
 	smtp_session_init(&c->s, (struct smtp_envelope *)(void *)(t->envelopes + (size_t)i * t->envelope_size),
 			  t->max_rcpt);

@@ -34,6 +34,9 @@ struct conn {
 	uint8_t outq_head, outq_len;
 	uint16_t out_off;  /* octets of the head reply already written */
 	uint16_t in_len;   /* octets in in[] */
+	uint16_t aux_len;  /* octets of a long AUTH line in the envelope memory */
+	int16_t tls;       /* TLS pool slot, -1 in the clear */
+	uint16_t tls_wlen; /* length of a TLS write to repeat after WANT_* */
 	struct smtp_reply outq[OUTQ_MAX];
 	struct tw_node timer;
 	uint64_t head_base;     /* ms: tarpit base of the head reply (SPEC §8) */
@@ -74,6 +77,12 @@ void conn_table_free(struct conn_table *t);
 /* NULL when full. The slot's session is initialised with its envelope. */
 struct conn *conn_acquire(struct conn_table *t);
 void conn_release(struct conn_table *t, struct conn *c);
+/* Where a long AUTH line is assembled: the envelope after first_rcpt. */
+static inline char *conn_aux(struct conn *c)
+{
+	return (char *)c->s.env->mbox;
+}
+
 static inline uint32_t conn_index(const struct conn_table *t, const struct conn *c)
 {
 	return (uint32_t)(c - t->slots);

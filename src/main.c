@@ -7,10 +7,12 @@
 #include <sys/stat.h>
 
 #include "admin.h"
+#include "auth.h"
 #include "config.h"
 #include "log.h"
 #include "recipients.h"
 #include "server.h"
+#include "tls.h"
 
 #define DEFAULT_CONFIG "/etc/tarpitd/tarpitd.ini"
 
@@ -40,6 +42,7 @@ static int cmd_check(const char *path)
 	char err[8192];
 	struct recipients *r;
 	struct stat st;
+	unsigned nusers = 0;
 	int status = 0;
 
 	if (load(path, &cfg) != 0)
@@ -55,7 +58,25 @@ static int cmd_check(const char *path)
 		fprintf(stderr, "%s: spool %s is not a directory\n", path, cfg.server.spool);
 		status = 1;
 	}
-	if (status == 0)
+	if (cfg.auth.enabled) {
+		struct users *u = users_load(cfg.auth.users, err, sizeof err);
+
+		if (!u) {
+			fprintf(stderr, "%s\n", err);
+			status = 1;
+		} else {
+			nusers = users_count(u);
+			users_free(u);
+		}
+	}
+	if (cfg.tls.enabled && tls_check_files(cfg.tls.certificate, cfg.tls.key, err, sizeof err) != 0) {
+		fprintf(stderr, "%s\n", err);
+		status = 1;
+	}
+	if (status == 0 && cfg.auth.enabled)
+		printf("%s: OK (%u connector%s, %u user%s)\n", path, cfg.nconnectors,
+		       cfg.nconnectors == 1 ? "" : "s", nusers, nusers == 1 ? "" : "s");
+	else if (status == 0)
 		printf("%s: OK (%u connector%s)\n", path, cfg.nconnectors, cfg.nconnectors == 1 ? "" : "s");
 	config_free(&cfg);
 	return status;
@@ -112,10 +133,8 @@ int main(int argc, char **argv)
 		return admin_set(path, nargs, argv + 1);
 	if (strcmp(cmd, "stats") == 0)
 		return admin_stats(path, nargs, argv + 1);
-	if (strcmp(cmd, "passwd") == 0) {
-		fprintf(stderr, "tarpitd: %s is not supported yet\n", cmd);
-		return 1;
-	}
+	if (strcmp(cmd, "passwd") == 0)
+		return admin_passwd(path, nargs, argv + 1);
 	fprintf(stderr, "tarpitd: unknown command '%s'\n%s", cmd, usage);
 	return 2;
 }

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "conn_table.h"
 #include "log.h"
 #include "loop.h"
@@ -28,6 +29,7 @@
 #include "smtp_reply.h"
 #include "smtp_session.h"
 #include "timer_wheel.h"
+#include "tls.h"
 
 #define MAX_LISTENERS 64
 #define TAG_LISTENER 0x80000000u
@@ -37,11 +39,14 @@
 #define ACCEPT_BATCH 64
 #define LINGER_MS 2000   /* lingering close: let the last reply reach the client */
 #define TICK_MS 1000     /* housekeeping: recipient file check, accept resume */
+#define HANDSHAKE_MS 30000 /* a TLS handshake must finish within this */
+#define TLS_READ_CHUNK SMTP_LINE_MAX /* what is left after the end of data fits in[] */
 
 enum conn_phase {
 	P_GREETING, /* waiting for greeting_delay; talking now is an offence */
 	P_ACTIVE,
 	P_LINGER,   /* final reply sent, write side shut: discard input until EOF */
+	P_HANDSHAKE, /* STARTTLS's 220 sent: the TLS handshake runs */
 };
 
 enum {
@@ -50,6 +55,7 @@ enum {
 	CF_WANTW = 4u, /* the socket refused output: wait for writability */
 	CF_TOOBIG = 8u, /* message data exceeded max_message_size */
 	CF_STOP = 16u,  /* shutting down: close after the message in progress */
+	CF_AUX = 32u,   /* a long AUTH line is being assembled in conn_aux() */
 };
 
 /* What survives a reload for one connector name: its counters and its
@@ -95,6 +101,8 @@ static struct server {
 	struct timer_wheel wheel;
 	struct conn_table *tab;
 	struct recipients *rcpts;
+	struct users *users;        /* NULL without [auth] */
+	struct tls *tls;            /* NULL without [tls] */
 	struct timespec rcpts_failed_mtime; /* don't retry a bad file every tick */
 	struct maildir *md;
 	struct listener listeners[MAX_LISTENERS];
@@ -160,6 +168,8 @@ static void outq_push(struct conn *c, struct smtp_reply r)
 	case R_250_RCPT: STAT(c, recipients_accepted); break;
 	case R_550_UNKNOWN: STAT(c, recipients_unknown); break;
 	case R_250_QUEUED: STAT(c, messages_accepted); break;
+	case R_235_AUTH: STAT(c, auth_success); break;
+	case R_535_AUTH: STAT(c, auth_failure); break;
 	default: break;
 	}
 }
@@ -185,8 +195,58 @@ static void peer_text(const struct conn *c, char *buf, size_t len)
 
 static struct smtp_env session_env(struct conn *c)
 {
-	struct smtp_env e = {c->connector->cf, S.rcpts};
+	struct smtp_env e = {c->connector->cf, S.rcpts, S.users, S.tls != NULL};
 	return e;
+}
+
+/* Socket I/O in the clear or through the connection's TLS context, with
+ * the plain calls' conventions: -1/EAGAIN to wait, 0 for the peer's close. */
+/* A pool slot is taken when STARTTLS is accepted, but its 220 still goes
+ * out in the clear: TLS carries the session only after the handshake. */
+static bool tls_active(const struct conn *c)
+{
+	return c->tls >= 0 && smtp_session_in_tls(&c->s);
+}
+
+static ssize_t io_recv(struct conn *c, void *buf, size_t len)
+{
+	ssize_t n;
+	if (!tls_active(c))
+		return recv(c->fd, buf, len, 0);
+	n = tls_read(S.tls, c->tls, buf, len);
+	if (n >= 0)
+		return n;
+	if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (n == TLS_CLOSED)
+		return 0;
+	errno = ECONNRESET;
+	return -1;
+}
+
+static ssize_t io_send(struct conn *c, const void *buf, size_t len)
+{
+	ssize_t n;
+	if (!tls_active(c))
+		return send(c->fd, buf, len, MSG_NOSIGNAL);
+	/* mbedTLS wants a write that could not finish repeated with the same
+	 * length; the queue only grows at its tail, so the octets are the same. */
+	if (c->tls_wlen && c->tls_wlen <= len)
+		len = c->tls_wlen;
+	n = tls_write(S.tls, c->tls, buf, len);
+	if (n > 0) {
+		c->tls_wlen = 0;
+		return n;
+	}
+	if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
+		c->tls_wlen = (uint16_t)len;
+		errno = EAGAIN;
+		return -1;
+	}
+	errno = EPIPE;
+	return -1;
 }
 
 static void fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, size_t iplen)
@@ -222,6 +282,9 @@ static void conn_close(struct conn *c, const char *reason)
 		c->id, ip, reason, c->s.errors, c->s.unknown);
 	if (c->msg.fd >= 0)
 		maildir_abort(S.md, &c->msg);
+	if (c->tls >= 0)
+		tls_release(S.tls, c->tls);
+	c->tls = -1;
 	smtp_session_reset(&c->s);
 	tw_cancel(&S.wheel, &c->timer);
 	loop_del(S.loop, c->fd);
@@ -288,9 +351,14 @@ static bool conn_flush(struct conn *c)
 	ctx.queue_id = c->queue_id;
 	ctx.max_size = c->connector->cf->max_message_size;
 	ctx.pipelining = c->connector->cf->pipelining;
+	{
+		struct smtp_env e = session_env(c);
+		ctx.starttls = smtp_session_offers_starttls(&c->s, &e);
+		ctx.auth = smtp_session_offers_auth(&c->s, &e);
+	}
 
 	c->cflags &= (uint8_t)~CF_WANTW;
-	while (c->outq_len && c->phase != P_LINGER) {
+	while (c->outq_len && c->phase != P_LINGER && c->phase != P_HANDSHAKE) {
 		size_t lens[OUTQ_MAX], blen = 0, done;
 		unsigned k;
 		ssize_t n;
@@ -303,7 +371,7 @@ static bool conn_flush(struct conn *c)
 					break;
 				if (r->flags & RF_DATA)
 					begin_data_sink(c, r);
-			} else if (k > 0 && (r->flags & (RF_TARPIT | RF_DATA))) {
+			} else if (k > 0 && (r->flags & (RF_TARPIT | RF_DATA | RF_STARTTLS))) {
 				/* A delayed reply waits T after its predecessor is
 				 * sent; a 354 is only prepared at the head. */
 				break;
@@ -320,7 +388,7 @@ static bool conn_flush(struct conn *c)
 		}
 		if (k == 0 || blen <= c->out_off)
 			return true;
-		n = send(c->fd, wbuf + c->out_off, blen - c->out_off, MSG_NOSIGNAL);
+		n = io_send(c, wbuf + c->out_off, blen - c->out_off);
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
 				c->cflags |= CF_WANTW;
@@ -339,6 +407,13 @@ static bool conn_flush(struct conn *c)
 				start_linger(c);
 				return true;
 			}
+			if (r.flags & RF_STARTTLS) {
+				/* Only now, with the 220 out, may the handshake start. */
+				c->phase = P_HANDSHAKE;
+				c->greet_at = S.now + HANDSHAKE_MS;
+				c->in_len = 0;
+				return true;
+			}
 			if (r.flags & RF_DATA && r.id == R_354) {
 				smtp_session_data_begin(&c->s);
 				smtp_data_init(&c->data);
@@ -355,8 +430,8 @@ static bool conn_flush(struct conn *c)
 	return true;
 }
 
-/* Octets arrived after DATA before its 354 went out: they are never read
- * as content or commands (SPEC §7). */
+/* Octets arrived after DATA before its 354 went out, or after STARTTLS
+ * before its 220: they are never read as content or commands (SPEC §7). */
 static void pipe_violation(struct conn *c)
 {
 	struct smtp_reply r = {R_554_PIPE, RF_CLOSE};
@@ -367,10 +442,14 @@ static void pipe_violation(struct conn *c)
 		r.flags |= RF_TARPIT;
 	if (c->msg.fd >= 0)
 		maildir_abort(S.md, &c->msg);
+	if (c->tls >= 0 && !tls_active(c)) {
+		tls_release(S.tls, c->tls);
+		c->tls = -1;
+	}
 	smtp_session_reset(&c->s);
 	c->s.state = SMTP_CLOSING;
 	c->in_len = 0;
-	if (last && last->id == R_354 && !(c->outq_len == 1 && c->out_off > 0)) {
+	if (last && (last->id == R_354 || last->id == R_220_TLS) && !(c->outq_len == 1 && c->out_off > 0)) {
 		*last = r;
 		if (r.flags & RF_TARPIT)
 			STAT(c, replies_tarpitted);
@@ -390,25 +469,84 @@ static void log_rcpt_reject(struct conn *c, const char *line, size_t len, enum r
 		reply_code(id), text);
 }
 
+static void push_replies(struct conn *c, const struct smtp_reply *out, unsigned n, const char *line,
+			 size_t len)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct smtp_reply r = out[i];
+		if (r.flags & RF_STARTTLS) {
+			/* The pool slot is taken now, so a 220 is never sent
+			 * without a context to back it. */
+			c->tls = (int16_t)tls_acquire(S.tls, c->fd);
+			if (c->tls < 0)
+				r = smtp_session_starttls_failed(&c->s);
+		}
+		outq_push(c, r);
+		if (r.id == R_550_UNKNOWN || r.id == R_550_RELAY)
+			log_rcpt_reject(c, line, len, (enum reply_id)r.id);
+	}
+}
+
+/* A long AUTH line is assembled in the envelope memory: a complete one is
+ * run, an over-long one is answered 500 5.5.6 and skipped to its end. */
+static void process_aux(struct conn *c, const struct smtp_env *e)
+{
+	char *aux = conn_aux(c);
+	char *nl = memchr(aux, '\n', c->aux_len);
+	struct smtp_reply out[2];
+	unsigned n;
+
+	if (!nl) {
+		if (c->aux_len < AUTH_LINE_MAX)
+			return;
+		n = smtp_session_line(&c->s, e, aux, c->aux_len, true, out);
+		push_replies(c, out, n, aux, 0);
+		c->cflags = (uint8_t)((c->cflags & ~CF_AUX) | CF_SKIP);
+		c->aux_len = 0;
+		return;
+	}
+	{
+		size_t len = (size_t)(nl - aux), rest = c->aux_len - len - 1;
+		size_t keep = rest < sizeof c->in ? rest : sizeof c->in;
+		if (len && aux[len - 1] == '\r')
+			len--;
+		n = smtp_session_line(&c->s, e, aux, len, len + 2 > AUTH_LINE_MAX, out);
+		push_replies(c, out, n, aux, 0);
+		/* AUTH ends a pipelined group: whatever followed it is kept
+		 * only as far as the line buffer goes. */
+		memcpy(c->in, nl + 1, keep);
+		c->in_len = (uint16_t)keep;
+		c->aux_len = 0;
+		c->cflags &= (uint8_t)~CF_AUX;
+	}
+}
+
 /* Runs the complete command lines in in[] while the reply queue has room. */
 static void process_input(struct conn *c)
 {
 	struct smtp_env e = session_env(c);
 
-	while (c->s.state == SMTP_CMD && c->outq_len + 2 <= OUTQ_MAX) {
+	if ((c->cflags & CF_AUX) && c->s.state == SMTP_CMD && c->outq_len + 2 <= OUTQ_MAX)
+		process_aux(c, &e);
+	while (c->s.state == SMTP_CMD && !(c->cflags & CF_AUX) && c->outq_len + 2 <= OUTQ_MAX) {
 		char *nl = memchr(c->in, '\n', c->in_len);
 		size_t consumed, len;
 		struct smtp_reply out[2];
 		unsigned n;
 
 		if (!nl) {
-			if (c->in_len == sizeof c->in) {
+			if (c->in_len == sizeof c->in && !(c->cflags & CF_SKIP) && S.users &&
+			    smtp_session_long_line_ok(&c->s, c->in, c->in_len)) {
+				memcpy(conn_aux(c), c->in, c->in_len);
+				c->aux_len = c->in_len;
+				c->in_len = 0;
+				c->cflags |= CF_AUX;
+			} else if (c->in_len == sizeof c->in) {
 				/* Over-long line: one reply, then skip to its end so
 				 * its tail is never taken for a command. */
 				if (!(c->cflags & CF_SKIP)) {
 					n = smtp_session_line(&c->s, &e, c->in, c->in_len, true, out);
-					for (unsigned i = 0; i < n; i++)
-						outq_push(c, out[i]);
+					push_replies(c, out, n, c->in, 0);
 				}
 				c->cflags |= CF_SKIP;
 				c->in_len = 0;
@@ -423,15 +561,11 @@ static void process_input(struct conn *c)
 			if (len && c->in[len - 1] == '\r')
 				len--;
 			n = smtp_session_line(&c->s, &e, c->in, len, false, out);
-			for (unsigned i = 0; i < n; i++) {
-				outq_push(c, out[i]);
-				if (out[i].id == R_550_UNKNOWN || out[i].id == R_550_RELAY)
-					log_rcpt_reject(c, c->in, len, (enum reply_id)out[i].id);
-			}
+			push_replies(c, out, n, c->in, len);
 		}
 		c->in_len = (uint16_t)(c->in_len - consumed);
 		memmove(c->in, c->in + consumed, c->in_len);
-		if (c->s.state == SMTP_DATA_WAIT && c->in_len > 0)
+		if ((c->s.state == SMTP_DATA_WAIT || c->s.state == SMTP_TLS_WAIT) && c->in_len > 0)
 			pipe_violation(c);
 	}
 }
@@ -467,21 +601,8 @@ static void finish_message(struct conn *c, const struct smtp_data *d)
 	}
 }
 
-/* Message data streams from the socket to the store through one shared
- * buffer. It is peeked first so that octets after the end of data stay in
- * the socket for the command reader, however many the client pipelined. */
-static bool read_data(struct conn *c)
+static void store_data(struct conn *c, size_t olen)
 {
-	size_t used, olen;
-	bool done;
-	ssize_t n = recv(c->fd, rbuf, sizeof rbuf, MSG_PEEK);
-
-	if (n <= 0)
-		return n == 0 || !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? false : true;
-	used = smtp_data_feed(&c->data, rbuf, (size_t)n, dbuf, &olen, &done);
-	if (recv(c->fd, rbuf, used, 0) != (ssize_t)used)
-		return false;
-	c->last_activity = S.now;
 	if (!(c->cflags & CF_TOOBIG) && !c->data.bare_eol) {
 		if (c->data_size + olen > c->connector->cf->max_message_size)
 			c->cflags |= CF_TOOBIG;
@@ -489,8 +610,47 @@ static bool read_data(struct conn *c)
 			maildir_write(&c->msg, dbuf, olen);
 	}
 	c->data_size += olen;
-	if (done)
-		finish_message(c, &c->data);
+}
+
+/* Message data streams from the socket to the store through one shared
+ * buffer. In the clear it is peeked first, so that octets after the end
+ * of data stay in the socket for the command reader, however many the
+ * client pipelined. Through TLS (no peeking) it is read in pieces no
+ * larger than in[], so what follows the end always fits there. Returns
+ * false when the client is gone. */
+static bool read_data(struct conn *c)
+{
+	size_t used, olen;
+	bool done;
+	ssize_t n;
+
+	if (!tls_active(c)) {
+		n = recv(c->fd, rbuf, sizeof rbuf, MSG_PEEK);
+		if (n <= 0)
+			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+		used = smtp_data_feed(&c->data, rbuf, (size_t)n, dbuf, &olen, &done);
+		if (recv(c->fd, rbuf, used, 0) != (ssize_t)used)
+			return false;
+		c->last_activity = S.now;
+		store_data(c, olen);
+		if (done)
+			finish_message(c, &c->data);
+		return true;
+	}
+	for (unsigned i = 0; i < sizeof rbuf / TLS_READ_CHUNK; i++) {
+		n = io_recv(c, rbuf, TLS_READ_CHUNK);
+		if (n <= 0)
+			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+		c->last_activity = S.now;
+		used = smtp_data_feed(&c->data, rbuf, (size_t)n, dbuf, &olen, &done);
+		store_data(c, olen);
+		if (done) {
+			c->in_len = (uint16_t)((size_t)n - used);
+			memcpy(c->in, rbuf + used, c->in_len);
+			finish_message(c, &c->data);
+			return true;
+		}
+	}
 	return true;
 }
 
@@ -501,10 +661,35 @@ static void on_eof(struct conn *c)
 	conn_close(c, c->outq_len ? "client_gone_waiting" : "client_closed");
 }
 
+/* Drives the TLS handshake; false if the connection was closed. */
+static bool conn_handshake(struct conn *c)
+{
+	int r = tls_handshake(S.tls, c->tls);
+	c->cflags &= (uint8_t)~CF_WANTW;
+	if (r == TLS_WANT_READ)
+		return true;
+	if (r == TLS_WANT_WRITE) {
+		c->cflags |= CF_WANTW;
+		return true;
+	}
+	if (r != 0) {
+		conn_close(c, r == TLS_CLOSED ? "tls_client_gone" : "tls_handshake_failed");
+		return false;
+	}
+	c->phase = P_ACTIVE;
+	c->last_activity = S.now;
+	smtp_session_tls_started(&c->s);
+	STAT(c, tls_sessions);
+	log_msg(LOG_LVL_INFO, "event=tls id=%u version=%s cipher=%s", c->id, tls_version_name(S.tls, c->tls),
+		tls_cipher_name(S.tls, c->tls));
+	return true;
+}
+
 /* Returns false if the connection was closed. */
 static bool conn_read(struct conn *c)
 {
 	ssize_t n;
+	bool aux = false;
 
 	if (c->phase == P_LINGER) {
 		n = recv(c->fd, rbuf, sizeof rbuf, 0);
@@ -514,6 +699,8 @@ static bool conn_read(struct conn *c)
 		}
 		return true;
 	}
+	if (c->phase == P_HANDSHAKE)
+		return conn_handshake(c);
 	if (c->s.state == SMTP_DATA) {
 		if (!read_data(c)) {
 			on_eof(c);
@@ -522,10 +709,14 @@ static bool conn_read(struct conn *c)
 		process_input(c);
 		return true;
 	}
-	if (c->s.state == SMTP_CMD && c->in_len < sizeof c->in)
-		n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
-	else
-		n = recv(c->fd, rbuf, sizeof rbuf, 0); /* nothing of it will be used */
+	if (c->s.state == SMTP_CMD && (c->cflags & CF_AUX) && c->aux_len < AUTH_LINE_MAX) {
+		n = io_recv(c, conn_aux(c) + c->aux_len, AUTH_LINE_MAX - c->aux_len);
+		aux = true;
+	} else if (c->s.state == SMTP_CMD && !(c->cflags & CF_AUX) && c->in_len < sizeof c->in) {
+		n = io_recv(c, c->in + c->in_len, sizeof c->in - c->in_len);
+	} else {
+		n = io_recv(c, rbuf, sizeof rbuf); /* nothing of it will be used */
+	}
 	if (n == 0) {
 		on_eof(c);
 		return false;
@@ -551,10 +742,14 @@ static bool conn_read(struct conn *c)
 	}
 	switch (c->s.state) {
 	case SMTP_CMD:
-		c->in_len = (uint16_t)(c->in_len + (size_t)n);
+		if (aux)
+			c->aux_len = (uint16_t)(c->aux_len + (size_t)n);
+		else
+			c->in_len = (uint16_t)(c->in_len + (size_t)n);
 		process_input(c);
 		break;
 	case SMTP_DATA_WAIT:
+	case SMTP_TLS_WAIT:
 		pipe_violation(c);
 		break;
 	default:
@@ -563,22 +758,33 @@ static bool conn_read(struct conn *c)
 	return true;
 }
 
+static bool wants_input(const struct conn *c)
+{
+	if (c->cflags & CF_EOF)
+		return false;
+	if (c->phase != P_ACTIVE || c->s.state != SMTP_CMD)
+		return true;
+	return (c->cflags & CF_AUX) ? c->aux_len < AUTH_LINE_MAX : c->in_len < sizeof c->in;
+}
+
 static void conn_update(struct conn *c)
 {
 	unsigned mask = 0;
 	uint64_t t = c->deadline;
 	const struct connector_conf *cf = c->connector->cf;
+	bool want = wants_input(c);
 
-	if (!(c->cflags & CF_EOF)) {
-		if (c->phase != P_ACTIVE || c->s.state != SMTP_CMD || c->in_len < sizeof c->in)
-			mask |= LOOP_READ;
-	}
+	if (want)
+		mask |= LOOP_READ;
 	if (c->cflags & CF_WANTW)
 		mask |= LOOP_WRITE;
 	loop_mod(S.loop, c->fd, mask, conn_index(S.tab, c));
 
 	if (c->phase == P_LINGER) {
 		t = c->greet_at;
+	} else if (c->phase == P_HANDSHAKE) {
+		if (c->greet_at < t)
+			t = c->greet_at;
 	} else {
 		if (c->phase == P_GREETING && c->greet_at < t)
 			t = c->greet_at;
@@ -597,6 +803,10 @@ static void conn_update(struct conn *c)
 			if (idle < t)
 				t = idle;
 		}
+		/* Decrypted input waiting inside TLS makes the socket look idle:
+		 * come back at once rather than wait for readiness. */
+		if (tls_active(c) && want && tls_pending(S.tls, c->tls) > 0)
+			t = S.now;
 	}
 	tw_arm(&S.wheel, &c->timer, t);
 }
@@ -615,8 +825,11 @@ static void conn_timeout(struct conn *c)
 	size_t n = reply_render(R_421_TIMEOUT, &ctx, buf, sizeof buf);
 	ssize_t r;
 	/* Best effort: a client that stopped reading must not keep the slot. */
-	if (c->out_off == 0 && c->s.state != SMTP_CLOSING) {
-		r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (c->out_off == 0 && c->s.state != SMTP_CLOSING && c->phase != P_HANDSHAKE) {
+		if (!tls_active(c))
+			r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		else
+			r = io_send(c, buf, n);
 		(void)r;
 	}
 	conn_close(c, "timeout");
@@ -630,14 +843,21 @@ static void conn_on_timer(struct conn *c)
 			conn_close(c, "closed");
 			return;
 		}
+	} else if (c->phase == P_HANDSHAKE && S.now >= c->greet_at) {
+		conn_close(c, "tls_handshake_timeout");
+		return;
 	} else if (S.now >= c->deadline ||
-		   (!waiting_on_tarpit(c) &&
+		   (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) &&
 		    S.now >= c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u)) {
 		conn_timeout(c);
 		return;
 	}
 	if (c->phase == P_GREETING && S.now >= c->greet_at)
 		send_greeting(c);
+	if (tls_active(c) && c->phase == P_ACTIVE && wants_input(c) && tls_pending(S.tls, c->tls) > 0) {
+		if (!conn_read(c))
+			return;
+	}
 	if (!conn_flush(c))
 		return;
 	if (c->phase == P_ACTIVE)
@@ -649,6 +869,16 @@ static void conn_on_timer(struct conn *c)
 
 static void conn_on_event(struct conn *c, unsigned events)
 {
+	if (c->phase == P_HANDSHAKE) {
+		if (!conn_handshake(c))
+			return;
+		if (c->phase == P_HANDSHAKE) {
+			conn_update(c);
+			return;
+		}
+		/* Done: the client may already have sent its EHLO. */
+		events |= LOOP_READ;
+	}
 	if (events & LOOP_WRITE) {
 		if (!conn_flush(c))
 			return;
@@ -659,8 +889,13 @@ static void conn_on_event(struct conn *c, unsigned events)
 	}
 	if (!conn_flush(c))
 		return;
+	if (c->phase == P_HANDSHAKE) {
+		/* The 220 just went out: the client's hello may be waiting. */
+		if (!conn_handshake(c))
+			return;
+	}
 	/* Replies that went out may have made room for queued commands. */
-	if (c->phase == P_ACTIVE && c->s.state == SMTP_CMD && c->in_len) {
+	if (c->phase == P_ACTIVE && c->s.state == SMTP_CMD && (c->in_len || (c->cflags & CF_AUX))) {
 		process_input(c);
 		if (!conn_flush(c))
 			return;
@@ -1108,6 +1343,7 @@ static void reload(void)
 	static char err[8192];
 	struct config cfg;
 	struct recipients *r;
+	struct users *u = NULL;
 	struct gen *g, *old;
 
 	if (config_load(&cfg, S.gen->cfg.path, err, sizeof err) != 0) {
@@ -1123,14 +1359,31 @@ static void reload(void)
 		config_free(&cfg);
 		return;
 	}
+	if (cfg.auth.enabled) {
+		u = users_load(cfg.auth.users, err, sizeof err);
+		if (!u) {
+			log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
+			for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
+				log_msg(LOG_LVL_ERROR, "%s", p);
+			recipients_unref(r);
+			config_free(&cfg);
+			return;
+		}
+	}
+	if (cfg.tls.enabled != (S.tls != NULL))
+		log_msg(LOG_LVL_WARNING, "event=reload note=\"adding or removing [tls] takes effect at the next restart\"");
 	g = gen_new(&cfg);
 	if (!g || reconcile_listeners(g) != 0) {
 		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
 		if (g)
 			gen_unref(g);
 		recipients_unref(r);
+		users_free(u);
 		return;
 	}
+	/* Users are only read during one AUTH command: swapping is safe. */
+	users_free(S.users);
+	S.users = u;
 	for (unsigned i = 0; i < g->n; i++)
 		if (g->connectors[i].cf->max_recipients_per_message > S.max_rcpt)
 			log_msg(LOG_LVL_WARNING, "connector \"%s\": max_recipients_per_message above %u takes effect at the next restart",
@@ -1280,6 +1533,24 @@ static int setup(struct config *cfg)
 		log_msg(LOG_LVL_ERROR, "%s", err);
 		return -1;
 	}
+	if (S.gen->cfg.auth.enabled) {
+		S.users = users_load(S.gen->cfg.auth.users, err, sizeof err);
+		if (!S.users) {
+			for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
+				log_msg(LOG_LVL_ERROR, "%s", p);
+			return -1;
+		}
+	}
+	if (S.gen->cfg.tls.enabled) {
+		/* The pool's contexts are set up on first use, so a server whose
+		 * clients never ask for TLS spends no memory on it. */
+		S.tls = tls_new(S.gen->cfg.tls.certificate, S.gen->cfg.tls.key, S.gen->cfg.tls.max_sessions,
+				err, sizeof err);
+		if (!S.tls) {
+			log_msg(LOG_LVL_ERROR, "%s", err);
+			return -1;
+		}
+	}
 	if (reconcile_listeners(S.gen) != 0)
 		return -1;
 	if (S.boot.control[0]) {
@@ -1352,6 +1623,9 @@ static void teardown(void)
 		maildir_close(S.md);
 	if (S.rcpts)
 		recipients_unref(S.rcpts);
+	users_free(S.users);
+	if (S.tls)
+		tls_free(S.tls);
 	conn_table_free(S.tab);
 	loop_free(S.loop);
 	if (S.gen)

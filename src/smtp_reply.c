@@ -56,6 +56,22 @@ static const struct reply_def defs[R__COUNT] = {
 	[R_454_TLS] = {454, "4.7.0 TLS not available"},
 	[R_554_PIPE] = {554, "5.5.0 Data sent before the 354 reply"},
 	[R_554_EARLY] = {554, "5.5.1 You talked before my greeting"},
+	[R_220_TLS] = {220, "2.0.0 Ready to start TLS"},
+	[R_503_TLS] = {503, "5.5.1 STARTTLS not possible now"},
+	[R_501_TLS] = {501, "5.5.4 Syntax: STARTTLS"},
+	[R_530_TLS] = {530, "5.7.0 Must issue a STARTTLS command first"},
+	[R_334_EMPTY] = {334, ""},
+	[R_334_USER] = {334, "VXNlcm5hbWU6"},
+	[R_334_PASS] = {334, "UGFzc3dvcmQ6"},
+	[R_235_AUTH] = {235, "2.7.0 Authentication successful"},
+	[R_535_AUTH] = {535, "5.7.8 Authentication credentials invalid"},
+	[R_538_AUTH] = {538, "5.7.11 Encryption required for requested authentication mechanism"},
+	[R_504_AUTH] = {504, "5.5.4 Unrecognized authentication type"},
+	[R_503_AUTH] = {503, "5.5.1 AUTH not possible now"},
+	[R_501_AUTH_B64] = {501, "5.5.2 Cannot decode response"},
+	[R_501_AUTH_CANCEL] = {501, "5.7.0 Authentication cancelled"},
+	[R_500_AUTH_LONG] = {500, "5.5.6 Authentication exchange line is too long"},
+	[R_421_AUTH] = {421, "4.7.0 Too many authentication failures, closing connection"},
 };
 
 int reply_code(enum reply_id id)
@@ -93,10 +109,15 @@ size_t reply_render(enum reply_id id, const struct reply_ctx *ctx, char *buf, si
 				    "250-SIZE %llu\r\n"
 				    "%s"
 				    "250-8BITMIME\r\n"
+				    "%s%s"
 				    "250 ENHANCEDSTATUSCODES\r\n",
 				    ctx->fqdn, ctx->peer_ip, (unsigned long long)ctx->max_size,
-				    ctx->pipelining ? "250-PIPELINING\r\n" : ""),
+				    ctx->pipelining ? "250-PIPELINING\r\n" : "",
+				    ctx->starttls ? "250-STARTTLS\r\n" : "",
+				    ctx->auth ? "250-AUTH PLAIN LOGIN\r\n" : ""),
 			   len);
+	case R_334_EMPTY:
+		return fit(snprintf(buf, len, "334 \r\n"), len);
 	case R_250_QUEUED:
 		return fit(snprintf(buf, len, "250 2.0.0 Ok: queued as %s\r\n", ctx->queue_id), len);
 	default:

@@ -59,6 +59,22 @@ enum reply_id {
 	R_454_TLS,       /* 454 4.7.0 TLS not available */
 	R_554_PIPE,      /* 554 5.5.0 octets before 354 */
 	R_554_EARLY,     /* 554 5.5.1 talked before the greeting */
+	R_220_TLS,       /* 220 2.0.0 ready to start TLS */
+	R_503_TLS,       /* 503 5.5.1 already in TLS / in a transaction */
+	R_501_TLS,       /* 501 5.5.4 STARTTLS takes no argument */
+	R_530_TLS,       /* 530 5.7.0 STARTTLS first (require_tls) */
+	R_334_EMPTY,     /* 334 (empty challenge: send the PLAIN response) */
+	R_334_USER,      /* 334 VXNlcm5hbWU6 */
+	R_334_PASS,      /* 334 UGFzc3dvcmQ6 */
+	R_235_AUTH,      /* 235 2.7.0 */
+	R_535_AUTH,      /* 535 5.7.8 bad credentials */
+	R_538_AUTH,      /* 538 5.7.11 encryption required */
+	R_504_AUTH,      /* 504 5.5.4 unknown mechanism */
+	R_503_AUTH,      /* 503 5.5.1 already authenticated / in a transaction */
+	R_501_AUTH_B64,  /* 501 5.5.2 cannot decode */
+	R_501_AUTH_CANCEL, /* 501 5.7.0 cancelled */
+	R_500_AUTH_LONG, /* 500 5.5.6 authentication line too long */
+	R_421_AUTH,      /* 421 4.7.0 too many authentication failures */
 	R__COUNT
 };
 
@@ -69,6 +85,8 @@ struct reply_ctx {
 	const char *queue_id; /* for R_250_QUEUED */
 	uint64_t max_size;
 	bool pipelining;
+	bool starttls; /* list STARTTLS in EHLO */
+	bool auth;     /* list AUTH PLAIN LOGIN in EHLO */
 };
 
 /* The three-digit code of a reply id. */

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "config.h"
 #include "recipients.h"
 
@@ -11,12 +12,23 @@ enum {
 	SS_EHLO = 2u,
 	SS_MAIL = 4u,    /* a transaction is open */
 	SS_UNKNOWN = 8u, /* an unknown recipient was seen in this session */
+	SS_TLS = 16u,    /* the session runs inside TLS */
+	SS_AUTH = 32u,   /* authenticated: never tarpitted */
+};
+
+enum {
+	AS_NONE,
+	AS_PLAIN,      /* 334 sent, waiting for the PLAIN response */
+	AS_LOGIN_USER, /* 334 Username: sent */
+	AS_LOGIN_PASS, /* 334 Password: sent */
 };
 
 void smtp_session_init(struct smtp_session *s, struct smtp_envelope *env, uint16_t max_rcpt)
 {
 	s->state = SMTP_CMD;
 	s->flags = 0;
+	s->auth_state = AS_NONE;
+	s->auth_failures = 0;
 	s->nrcpt = 0;
 	s->max_rcpt = max_rcpt;
 	s->helo_len = 0;
@@ -42,8 +54,27 @@ void smtp_session_reset(struct smtp_session *s)
 
 bool smtp_session_tarpitted(const struct smtp_session *s, const struct smtp_env *e)
 {
-	(void)s; /* authenticated sessions will be exempt (AUTH) */
-	return e->conn->tarpit_interval > 0;
+	return e->conn->tarpit_interval > 0 && !(s->flags & SS_AUTH);
+}
+
+bool smtp_session_authenticated(const struct smtp_session *s)
+{
+	return (s->flags & SS_AUTH) != 0;
+}
+
+bool smtp_session_in_tls(const struct smtp_session *s)
+{
+	return (s->flags & SS_TLS) != 0;
+}
+
+bool smtp_session_offers_starttls(const struct smtp_session *s, const struct smtp_env *e)
+{
+	return e->tls && e->conn->starttls && !(s->flags & SS_TLS);
+}
+
+bool smtp_session_offers_auth(const struct smtp_session *s, const struct smtp_env *e)
+{
+	return e->users && e->conn->auth && (!e->conn->auth_requires_tls || (s->flags & SS_TLS));
 }
 
 bool smtp_session_in_transaction(const struct smtp_session *s)
@@ -53,7 +84,10 @@ bool smtp_session_in_transaction(const struct smtp_session *s)
 
 const char *smtp_session_protocol(const struct smtp_session *s)
 {
-	return (s->flags & SS_EHLO) ? "ESMTP" : "SMTP";
+	static const char *const names[4] = {"ESMTP", "ESMTPS", "ESMTPA", "ESMTPSA"};
+	if (!(s->flags & SS_EHLO))
+		return "SMTP";
+	return names[((s->flags & SS_TLS) ? 1 : 0) + ((s->flags & SS_AUTH) ? 2 : 0)];
 }
 
 static struct smtp_reply reply(const struct smtp_session *s, const struct smtp_env *e,
@@ -174,6 +208,8 @@ static struct smtp_reply cmd_mail(struct smtp_session *s, const struct smtp_env 
 		return reply(s, e, R_503_SEQ_HELO, 0);
 	if (s->flags & SS_MAIL)
 		return reply(s, e, R_503_SEQ_NESTED, 0);
+	if (e->conn->require_tls && !(s->flags & SS_TLS))
+		return reply(s, e, R_530_TLS, 0);
 	if (!take_prefix(&arg, &alen, "FROM:") ||
 	    address_parse_path(arg, alen, addr, &addr_len, &rest) != 0 ||
 	    (addr_len > 0 && memchr(addr, '@', addr_len) == NULL))
@@ -265,6 +301,196 @@ static struct smtp_reply cmd_data(struct smtp_session *s, const struct smtp_env 
 	return reply(s, e, R_354, RF_DATA);
 }
 
+static struct smtp_reply cmd_starttls(struct smtp_session *s, const struct smtp_env *e, size_t alen)
+{
+	if (s->flags & SS_TLS)
+		return reply(s, e, R_503_TLS, 0);
+	if (alen)
+		return reply(s, e, R_501_TLS, 0);
+	if (!smtp_session_offers_starttls(s, e))
+		return reply(s, e, R_454_TLS, 0);
+	if (s->flags & SS_MAIL)
+		return reply(s, e, R_503_TLS, 0);
+	s->state = SMTP_TLS_WAIT;
+	return reply(s, e, R_220_TLS, RF_STARTTLS);
+}
+
+struct smtp_reply smtp_session_starttls_failed(struct smtp_session *s)
+{
+	struct smtp_reply r = {R_454_TLS, 0};
+	if (s->state == SMTP_TLS_WAIT)
+		s->state = SMTP_CMD;
+	return r;
+}
+
+void smtp_session_tls_started(struct smtp_session *s)
+{
+	smtp_session_reset(s);
+	/* RFC 3207 §4.2: forget all the client said in the clear. The
+	 * unknown-recipient mark and the error counts stay: a harvester must
+	 * not buy a clean slate with a handshake. */
+	s->flags = (uint8_t)(SS_TLS | (s->flags & SS_UNKNOWN));
+	s->auth_state = AS_NONE;
+	s->helo[0] = 0;
+	s->helo_len = 0;
+	s->state = SMTP_CMD;
+}
+
+static bool starts_with_auth(const char *line, size_t len)
+{
+	return len >= 5 && strncasecmp(line, "AUTH ", 5) == 0;
+}
+
+bool smtp_session_long_line_ok(const struct smtp_session *s, const char *start, size_t len)
+{
+	return s->auth_state != AS_NONE || starts_with_auth(start, len);
+}
+
+/* One verdict on a user name and password; the 535 is a 5xx and so is
+ * tarpitted like every other one (SPEC §8). */
+static unsigned auth_verdict(struct smtp_session *s, const struct smtp_env *e, const char *user,
+			     size_t ulen, const char *pass, size_t plen, struct smtp_reply out[2])
+{
+	s->auth_state = AS_NONE;
+	if (users_verify(e->users, user, ulen, pass, plen)) {
+		s->flags |= SS_AUTH;
+		out[0] = reply(s, e, R_235_AUTH, 0);
+		return 1;
+	}
+	if (s->auth_failures < UINT8_MAX)
+		s->auth_failures++;
+	out[0] = reply(s, e, R_535_AUTH, 0);
+	if (e->conn->max_auth_failures && s->auth_failures > e->conn->max_auth_failures) {
+		out[1] = reply(s, e, R_421_AUTH, RF_CLOSE);
+		if (smtp_session_tarpitted(s, e))
+			out[1].flags |= RF_TARPIT;
+		s->state = SMTP_CLOSING;
+		return 2;
+	}
+	return 1;
+}
+
+static unsigned auth_plain(struct smtp_session *s, const struct smtp_env *e,
+			   const unsigned char *msg, size_t len, struct smtp_reply out[2])
+{
+	const char *user, *pass;
+	size_t ulen, plen;
+	if (sasl_plain_parse(msg, len, &user, &ulen, &pass, &plen) != 0) {
+		s->auth_state = AS_NONE;
+		out[0] = reply(s, e, R_501_AUTH_B64, 0);
+		return 1;
+	}
+	return auth_verdict(s, e, user, ulen, pass, plen, out);
+}
+
+/* Decodes a client's base64 answer ("=" is the empty one). */
+static int decode(const char *in, size_t len, unsigned char *out, size_t outsz, size_t *outlen)
+{
+	if (len == 1 && in[0] == '=') {
+		*outlen = 0;
+		return 0;
+	}
+	return auth_b64_decode(in, len, out, outsz, outlen);
+}
+
+static unsigned auth_login_user(struct smtp_session *s, const struct smtp_env *e,
+				const unsigned char *user, size_t len, struct smtp_reply out[2])
+{
+	if (len == 0 || len > AUTH_USER_MAX) {
+		s->auth_state = AS_NONE;
+		out[0] = reply(s, e, R_535_AUTH, 0);
+		return 1;
+	}
+	memcpy(s->env->first_rcpt, user, len);
+	s->env->first_len = (uint16_t)len;
+	s->auth_state = AS_LOGIN_PASS;
+	out[0] = reply(s, e, R_334_PASS, 0);
+	return 1;
+}
+
+static unsigned auth_response(struct smtp_session *s, const struct smtp_env *e,
+			      const char *line, size_t len, struct smtp_reply out[2])
+{
+	unsigned char buf[AUTH_LINE_MAX];
+	size_t n;
+
+	if (len == 1 && line[0] == '*') {
+		s->auth_state = AS_NONE;
+		out[0] = reply(s, e, R_501_AUTH_CANCEL, 0);
+		return 1;
+	}
+	if (decode(line, len, buf, sizeof buf, &n) != 0) {
+		s->auth_state = AS_NONE;
+		out[0] = reply(s, e, R_501_AUTH_B64, 0);
+		return 1;
+	}
+	switch (s->auth_state) {
+	case AS_PLAIN:
+		return auth_plain(s, e, buf, n, out);
+	case AS_LOGIN_USER:
+		return auth_login_user(s, e, buf, n, out);
+	default:
+		return auth_verdict(s, e, s->env->first_rcpt, s->env->first_len, (const char *)buf, n, out);
+	}
+}
+
+static unsigned cmd_auth(struct smtp_session *s, const struct smtp_env *e, const char *arg,
+			 size_t alen, struct smtp_reply out[2])
+{
+	unsigned char buf[AUTH_LINE_MAX];
+	size_t wl = 0, n;
+	const char *resp;
+	size_t rlen;
+
+	if (!e->users || !e->conn->auth) {
+		out[0] = reply(s, e, R_502_AUTH, 0);
+		return 1;
+	}
+	if (!(s->flags & SS_HELO)) {
+		out[0] = reply(s, e, R_503_SEQ_HELO, 0);
+		return 1;
+	}
+	if (s->flags & (SS_AUTH | SS_MAIL)) {
+		out[0] = reply(s, e, R_503_AUTH, 0);
+		return 1;
+	}
+	if (e->conn->auth_requires_tls && !(s->flags & SS_TLS)) {
+		out[0] = reply(s, e, R_538_AUTH, 0);
+		return 1;
+	}
+	while (wl < alen && arg[wl] != ' ')
+		wl++;
+	resp = arg + wl;
+	rlen = alen - wl;
+	while (rlen && resp[0] == ' ') {
+		resp++;
+		rlen--;
+	}
+	if (word_is(arg, wl, "PLAIN")) {
+		if (rlen == 0) {
+			s->auth_state = AS_PLAIN;
+			out[0] = reply(s, e, R_334_EMPTY, 0);
+			return 1;
+		}
+		s->auth_state = AS_PLAIN;
+		return auth_response(s, e, resp, rlen, out);
+	}
+	if (word_is(arg, wl, "LOGIN")) {
+		if (rlen == 0) {
+			s->auth_state = AS_LOGIN_USER;
+			out[0] = reply(s, e, R_334_USER, 0);
+			return 1;
+		}
+		if (decode(resp, rlen, buf, sizeof buf, &n) != 0) {
+			out[0] = reply(s, e, R_501_AUTH_B64, 0);
+			return 1;
+		}
+		return auth_login_user(s, e, buf, n, out);
+	}
+	out[0] = reply(s, e, R_504_AUTH, 0);
+	return 1;
+}
+
 static bool line_has_bad_octet(const char *line, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -321,9 +547,11 @@ static struct smtp_reply dispatch(struct smtp_session *s, const struct smtp_env 
 	if (word_is(line, wl, "HELP"))
 		return reply(s, e, R_214_HELP, 0);
 	if (word_is(line, wl, "STARTTLS"))
-		return reply(s, e, R_454_TLS, 0);
-	if (word_is(line, wl, "AUTH"))
-		return reply(s, e, R_502_AUTH, 0);
+		return cmd_starttls(s, e, alen);
+	if (word_is(line, wl, "AUTH")) {
+		*n = cmd_auth(s, e, arg, alen, out);
+		return out[0];
+	}
 	if (word_is(line, wl, "BDAT")) {
 		s->state = SMTP_CLOSING;
 		return reply(s, e, R_502_BDAT, RF_CLOSE);
@@ -344,8 +572,13 @@ unsigned smtp_session_line(struct smtp_session *s, const struct smtp_env *e,
 
 	if (s->state != SMTP_CMD)
 		return 0;
-	if (too_long)
+	if (too_long && smtp_session_long_line_ok(s, line, len)) {
+		s->auth_state = AS_NONE;
+		out[0] = reply(s, e, R_500_AUTH_LONG, 0);
+	} else if (too_long)
 		out[0] = reply(s, e, R_500_TOOLONG, 0);
+	else if (s->auth_state != AS_NONE)
+		n = auth_response(s, e, line, len, out);
 	else if (line_has_bad_octet(line, len))
 		out[0] = reply(s, e, R_500_BADCHAR, 0);
 	else

@@ -20,6 +20,7 @@
 
 struct connector_conf;
 struct recipients;
+struct users;
 
 #define SMTP_LINE_MAX 512 /* command line, CRLF included (RFC 5321 §4.5.3.1.4) */
 #define SMTP_HELO_MAX 255
@@ -28,6 +29,7 @@ enum smtp_state {
 	SMTP_CMD,       /* reading commands */
 	SMTP_DATA_WAIT, /* DATA accepted: 354 queued, data not begun */
 	SMTP_DATA,      /* inside message data */
+	SMTP_TLS_WAIT,  /* STARTTLS accepted: 220 queued, handshake not begun */
 	SMTP_CLOSING,   /* a closing reply is queued: read nothing more */
 };
 
@@ -36,6 +38,7 @@ enum {
 	RF_TARPIT = 1u, /* send T after its command was read / the previous reply went out */
 	RF_CLOSE = 2u,  /* close the connection once it is sent */
 	RF_DATA = 4u,   /* the message data starts once it is sent (354) */
+	RF_STARTTLS = 8u, /* the TLS handshake starts once it is sent (220) */
 };
 
 struct smtp_reply {
@@ -47,6 +50,8 @@ struct smtp_reply {
  * memory that is only written when a recipient is accepted: a harvester
  * whose recipients are all unknown never dirties its page. */
 struct smtp_envelope {
+	/* first_rcpt doubles as the AUTH LOGIN user name between its two
+	 * challenges: AUTH is refused inside a transaction. */
 	uint16_t nmbox;            /* distinct mailbox ids in mbox[] */
 	uint16_t first_len;
 	char first_rcpt[ADDRESS_MAX + 1];
@@ -56,6 +61,8 @@ struct smtp_envelope {
 struct smtp_session {
 	uint8_t state;   /* enum smtp_state */
 	uint8_t flags;   /* SS_* in smtp_session.c */
+	uint8_t auth_state;    /* AS_* in smtp_session.c: inside an AUTH exchange */
+	uint8_t auth_failures;
 	uint16_t nrcpt;  /* RCPTs accepted in this transaction */
 	uint16_t max_rcpt; /* capacity of env->mbox */
 	uint16_t helo_len;
@@ -71,6 +78,8 @@ struct smtp_session {
 struct smtp_env {
 	const struct connector_conf *conn;
 	struct recipients *rcpts; /* current table; referenced on MAIL */
+	const struct users *users; /* NULL without [auth] */
+	bool tls;                  /* [tls] is configured */
 };
 
 void smtp_session_init(struct smtp_session *s, struct smtp_envelope *env, uint16_t max_rcpt);
@@ -94,6 +103,20 @@ enum smtp_data_status { DATA_STORED, DATA_TOO_BIG, DATA_BARE_EOL, DATA_STORE_FAI
 /* End of message data: the reply, transaction reset. */
 struct smtp_reply smtp_session_data_end(struct smtp_session *s, const struct smtp_env *e,
 					enum smtp_data_status st);
+
+/* STARTTLS was accepted but no TLS context is free: back to commands,
+ * and the reply becomes 454 4.7.0. */
+struct smtp_reply smtp_session_starttls_failed(struct smtp_session *s);
+/* The handshake is done: everything the client said before is forgotten. */
+void smtp_session_tls_started(struct smtp_session *s);
+bool smtp_session_offers_starttls(const struct smtp_session *s, const struct smtp_env *e);
+bool smtp_session_offers_auth(const struct smtp_session *s, const struct smtp_env *e);
+bool smtp_session_authenticated(const struct smtp_session *s);
+bool smtp_session_in_tls(const struct smtp_session *s);
+/* Whether a line starting with these octets may be longer than
+ * SMTP_LINE_MAX (an AUTH command or response, up to AUTH_LINE_MAX). */
+bool smtp_session_long_line_ok(const struct smtp_session *s, const char *start, size_t len);
+#define AUTH_LINE_MAX 1024 /* octets of an AUTH line, CRLF included */
 
 /* Whether the tarpit applies to this session's 5xx replies. */
 bool smtp_session_tarpitted(const struct smtp_session *s, const struct smtp_env *e);

@@ -386,12 +386,38 @@ def test_set_usage_errors_exit_2(tmp_path, args):
     assert ini.read_bytes() == before
 
 
-def test_set_unsupported_key_is_refused(tmp_path):
+def test_set_require_tls_without_tls_is_refused(tmp_path):
     ini = write(tmp_path, TWO)
     before = ini.read_bytes()
     p = run("-c", ini, "set", "Default Frontend", "RequireTLS=yes")
     assert p.returncode == 1
-    assert re.fullmatch(r"%s:\d+: require_tls is not supported yet\n" % re.escape(str(ini)), p.stderr)
+    assert re.fullmatch(r"%s:\d+: require_tls needs a \[tls\] section\n" % re.escape(str(ini)), p.stderr)
+    assert ini.read_bytes() == before
+
+
+def test_set_tls_and_auth_keys(tmp_path):
+    """With [tls] configured, RequireTLS and the AUTH keys are ordinary
+    connector settings for set and show."""
+    text = TWO.replace("; end of file\n", "[tls]\ncertificate = cert.pem\nkey = key.pem\n")
+    ini = write(tmp_path, text)
+    p = run("-c", ini, "set", "Default Frontend", "RequireTLS=yes", "max_auth_failures=0",
+            "auth_requires_tls=no")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == ("Default Frontend: require_tls False -> True\n"
+                        "Default Frontend: max_auth_failures 3 -> 0\n"
+                        "Default Frontend: auth_requires_tls True -> False\n")
+    p = run("-c", ini, "show", "--fields", "Name,RequireTLS,starttls,auth,AuthRequiresTLS,MaxAuthFailures")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == (
+        "Name              RequireTLS  starttls  auth  auth_requires_tls  max_auth_failures\n"
+        "----              ----------  --------  ----  -----------------  -----------------\n"
+        "Default Frontend  True        True      True  False              0\n"
+        "Trusted Hosts     False       True      True  True               3\n")
+    # require_tls with starttls off on the same connector is refused.
+    before = ini.read_bytes()
+    p = run("-c", ini, "set", "Default Frontend", "starttls=no")
+    assert p.returncode == 1
+    assert "require_tls needs starttls = yes" in p.stderr
     assert ini.read_bytes() == before
 
 

@@ -1,6 +1,9 @@
 """SPEC §2-§4: the command line, `check` and its error lines."""
 
+import base64
+import hashlib
 import re
+import stat
 import subprocess
 
 import pytest
@@ -26,6 +29,12 @@ tarpit_interval = 00:00:02
 def run(*args, timeout=10):
     return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def run_input(*args, input="", timeout=10):
+    """run() with input on stdin (a pipe, not a terminal)."""
+    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, input=input)
 
 
 def write(tmp_path, ini_text, recipients=DEFAULT_RECIPIENTS):
@@ -134,6 +143,13 @@ def test_check_c_after_command(tmp_path):
     "remote_ip_ranges = 10.0.0.0/8, 192.168.1.1, 172.16.0.1-172.16.0.9, 2001:db8::/32",
     "; a comment line",
     "# another comment",
+    "starttls = yes",
+    "starttls = no",
+    "require_tls = no",
+    "auth = no",
+    "auth_requires_tls = no",
+    "max_auth_failures = 0",
+    "max_auth_failures = 1000",
 ])
 def test_check_valid_values(tmp_path, extra):
     ini = write(tmp_path, connector_line(extra))
@@ -157,9 +173,10 @@ def test_check_valid_values(tmp_path, extra):
     ("bindings = nowhere", ["bindings"]),
     ("remote_ip_ranges = 300.1.1.1", ["remote_ip_ranges"]),
     ("remote_ip_ranges = 10.0.0.0/33", ["remote_ip_ranges"]),
-    ("starttls = yes", ["not supported"]),
-    ("auth = yes", ["not supported"]),
-    ("max_auth_failures = 3", ["not supported"]),
+    ("starttls = maybe", ["starttls"]),
+    ("auth = 2", ["auth"]),
+    ("max_auth_failures = 1001", ["max_auth_failures", "1000"]),
+    ("require_tls = yes", ["require_tls", "[tls]"]),
     ("this is not a key value line", []),
 ])
 def test_check_connector_errors(tmp_path, bad, words):
@@ -182,7 +199,7 @@ def test_check_server_errors(tmp_path, bad, words):
     assert_error_at(p, ini, line_of(text, bad), *words)
 
 
-@pytest.mark.parametrize("section", ["[tls]", "[auth]", "[harvest]"])
+@pytest.mark.parametrize("section", ["[harvest]"])
 def test_check_unsupported_sections(tmp_path, section):
     text = BASE + "\n" + section + "\n"
     ini = write(tmp_path, text)
@@ -266,7 +283,229 @@ def test_run_refuses_invalid_config(tmp_path):
     text = BASE + "[tls]\ncertificate = cert.pem\n"
     ini = write(tmp_path, text)
     p = run("-c", ini, timeout=10)
-    assert_error_at(p, ini, line_of(text, "[tls]"), "not supported")
+    assert_error_at(p, ini, line_of(text, "[tls]"), "[tls] needs key = FILE")
+
+
+@pytest.mark.parametrize("section, words", [
+    ("[tls]", ["[tls] needs certificate = FILE", "[tls] needs key = FILE"]),
+    ("[tls]\ncertificate = cert.pem", ["[tls] needs key = FILE"]),
+    ("[tls]\nkey = key.pem", ["[tls] needs certificate = FILE"]),
+    ("[auth]", ["[auth] needs users = FILE"]),
+])
+def test_check_sections_need_their_files(tmp_path, section, words):
+    text = BASE + "\n" + section + "\n"
+    ini = write(tmp_path, text)
+    p = run("-c", ini, "check")
+    hits = assert_error_at(p, ini, line_of(text, section.split("\n")[0]))
+    for w in words:
+        assert any(h.endswith(w) for h in hits), (w, hits)
+
+
+# ---------------------------------------------------------------- [auth] and passwd
+
+AUTH_BASE = BASE + "\n[auth]\nusers = users\n"
+
+
+def parse_users(path):
+    """{name: (iterations, salt, hash)} of a users file (SPEC §6)."""
+    out = {}
+    for ln in path.read_text().splitlines():
+        if not ln.strip() or ln.lstrip().startswith("#"):
+            continue
+        name, rest = ln.split(":", 1)
+        empty, scheme, it, salt, h = rest.split("$")
+        assert empty == "" and scheme == "pbkdf2-sha256", ln
+        out[name] = (int(it), base64.b64decode(salt, validate=True), base64.b64decode(h, validate=True))
+    return out
+
+
+def verifies(entry, password):
+    it, salt, h = entry
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, it) == h
+
+
+def test_passwd_creates_a_0600_file_that_verifies(tmp_path):
+    ini = write(tmp_path, AUTH_BASE)
+    users = tmp_path / "users"
+    p = run_input("-c", ini, "passwd", "alice@example.org", input="correct horse\nnot this line\n")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"tarpitd: password for alice@example.org set in {users}\n"
+    assert p.stderr == ""
+    st = users.stat()
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    entries = parse_users(users)
+    assert list(entries) == ["alice@example.org"]
+    it, salt, h = entries["alice@example.org"]
+    assert it >= 1000 and len(salt) == 16 and len(h) == 32
+    assert verifies(entries["alice@example.org"], "correct horse")
+    assert not verifies(entries["alice@example.org"], "correct horse\n")
+    # The file check reads is the file passwd wrote.
+    p = run("-c", ini, "check")
+    assert p.returncode == 0, p.stderr
+    assert "OK" in p.stdout and "1 user" in p.stdout
+
+
+def test_passwd_crlf_and_no_newline(tmp_path):
+    ini = write(tmp_path, AUTH_BASE)
+    assert run_input("-c", ini, "passwd", "a", input="pw one\r\n").returncode == 0
+    assert run_input("-c", ini, "passwd", "b", input="pw two").returncode == 0
+    entries = parse_users(tmp_path / "users")
+    assert verifies(entries["a"], "pw one")
+    assert verifies(entries["b"], "pw two")
+
+
+def test_passwd_replaces_and_keeps_other_lines(tmp_path):
+    ini = write(tmp_path, AUTH_BASE)
+    users = tmp_path / "users"
+    assert run_input("-c", ini, "passwd", "alice@example.org", input="first\n").returncode == 0
+    assert run_input("-c", ini, "passwd", "bob@example.org", input="bobs\n").returncode == 0
+    # A hand-edited comment and blank line survive too.
+    users.write_bytes(b"# mail users\n\n" + users.read_bytes())
+    users.chmod(0o600)
+    before = users.read_bytes().splitlines(keepends=True)
+    p = run_input("-c", ini, "passwd", "alice@example.org", input="second\n")
+    assert p.returncode == 0, p.stderr
+    after = users.read_bytes().splitlines(keepends=True)
+    assert len(after) == len(before) == 4
+    assert after[0] == before[0] and after[1] == before[1] and after[3] == before[3]
+    assert after[2] != before[2] and after[2].startswith(b"alice@example.org:$pbkdf2-sha256$")
+    entries = parse_users(users)
+    assert verifies(entries["alice@example.org"], "second")
+    assert not verifies(entries["alice@example.org"], "first")
+    assert verifies(entries["bob@example.org"], "bobs")
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")], "temporary file left"
+
+
+@pytest.mark.parametrize("args, stdin, status, message", [
+    (["alice"], "", 1, "tarpitd: empty password\n"),
+    (["alice"], "\n", 1, "tarpitd: empty password\n"),
+    (["alice"], "x" * 257 + "\n", 1, "tarpitd: password longer than 256 octets\n"),
+    (["al ice"], "pw\n", 1, "tarpitd: 'al ice' is not a valid user name (1 to 64 printable ASCII octets "
+                           "without ':' or white space, not starting with '#')\n"),
+    (["al:ice"], "pw\n", 1, None),
+    (["#alice"], "pw\n", 1, None),
+    (["a" * 65], "pw\n", 1, None),
+    ([], "pw\n", 2, "tarpitd: passwd needs a USER\n"),
+    (["alice", "bob"], "pw\n", 2, "tarpitd: passwd takes one USER ('bob' is extra)\n"),
+], ids=["eof", "empty-line", "too-long", "space", "colon", "hash", "65-octets", "no-user", "two-users"])
+def test_passwd_refusals(tmp_path, args, stdin, status, message):
+    ini = write(tmp_path, AUTH_BASE)
+    p = run_input("-c", ini, "passwd", *args, input=stdin)
+    assert p.returncode == status, (p.stdout, p.stderr)
+    assert p.stdout == ""
+    if message is not None:
+        assert p.stderr == message
+    else:
+        assert len(p.stderr.splitlines()) == 1 and "user name" in p.stderr
+    assert not (tmp_path / "users").exists()
+
+
+def test_passwd_needs_auth_section(tmp_path):
+    ini = write(tmp_path, BASE)
+    p = run_input("-c", ini, "passwd", "alice", input="pw\n")
+    assert p.returncode == 1
+    assert p.stderr == "tarpitd: no [auth] users file configured\n"
+
+
+def test_passwd_with_invalid_config(tmp_path):
+    text = AUTH_BASE + "bogus = 1\n"
+    ini = write(tmp_path, text)
+    p = run_input("-c", ini, "passwd", "alice", input="pw\n")
+    assert_error_at(p, ini, line_of(text, "bogus"), "bogus")
+    assert not (tmp_path / "users").exists()
+
+
+def test_check_users_file_mode(tmp_path):
+    ini = write(tmp_path, AUTH_BASE)
+    assert run_input("-c", ini, "passwd", "alice", input="pw\n").returncode == 0
+    users = tmp_path / "users"
+    users.chmod(0o644)
+    p = run("-c", ini, "check")
+    assert p.returncode == 1
+    assert p.stderr == f"{users}: mode 0644 is too open; chmod 600 {users}\n"
+    # passwd writes the file anew with mode 0600, which repairs it.
+    assert run_input("-c", ini, "passwd", "bob", input="pw\n").returncode == 0
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    assert run("-c", ini, "check").returncode == 0
+
+
+def test_check_users_file_errors(tmp_path):
+    ini = write(tmp_path, AUTH_BASE)
+    users = tmp_path / "users"
+    users.write_text("# users\nalice@example.org\n"
+                     "bob:$pbkdf2-sha256$100$c2FsdHNhbHQ=$NIyJ28vTKy8y2BS4EW6EzysXNH68GAAYHE4qH7jdU+E=\n")
+    users.chmod(0o600)
+    p = run("-c", ini, "check")
+    assert p.returncode == 1
+    assert p.stderr.splitlines() == [
+        f"{users}:2: expected name:$pbkdf2-sha256$ITERATIONS$SALT$HASH",
+        f"{users}:3: iterations '100' must be a number from 1000 to 10000000"]
+    users.unlink()
+    p = run("-c", ini, "check")
+    assert p.returncode == 1
+    assert p.stderr == f"{users}: cannot open: No such file or directory\n"
+
+
+# ---------------------------------------------------------------- [tls]
+
+def make_pair(directory, name, cn="localhost"):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(directory / f"{name}.key"),
+                    "-out", str(directory / f"{name}.crt"), "-days", "2", "-subj", f"/CN={cn}"],
+                   check=True, capture_output=True)
+
+
+TLS_BASE = BASE + "\n[tls]\ncertificate = a.crt\nkey = a.key\n"
+
+
+def test_check_tls_good_pair(tmp_path):
+    make_pair(tmp_path, "a")
+    ini = write(tmp_path, TLS_BASE)
+    p = run("-c", ini, "check")
+    assert p.returncode == 0, p.stderr
+    assert "OK" in p.stdout
+
+
+def test_check_tls_mismatched_key(tmp_path):
+    make_pair(tmp_path, "a")
+    make_pair(tmp_path, "b", cn="other")
+    ini = write(tmp_path, TLS_BASE.replace("key = a.key", "key = b.key"))
+    p = run("-c", ini, "check")
+    assert p.returncode == 1
+    assert len(p.stderr.splitlines()) == 1, p.stderr
+    assert str(tmp_path / "b.key") in p.stderr and "match" in p.stderr
+
+
+@pytest.mark.parametrize("which, content", [
+    ("key", None), ("key", "not a key\n"), ("crt", None), ("crt", "not a certificate\n")],
+    ids=["key-missing", "key-garbage", "cert-missing", "cert-garbage"])
+def test_check_tls_bad_files(tmp_path, which, content):
+    make_pair(tmp_path, "a")
+    bad = tmp_path / f"a.{which}"
+    if content is None:
+        bad.unlink()
+    else:
+        bad.write_text(content)
+    ini = write(tmp_path, TLS_BASE)
+    p = run("-c", ini, "check")
+    assert p.returncode == 1
+    assert len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.startswith(f"{bad}:"), p.stderr
+
+
+def test_check_reports_users_and_tls_together(tmp_path):
+    make_pair(tmp_path, "a")
+    make_pair(tmp_path, "b", cn="other")
+    ini = write(tmp_path, TLS_BASE.replace("key = a.key", "key = b.key") + "[auth]\nusers = users\n")
+    (tmp_path / "users").write_text("")
+    (tmp_path / "users").chmod(0o640)
+    p = run("-c", ini, "check")
+    assert p.returncode == 1
+    lines = p.stderr.splitlines()
+    assert len(lines) == 2, p.stderr
+    assert lines[0].startswith(f"{tmp_path / 'users'}: mode 0640")
+    assert lines[1].startswith(f"{tmp_path / 'b.key'}:")
 
 
 def test_stats_without_control_socket(tmp_path):

@@ -1,7 +1,8 @@
 /* test_admin: the pure parts of show/set: the INI line rewrite (text in,
  * text out, every other octet kept), value and field-list checks, and the
- * show table's exact layout. Rewritten texts are also loaded with
- * config_load, so the line set edits is the one config.c reads. */
+ * show table's exact layout, and how passwd reads its password. Rewritten
+ * texts are also loaded with config_load, so the line set edits is the
+ * one config.c reads. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -435,6 +436,53 @@ static void test_table(void)
 	config_free(&cfg);
 }
 
+/* admin_read_password on the octets in[0..n): "rc|password|length". */
+static const char *readpw(const char *in, size_t n, size_t bufsz)
+{
+	static char res[600];
+	char buf[300];
+	size_t len = 99;
+	FILE *f = fmemopen((void *)in, n, "r");
+	int r;
+
+	if (!f)
+		return "(fmemopen)";
+	if (bufsz > sizeof buf)
+		bufsz = sizeof buf;
+	r = admin_read_password(f, buf, bufsz, &len);
+	fclose(f);
+	snprintf(res, sizeof res, "%d|%s|%zu", r, buf, len);
+	return res;
+}
+#define READPW(lit, sz) readpw(lit, sizeof lit - 1, sz)
+
+static void test_read_password(void)
+{
+	char big[300];
+
+	CHECK_STR(READPW("s3cret\n", 64), "0|s3cret|6");
+	CHECK_STR(READPW("s3cret\r\n", 64), "0|s3cret|6");
+	CHECK_STR(READPW("s3cret", 64), "0|s3cret|6");
+	CHECK_STR(READPW("s3cret\nsecond line\n", 64), "0|s3cret|6");
+	CHECK_STR(READPW("  spaces kept \t\n", 64), "0|  spaces kept \t|15");
+	CHECK_STR(READPW("ends in CR\r", 64), "0|ends in CR\r|11"); /* no LF: the CR is content */
+	CHECK_STR(READPW("a\r\r\n", 64), "0|a\r|2");
+	CHECK_STR(READPW("\n", 64), "-1||0");
+	CHECK_STR(READPW("\r\n", 64), "-1||0");
+	CHECK_STR(READPW("", 64), "-1||0");
+	CHECK_STR(READPW("\nsecond\n", 64), "-1||0");
+	/* A NUL is returned, counted: users_set_password refuses it. */
+	CHECK_STR(READPW("a\0b\n", 64), "0|a|3");
+	/* bufsz - 1 octets fit; one more is too long, CRLF or not. */
+	CHECK_STR(READPW("12345\n", 6), "0|12345|5");
+	CHECK_STR(READPW("12345\r\n", 6), "0|12345|5");
+	CHECK_STR(READPW("123456\n", 6), "-2|12345|0");
+	CHECK_STR(READPW("123456", 6), "-2|12345|0");
+	memset(big, 'p', sizeof big);
+	CHECK(strncmp(readpw(big, 257, 258), "0|", 2) == 0);
+	CHECK(strncmp(readpw(big, 258, 258), "-2|", 3) == 0);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "/tmp/test_admin.XXXXXX");
@@ -450,6 +498,7 @@ int main(void)
 	test_value_ok();
 	test_fields();
 	test_table();
+	test_read_password();
 	free(out);
 	unlink(path);
 	rmdir(dir);

@@ -145,6 +145,16 @@ static void test_defaults(void)
 	CHECK(c->max_unknown_recipients == 20);
 	CHECK(c->greeting_delay == 0);
 	CHECK(c->pipelining);
+	CHECK(c->max_auth_failures == 3);
+	CHECK(c->starttls);
+	CHECK(!c->require_tls);
+	CHECK(c->auth);
+	CHECK(c->auth_requires_tls);
+	/* No [tls] or [auth]: neither is enabled, and nothing is filled in. */
+	CHECK(!cfg.tls.enabled && !cfg.auth.enabled);
+	CHECK_STR(cfg.tls.certificate, "");
+	CHECK_STR(cfg.auth.users, "");
+	CHECK(cfg.tls.max_sessions == 16);
 }
 
 static void test_every_key(void)
@@ -179,7 +189,19 @@ static void test_every_key(void)
 		   "max_protocol_errors = 0\n"
 		   "max_unknown_recipients = 1000000\n"
 		   "greeting_delay = 00:00:30\n"
-		   "pipelining = FALSE\n") == 0);
+		   "pipelining = FALSE\n"
+		   "max_auth_failures = 1000\n"
+		   "starttls = yes\n"
+		   "require_tls = on\n"
+		   "auth = no\n"
+		   "auth_requires_tls = 0\n"
+		   "\n"
+		   "[tls]\n"
+		   "certificate = /etc/tarpitd/cert.pem\n"
+		   "key = tls/key.pem\n"
+		   "max_sessions = 1024\n"
+		   "[auth]\n"
+		   "users = users\n") == 0);
 	CHECK_STR(err, "");
 	CHECK_STR(cfg.server.hostname, "mx.example.org");
 	CHECK(cfg.server.max_connections == 1000000);
@@ -215,6 +237,17 @@ static void test_every_key(void)
 	CHECK(c->max_unknown_recipients == 1000000);
 	CHECK(c->greeting_delay == 30);
 	CHECK(!c->pipelining);
+	CHECK(c->max_auth_failures == 1000);
+	CHECK(c->starttls);
+	CHECK(c->require_tls);
+	CHECK(!c->auth);
+	CHECK(!c->auth_requires_tls);
+	CHECK(cfg.tls.enabled);
+	CHECK_STR(cfg.tls.certificate, "/etc/tarpitd/cert.pem");
+	CHECK_STR(cfg.tls.key, dirpath("tls/key.pem"));
+	CHECK(cfg.tls.max_sessions == 1024);
+	CHECK(cfg.auth.enabled);
+	CHECK_STR(cfg.auth.users, dirpath("users"));
 
 	/* fqdn and banner follow [server] hostname wherever it stands. */
 	CHECK(load(CONN "[server]\nhostname = late.example.org\nlog = syslog\nlog_level = error\n") == 0);
@@ -248,10 +281,6 @@ static void test_errors(void)
 	CHECK_STR(err, E(" no [connector \"NAME\"] section"));
 	CHECK(load(CONN "[connector \"A\"]\n") == -1);
 	CHECK_STR(err, E("3: duplicate connector name 'A' (first at line 1)"));
-	CHECK(load(CONN "[tls]\ncertificate = cert.pem\nkey = key.pem\n") == -1);
-	CHECK_STR(err, E("3: [tls] is not supported yet"));
-	CHECK(load("[auth]\nusers = users\n" CONN) == -1);
-	CHECK_STR(err, E("1: [auth] is not supported yet"));
 	CHECK(load(CONN "\n[harvest]\ntable_size = 1024\n") == -1);
 	CHECK_STR(err, E("4: [harvest] is not supported yet"));
 	CHECK(load(CONN "[bogus]\nx = 1\n") == -1);
@@ -301,12 +330,7 @@ static void test_errors(void)
 	CHECK(load("[server]\nEnabled = yes\n" CONN) == -1);
 	CHECK_STR(err, E("2: unknown key 'Enabled' in [server]"));
 	CHECK(load(CONN "max_auth_failures = 3\nstarttls = yes\nrequire_tls = no\nauth = yes\n"
-			"auth_requires_tls = yes\n") == -1);
-	CHECK_STR(err, E("3: max_auth_failures is not supported yet\n"
-			 "4: starttls is not supported yet\n"
-			 "5: require_tls is not supported yet\n"
-			 "6: auth is not supported yet\n"
-			 "7: auth_requires_tls is not supported yet"));
+			"auth_requires_tls = yes\n") == 0);
 	CHECK(load(CONN "\nenabled = yes\nenabled = no\n") == -1);
 	CHECK_STR(err, E("5: duplicate key 'enabled' (first at line 4)"));
 	CHECK(load(CONN "bindings = 127.0.0.1:25\n") == -1);
@@ -410,8 +434,8 @@ static void test_errors(void)
 			 "4: bindings: at least one ip:port is required"));
 
 	/* Keys of a refused section are not reported once more. */
-	CHECK(load(CONN "[tls]\ncertificate = x\nbogus = y\n") == -1);
-	CHECK_STR(err, E("3: [tls] is not supported yet"));
+	CHECK(load(CONN "[harvest]\nthreshold = 10\nbogus = y\n") == -1);
+	CHECK_STR(err, E("3: [harvest] is not supported yet"));
 
 	/* A value quoted back is cut and made printable. */
 	CHECK(load(CONN "enabled = 0123456789012345678901234567890123456789012345678901234567890123456789\n") == -1);
@@ -898,6 +922,85 @@ static void test_wildcards(void)
 			 "cannot both be bound: the kernel refuses a wildcard and a specific address on one port"));
 }
 
+static void test_tls_auth(void)
+{
+	/* The sections, wherever they stand; paths relative to the INI. */
+	CHECK(load("[auth]\nusers = /etc/tarpitd/users\n" CONN "[tls]\ncertificate = c.pem\nkey = k.pem\n") == 0);
+	CHECK_STR(err, "");
+	CHECK(cfg.tls.enabled && cfg.auth.enabled);
+	CHECK_STR(cfg.tls.certificate, dirpath("c.pem"));
+	CHECK_STR(cfg.tls.key, dirpath("k.pem"));
+	CHECK(cfg.tls.max_sessions == 16);
+	CHECK_STR(cfg.auth.users, "/etc/tarpitd/users");
+	CHECK(load(CONN "[tls]\nkey = k.pem\ncertificate = c.pem ; comment\nmax_sessions = 1\n") == 0);
+	CHECK_STR(cfg.tls.certificate, dirpath("c.pem"));
+	CHECK(cfg.tls.max_sessions == 1);
+
+	/* Required keys, at the section's line. */
+	CHECK(load(CONN "[tls]\ncertificate = c.pem\n") == -1);
+	CHECK_STR(err, E("3: [tls] needs key = FILE"));
+	CHECK(load(CONN "[tls]\nkey = k.pem\n") == -1);
+	CHECK_STR(err, E("3: [tls] needs certificate = FILE"));
+	CHECK(load(CONN "\n[tls]\n") == -1);
+	CHECK_STR(err, E("4: [tls] needs certificate = FILE\n4: [tls] needs key = FILE"));
+	CHECK(load(CONN "[auth]\n") == -1);
+	CHECK_STR(err, E("3: [auth] needs users = FILE"));
+	CHECK(load(CONN "[auth]\nusers =\n") == -1);
+	CHECK_STR(err, E("4: users: empty path"));
+	CHECK(load(CONN "[tls]\ncertificate = c.pem\nkey =\n") == -1);
+	CHECK_STR(err, E("5: key: empty path"));
+
+	/* Values and keys. */
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmax_sessions = 0\n") == -1);
+	CHECK_STR(err, E("6: max_sessions: 0 is below the minimum 1"));
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmax_sessions = 1025\n") == -1);
+	CHECK_STR(err, E("6: max_sessions: 1025 is above the maximum 1024"));
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmax_sessions = many\n") == -1);
+	CHECK_STR(err, E("6: max_sessions: 'many' is not a number"));
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nusers = u\n") == -1);
+	CHECK_STR(err, E("6: unknown key 'users' in [tls]"));
+	CHECK(load(CONN "[auth]\nusers = u\ncertificate = c\n") == -1);
+	CHECK_STR(err, E("5: unknown key 'certificate' in [auth]"));
+	CHECK(load(CONN "[auth]\nusers = u\nusers = v\n") == -1);
+	CHECK_STR(err, E("5: duplicate key 'users' (first at line 4)"));
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\n[tls]\ncertificate = d\n") == -1);
+	CHECK_STR(err, E("6: [tls] appears twice (first at line 3)"));
+	CHECK(load("[auth]\nusers = u\n" CONN "[auth]\n") == -1);
+	CHECK_STR(err, E("5: [auth] appears twice (first at line 1)"));
+	CHECK(load(CONN "[tls \"x\"]\n") == -1);
+	CHECK_STR(err, E("3: unknown section [tls \"x\"]"));
+	CHECK(load(CONN "[tls]\ncertificate = c\x01\nkey = k\n") == -1);
+	CHECK_STR(err, E("4: certificate: path holds control characters")); /* given, though bad: no cascade */
+
+	/* Connector keys: ranges. */
+	CHECK(load(CONN "max_auth_failures = 0\n") == 0);
+	CHECK(C->max_auth_failures == 0);
+	CHECK(load(CONN "max_auth_failures = 1001\n") == -1);
+	CHECK_STR(err, E("3: max_auth_failures: 1001 is above the maximum 1000"));
+	CHECK(load(CONN "starttls = maybe\n") == -1);
+	CHECK_STR(err, E("3: starttls: 'maybe' is not a boolean (yes/no, true/false, on/off, 1/0)"));
+	CHECK(load(CONN "auth = no\nauth_requires_tls = no\nstarttls = off\n") == 0);
+	CHECK(!C->auth && !C->auth_requires_tls && !C->starttls);
+
+	/* require_tls without [tls], or without starttls, would refuse every
+	 * MAIL: an error, at the require_tls line. */
+	CHECK(load(CONN "require_tls = yes\n") == -1);
+	CHECK_STR(err, E("3: require_tls needs a [tls] section"));
+	CHECK(load(CONN "require_tls = yes\nstarttls = no\n") == -1);
+	CHECK_STR(err, E("3: require_tls needs a [tls] section"));
+	CHECK(load(CONN "require_tls = yes\nstarttls = no\n[tls]\ncertificate = c\nkey = k\n") == -1);
+	CHECK_STR(err, E("3: require_tls needs starttls = yes"));
+	CHECK(load(CONN "require_tls = yes\n[tls]\ncertificate = c\nkey = k\n") == 0);
+	CHECK(C->require_tls);
+	CHECK(load(CONN "require_tls = no\nstarttls = no\n") == 0);
+	/* A disabled connector is checked as well: `set` may enable it. */
+	CHECK(load(CONN "enabled = no\nrequire_tls = yes\n") == -1);
+	CHECK_STR(err, E("4: require_tls needs a [tls] section"));
+	/* [auth] alone is fine: AUTH is then offered only where TLS is not
+	 * required for it. */
+	CHECK(load(CONN "[auth]\nusers = u\n") == 0);
+}
+
 static void test_fields(void)
 {
 	struct connector_conf *c;
@@ -977,6 +1080,17 @@ static void test_fields(void)
 	CHECK_STR(FMT("starttls"), "True");
 	CHECK_STR(FMT("auth"), "True");
 	CHECK_STR(FMT("auth_requires_tls"), "True");
+	CHECK(load(CONN "require_tls = yes\nstarttls = 1\nauth = off\nauth_requires_tls = false\n"
+			"max_auth_failures = 0\n[tls]\ncertificate = c\nkey = k\n") == 0);
+	c = C;
+	CHECK_STR(FMT("RequireTLS"), "True");
+	CHECK_STR(FMT("starttls"), "True");
+	CHECK_STR(FMT("auth"), "False");
+	CHECK_STR(FMT("AuthRequiresTLS"), "False");
+	CHECK_STR(FMT("max_auth_failures"), "0");
+	/* The SPEC §3 order. */
+	CHECK(conf_field_find("max_auth_failures") == conf_field_find("max_unknown_recipients") + 1);
+	CHECK(conf_field_find("auth_requires_tls") == (int)conf_field_count() - 1);
 
 	CHECK(load("[connector \"Edge Cases\"]\nenabled = off\n"
 		   "bindings = 0.0.0.0:25, [::]:25,\n  [2001:db8::1]:2525\n"
@@ -1034,6 +1148,7 @@ int main(void)
 	test_control();
 	test_overlaps();
 	test_wildcards();
+	test_tls_auth();
 	test_fields();
 	if (loaded)
 		config_free(&cfg);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "check.h"
 #include "config.h"
 #include "recipients.h"
@@ -258,6 +259,114 @@ int main(void)
 		CHECK(untouched);
 	}
 	CHECK(say("RCPT TO:<alice@example.org>") == 250 && envelope->nmbox == 1);
+
+	/* STARTTLS: unavailable without [tls], then the rules with it. */
+	hello();
+	CHECK(say("STARTTLS") == 454);
+	env.tls = true;
+	cf.starttls = true;
+	CHECK(smtp_session_offers_starttls(&s, &env));
+	CHECK(say("STARTTLS x") == 501);
+	CHECK(say("MAIL FROM:<a@b.c>") == 250);
+	CHECK(say("STARTTLS") == 503);
+	hello();
+	CHECK(say("STARTTLS") == 220 && (out[0].flags & RF_STARTTLS) && s.state == SMTP_TLS_WAIT);
+	CHECK(say("NOOP") == 0);
+	{
+		struct smtp_reply r = smtp_session_starttls_failed(&s);
+		CHECK(r.id == R_454_TLS && s.state == SMTP_CMD);
+	}
+	CHECK(say("STARTTLS") == 220);
+	smtp_session_tls_started(&s);
+	CHECK(smtp_session_in_tls(&s) && !smtp_session_offers_starttls(&s, &env));
+	CHECK(say("MAIL FROM:<a@b.c>") == 503); /* HELO forgotten */
+	CHECK(say("STARTTLS") == 503);
+	CHECK(say("EHLO again") == 250);
+	CHECK_STR(smtp_session_protocol(&s), "ESMTPS");
+	/* require_tls */
+	cf.require_tls = true;
+	hello();
+	CHECK(say("MAIL FROM:<a@b.c>") == 530 && id() == R_530_TLS);
+	cf.require_tls = false;
+
+	/* AUTH */
+	{
+		char upath[300], line[700], b64[600];
+		unsigned char plain[300];
+		size_t pl;
+		snprintf(upath, sizeof upath, "%s/users", dir);
+		CHECK(users_set_password(upath, "joe@example.org", "s3cret", 6, err, sizeof err) == 0);
+		env.users = users_load(upath, err, sizeof err);
+		CHECK(env.users != NULL);
+		cf.auth = true;
+		cf.auth_requires_tls = true;
+		cf.max_auth_failures = 2;
+		hello();
+		CHECK(!smtp_session_offers_auth(&s, &env));
+		CHECK(say("AUTH PLAIN") == 538 && (out[0].flags & RF_TARPIT));
+		cf.auth_requires_tls = false;
+		fresh();
+		CHECK(say("AUTH PLAIN") == 503); /* before EHLO */
+		hello();
+		CHECK(smtp_session_offers_auth(&s, &env));
+		CHECK(say("AUTH CRAM-MD5") == 504);
+		/* PLAIN with an initial response */
+		memcpy(plain, "\0joe@example.org\0s3cret", 23);
+		pl = 23;
+		auth_b64_encode(plain, pl, b64, sizeof b64);
+		snprintf(line, sizeof line, "AUTH PLAIN %s", b64);
+		CHECK(say(line) == 235 && id() == R_235_AUTH);
+		CHECK(smtp_session_authenticated(&s));
+		CHECK_STR(smtp_session_protocol(&s), "ESMTPA");
+		CHECK(say("FOO") == 500 && !(out[0].flags & RF_TARPIT)); /* never tarpitted */
+		CHECK(say(line) == 503 && id() == R_503_AUTH);
+		/* PLAIN with a challenge, wrong password: 535, tarpitted */
+		hello();
+		CHECK(say("AUTH PLAIN") == 334 && id() == R_334_EMPTY);
+		memcpy(plain, "\0joe@example.org\0wrong!", 23);
+		auth_b64_encode(plain, 23, b64, sizeof b64);
+		CHECK(say(b64) == 535 && (out[0].flags & RF_TARPIT) && nout == 1);
+		/* LOGIN, two challenges */
+		CHECK(say("AUTH LOGIN") == 334 && id() == R_334_USER);
+		auth_b64_encode((const unsigned char *)"joe@example.org", 15, b64, sizeof b64);
+		CHECK(say(b64) == 334 && id() == R_334_PASS);
+		auth_b64_encode((const unsigned char *)"s3cret", 6, b64, sizeof b64);
+		CHECK(say(b64) == 235);
+		/* LOGIN with the user as initial response; cancel; undecodable */
+		hello();
+		auth_b64_encode((const unsigned char *)"joe@example.org", 15, b64, sizeof b64);
+		snprintf(line, sizeof line, "AUTH LOGIN %s", b64);
+		CHECK(say(line) == 334 && id() == R_334_PASS);
+		CHECK(say("*") == 501 && id() == R_501_AUTH_CANCEL);
+		CHECK(say("AUTH PLAIN") == 334);
+		CHECK(say("not base64!") == 501 && id() == R_501_AUTH_B64);
+		CHECK(say("AUTH PLAIN =") == 501); /* decodes to nothing: malformed */
+		/* in a transaction */
+		CHECK(say("MAIL FROM:<a@b.c>") == 250);
+		CHECK(say("AUTH PLAIN") == 503);
+		/* a long AUTH line is its own error */
+		nout = smtp_session_line(&s, &env, "AUTH PLAIN AAAA", 15, true, out);
+		CHECK(nout == 1 && out[0].id == R_500_AUTH_LONG);
+		CHECK(smtp_session_long_line_ok(&s, "auth plain", 10) && !smtp_session_long_line_ok(&s, "MAIL", 4));
+		/* max_auth_failures = 2: the third failure closes */
+		hello();
+		memcpy(plain, "\0joe@example.org\0wrong!", 23);
+		auth_b64_encode(plain, 23, b64, sizeof b64);
+		snprintf(line, sizeof line, "AUTH PLAIN %s", b64);
+		CHECK(say(line) == 535 && nout == 1);
+		CHECK(say(line) == 535 && nout == 1);
+		CHECK(say(line) == 535 && nout == 2 && out[1].id == R_421_AUTH && (out[1].flags & RF_CLOSE));
+		CHECK(s.state == SMTP_CLOSING);
+		/* unknown user: 535 */
+		hello();
+		memcpy(plain, "\0bob@example.org\0s3cret", 23);
+		auth_b64_encode(plain, 23, b64, sizeof b64);
+		snprintf(line, sizeof line, "AUTH PLAIN %s", b64);
+		CHECK(say(line) == 535);
+		users_free((struct users *)env.users);
+		env.users = NULL;
+		unlink(upath);
+	}
 
 	recipients_unref(env.rcpts);
 	free(envelope);

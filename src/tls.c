@@ -1,0 +1,623 @@
+/* tls: STARTTLS through mbedTLS from a fixed, lazily set up pool. */
+#include "tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+/* version.h pulls in the build configuration in both major versions
+ * (mbedtls/config.h in 2.x, mbedtls/build_info.h + mbedtls_config.h in
+ * 3.x, or MBEDTLS_CONFIG_FILE), so every feature test below sees the
+ * options the library was built with. */
+#include <mbedtls/version.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/ssl_ciphersuites.h>
+#include <mbedtls/x509_crt.h>
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_PSA_CRYPTO_C)
+#include <psa/crypto.h>
+#define TLS_NEED_PSA_INIT 1
+#endif
+
+/* TLS 1.3 server support arrived with the 3.2 API (min/max_tls_version);
+ * older 3.x builds only had a client. */
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+#define TLS_HAVE_13 1
+#endif
+
+/* Server preference order: ChaCha20-Poly1305 first because router CPUs
+ * rarely have AES instructions, then AES-GCM. Only ECDHE (forward secrecy)
+ * and AEAD suites; whatever the library was built without is filtered out
+ * at run time. */
+static const int wanted_suites[] = {
+#ifdef MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256
+	MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+#endif
+#ifdef MBEDTLS_TLS1_3_AES_128_GCM_SHA256
+	MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+#endif
+#ifdef MBEDTLS_TLS1_3_AES_256_GCM_SHA384
+	MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+#endif
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+};
+#define N_WANTED (sizeof wanted_suites / sizeof wanted_suites[0])
+
+#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_ECP_C)
+/* 2.x offers every compiled-in curve by default, 192-bit ones included;
+ * 3.x's default group list is already limited to modern groups. */
+static const mbedtls_ecp_group_id wanted_curves[] = {
+	MBEDTLS_ECP_DP_CURVE25519,
+	MBEDTLS_ECP_DP_SECP256R1,
+	MBEDTLS_ECP_DP_SECP384R1,
+	MBEDTLS_ECP_DP_SECP521R1,
+};
+#define N_CURVES (sizeof wanted_curves / sizeof wanted_curves[0])
+#endif
+
+struct creds {
+	mbedtls_entropy_context entropy;
+	mbedtls_ctr_drbg_context drbg;
+	mbedtls_x509_crt crt;
+	mbedtls_pk_context key;
+};
+
+struct slot {
+	mbedtls_ssl_context ssl;
+	int fd;
+	bool in_use;
+	bool set_up;
+	/* Octets of the current tls_write() already taken by mbedTLS: the
+	 * caller repeats the whole buffer after TLS_WANT_*, and the records
+	 * before the blocked one must not be sent twice. */
+	size_t wr_done;
+};
+
+struct tls {
+	struct creds c;
+	mbedtls_ssl_config conf;
+	/* The config keeps pointers to these lists: they live as long as it. */
+	int suites[N_WANTED + 1];
+#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_ECP_C)
+	mbedtls_ecp_group_id curves[N_CURVES + 1];
+#endif
+	struct slot *slots;
+	unsigned max, used;
+};
+
+/* The message may carry a path from the configuration and mbedTLS text:
+ * keep it to one printable line. */
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	for (char *p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+}
+
+static void mbed_text(int ret, char *buf, size_t len)
+{
+#if defined(MBEDTLS_ERROR_C)
+	mbedtls_strerror(ret, buf, len);
+	if (buf[0])
+		return;
+#endif
+	snprintf(buf, len, "mbedTLS error -0x%04x", (unsigned)-ret);
+}
+
+/* A strong source of our own: the library's platform source is getrandom()
+ * too on Linux, but falls back to opening /dev/urandom (absent in a
+ * chroot) and a build with MBEDTLS_NO_PLATFORM_ENTROPY — common on small
+ * targets — has no strong source at all, so seeding would fail there.
+ * Blocking flags on purpose: at boot it waits for the kernel pool once,
+ * later reseeds never block. */
+static int getrandom_source(void *data, unsigned char *out, size_t len, size_t *olen)
+{
+	size_t got = 0;
+
+	(void)data;
+	while (got < len) {
+		ssize_t n = getrandom(out + got, len - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			*olen = 0;
+			return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
+		}
+		got += (size_t)n;
+	}
+	*olen = got;
+	return 0;
+}
+
+/* mbedTLS reads a whole file into memory through fseek/ftell: a directory
+ * would make it ask for an absurd allocation and a FIFO would block the
+ * start-up, so only regular files of a sane size get that far. */
+#define TLS_MAX_FILE (1024 * 1024)
+
+static int check_file(const char *path, const char *what, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0) {
+		set_err(err, errlen, "%s: cannot read %s (%s)", path, what, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		set_err(err, errlen, "%s: cannot read %s (not a regular file)", path, what);
+		return -1;
+	}
+	if (st.st_size > TLS_MAX_FILE) {
+		set_err(err, errlen, "%s: cannot read %s (larger than %d octets)", path, what,
+			TLS_MAX_FILE);
+		return -1;
+	}
+	return 0;
+}
+
+static void creds_init(struct creds *c)
+{
+	mbedtls_entropy_init(&c->entropy);
+	mbedtls_ctr_drbg_init(&c->drbg);
+	mbedtls_x509_crt_init(&c->crt);
+	mbedtls_pk_init(&c->key);
+}
+
+static void creds_free(struct creds *c)
+{
+	mbedtls_pk_free(&c->key);
+	mbedtls_x509_crt_free(&c->crt);
+	mbedtls_ctr_drbg_free(&c->drbg);
+	mbedtls_entropy_free(&c->entropy);
+}
+
+static int creds_load(struct creds *c, const char *cert_path, const char *key_path, char *err,
+		      size_t errlen)
+{
+	static const unsigned char pers[] = "tarpitd tls";
+	char msg[160];
+	int ret;
+
+	if (!cert_path || !*cert_path || !key_path || !*key_path) {
+		set_err(err, errlen, "tls: certificate and key must both be given");
+		return -1;
+	}
+	if (check_file(cert_path, "certificate", err, errlen) != 0 ||
+	    check_file(key_path, "key", err, errlen) != 0)
+		return -1;
+#ifdef TLS_NEED_PSA_INIT
+	/* 3.x routes key parsing, TLS 1.3 and (with USE_PSA) all of TLS
+	 * through PSA, which refuses to work before this; it is idempotent. */
+	if (psa_crypto_init() != PSA_SUCCESS) {
+		set_err(err, errlen, "tls: cannot initialise PSA crypto");
+		return -1;
+	}
+#endif
+	ret = mbedtls_entropy_add_source(&c->entropy, getrandom_source, NULL, 32,
+					 MBEDTLS_ENTROPY_SOURCE_STRONG);
+	if (ret == 0)
+		ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pers,
+					    sizeof pers - 1);
+	if (ret != 0) {
+		mbed_text(ret, msg, sizeof msg);
+		set_err(err, errlen, "tls: cannot seed the random generator (%s)", msg);
+		return -1;
+	}
+
+	errno = 0;
+	ret = mbedtls_x509_crt_parse_file(&c->crt, cert_path);
+	if (ret == MBEDTLS_ERR_X509_FILE_IO_ERROR || ret == MBEDTLS_ERR_PK_FILE_IO_ERROR) {
+		set_err(err, errlen, "%s: cannot read certificate (%s)", cert_path,
+			errno ? strerror(errno) : "I/O error");
+		return -1;
+	}
+	if (ret < 0) {
+		mbed_text(ret, msg, sizeof msg);
+		set_err(err, errlen, "%s: cannot parse certificate (%s)", cert_path, msg);
+		return -1;
+	}
+	if (ret > 0) {
+		/* Some PEM blocks parsed, others did not: a broken chain would
+		 * only show up as failing handshakes later. */
+		set_err(err, errlen,
+			"%s: cannot parse certificate (%d of the certificates in it are invalid)",
+			cert_path, ret);
+		return -1;
+	}
+
+	errno = 0;
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	ret = mbedtls_pk_parse_keyfile(&c->key, key_path, NULL, mbedtls_ctr_drbg_random, &c->drbg);
+#else
+	ret = mbedtls_pk_parse_keyfile(&c->key, key_path, NULL);
+#endif
+	if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR) {
+		set_err(err, errlen, "%s: cannot read key (%s)", key_path,
+			errno ? strerror(errno) : "I/O error");
+		return -1;
+	}
+	if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED) {
+		set_err(err, errlen, "%s: key is encrypted; a key without passphrase is needed",
+			key_path);
+		return -1;
+	}
+	if (ret != 0) {
+		mbed_text(ret, msg, sizeof msg);
+		set_err(err, errlen, "%s: cannot parse key (%s)", key_path, msg);
+		return -1;
+	}
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000
+	ret = mbedtls_pk_check_pair(&c->crt.pk, &c->key, mbedtls_ctr_drbg_random, &c->drbg);
+#else
+	ret = mbedtls_pk_check_pair(&c->crt.pk, &c->key);
+#endif
+	if (ret != 0) {
+		set_err(err, errlen, "%s: key does not match the certificate %s", key_path,
+			cert_path);
+		return -1;
+	}
+	return 0;
+}
+
+int tls_check_files(const char *cert_path, const char *key_path, char *err, size_t errlen)
+{
+	struct creds c;
+	int ret;
+
+	creds_init(&c);
+	ret = creds_load(&c, cert_path, key_path, err, errlen);
+	creds_free(&c);
+	return ret;
+}
+
+static int configure(struct tls *t, char *err, size_t errlen)
+{
+	char msg[160];
+	size_t n = 0;
+	int ret;
+
+	ret = mbedtls_ssl_config_defaults(&t->conf, MBEDTLS_SSL_IS_SERVER,
+					  MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+	if (ret != 0) {
+		mbed_text(ret, msg, sizeof msg);
+		set_err(err, errlen, "tls: cannot set up the configuration (%s)", msg);
+		return -1;
+	}
+	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->c.drbg);
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
+	mbedtls_ssl_conf_min_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#ifdef TLS_HAVE_13
+	mbedtls_ssl_conf_max_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_3);
+#else
+	mbedtls_ssl_conf_max_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#endif
+#else
+	mbedtls_ssl_conf_min_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+				     MBEDTLS_SSL_MINOR_VERSION_3);
+	mbedtls_ssl_conf_max_version(&t->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+				     MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+
+	for (size_t i = 0; i < N_WANTED; i++)
+		if (mbedtls_ssl_ciphersuite_from_id(wanted_suites[i]))
+			t->suites[n++] = wanted_suites[i];
+	t->suites[n] = 0;
+	if (n == 0) {
+		set_err(err, errlen, "tls: this mbedTLS build has no ECDHE AEAD cipher suite");
+		return -1;
+	}
+	mbedtls_ssl_conf_ciphersuites(&t->conf, t->suites);
+
+#if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_ECP_C)
+	n = 0;
+	for (size_t i = 0; i < N_CURVES; i++)
+		if (mbedtls_ecp_curve_info_from_grp_id(wanted_curves[i]))
+			t->curves[n++] = wanted_curves[i];
+	t->curves[n] = MBEDTLS_ECP_DP_NONE;
+	if (n > 0)
+		mbedtls_ssl_conf_curves(&t->conf, t->curves);
+#endif
+
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+	/* The default already, but a client-started renegotiation is a cheap
+	 * way to make a server do public-key work again and again. */
+	mbedtls_ssl_conf_renegotiation(&t->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+
+	ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->c.crt, &t->c.key);
+	if (ret != 0) {
+		mbed_text(ret, msg, sizeof msg);
+		set_err(err, errlen, "tls: cannot use the certificate (%s)", msg);
+		return -1;
+	}
+	return 0;
+}
+
+struct tls *tls_new(const char *cert_path, const char *key_path, unsigned max_sessions,
+		    char *err, size_t errlen)
+{
+	struct tls *t;
+
+	if (max_sessions == 0) {
+		set_err(err, errlen, "tls: max_sessions must be at least 1");
+		return NULL;
+	}
+	if (max_sessions > INT_MAX) {
+		set_err(err, errlen, "tls: max_sessions %u is too large", max_sessions);
+		return NULL;
+	}
+	t = calloc(1, sizeof *t);
+	if (!t) {
+		set_err(err, errlen, "tls: out of memory");
+		return NULL;
+	}
+	creds_init(&t->c);
+	mbedtls_ssl_config_init(&t->conf);
+	t->max = max_sessions;
+
+	if (creds_load(&t->c, cert_path, key_path, err, errlen) != 0 ||
+	    configure(t, err, errlen) != 0) {
+		tls_free(t);
+		return NULL;
+	}
+	/* Only the small context structs: the I/O buffers (two records' worth
+	 * each) come with mbedtls_ssl_setup() when a slot is first used. */
+	t->slots = calloc(max_sessions, sizeof *t->slots);
+	if (!t->slots) {
+		set_err(err, errlen, "tls: out of memory for %u sessions", max_sessions);
+		tls_free(t);
+		return NULL;
+	}
+	for (unsigned i = 0; i < max_sessions; i++) {
+		mbedtls_ssl_init(&t->slots[i].ssl);
+		t->slots[i].fd = -1;
+	}
+	return t;
+}
+
+void tls_free(struct tls *t)
+{
+	if (!t)
+		return;
+	if (t->slots) {
+		for (unsigned i = 0; i < t->max; i++)
+			mbedtls_ssl_free(&t->slots[i].ssl);
+		free(t->slots);
+	}
+	mbedtls_ssl_config_free(&t->conf);
+	creds_free(&t->c);
+	free(t);
+}
+
+static int bio_send(void *ctx, const unsigned char *buf, size_t len)
+{
+	const struct slot *s = ctx;
+	ssize_t n;
+
+	if (s->fd < 0)
+		return MBEDTLS_ERR_NET_INVALID_CONTEXT;
+	if (len > INT_MAX)
+		len = INT_MAX;
+	n = send(s->fd, buf, len, MSG_NOSIGNAL);
+	if (n >= 0)
+		return (int)n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return MBEDTLS_ERR_SSL_WANT_WRITE;
+	if (errno == ECONNRESET || errno == EPIPE)
+		return MBEDTLS_ERR_NET_CONN_RESET;
+	return MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+static int bio_recv(void *ctx, unsigned char *buf, size_t len)
+{
+	const struct slot *s = ctx;
+	ssize_t n;
+
+	if (s->fd < 0)
+		return MBEDTLS_ERR_NET_INVALID_CONTEXT;
+	if (len > INT_MAX)
+		len = INT_MAX;
+	n = recv(s->fd, buf, len, 0);
+	if (n >= 0)
+		return (int)n; /* 0 is EOF: mbedTLS turns it into CONN_EOF */
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return MBEDTLS_ERR_SSL_WANT_READ;
+	if (errno == ECONNRESET || errno == EPIPE)
+		return MBEDTLS_ERR_NET_CONN_RESET;
+	return MBEDTLS_ERR_NET_RECV_FAILED;
+}
+
+static struct slot *slot_get(struct tls *t, int idx)
+{
+	if (!t || !t->slots || idx < 0 || (unsigned)idx >= t->max || !t->slots[idx].in_use)
+		return NULL;
+	return &t->slots[idx];
+}
+
+static int map_err(int ret)
+{
+	switch (ret) {
+	case MBEDTLS_ERR_SSL_WANT_READ:
+		return TLS_WANT_READ;
+	case MBEDTLS_ERR_SSL_WANT_WRITE:
+		return TLS_WANT_WRITE;
+	case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+	case MBEDTLS_ERR_SSL_CONN_EOF:
+	case MBEDTLS_ERR_NET_CONN_RESET:
+		return TLS_CLOSED;
+	default:
+		return TLS_ERROR;
+	}
+}
+
+int tls_acquire(struct tls *t, int fd)
+{
+	struct slot *s = NULL;
+	unsigned i;
+
+	if (!t || !t->slots || fd < 0 || t->used >= t->max)
+		return -1;
+	for (i = 0; i < t->max; i++)
+		if (!t->slots[i].in_use) {
+			s = &t->slots[i];
+			break;
+		}
+	if (!s)
+		return -1;
+	if (!s->set_up) {
+		if (mbedtls_ssl_setup(&s->ssl, &t->conf) != 0) {
+			/* Back to a pristine context, so a later acquire
+			 * retries instead of using a half-built one. */
+			mbedtls_ssl_free(&s->ssl);
+			mbedtls_ssl_init(&s->ssl);
+			return -1;
+		}
+		s->set_up = true;
+	}
+	mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
+	s->fd = fd;
+	s->wr_done = 0;
+	s->in_use = true;
+	t->used++;
+	return (int)i;
+}
+
+void tls_release(struct tls *t, int idx)
+{
+	struct slot *s = slot_get(t, idx);
+
+	if (!s)
+		return;
+	/* Reset keeps the I/O buffers for the next session; only if it fails
+	 * (it allocates the handshake state anew) is the context dropped and
+	 * set up again on its next use. */
+	if (s->set_up && mbedtls_ssl_session_reset(&s->ssl) != 0) {
+		mbedtls_ssl_free(&s->ssl);
+		mbedtls_ssl_init(&s->ssl);
+		s->set_up = false;
+	}
+	s->fd = -1;
+	s->wr_done = 0;
+	s->in_use = false;
+	t->used--;
+}
+
+unsigned tls_available(const struct tls *t)
+{
+	return t ? t->max - t->used : 0;
+}
+
+int tls_handshake(struct tls *t, int idx)
+{
+	struct slot *s = slot_get(t, idx);
+	int ret;
+
+	if (!s)
+		return TLS_ERROR;
+	ret = mbedtls_ssl_handshake(&s->ssl);
+	return ret == 0 ? 0 : map_err(ret);
+}
+
+ssize_t tls_read(struct tls *t, int idx, void *buf, size_t len)
+{
+	struct slot *s = slot_get(t, idx);
+	int ret;
+
+	/* A zero-length read would look like the peer closing. */
+	if (!s || !buf || len == 0)
+		return TLS_ERROR;
+	if (len > INT_MAX)
+		len = INT_MAX;
+	/* 3.x's RECEIVED_NEW_SESSION_TICKET is client-side and
+	 * RECEIVED_EARLY_DATA needs early data switched on: neither can come
+	 * back here. */
+	ret = mbedtls_ssl_read(&s->ssl, buf, len);
+	if (ret >= 0)
+		return ret;
+	switch (ret) {
+	case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
+	case MBEDTLS_ERR_SSL_CONN_EOF:
+	case MBEDTLS_ERR_NET_CONN_RESET:
+		return 0;
+	default:
+		return map_err(ret);
+	}
+}
+
+ssize_t tls_write(struct tls *t, int idx, const void *buf, size_t len)
+{
+	struct slot *s = slot_get(t, idx);
+	const unsigned char *p = buf;
+
+	if (!s || (!buf && len))
+		return TLS_ERROR;
+	if (len > INT_MAX)
+		return TLS_ERROR;
+	if (s->wr_done > len) /* the caller broke the repeat rule */
+		s->wr_done = 0;
+	/* mbedtls_ssl_write() takes at most one record (max fragment) per
+	 * call: loop until all of len is in. */
+	while (s->wr_done < len) {
+		int ret = mbedtls_ssl_write(&s->ssl, p + s->wr_done, len - s->wr_done);
+		if (ret > 0) {
+			s->wr_done += (size_t)ret;
+			continue;
+		}
+		if (ret != MBEDTLS_ERR_SSL_WANT_READ && ret != MBEDTLS_ERR_SSL_WANT_WRITE)
+			s->wr_done = 0;
+		return ret == 0 ? TLS_ERROR : map_err(ret);
+	}
+	s->wr_done = 0;
+	return (ssize_t)len;
+}
+
+size_t tls_pending(struct tls *t, int idx)
+{
+	struct slot *s = slot_get(t, idx);
+
+	return s ? mbedtls_ssl_get_bytes_avail(&s->ssl) : 0;
+}
+
+const char *tls_version_name(struct tls *t, int idx)
+{
+	struct slot *s = slot_get(t, idx);
+	const char *v = s ? mbedtls_ssl_get_version(&s->ssl) : NULL;
+
+	return v ? v : "unknown";
+}
+
+const char *tls_cipher_name(struct tls *t, int idx)
+{
+	struct slot *s = slot_get(t, idx);
+	const char *c = s ? mbedtls_ssl_get_ciphersuite(&s->ssl) : NULL;
+
+	return c ? c : "unknown";
+}
