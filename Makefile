@@ -65,3 +65,6 @@ test: deps
 
 clean:
 	rm -rf build
+
+# Cross builds, .ipk packages and tests under emulation: firmware/firmware.mk.
+-include firmware/firmware.mk
