@@ -30,8 +30,12 @@ UNIT_BINS := $(patsubst host-tests/unit/%.c,$(BUILD)/%,$(UNIT_SRCS))
 .PHONY: all run test unit integration deps clean
 all: $(BUILD)/tarpitd
 
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj:
 	mkdir -p $@
@@ -43,7 +47,8 @@ $(BUILD)/tarpitd: $(BUILD)/obj/main.o $(BUILD)/libtarpitd.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/test_%: host-tests/unit/test_%.c host-tests/unit/check.h $(BUILD)/libtarpitd.a
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
 
 # Installs missing Debian packages (as root or through sudo), or says how.
 deps:

@@ -344,7 +344,7 @@ static int ensure_dir(int dirfd, const char *name, bool *created)
 /* Links tmp/<name> into <mailbox>/new/ and makes that durable. *linked
  * tells the caller whether a link exists to take back on failure. */
 static int deliver_one(const struct maildir *md, const char *mbox, const char *name,
-		       bool *linked)
+		       bool *linked, bool sync)
 {
 	bool created = false;
 	int mfd = -1, nfd = -1, rc = -1, saved;
@@ -352,7 +352,7 @@ static int deliver_one(const struct maildir *md, const char *mbox, const char *n
 	*linked = false;
 	if (ensure_dir(md->spool_fd, mbox, &created) < 0)
 		return -1;
-	if (created && fsync(md->spool_fd) < 0)
+	if (sync && created && fsync(md->spool_fd) < 0)
 		return -1;
 	mfd = openat(md->spool_fd, mbox, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (mfd < 0)
@@ -361,7 +361,7 @@ static int deliver_one(const struct maildir *md, const char *mbox, const char *n
 	if (ensure_dir(mfd, "tmp", &created) < 0 || ensure_dir(mfd, "new", &created) < 0 ||
 	    ensure_dir(mfd, "cur", &created) < 0)
 		goto out;
-	if (created && fsync(mfd) < 0)
+	if (sync && created && fsync(mfd) < 0)
 		goto out;
 	nfd = openat(mfd, "new", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (nfd < 0)
@@ -369,7 +369,7 @@ static int deliver_one(const struct maildir *md, const char *mbox, const char *n
 	if (linkat(md->tmp_fd, name, nfd, name, 0) < 0)
 		goto out;
 	*linked = true;
-	if (fsync(nfd) < 0)
+	if (sync && fsync(nfd) < 0)
 		goto out;
 	rc = 0;
 out:
@@ -449,7 +449,7 @@ int maildir_commit(struct maildir *md, struct sink_msg *m,
 			errno = EINVAL;
 			goto fail;
 		}
-		if (deliver_one(md, mbox, name, &linked) < 0)
+		if (deliver_one(md, mbox, name, &linked, true) < 0)
 			goto fail;
 	}
 	unlinkat(md->tmp_fd, name, 0);
@@ -487,4 +487,104 @@ void maildir_abort(struct maildir *md, struct sink_msg *m)
 	if (md && build_name(md, m, name) == 0)
 		unlinkat(md->tmp_fd, name, 0);
 	errno = saved;
+}
+
+/* Takes back every link of a message (best effort) and its tmp file. */
+static void undo_message(struct maildir *md, const struct sink_envelope *env, const char *name,
+			 unsigned upto)
+{
+	for (unsigned j = 0; j < upto && j < env->nmailboxes; j++) {
+		const char *mbox = recipients_mailbox(env->rcpts, env->mailboxes[j]);
+		if (mbox && !seen_before(env, j))
+			undeliver_one(md, mbox, name);
+	}
+	unlinkat(md->tmp_fd, name, 0);
+}
+
+static void fail_message(struct sink_msg *m, int *result)
+{
+	if (m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
+	*result = -1;
+}
+
+void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
+			  const struct sink_envelope *envs, unsigned n, int *results)
+{
+	char name[NAME_BUF];
+	unsigned live = 0;
+
+	if (n == 1) {
+		results[0] = maildir_commit(md, msgs[0], &envs[0]);
+		return;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		struct sink_msg *m = msgs[k];
+		const struct sink_envelope *env = &envs[k];
+		results[k] = 0;
+		if (m->fd < 0 || build_name(md, m, name) < 0) {
+			fail_message(m, &results[k]);
+			continue;
+		}
+		if (m->error || !env->rcpts || !env->mailboxes || env->nmailboxes == 0) {
+			fail_message(m, &results[k]);
+			unlinkat(md->tmp_fd, name, 0);
+			continue;
+		}
+		live++;
+	}
+	if (live == 0)
+		return;
+	/* One sync of the file system makes every file of the round durable
+	 * at the cost of one journal commit instead of one per message. */
+	if (syncfs(md->tmp_fd) < 0) {
+		for (unsigned k = 0; k < n; k++)
+			if (results[k] == 0) {
+				build_name(md, msgs[k], name);
+				fail_message(msgs[k], &results[k]);
+				unlinkat(md->tmp_fd, name, 0);
+			}
+		return;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		struct sink_msg *m = msgs[k];
+		const struct sink_envelope *env = &envs[k];
+		unsigned i;
+		bool linked = false;
+
+		if (results[k] != 0)
+			continue;
+		build_name(md, m, name);
+		close(m->fd);
+		m->fd = -1;
+		for (i = 0; i < env->nmailboxes; i++) {
+			const char *mbox;
+			if (seen_before(env, i))
+				continue;
+			mbox = recipients_mailbox(env->rcpts, env->mailboxes[i]);
+			if (!mbox || deliver_one(md, mbox, name, &linked, false) < 0)
+				break;
+		}
+		if (i < env->nmailboxes) {
+			undo_message(md, env, name, i + (linked ? 1u : 0u));
+			results[k] = -1;
+		}
+	}
+	/* The second sync makes the new/ entries of the round durable. */
+	if (syncfs(md->tmp_fd) < 0) {
+		for (unsigned k = 0; k < n; k++)
+			if (results[k] == 0) {
+				build_name(md, msgs[k], name);
+				undo_message(md, &envs[k], name, envs[k].nmailboxes);
+				results[k] = -1;
+			}
+		return;
+	}
+	for (unsigned k = 0; k < n; k++)
+		if (results[k] == 0) {
+			build_name(md, msgs[k], name);
+			unlinkat(md->tmp_fd, name, 0);
+		}
 }

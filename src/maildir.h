@@ -58,6 +58,14 @@ void maildir_write(struct sink_msg *m, const char *buf, size_t len);
 /* 0: durable in every mailbox; -1: nothing delivered, tmp file removed. */
 int maildir_commit(struct maildir *md, struct sink_msg *m,
 		   const struct sink_envelope *env);
+/* Group commit: the messages whose data ended in the same loop pass
+ * share one sync round — one syncfs() for their files, the links, one
+ * syncfs() for the new/ directories — instead of two fsync()s each, so a
+ * burst of deliveries costs the loop two journal commits, not 2n. A
+ * round of one takes the plain maildir_commit() path. results[k] is 0
+ * (durable in every mailbox) or -1 (nothing delivered). */
+void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
+			  const struct sink_envelope *envs, unsigned n, int *results);
 /* Drops the message (oversized, bad line endings, client gone). */
 void maildir_abort(struct maildir *md, struct sink_msg *m);
 

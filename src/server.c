@@ -56,6 +56,17 @@ enum {
 	CF_TOOBIG = 8u, /* message data exceeded max_message_size */
 	CF_STOP = 16u,  /* shutting down: close after the message in progress */
 	CF_AUX = 32u,   /* a long AUTH line is being assembled in conn_aux() */
+	CF_COMMIT = 64u, /* the message waits for this loop pass's sync round */
+};
+
+/* The messages waiting for the group commit at the end of a loop pass. */
+struct commit_round {
+	struct conn **conns;
+	uint32_t *ids; /* a slot closed and reused meanwhile is not ours */
+	struct sink_msg **msgs;
+	struct sink_envelope *envs;
+	int *results;
+	unsigned n;
 };
 
 /* What survives a reload for one connector name: its counters and its
@@ -108,6 +119,7 @@ static struct server {
 	struct listener listeners[MAX_LISTENERS];
 	unsigned nlisteners;
 	struct stats st;
+	struct commit_round commits;
 	uint64_t now;
 	uint64_t accept_paused_until;
 	uint32_t next_id;
@@ -570,26 +582,17 @@ static void process_input(struct conn *c)
 	}
 }
 
-static void finish_message(struct conn *c, const struct smtp_data *d)
+static void reply_to_message(struct conn *c, enum smtp_data_status st)
 {
 	struct smtp_env e = session_env(c);
-	enum smtp_data_status st;
 	char ip[64];
 
-	if (d->bare_eol) {
-		st = DATA_BARE_EOL;
-	} else if (c->cflags & CF_TOOBIG) {
-		st = DATA_TOO_BIG;
-	} else {
-		struct sink_envelope env;
-		fill_envelope(c, &env, ip, sizeof ip);
-		st = maildir_commit(S.md, &c->msg, &env) == 0 ? DATA_STORED : DATA_STORE_FAILED;
-		c->msg.fd = -1;
-		if (st == DATA_STORED)
-			log_msg(LOG_LVL_INFO, "event=accepted id=%u ip=%s queue_id=%s size=%llu rcpts=%u",
-				c->id, ip, c->queue_id, (unsigned long long)c->data_size, c->s.nrcpt);
-		else
-			log_msg(LOG_LVL_ERROR, "event=store_error id=%u queue_id=%s", c->id, c->queue_id);
+	if (st == DATA_STORED) {
+		peer_text(c, ip, sizeof ip);
+		log_msg(LOG_LVL_INFO, "event=accepted id=%u ip=%s queue_id=%s size=%llu rcpts=%u", c->id, ip,
+			c->queue_id, (unsigned long long)c->data_size, c->s.nrcpt);
+	} else if (st == DATA_STORE_FAILED) {
+		log_msg(LOG_LVL_ERROR, "event=store_error id=%u queue_id=%s", c->id, c->queue_id);
 	}
 	if (c->msg.fd >= 0)
 		maildir_abort(S.md, &c->msg);
@@ -598,6 +601,61 @@ static void finish_message(struct conn *c, const struct smtp_data *d)
 		struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
 		c->s.state = SMTP_CLOSING;
 		outq_push(c, bye);
+	}
+}
+
+/* The end of data: a refused message is answered now, a good one joins
+ * the group commit of this loop pass and is answered after it. */
+static void finish_message(struct conn *c, const struct smtp_data *d)
+{
+	struct commit_round *r = &S.commits;
+	if (d->bare_eol) {
+		reply_to_message(c, DATA_BARE_EOL);
+	} else if (c->cflags & CF_TOOBIG) {
+		reply_to_message(c, DATA_TOO_BIG);
+	} else {
+		r->conns[r->n] = c;
+		r->ids[r->n] = c->id;
+		r->n++;
+		c->cflags |= CF_COMMIT;
+	}
+}
+
+static bool conn_flush(struct conn *c);
+static void process_input(struct conn *c);
+static void conn_update(struct conn *c);
+
+/* One sync round for every message that ended in this loop pass. */
+static void run_commits(void)
+{
+	struct commit_round *r = &S.commits;
+	unsigned n = 0;
+
+	for (unsigned k = 0; k < r->n; k++) {
+		struct conn *c = r->conns[k];
+		char ip[1] = "";
+		if (c->fd < 0 || c->id != r->ids[k] || !(c->cflags & CF_COMMIT))
+			continue;
+		r->conns[n] = c;
+		r->msgs[n] = &c->msg;
+		fill_envelope(c, &r->envs[n], ip, sizeof ip);
+		n++;
+	}
+	r->n = 0;
+	if (n == 0)
+		return;
+	maildir_commit_batch(S.md, r->msgs, r->envs, n, r->results);
+	for (unsigned k = 0; k < n; k++) {
+		struct conn *c = r->conns[k];
+		c->msg.fd = -1;
+		c->cflags &= (uint8_t)~CF_COMMIT;
+		reply_to_message(c, r->results[k] == 0 ? DATA_STORED : DATA_STORE_FAILED);
+		if (!conn_flush(c))
+			continue;
+		process_input(c);
+		if (!conn_flush(c))
+			continue;
+		conn_update(c);
 	}
 }
 
@@ -760,7 +818,7 @@ static bool conn_read(struct conn *c)
 
 static bool wants_input(const struct conn *c)
 {
-	if (c->cflags & CF_EOF)
+	if (c->cflags & (CF_EOF | CF_COMMIT))
 		return false;
 	if (c->phase != P_ACTIVE || c->s.state != SMTP_CMD)
 		return true;
@@ -1523,7 +1581,13 @@ static int setup(struct config *cfg)
 
 	S.loop = loop_new((int)maxfds);
 	S.tab = conn_table_new(S.boot.max_connections, S.max_rcpt);
-	if (!S.loop || !S.tab) {
+	S.commits.conns = calloc(S.boot.max_connections, sizeof *S.commits.conns);
+	S.commits.ids = calloc(S.boot.max_connections, sizeof *S.commits.ids);
+	S.commits.msgs = calloc(S.boot.max_connections, sizeof *S.commits.msgs);
+	S.commits.envs = calloc(S.boot.max_connections, sizeof *S.commits.envs);
+	S.commits.results = calloc(S.boot.max_connections, sizeof *S.commits.results);
+	if (!S.loop || !S.tab || !S.commits.conns || !S.commits.ids || !S.commits.msgs ||
+	    !S.commits.envs || !S.commits.results) {
 		log_msg(LOG_LVL_ERROR, "cannot allocate the connection table for %u connections",
 			S.boot.max_connections);
 		return -1;
@@ -1627,6 +1691,11 @@ static void teardown(void)
 	if (S.tls)
 		tls_free(S.tls);
 	conn_table_free(S.tab);
+	free(S.commits.conns);
+	free(S.commits.ids);
+	free(S.commits.msgs);
+	free(S.commits.envs);
+	free(S.commits.results);
 	loop_free(S.loop);
 	if (S.gen)
 		gen_unref(S.gen);
@@ -1691,6 +1760,7 @@ int server_run(struct config *cfg)
 			else
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
+		run_commits();
 		if (sig_term && !S.stopping)
 			begin_shutdown();
 		if (sig_hup) {
