@@ -431,6 +431,42 @@ static void test_bad_envelope(void)
 	CHECK(count("tmp", NULL, 0) == 0);
 }
 
+/* A group-commit round: good messages land in every mailbox, a failed one
+ * in none, and tmp/ ends empty. */
+static void test_batch(void)
+{
+	struct sink_msg m[3], *ms[3];
+	struct sink_envelope envs[3];
+	uint32_t ids_a[2], ids_b[1];
+	char qid[QUEUE_ID_MAX];
+	int results[3] = {9, 9, 9}, before = total_new();
+
+	ids_a[0] = id_of("alice@example.org");
+	ids_a[1] = id_of("carol@example.org");
+	ids_b[0] = id_of("dave@example.org");
+	base_env(&envs[0], ids_a, 2);
+	base_env(&envs[1], ids_b, 1);
+	base_env(&envs[2], ids_b, 1);
+	for (int k = 0; k < 3; k++) {
+		memset(&m[k], 0, sizeof m[k]);
+		m[k].fd = -1;
+		CHECK(maildir_begin(md, &m[k], &envs[k], qid) == 0);
+		maildir_write(&m[k], body, strlen(body));
+		ms[k] = &m[k];
+	}
+	m[1].error = EIO;
+	maildir_commit_batch(md, ms, envs, 3, results);
+	CHECK(results[0] == 0 && results[1] == -1 && results[2] == 0);
+	CHECK(total_new() == before + 3);
+	CHECK(count("tmp", NULL, 0) == 0);
+	CHECK(m[0].fd == -1 && m[1].fd == -1 && m[2].fd == -1);
+	/* A round of one takes the single path and works the same. */
+	CHECK(maildir_begin(md, &m[0], &envs[1], qid) == 0);
+	maildir_write(&m[0], body, strlen(body));
+	maildir_commit_batch(md, ms, envs + 1, 1, results);
+	CHECK(results[0] == 0 && total_new() == before + 4 && count("tmp", NULL, 0) == 0);
+}
+
 int main(void)
 {
 	static const char rfile[] = "alice@example.org\n"
@@ -463,6 +499,7 @@ int main(void)
 	test_write_error();
 	test_link_failure();
 	test_bad_envelope();
+	test_batch();
 	maildir_close(md);
 	recipients_unref(rc);
 	{
