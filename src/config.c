@@ -47,6 +47,7 @@ enum ktype {
 	K_LEVEL,
 	K_BINDINGS,
 	K_RANGES,
+	K_BANCMD, /* a command line split into argv words */
 	K_LATER, /* a key of a feature this version does not have */
 };
 
@@ -62,6 +63,7 @@ struct key {
 #define SK(n, t, f, lo, hi) { n, t, offsetof(struct server_conf, f), lo, hi, NULL, NULL }
 #define TK(n, t, f, lo, hi) { n, t, offsetof(struct tls_conf, f), lo, hi, NULL, NULL }
 #define AK(n, t, f, lo, hi) { n, t, offsetof(struct auth_conf, f), lo, hi, NULL, NULL }
+#define HK(n, t, f, lo, hi) { n, t, offsetof(struct harvest_conf, f), lo, hi, NULL, NULL }
 #define CK(n, t, f, lo, hi, x) { n, t, offsetof(struct connector_conf, f), lo, hi, x, NULL }
 #define LATER(n) { n, K_LATER, 0, 0, 0, NULL, NULL }
 #define CLATER(n, x, d) { n, K_LATER, 0, 0, 0, x, d }
@@ -119,14 +121,23 @@ static const struct key auth_keys[] = {
 	AK("users", K_PATH, users, 1, 0),
 };
 
+/* A million entries is tens of MB: already more than any router has. */
+static const struct key harvest_keys[] = {
+	HK("table_size", K_UINT, table_size, 0, 1000000),
+	HK("threshold", K_UINT, threshold, 1, 1000000),
+	HK("window", K_TIMESPAN, window, 1, 7 * DAY),
+	HK("ban_command", K_BANCMD, ban_buf, 0, 0),
+};
+
 #define NSERVER (sizeof server_keys / sizeof server_keys[0])
 #define NCONN (sizeof conn_keys / sizeof conn_keys[0])
 #define NTLS (sizeof tls_keys / sizeof tls_keys[0])
 #define NAUTH (sizeof auth_keys / sizeof auth_keys[0])
+#define NHARVEST (sizeof harvest_keys / sizeof harvest_keys[0])
 
 static const char default_ranges[] = "0.0.0.0-255.255.255.255, ::/0";
 
-enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_CONNECTOR, S_SKIP };
+enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
 
 /* Per-connector parse state that the loaded config does not keep. */
 struct conn_extra {
@@ -165,7 +176,8 @@ struct pstate {
 	int server_seen[NSERVER]; /* line a key was given on, 0 = not given */
 	int tls_seen[NTLS];
 	int auth_seen[NAUTH];
-	int tls_line, auth_line; /* of the section headers, 0 = absent */
+	int harvest_seen[NHARVEST];
+	int tls_line, auth_line, harvest_line; /* of the section headers, 0 = absent */
 };
 
 /* ---- messages ---------------------------------------------------------- */
@@ -622,6 +634,94 @@ static void apply_list(struct pstate *st, const struct key *k, const char *v)
 		st->cx->bad_list[k->type == K_RANGES] = true;
 }
 
+/* Split once here, so serving never parses it and no shell ever sees it:
+ * words are separated by spaces and tabs, and nothing else is special.
+ * Quotes are refused rather than passed on literally, since whoever
+ * writes them expects them to group words. The address must be a word of
+ * its own, so it always reaches the command as exactly one argument. */
+static void apply_ban(struct pstate *st, const struct key *k, const char *v,
+		      struct harvest_conf *hc)
+{
+	char e[ECHO_BUF], buf[CONF_BAN_MAX];
+	uint16_t off[CONF_BAN_WORDS] = { 0 };
+	unsigned argc = 0, addr = 0;
+	bool have_addr = false;
+	size_t n = strlen(v), used = 0, i;
+	const char *p = v;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		if (ch == '"' || ch == '\'') {
+			err_at(st, st->lineno,
+			       "%s: quotes are not supported (words are split on spaces and tabs, without a shell)",
+			       k->name);
+			return;
+		}
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			err_at(st, st->lineno, "%s: holds control characters", k->name);
+			return;
+		}
+	}
+	/* The words and their NULs never take more than the text and one NUL. */
+	if (n >= sizeof buf) {
+		err_at(st, st->lineno, "%s: longer than %zu octets", k->name, sizeof buf - 1);
+		return;
+	}
+	for (;;) {
+		const char *w;
+		size_t wlen;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		w = p;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+		wlen = (size_t)(p - w);
+		if (argc == CONF_BAN_WORDS) {
+			err_at(st, st->lineno, "%s: more than %d words", k->name, CONF_BAN_WORDS);
+			return;
+		}
+		off[argc] = (uint16_t)used;
+		memcpy(buf + used, w, wlen);
+		buf[used + wlen] = '\0';
+		used += wlen + 1;
+		if (strcmp(buf + off[argc], "%a") == 0) {
+			if (have_addr) {
+				err_at(st, st->lineno, "%s: %%a appears more than once", k->name);
+				return;
+			}
+			have_addr = true;
+			addr = argc;
+		} else if (strstr(buf + off[argc], "%a")) {
+			err_at(st, st->lineno, "%s: %%a must be a word of its own, not part of '%s'", k->name,
+			       echo(e, sizeof e, buf + off[argc]));
+			return;
+		}
+		argc++;
+	}
+	if (argc == 0) {
+		hc->ban_argc = 0;
+		return;
+	}
+	if (buf[0] != '/') {
+		err_at(st, st->lineno,
+		       "%s: '%s' must be an absolute path (the command runs without a shell or PATH search)",
+		       k->name, echo(e, sizeof e, buf));
+		return;
+	}
+	if (!have_addr) {
+		err_at(st, st->lineno, "%s: %%a is missing (the word that stands for the address)", k->name);
+		return;
+	}
+	memcpy(hc->ban_buf, buf, used);
+	memcpy(hc->ban_off, off, sizeof off);
+	hc->ban_argc = argc;
+	hc->ban_addr = addr;
+}
+
 static void apply(struct pstate *st, const struct key *k, const char *v, char *base)
 {
 	static const char *const levels[] = { "error", "warning", "notice", "info", "debug" };
@@ -701,6 +801,9 @@ static void apply(struct pstate *st, const struct key *k, const char *v, char *b
 	case K_BINDINGS:
 	case K_RANGES:
 		apply_list(st, k, v);
+		return;
+	case K_BANCMD:
+		apply_ban(st, k, v, &st->c->harvest);
 		return;
 	case K_LATER:
 		return;
@@ -903,7 +1006,13 @@ static void section(struct pstate *st, char *h)
 		return;
 	}
 	if (*q == '\0' && wlen == 7 && strncmp(word, "harvest", 7) == 0) {
-		err_at(st, st->lineno, "[%.*s] is not supported yet", (int)wlen, word);
+		if (st->harvest_line) {
+			err_at(st, st->lineno, "[harvest] appears twice (first at line %d)", st->harvest_line);
+			return;
+		}
+		st->harvest_line = st->lineno;
+		st->sect = S_HARVEST;
+		strcpy(st->sect_label, "[harvest]");
 		return;
 	}
 	err_at(st, st->lineno, "unknown section [%s]", echo(e, sizeof e, h + 1));
@@ -1071,6 +1180,10 @@ static int handler(void *user, const char *section_unused, const char *name, con
 		k = find_key(auth_keys, NAUTH, name, &idx);
 		seen = st->auth_seen;
 		base = (char *)&st->c->auth;
+	} else if (st->sect == S_HARVEST) {
+		k = find_key(harvest_keys, NHARVEST, name, &idx);
+		seen = st->harvest_seen;
+		base = (char *)&st->c->harvest;
 	} else {
 		k = find_key(conn_keys, NCONN, name, &idx);
 		seen = st->cx->seen;
@@ -1354,6 +1467,7 @@ static void finish(struct pstate *st)
 			err_at(st, st->auth_line, "[auth] needs users = FILE");
 		resolve_path(st, a->users, "users", lu);
 	}
+	st->c->harvest.enabled = st->c->harvest.table_size > 0;
 
 	if (st->nconns == 0) {
 		if (!st->bad_connector)
@@ -1391,6 +1505,9 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	strcpy(c->path, path);
 	set_server_defaults(&c->server);
 	c->tls.max_sessions = 16;
+	c->harvest.table_size = 1024;
+	c->harvest.threshold = 10;
+	c->harvest.window = 3600;
 
 	st.f = fopen(path, "re");
 	if (!st.f) {

@@ -87,11 +87,32 @@ struct auth_conf {
 	char users[PATH_MAX];
 };
 
+#define CONF_BAN_WORDS 16 /* argv words of ban_command, the command included */
+#define CONF_BAN_MAX 512  /* octets of all its words, each NUL-terminated */
+
+/* [harvest] (SPEC §3, §8). Without the section the defaults apply (the
+ * table is on); table_size = 0 turns the whole feature off, ban command
+ * included. ban_command is split once, at load, on spaces and tabs: no
+ * shell and no quoting, so no word can ever be reinterpreted. Word i is
+ * the string at ban_buf + ban_off[i]; word 0 is an absolute path; word
+ * ban_addr is exactly "%a", to be replaced by the address. */
+struct harvest_conf {
+	bool enabled;        /* table_size > 0 */
+	uint32_t table_size; /* 0..1,000,000 entries */
+	uint32_t threshold;  /* 1..1,000,000 unknown recipients */
+	uint32_t window;     /* seconds, 1 s .. 7 days */
+	char ban_buf[CONF_BAN_MAX];
+	uint16_t ban_off[CONF_BAN_WORDS];
+	unsigned ban_argc; /* 0 = no ban command */
+	unsigned ban_addr; /* index of the "%a" word, when ban_argc > 0 */
+};
+
 struct config {
 	char path[PATH_MAX];
 	struct server_conf server;
 	struct tls_conf tls;
 	struct auth_conf auth;
+	struct harvest_conf harvest;
 	struct connector_conf *connectors; /* malloc'd array */
 	unsigned nconnectors;
 };

@@ -7,6 +7,8 @@
 #include <netinet/tcp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 
 #include "auth.h"
 #include "conn_table.h"
+#include "harvest.h"
 #include "log.h"
 #include "loop.h"
 #include "maildir.h"
@@ -120,6 +123,10 @@ static struct server {
 	unsigned nlisteners;
 	struct stats st;
 	struct commit_round commits;
+	struct harvest *harvest;    /* NULL when [harvest] table_size = 0 */
+	uint64_t discredits_total, bans_total, ban_failures;
+	posix_spawn_file_actions_t ban_fa; /* stdin and stdout on /dev/null */
+	bool ban_fa_ready;
 	uint64_t now;
 	uint64_t accept_paused_until;
 	uint32_t next_id;
@@ -128,7 +135,7 @@ static struct server {
 	struct tw_node tick;
 } S;
 
-static volatile sig_atomic_t sig_term, sig_hup, sig_usr1;
+static volatile sig_atomic_t sig_term, sig_hup, sig_usr1, sig_chld;
 
 /* Scratch buffers shared by all connections: only one is served at a time. */
 static char rbuf[16384];
@@ -481,6 +488,79 @@ static void log_rcpt_reject(struct conn *c, const char *line, size_t len, enum r
 		reply_code(id), text);
 }
 
+static struct harvest_params harvest_params(void)
+{
+	struct harvest_params p = {S.gen->cfg.harvest.threshold, (uint64_t)S.gen->cfg.harvest.window * 1000u};
+	return p;
+}
+
+/* The harvest table only hears of sessions the tarpit applies to:
+ * trusted connectors (T = 0) and authenticated senders never count. */
+static bool harvest_applies(struct conn *c)
+{
+	struct smtp_env e = session_env(c);
+	return S.harvest && smtp_session_tarpitted(&c->s, &e);
+}
+
+/* The ban hook: argv split once at load, the address as its own word, no
+ * shell, posix_spawn so the loop never waits; children are reaped on
+ * SIGCHLD. At most once per source per window. */
+static void run_ban(const struct ip_addr *peer, const char *ip)
+{
+	const struct harvest_conf *h = &S.gen->cfg.harvest;
+	char *argv[CONF_BAN_WORDS + 1];
+	static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+	struct harvest_params p = harvest_params();
+	pid_t pid;
+	int rc;
+
+	if (h->ban_argc == 0 || !harvest_ban_due(S.harvest, peer, S.now, &p))
+		return;
+	for (unsigned i = 0; i < h->ban_argc; i++)
+		argv[i] = (char *)(i == h->ban_addr ? ip : h->ban_buf + h->ban_off[i]);
+	argv[h->ban_argc] = NULL;
+	rc = posix_spawn(&pid, argv[0], S.ban_fa_ready ? &S.ban_fa : NULL, NULL, argv, envp);
+	if (rc != 0) {
+		S.ban_failures++;
+		log_msg(LOG_LVL_ERROR, "event=ban_failed ip=%s error=\"%s\"", ip, strerror(rc));
+		return;
+	}
+	S.bans_total++;
+	log_msg(LOG_LVL_NOTICE, "event=ban ip=%s pid=%ld", ip, (long)pid);
+}
+
+static void reap_children(void)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			S.ban_failures++;
+			log_msg(LOG_LVL_WARNING, "event=ban_failed pid=%ld status=%d", (long)pid, status);
+		}
+	}
+}
+
+static void discredited_now(struct conn *c, const char *why)
+{
+	char ip[64];
+	peer_text(c, ip, sizeof ip);
+	S.discredits_total++;
+	log_msg(LOG_LVL_NOTICE, "event=discredited ip=%s reason=%s", ip, why);
+	run_ban(&c->peer, ip);
+}
+
+static void harvest_unknown_rcpt(struct conn *c)
+{
+	struct harvest_params p = harvest_params();
+	if (!harvest_applies(c))
+		return;
+	if (harvest_unknown(S.harvest, &c->peer, S.now, &p))
+		discredited_now(c, "unknown_recipients");
+	if (harvest_discredited(S.harvest, &c->peer, S.now, &p))
+		smtp_session_discredit(&c->s);
+}
+
 static void push_replies(struct conn *c, const struct smtp_reply *out, unsigned n, const char *line,
 			 size_t len)
 {
@@ -496,6 +576,10 @@ static void push_replies(struct conn *c, const struct smtp_reply *out, unsigned 
 		outq_push(c, r);
 		if (r.id == R_550_UNKNOWN || r.id == R_550_RELAY)
 			log_rcpt_reject(c, line, len, (enum reply_id)r.id);
+		if (r.id == R_550_UNKNOWN)
+			harvest_unknown_rcpt(c);
+		if (r.id == R_235_AUTH || r.id == R_535_AUTH)
+			log_msg(LOG_LVL_INFO, "event=auth id=%u result=%s", c->id, r.id == R_235_AUTH ? "ok" : "failed");
 	}
 }
 
@@ -714,8 +798,12 @@ static bool read_data(struct conn *c)
 
 static void on_eof(struct conn *c)
 {
-	if (waiting_on_tarpit(c))
+	if (waiting_on_tarpit(c)) {
+		struct harvest_params p = harvest_params();
 		STAT(c, tarpit_disconnects);
+		if (harvest_applies(c) && harvest_hangup(S.harvest, &c->peer, S.now, &p))
+			discredited_now(c, "hangup_while_tarpitted");
+	}
 	conn_close(c, c->outq_len ? "client_gone_waiting" : "client_closed");
 }
 
@@ -872,6 +960,12 @@ static void conn_update(struct conn *c)
 static void send_greeting(struct conn *c)
 {
 	struct smtp_reply r = {R_GREETING, 0};
+	struct harvest_params p = harvest_params();
+	/* A known harvester waits T for its greeting too (SPEC §8). */
+	if (harvest_applies(c) && harvest_discredited(S.harvest, &c->peer, S.now, &p)) {
+		smtp_session_discredit(&c->s);
+		r.flags |= RF_TARPIT;
+	}
 	c->phase = P_ACTIVE;
 	outq_push(c, r);
 }
@@ -1145,6 +1239,19 @@ static size_t format_stats(char *buf, size_t len, const char *scope, const struc
 static size_t render_stats(char *buf, size_t len)
 {
 	size_t off = format_stats(buf, len, "scope=server", &S.st);
+	if (off > 0 && off < len) {
+		/* The harvest table's figures ride on the server line. */
+		struct harvest_params p = harvest_params();
+		int n = snprintf(buf + off - 1, len - off + 1,
+				 " harvest_table_size=%u harvest_table_used=%u discredited_current=%u "
+				 "discredits_total=%llu bans_total=%llu ban_failures=%llu\n",
+				 S.harvest ? harvest_size(S.harvest) : 0, S.harvest ? harvest_used(S.harvest) : 0,
+				 S.harvest ? harvest_count_discredited(S.harvest, S.now, &p) : 0,
+				 (unsigned long long)S.discredits_total, (unsigned long long)S.bans_total,
+				 (unsigned long long)S.ban_failures);
+		if (n > 0 && (size_t)n < len - off + 1)
+			off += (size_t)n - 1;
+	}
 	for (unsigned i = 0; i < S.gen->n && off < len; i++) {
 		char scope[CONF_NAME_MAX + 40];
 		snprintf(scope, sizeof scope, "scope=connector name=\"%s\"", S.gen->connectors[i].cf->name);
@@ -1228,6 +1335,8 @@ static void on_signal(int sig)
 		sig_hup = 1;
 	else if (sig == SIGUSR1)
 		sig_usr1 = 1;
+	else if (sig == SIGCHLD)
+		sig_chld = 1;
 	r = write(S.sigpipe[1], &b, 1);
 	(void)r;
 	errno = saved;
@@ -1605,6 +1714,19 @@ static int setup(struct config *cfg)
 			return -1;
 		}
 	}
+	if (S.gen->cfg.harvest.enabled) {
+		S.harvest = harvest_new(S.gen->cfg.harvest.table_size);
+		if (!S.harvest) {
+			log_msg(LOG_LVL_ERROR, "cannot allocate the harvest table of %u entries",
+				S.gen->cfg.harvest.table_size);
+			return -1;
+		}
+		if (posix_spawn_file_actions_init(&S.ban_fa) == 0) {
+			posix_spawn_file_actions_addopen(&S.ban_fa, 0, "/dev/null", O_RDONLY, 0);
+			posix_spawn_file_actions_addopen(&S.ban_fa, 1, "/dev/null", O_WRONLY, 0);
+			S.ban_fa_ready = true;
+		}
+	}
 	if (S.gen->cfg.tls.enabled) {
 		/* The pool's contexts are set up on first use, so a server whose
 		 * clients never ask for TLS spends no memory on it. */
@@ -1643,6 +1765,7 @@ static int setup(struct config *cfg)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (loop_add(S.loop, S.sigpipe[0], LOOP_READ, TAG_SIGNAL) != 0)
 		return -1;
@@ -1690,6 +1813,9 @@ static void teardown(void)
 	users_free(S.users);
 	if (S.tls)
 		tls_free(S.tls);
+	harvest_free(S.harvest);
+	if (S.ban_fa_ready)
+		posix_spawn_file_actions_destroy(&S.ban_fa);
 	conn_table_free(S.tab);
 	free(S.commits.conns);
 	free(S.commits.ids);
@@ -1771,6 +1897,10 @@ int server_run(struct config *cfg)
 		if (sig_usr1) {
 			sig_usr1 = 0;
 			log_stats();
+		}
+		if (sig_chld) {
+			sig_chld = 0;
+			reap_children();
 		}
 	}
 	log_msg(LOG_LVL_NOTICE, "event=stop");

@@ -14,6 +14,7 @@ enum {
 	SS_UNKNOWN = 8u, /* an unknown recipient was seen in this session */
 	SS_TLS = 16u,    /* the session runs inside TLS */
 	SS_AUTH = 32u,   /* authenticated: never tarpitted */
+	SS_DISCREDITED = 64u, /* the source is a known harvester (SPEC §8) */
 };
 
 enum {
@@ -105,9 +106,15 @@ static struct smtp_reply rcpt_reply(const struct smtp_session *s, const struct s
 				    enum reply_id id)
 {
 	struct smtp_reply r = reply(s, e, id, 0);
-	if ((s->flags & SS_UNKNOWN) && e->conn->tarpit_all_after_unknown && smtp_session_tarpitted(s, e))
-		r.flags |= RF_TARPIT;
+	if (((s->flags & SS_UNKNOWN) && e->conn->tarpit_all_after_unknown) || (s->flags & SS_DISCREDITED))
+		if (smtp_session_tarpitted(s, e))
+			r.flags |= RF_TARPIT;
 	return r;
+}
+
+void smtp_session_discredit(struct smtp_session *s)
+{
+	s->flags |= SS_DISCREDITED;
 }
 
 static bool word_is(const char *w, size_t wl, const char *kw)
@@ -329,7 +336,7 @@ void smtp_session_tls_started(struct smtp_session *s)
 	/* RFC 3207 §4.2: forget all the client said in the clear. The
 	 * unknown-recipient mark and the error counts stay: a harvester must
 	 * not buy a clean slate with a handshake. */
-	s->flags = (uint8_t)(SS_TLS | (s->flags & SS_UNKNOWN));
+	s->flags = (uint8_t)(SS_TLS | (s->flags & (SS_UNKNOWN | SS_DISCREDITED)));
 	s->auth_state = AS_NONE;
 	s->helo[0] = 0;
 	s->helo_len = 0;
@@ -375,11 +382,11 @@ static unsigned auth_plain(struct smtp_session *s, const struct smtp_env *e,
 {
 	const char *user, *pass;
 	size_t ulen, plen;
-	if (sasl_plain_parse(msg, len, &user, &ulen, &pass, &plen) != 0) {
-		s->auth_state = AS_NONE;
-		out[0] = reply(s, e, R_501_AUTH_B64, 0);
-		return 1;
-	}
+	/* A PLAIN message that decodes but is not "authzid NUL user NUL
+	 * password" (or names another authzid) is a failed login, so it
+	 * counts towards max_auth_failures like a wrong password. */
+	if (sasl_plain_parse(msg, len, &user, &ulen, &pass, &plen) != 0)
+		return auth_verdict(s, e, "", 0, "", 0, out);
 	return auth_verdict(s, e, user, ulen, pass, plen, out);
 }
 
@@ -460,6 +467,10 @@ static unsigned cmd_auth(struct smtp_session *s, const struct smtp_env *e, const
 	}
 	while (wl < alen && arg[wl] != ' ')
 		wl++;
+	if (wl == 0) {
+		out[0] = reply(s, e, R_501_ARGS, 0);
+		return 1;
+	}
 	resp = arg + wl;
 	rlen = alen - wl;
 	while (rlen && resp[0] == ' ') {

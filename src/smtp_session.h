@@ -118,6 +118,9 @@ bool smtp_session_in_tls(const struct smtp_session *s);
 bool smtp_session_long_line_ok(const struct smtp_session *s, const char *start, size_t len);
 #define AUTH_LINE_MAX 1024 /* octets of an AUTH line, CRLF included */
 
+/* The source is discredited (SPEC §8): every RCPT reply waits T. */
+void smtp_session_discredit(struct smtp_session *s);
+
 /* Whether the tarpit applies to this session's 5xx replies. */
 bool smtp_session_tarpitted(const struct smtp_session *s, const struct smtp_env *e);
 bool smtp_session_in_transaction(const struct smtp_session *s);

@@ -23,9 +23,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("TARPITD_BIN", REPO / "build" / "host" / "tarpitd"))
 
+# TARPITD_TIME_SCALE (make test-firmware: the binary under qemu-user) widens
+# the margin for an undelayed reply, never up to DELAYED, so the timing
+# tests still tell a tarpitted reply from an undelayed one.
+TIME_SCALE = float(os.environ.get("TARPITD_TIME_SCALE", "1"))
 T = 2.0          # the tarpit interval the timing tests configure
 DELAYED = 1.9    # a tarpitted reply arrives at least this late
-IMMEDIATE = 1.0  # an undelayed reply arrives sooner than this
+IMMEDIATE = min(1.0 * TIME_SCALE, 1.7)  # an undelayed reply arrives sooner than this
 
 DEFAULT_RECIPIENTS = """\
 # test recipients

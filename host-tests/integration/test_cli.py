@@ -199,12 +199,36 @@ def test_check_server_errors(tmp_path, bad, words):
     assert_error_at(p, ini, line_of(text, bad), *words)
 
 
-@pytest.mark.parametrize("section", ["[harvest]"])
-def test_check_unsupported_sections(tmp_path, section):
-    text = BASE + "\n" + section + "\n"
+@pytest.mark.parametrize("section", [
+    "[harvest]",
+    "[harvest]\ntable_size = 0",
+    "[harvest]\ntable_size = 1000000\nthreshold = 1\nwindow = 7.00:00:00",
+    "[harvest]\nwindow = 00:00:01\n"
+    "ban_command = /usr/sbin/nft add element inet fw4 tarpitd_ban { %a timeout 1h }",
+])
+def test_check_harvest_ok(tmp_path, section):
+    ini = write(tmp_path, BASE + "\n" + section + "\n")
+    p = run("-c", ini, "check")
+    assert p.returncode == 0, p.stderr
+    assert "OK" in p.stdout
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("table_size = 1000001", ["table_size", "maximum 1000000"]),
+    ("threshold = 0", ["threshold", "minimum 1"]),
+    ("window = 00:00:00", ["window", "minimum 00:00:01"]),
+    ("window = 7.00:00:01", ["window", "maximum 7.00:00:00"]),
+    ("ban_command = nft add element inet fw4 tarpitd_ban { %a }", ["ban_command", "absolute path"]),
+    ("ban_command = /usr/sbin/nft add element inet fw4 tarpitd_ban {%a}", ["ban_command", "{%a}"]),
+    ("ban_command = /bin/ban", ["ban_command", "%a is missing"]),
+    ('ban_command = /bin/sh -c "ban %a"', ["ban_command", "quotes"]),
+    ("colour = blue", ["colour", "[harvest]"]),
+])
+def test_check_harvest_errors(tmp_path, bad, words):
+    text = BASE + "\n[harvest]\n" + bad + "\n"
     ini = write(tmp_path, text)
     p = run("-c", ini, "check")
-    assert_error_at(p, ini, line_of(text, section), "not supported")
+    assert_error_at(p, ini, line_of(text, bad), *words)
 
 
 def test_check_unknown_section(tmp_path):

@@ -155,6 +155,12 @@ static void test_defaults(void)
 	CHECK_STR(cfg.tls.certificate, "");
 	CHECK_STR(cfg.auth.users, "");
 	CHECK(cfg.tls.max_sessions == 16);
+	/* No [harvest]: the table is on with SPEC's defaults, no ban command. */
+	CHECK(cfg.harvest.enabled);
+	CHECK(cfg.harvest.table_size == 1024);
+	CHECK(cfg.harvest.threshold == 10);
+	CHECK(cfg.harvest.window == 3600);
+	CHECK(cfg.harvest.ban_argc == 0);
 }
 
 static void test_every_key(void)
@@ -281,8 +287,8 @@ static void test_errors(void)
 	CHECK_STR(err, E(" no [connector \"NAME\"] section"));
 	CHECK(load(CONN "[connector \"A\"]\n") == -1);
 	CHECK_STR(err, E("3: duplicate connector name 'A' (first at line 1)"));
-	CHECK(load(CONN "\n[harvest]\ntable_size = 1024\n") == -1);
-	CHECK_STR(err, E("4: [harvest] is not supported yet"));
+	CHECK(load(CONN "\n[harvest]\ntable_size = 1024\n[harvest]\n") == -1);
+	CHECK_STR(err, E("6: [harvest] appears twice (first at line 4)"));
 	CHECK(load(CONN "[bogus]\nx = 1\n") == -1);
 	CHECK_STR(err, E("3: unknown section [bogus]"));
 	CHECK(load(CONN "[server \"x\"]\n") == -1);
@@ -434,8 +440,8 @@ static void test_errors(void)
 			 "4: bindings: at least one ip:port is required"));
 
 	/* Keys of a refused section are not reported once more. */
-	CHECK(load(CONN "[harvest]\nthreshold = 10\nbogus = y\n") == -1);
-	CHECK_STR(err, E("3: [harvest] is not supported yet"));
+	CHECK(load(CONN "[harvest]\nthreshold = 10\n[harvest]\nbogus = y\n") == -1);
+	CHECK_STR(err, E("5: [harvest] appears twice (first at line 3)"));
 
 	/* A value quoted back is cut and made printable. */
 	CHECK(load(CONN "enabled = 0123456789012345678901234567890123456789012345678901234567890123456789\n") == -1);
@@ -1001,6 +1007,157 @@ static void test_tls_auth(void)
 	CHECK(load(CONN "[auth]\nusers = u\n") == 0);
 }
 
+/* Word i of the loaded ban command. */
+static const char *ban_word(unsigned i)
+{
+	return i < cfg.harvest.ban_argc ? cfg.harvest.ban_buf + cfg.harvest.ban_off[i] : NULL;
+}
+
+static void test_harvest(void)
+{
+	unsigned i;
+
+	/* Every key, and an empty section meaning the defaults. */
+	CHECK(load(CONN "[harvest]\n") == 0);
+	CHECK(cfg.harvest.enabled && cfg.harvest.table_size == 1024 && cfg.harvest.threshold == 10 &&
+	      cfg.harvest.window == 3600 && cfg.harvest.ban_argc == 0);
+	CHECK(load("[harvest]\ntable_size = 7\nthreshold = 1\nwindow = 00:00:01\n" CONN) == 0);
+	CHECK_STR(err, "");
+	CHECK(cfg.harvest.enabled && cfg.harvest.table_size == 7 && cfg.harvest.threshold == 1 &&
+	      cfg.harvest.window == 1);
+	CHECK(load(CONN "[harvest]\ntable_size = 1000000\nthreshold = 1000000\nwindow = 7.00:00:00\n") == 0);
+	CHECK(cfg.harvest.table_size == 1000000 && cfg.harvest.threshold == 1000000 &&
+	      cfg.harvest.window == 7 * 86400);
+	CHECK(load(CONN "[harvest]\nwindow = 6.23:59:59\n") == 0);
+	CHECK(cfg.harvest.window == 7 * 86400 - 1);
+	/* 0 turns the table off; the other keys are still checked. */
+	CHECK(load(CONN "[harvest]\ntable_size = 0\nban_command = /bin/true %a\n") == 0);
+	CHECK(!cfg.harvest.enabled && cfg.harvest.table_size == 0);
+	CHECK(load(CONN "[harvest]\ntable_size = 0\nthreshold = 0\n") == -1);
+	CHECK_STR(err, E("5: threshold: 0 is below the minimum 1"));
+
+	/* Ranges. */
+	CHECK(load(CONN "[harvest]\ntable_size = 1000001\n") == -1);
+	CHECK_STR(err, E("4: table_size: 1000001 is above the maximum 1000000"));
+	CHECK(load(CONN "[harvest]\ntable_size = -1\n") == -1);
+	CHECK_STR(err, E("4: table_size: '-1' is not a number"));
+	CHECK(load(CONN "[harvest]\nthreshold = 99999999999999999999999\n") == -1);
+	CHECK_STR(err, E("4: threshold: 99999999999999999999999 is above the maximum 1000000"));
+	CHECK(load(CONN "[harvest]\nwindow = 00:00:00\n") == -1);
+	CHECK_STR(err, E("4: window: 00:00:00 is below the minimum 00:00:01"));
+	CHECK(load(CONN "[harvest]\nwindow = 0\n") == -1);
+	CHECK_STR(err, E("4: window: 0 is below the minimum 00:00:01"));
+	CHECK(load(CONN "[harvest]\nwindow = 7.00:00:01\n") == -1);
+	CHECK_STR(err, E("4: window: 7.00:00:01 is above the maximum 7.00:00:00"));
+	CHECK(load(CONN "[harvest]\nwindow = 1h\n") == -1);
+	CHECK_STR(err, E("4: window: '1h' is not a TimeSpan ([d.]hh:mm:ss)"));
+	CHECK(load(CONN "[harvest]\nwindow = 00:00:05\nwindow = 00:00:06\n") == -1);
+	CHECK_STR(err, E("5: duplicate key 'window' (first at line 4)"));
+	CHECK(load(CONN "[harvest]\ntarpit_interval = 00:00:05\n") == -1);
+	CHECK_STR(err, E("4: unknown key 'tarpit_interval' in [harvest]"));
+	CHECK(load(CONN "[harvest \"x\"]\n") == -1);
+	CHECK_STR(err, E("3: unknown section [harvest \"x\"]"));
+	/* Keys after [harvest] are not connector keys any more. */
+	CHECK(load(CONN "[harvest]\nbindings = 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("4: unknown key 'bindings' in [harvest]"));
+
+	/* ban_command: split once into words, on spaces and tabs. */
+	CHECK(load(CONN "[harvest]\nban_command = /usr/sbin/nft add element inet fw4 tarpitd_ban { %a timeout 1h }\n") == 0);
+	CHECK_STR(err, "");
+	CHECK(cfg.harvest.ban_argc == 11);
+	CHECK(cfg.harvest.ban_addr == 7);
+	CHECK_STR(ban_word(0), "/usr/sbin/nft");
+	CHECK_STR(ban_word(5), "tarpitd_ban");
+	CHECK_STR(ban_word(6), "{");
+	CHECK_STR(ban_word(7), "%a");
+	CHECK_STR(ban_word(9), "1h");
+	CHECK_STR(ban_word(10), "}");
+	CHECK(load(CONN "[harvest]\nban_command = \t/x/ban.sh  \t %a\t-v\n") == 0);
+	CHECK(cfg.harvest.ban_argc == 3 && cfg.harvest.ban_addr == 1);
+	CHECK_STR(ban_word(0), "/x/ban.sh");
+	CHECK_STR(ban_word(1), "%a");
+	CHECK_STR(ban_word(2), "-v");
+	/* Shell characters mean nothing: they are plain octets of a word. */
+	CHECK(load(CONN "[harvest]\nban_command = /bin/echo $HOME `x` |&>< %a \\ *\n") == 0);
+	CHECK(cfg.harvest.ban_argc == 7);
+	CHECK_STR(ban_word(1), "$HOME");
+	CHECK_STR(ban_word(2), "`x`");
+	CHECK_STR(ban_word(3), "|&><");
+	CHECK_STR(ban_word(5), "\\");
+	CHECK_STR(ban_word(6), "*");
+	/* A comment after whitespace is no part of the command. */
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban %a ; the address\n") == 0);
+	CHECK(cfg.harvest.ban_argc == 2);
+	/* 16 words fit, 17 do not. */
+	CHECK(load(CONN "[harvest]\nban_command = /b %a 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n") == 0);
+	CHECK(cfg.harvest.ban_argc == 16);
+	for (i = 2; i < 16; i++) {
+		char w[8];
+
+		snprintf(w, sizeof w, "%u", i + 1);
+		CHECK_STR(ban_word(i), w);
+	}
+	CHECK(load(CONN "[harvest]\nban_command = /b %a 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17\n") == -1);
+	CHECK_STR(err, E("4: ban_command: more than 16 words"));
+	/* Empty: no ban command. */
+	CHECK(load(CONN "[harvest]\nban_command =\n") == 0);
+	CHECK(cfg.harvest.ban_argc == 0);
+
+	/* The refusals. */
+	CHECK(load(CONN "[harvest]\nban_command = nft add element inet fw4 s { %a }\n") == -1);
+	CHECK_STR(err, E("4: ban_command: 'nft' must be an absolute path (the command runs without a shell or PATH search)"));
+	CHECK(load(CONN "[harvest]\nban_command = %a /bin/ban\n") == -1);
+	CHECK_STR(err, E("4: ban_command: '%a' must be an absolute path (the command runs without a shell or PATH search)"));
+	CHECK(load(CONN "[harvest]\nban_command = ./ban %a\n") == -1);
+	CHECK_STR(err, E("4: ban_command: './ban' must be an absolute path (the command runs without a shell or PATH search)"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban\n") == -1);
+	CHECK_STR(err, E("4: ban_command: %a is missing (the word that stands for the address)"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban x%a\n") == -1);
+	CHECK_STR(err, E("4: ban_command: %a must be a word of its own, not part of 'x%a'"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban %a/32\n") == -1);
+	CHECK_STR(err, E("4: ban_command: %a must be a word of its own, not part of '%a/32'"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban {%a}\n") == -1);
+	CHECK_STR(err, E("4: ban_command: %a must be a word of its own, not part of '{%a}'"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/%a %a\n") == -1);
+	CHECK_STR(err, E("4: ban_command: %a must be a word of its own, not part of '/bin/%a'"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban %a %a\n") == -1);
+	CHECK_STR(err, E("4: ban_command: %a appears more than once"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban \"%a\"\n") == -1);
+	CHECK_STR(err, E("4: ban_command: quotes are not supported (words are split on spaces and tabs, without a shell)"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban 'a b' %a\n") == -1);
+	CHECK_STR(err, E("4: ban_command: quotes are not supported (words are split on spaces and tabs, without a shell)"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban\x01 %a\n") == -1);
+	CHECK_STR(err, E("4: ban_command: holds control characters"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban\x7f %a\n") == -1);
+	CHECK_STR(err, E("4: ban_command: holds control characters"));
+	CHECK(load(CONN "[harvest]\nban_command = /bin/ban %a\nban_command = /bin/ban %a\n") == -1);
+	CHECK_STR(err, E("5: duplicate key 'ban_command' (first at line 4)"));
+	/* Other placeholders and '%' are plain text. */
+	CHECK(load(CONN "[harvest]\nban_command = /bin/date +%s %A %% %a\n") == 0);
+	CHECK_STR(ban_word(1), "+%s");
+	CHECK_STR(ban_word(2), "%A");
+	CHECK_STR(ban_word(3), "%%");
+	/* A long word is kept whole; a line past the reader's limit is
+	 * refused as a whole, never split. */
+	{
+		char t[700];
+		size_t n = (size_t)snprintf(t, sizeof t, CONN "[harvest]\nban_command = /b %%a ");
+		size_t start = n;
+
+		while (n < start + 150)
+			t[n++] = 'x';
+		t[n] = '\0';
+		CHECK(load(strcat(t, "\n")) == 0);
+		CHECK(cfg.harvest.ban_argc == 3 && strlen(ban_word(2) ? ban_word(2) : "") == 150);
+		while (n < sizeof t - 3)
+			t[n++] = 'x';
+		t[n++] = '\n';
+		t[n] = '\0';
+		CHECK(load(t) == -1);
+		CHECK(strstr(err, ":4: line too long") != NULL);
+	}
+}
+
 static void test_fields(void)
 {
 	struct connector_conf *c;
@@ -1149,6 +1306,7 @@ int main(void)
 	test_overlaps();
 	test_wildcards();
 	test_tls_auth();
+	test_harvest();
 	test_fields();
 	if (loaded)
 		config_free(&cfg);

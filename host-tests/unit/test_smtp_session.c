@@ -340,7 +340,8 @@ int main(void)
 		CHECK(say("*") == 501 && id() == R_501_AUTH_CANCEL);
 		CHECK(say("AUTH PLAIN") == 334);
 		CHECK(say("not base64!") == 501 && id() == R_501_AUTH_B64);
-		CHECK(say("AUTH PLAIN =") == 501); /* decodes to nothing: malformed */
+		CHECK(say("AUTH PLAIN =") == 535); /* decodes to nothing: a failed login */
+		CHECK(say("AUTH") == 501);
 		/* in a transaction */
 		CHECK(say("MAIL FROM:<a@b.c>") == 250);
 		CHECK(say("AUTH PLAIN") == 503);
