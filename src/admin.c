@@ -28,34 +28,22 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "log.h"
 
 #define INI_MAX (1024 * 1024)        /* an INI file larger than this is not ours */
 #define STATS_MAX (4 * 1024 * 1024)  /* ditto for the server's stats answer */
 #define STATS_TIMEOUT_MS 5000
 #define MAX_FIELDS 64
-#define ECHO_MAX 60
 
 /* Arguments quoted back are cut and made printable, so they cannot garble
  * the terminal the error is shown on. */
+/* A faulty value quoted back in a message (log_echo). */
 static const char *echo(char *buf, size_t len, const char *s)
 {
-	size_t i, n = 0;
-
-	for (i = 0; s[i] && n + 4 < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (i == ECHO_MAX) {
-			memcpy(buf + n, "...", 3);
-			n += 3;
-			break;
-		}
-		buf[n++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-	}
-	buf[n] = '\0';
-	return buf;
+	return log_echo(buf, len, s, strlen(s));
 }
 
-#define ECHO_BUF (ECHO_MAX + 8)
+#define ECHO_BUF LOG_ECHO_BUF
 
 /* ---- the INI text as lines ------------------------------------------------ */
 

@@ -25,6 +25,8 @@
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/version.h>
 
+#include "log.h"
+
 #define HASH_LEN 32
 #define SALT_MIN 8
 #define SALT_MAX 64
@@ -40,7 +42,6 @@
 #define USERS_FILE_MAX (16u * 1024 * 1024)
 #define SCHEME "$pbkdf2-sha256$"
 #define SCHEME_LEN (sizeof SCHEME - 1)
-#define ECHO_MAX 60
 
 struct user_ent {
 	uint32_t iterations;
@@ -256,25 +257,8 @@ static bool name_ok(const char *s, size_t n)
 	return true;
 }
 
-static const char *echo(char *buf, size_t len, const char *s, size_t n)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < n && o + 4 < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (i == ECHO_MAX) {
-			memcpy(buf + o, "...", 3);
-			o += 3;
-			break;
-		}
-		buf[o++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-	}
-	buf[o] = '\0';
-	return buf;
-}
-
-#define ECHO_BUF (ECHO_MAX + 8)
+#define echo log_echo
+#define ECHO_BUF LOG_ECHO_BUF
 
 /* ---- messages ------------------------------------------------------------------- */
 

@@ -13,6 +13,7 @@
  * fit in one inih line.
  */
 #include "config.h"
+#include "log.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -32,7 +33,6 @@
 #define MSG_SIZE_MIN ((uint64_t)KIB)
 #define MSG_SIZE_MAX ((uint64_t)2 * KIB * KIB * KIB)
 
-#define ECHO_MAX 60 /* octets of a faulty value quoted back in a message */
 
 enum ktype {
 	K_UINT,
@@ -218,25 +218,13 @@ static void err_at(struct pstate *st, int line, const char *fmt, ...)
 
 /* Values quoted back in messages are cut and made printable, so a broken
  * file cannot flood or garble the terminal it is reported on. */
+/* A faulty value quoted back in a message (log_echo). */
 static const char *echo(char *buf, size_t len, const char *s)
 {
-	size_t i, n = 0;
-
-	for (i = 0; s[i] && n + 4 < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (i == ECHO_MAX) {
-			memcpy(buf + n, "...", 3);
-			n += 3;
-			break;
-		}
-		buf[n++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
-	}
-	buf[n] = '\0';
-	return buf;
+	return log_echo(buf, len, s, strlen(s));
 }
 
-#define ECHO_BUF (ECHO_MAX + 8)
+#define ECHO_BUF LOG_ECHO_BUF
 
 /* ---- value parsers ----------------------------------------------------- */
 

@@ -109,3 +109,21 @@ size_t log_neuter(char *dst, size_t dstlen, const char *src, size_t srclen)
 	dst[i] = '\0';
 	return i;
 }
+
+const char *log_echo(char *buf, size_t len, const char *s, size_t n)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < n && o + 4 < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (i == LOG_ECHO_MAX) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		buf[o++] = (ch >= 0x20 && ch < 0x7f) ? (char)ch : '?';
+	}
+	buf[o] = '\0';
+	return buf;
+}

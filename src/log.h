@@ -22,4 +22,11 @@ void log_msg(enum log_level level, const char *fmt, ...)
  * Returns the length written. */
 size_t log_neuter(char *dst, size_t dstlen, const char *src, size_t srclen);
 
+/* A faulty value quoted back in an error message: at most LOG_ECHO_MAX
+ * octets of s (then "..."), control and 8-bit octets shown as '?'. buf
+ * should hold LOG_ECHO_BUF octets. Returns buf. */
+#define LOG_ECHO_MAX 60
+#define LOG_ECHO_BUF (LOG_ECHO_MAX + 8)
+const char *log_echo(char *buf, size_t len, const char *s, size_t n);
+
 #endif
