@@ -27,7 +27,7 @@ LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 UNIT_SRCS := $(wildcard host-tests/unit/test_*.c)
 UNIT_BINS := $(patsubst host-tests/unit/%.c,$(BUILD)/%,$(UNIT_SRCS))
 
-.PHONY: all run test unit integration deps clean
+.PHONY: all run test unit integration deps clean fuzz
 all: $(BUILD)/tarpitd
 
 # V=1 shows the full commands.
@@ -67,6 +67,11 @@ integration: $(BUILD)/tarpitd
 test: deps
 	$(MAKE) unit
 	$(MAKE) integration
+
+# libFuzzer targets (clang), each for FUZZ_SECONDS (default 60), after the
+# saved reproducers in host-tests/fuzz/regress/.
+fuzz:
+	sh host-tests/fuzz/run.sh
 
 clean:
 	rm -rf build

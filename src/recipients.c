@@ -424,6 +424,9 @@ static void parse_line(struct loader *L, const char *line, size_t len)
 		lerr(L, "out of memory");
 		return;
 	}
+	/* Interning the domain may have grown and rehashed the table: the
+	 * address's slot index is looked up again, never reused. */
+	slot = find(L->r, L->arena, abuf, tlen[0]);
 	L->r->slots[slot].rcpt = mbox;
 	L->r->slots[slot].line = (L->r->slots[slot].line & DOMAIN_BIT) | (L->line & LINE_MASK);
 	L->r->slots[dslot].line |= DOMAIN_BIT;

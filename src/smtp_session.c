@@ -350,6 +350,10 @@ static bool starts_with_auth(const char *line, size_t len)
 
 bool smtp_session_long_line_ok(const struct smtp_session *s, const char *start, size_t len)
 {
+	/* Never inside a transaction: AUTH is refused there, and the long
+	 * line is assembled in the envelope memory that holds its recipients. */
+	if (s->flags & SS_MAIL)
+		return false;
 	return s->auth_state != AS_NONE || starts_with_auth(start, len);
 }
 
@@ -403,11 +407,8 @@ static int decode(const char *in, size_t len, unsigned char *out, size_t outsz, 
 static unsigned auth_login_user(struct smtp_session *s, const struct smtp_env *e,
 				const unsigned char *user, size_t len, struct smtp_reply out[2])
 {
-	if (len == 0 || len > AUTH_USER_MAX) {
-		s->auth_state = AS_NONE;
-		out[0] = reply(s, e, R_535_AUTH, 0);
-		return 1;
-	}
+	if (len == 0 || len > AUTH_USER_MAX)
+		return auth_verdict(s, e, "", 0, "", 0, out); /* counts as a failure */
 	memcpy(s->env->first_rcpt, user, len);
 	s->env->first_len = (uint16_t)len;
 	s->auth_state = AS_LOGIN_PASS;

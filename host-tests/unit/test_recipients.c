@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stdbool.h>
+
 #include "check.h"
 #include "recipients.h"
 
@@ -438,6 +440,64 @@ static void test_big(void)
 	recipients_unref(r);
 }
 
+/* Found by the fuzzer: interning a domain grew and rehashed the table
+ * while the address's slot index was still in use, so one address got
+ * another's mailbox. Every address of a file that grows the table must
+ * still resolve to its own mailbox. */
+static void test_growth_keeps_mailboxes(void)
+{
+	static const char text[] =
+		"u0@example.net\n"
+		"u1@d28.test\n"
+		"u2@example.net box2\n"
+		"u3@example.net\n"
+		"u4@example.org\n"
+		"u5@example.org\n"
+		"u6@d19.test\n"
+		"u7@example.org\n"
+		"u8@example.net\n"
+		"u9@d2.test\n"
+		"u10@d1.test box10\n"
+		"u11@example.org\n"
+		"u12@example.net box12\n"
+		"u13@example.org\n"
+		"u14@example.org box14\n"
+		"u15@example.org\n"
+		"u16@example.net\n"
+		"u17@d39.test\n"
+		"u18@d8.test box18\n"
+		"u19@example.org\n"
+		"u20@example.org\n"
+		"u21@d23.test box21\n"
+		"u22@example.org\n";
+	char err[512], line[128];
+	const char *p = text;
+	struct recipients *r = recipients_load(write_file("growth", text, sizeof text - 1), err, sizeof err);
+	bool ok = true;
+
+	CHECK(r != NULL);
+	if (!r)
+		return;
+	while (*p) {
+		char addr[64], mbox[64];
+		size_t n = strcspn(p, "\n");
+		int k;
+		snprintf(line, sizeof line, "%.*s", (int)n, p);
+		p += n + (p[n] == '\n');
+		k = sscanf(line, "%63s %63s", addr, mbox);
+		if (k < 1)
+			continue;
+		if (k == 1)
+			snprintf(mbox, sizeof mbox, "%s", addr);
+		if (strcmp(box(r, addr), mbox) != 0) {
+			fprintf(stderr, "%s -> %s, want %s\n", addr, box(r, addr), mbox);
+			ok = false;
+		}
+	}
+	CHECK(ok);
+	recipients_unref(r);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof(dir), "/tmp/test_recipients.XXXXXX");
@@ -451,6 +511,7 @@ int main(void)
 	test_line_length();
 	test_open_errors();
 	test_big();
+	test_growth_keeps_mailboxes();
 	{
 		char cmd[128];
 

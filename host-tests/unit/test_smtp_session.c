@@ -345,7 +345,13 @@ int main(void)
 		/* in a transaction */
 		CHECK(say("MAIL FROM:<a@b.c>") == 250);
 		CHECK(say("AUTH PLAIN") == 503);
-		/* a long AUTH line is its own error */
+		/* in a transaction a long AUTH line is just a long line: its
+		 * envelope memory holds the recipients */
+		CHECK(!smtp_session_long_line_ok(&s, "auth plain", 10));
+		nout = smtp_session_line(&s, &env, "AUTH PLAIN AAAA", 15, true, out);
+		CHECK(nout == 1 && out[0].id == R_500_TOOLONG);
+		/* outside one, a long AUTH line is its own error */
+		CHECK(say("RSET") == 250);
 		nout = smtp_session_line(&s, &env, "AUTH PLAIN AAAA", 15, true, out);
 		CHECK(nout == 1 && out[0].id == R_500_AUTH_LONG);
 		CHECK(smtp_session_long_line_ok(&s, "auth plain", 10) && !smtp_session_long_line_ok(&s, "MAIL", 4));

@@ -1,0 +1,25 @@
+# ramips-mt7621: MediaTek MT7621 (MIPS 1004Kc, little-endian, no FPU),
+# e.g. Xiaomi Mi Router 4A Gigabit, Netgear R6220; 128 MB RAM class.
+# Format: a make fragment read by firmware/firmware.mk (docs/firmware.md).
+BOARD_DESC        := MediaTek MT7621, mipsel 24Kc, 128 MB
+BOARD_BUILD       := static
+BOARD_DEB_ARCH    := mipsel
+BOARD_TRIPLET     := mipsel-linux-gnu
+# OpenWrt's MIPS cores have no FPU and OpenWrt kernels have no FPU
+# emulator, while Debian's musl for mipsel is hard-float: musl is rebuilt
+# soft-float from Debian's source package, with soft-float arithmetic
+# from glibc's soft-fp sources (firmware/build.sh).
+BOARD_LIBC        := musl-softfloat
+BOARD_CFLAGS      := -march=24kc -mno-branch-likely -msoft-float
+# MIPS16e (as OpenWrt builds packages for these cores): about a quarter
+# less code for the daemon; mbedTLS keeps MIPS32 for its assembly.
+BOARD_DAEMON_CFLAGS := -mips16 -minterlink-mips16
+BOARD_PKG_ARCH    := mipsel_24kc
+BOARD_QEMU        := qemu-mipsel-static -cpu 24Kc
+BOARD_FILE_MATCH  := ELF 32-bit LSB executable, MIPS, MIPS32 rel2
+BOARD_TEST        := yes
+# Sizing for 128 MB: 512 slots cost about 0.7 MB, a TLS session about
+# 40 KB, a harvest table entry 64 bytes.
+BOARD_MAX_CONNECTIONS    := 512
+BOARD_TLS_MAX_SESSIONS   := 8
+BOARD_HARVEST_TABLE_SIZE := 1024

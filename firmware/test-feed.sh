@@ -1,0 +1,81 @@
+#!/bin/sh
+# Smoke test of the OpenWrt feed package Makefile without an SDK (make
+# test-feed): a stand-in TOPDIR provides the few rules.mk/package.mk
+# variables and macros the package uses, with their OpenWrt meaning
+# (PKG_BUILD_DIR, INSTALL_*, MAKE_VARS in the environment, MAKE_FLAGS on
+# the command line, Build/Compile/Default, BuildPackage running Prepare,
+# Compile and install into a root). The host compiler stands in for the
+# target's, linking Debian's shared mbedTLS and libinih as the SDK would
+# link OpenWrt's. Checks the installed files, the conffiles and the
+# board sizing picked from board/$(BOARD)-$(SUBTARGET).mk.
+set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() { d=$1; shift; if "$@" >/dev/null 2>&1; then ok; else bad "$d"; fi; }
+
+tmp=$(mktemp -d)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT INT TERM
+top=$tmp/sdk
+mkdir -p "$top/include" "$top/build_dir" "$top/ipkg"
+cat > "$top/rules.mk" <<'EOF'
+INCLUDE_DIR := $(TOPDIR)/include
+BUILD_DIR := $(TOPDIR)/build_dir
+BOARD := ath79
+SUBTARGET := generic
+TARGET_CC := gcc
+TARGET_CFLAGS := -Os -pipe
+TARGET_LDFLAGS :=
+EOF
+cat > "$top/include/package.mk" <<'EOF'
+PKG_BUILD_DIR := $(BUILD_DIR)/$(PKG_NAME)-$(PKG_VERSION)
+INSTALL_DIR := install -d -m0755
+INSTALL_BIN := install -m0755
+INSTALL_CONF := install -m0600
+CP := cp -fpR
+MAKE_VARS = CFLAGS="$(TARGET_CFLAGS)" CXXFLAGS="$(TARGET_CFLAGS)" LDFLAGS="$(TARGET_LDFLAGS)"
+MAKE_FLAGS = CC="$(TARGET_CC)" CROSS="" ARCH="mips"
+define Build/Compile/Default
+	+$(MAKE_VARS) $(MAKE) -C $(PKG_BUILD_DIR) $(MAKE_FLAGS) $(1)
+endef
+define BuildPackage
+.PHONY: compile
+compile:
+	$$(call Build/Prepare)
+	$$(call Build/Compile)
+	$$(call Package/$(1)/install,$(TOPDIR)/ipkg/$(1))
+	printf '$$(subst $$(newline),\n,$$(Package/$(1)/conffiles))\n' > $(TOPDIR)/ipkg/conffiles
+	printf '%s\n' 'SECTION=$$(SECTION) CATEGORY=$$(CATEGORY) DEPENDS=$$(DEPENDS)' > $(TOPDIR)/ipkg/info
+endef
+define newline
+
+
+endef
+EOF
+# Package/<name> defines SECTION etc.; the real package.mk evaluates it.
+pkg=$tmp/feed/tarpitd
+mkdir -p "$tmp/feed"
+cp -R "$root/firmware/openwrt/tarpitd" "$pkg"
+printf '\n$(eval $(Package/tarpitd))\n' >> "$pkg/Makefile"
+
+if make -C "$pkg" TOPDIR="$top" TARPITD_SRC="$root" compile > "$tmp/build.log" 2>&1; then ok; else
+	tail -30 "$tmp/build.log" >&2; bad "feed package build"; fi
+r=$top/ipkg/tarpitd
+check "installs /usr/sbin/tarpitd" test -x "$r/usr/sbin/tarpitd"
+check "the binary runs" "$r/usr/sbin/tarpitd" --version
+check "installs /etc/init.d/tarpitd" test -x "$r/etc/init.d/tarpitd"
+check "installs /etc/tarpitd/tarpitd.ini" test -f "$r/etc/tarpitd/tarpitd.ini"
+check "installs /etc/tarpitd/recipients" test -f "$r/etc/tarpitd/recipients"
+want=$(sed -n 's/^BOARD_MAX_CONNECTIONS *:= *//p' "$root/board/ath79-generic.mk")
+check "ath79-generic sizing in tarpitd.ini (max_connections = $want)" \
+	grep -qx "max_connections = $want" "$r/etc/tarpitd/tarpitd.ini"
+want=$(sed -n 's/^BOARD_HARVEST_TABLE_SIZE *:= *//p' "$root/board/ath79-generic.mk")
+check "ath79-generic sizing in tarpitd.ini (table_size = $want)" \
+	grep -qx "table_size = $want" "$r/etc/tarpitd/tarpitd.ini"
+check "conffiles" grep -qx /etc/tarpitd/recipients "$top/ipkg/conffiles"
+check "conffiles" grep -qx /etc/tarpitd/tarpitd.ini "$top/ipkg/conffiles"
+check "section, category, depends" grep -qx 'SECTION=mail CATEGORY=Mail DEPENDS=+libmbedtls +libinih' "$top/ipkg/info"
+check "version from the project Makefile" test -d "$top/build_dir/tarpitd-$(sed -n 's/^VERSION *:= *//p' "$root/Makefile")"
+echo "test-feed: $pass passed, $fail failed"
+[ "$fail" = 0 ]
