@@ -27,7 +27,7 @@ LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 UNIT_SRCS := $(wildcard host-tests/unit/test_*.c)
 UNIT_BINS := $(patsubst host-tests/unit/%.c,$(BUILD)/%,$(UNIT_SRCS))
 
-.PHONY: all run test unit integration deps clean fuzz
+.PHONY: all run test unit integration deps clean fuzz test-valgrind test-faults
 all: $(BUILD)/tarpitd
 
 # V=1 shows the full commands.
@@ -61,8 +61,29 @@ run: deps $(BUILD)/tarpitd
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do $$t || fail=1; done; exit $$fail
 
+# The fault-injection tests run apart (make test-faults).
 integration: $(BUILD)/tarpitd
-	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) $(PYTHON) -m pytest -q host-tests/integration $(PYTEST_ARGS)
+	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) $(PYTHON) -m pytest -q -m "not faults" host-tests/integration $(PYTEST_ARGS)
+
+VALGRIND_LOGS := $(BUILD)/valgrind
+VALGRIND_UNIT := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9
+
+# Unit tests and the whole integration suite with the server under
+# valgrind memcheck: any error or definite/indirect leak fails the run.
+test-valgrind: deps $(BUILD)/tarpitd $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do $(VALGRIND_UNIT) $$t || fail=1; done; exit $$fail
+	rm -rf $(VALGRIND_LOGS)
+	TARPITD_BIN=$(abspath host-tests/valgrind/tarpitd-valgrind) \
+	TARPITD_VALGRIND_BIN=$(abspath $(BUILD)/tarpitd) \
+	TARPITD_VALGRIND_LOGS=$(abspath $(VALGRIND_LOGS)) \
+	TARPITD_TIME_SCALE=$${TARPITD_TIME_SCALE:-4} PYTHONPATH=$(abspath host-tests/valgrind) \
+	$(PYTHON) -m pytest -q -p conftest_valgrind host-tests/integration $(PYTEST_ARGS); \
+	rc=$$?; $(PYTHON) host-tests/valgrind/vgscan.py $(VALGRIND_LOGS) || rc=1; exit $$rc
+
+# Fault injection (SPEC §5, §9): kill -9 under load, storage failures,
+# descriptor exhaustion, 50,000-connection churn.
+test-faults: deps $(BUILD)/tarpitd
+	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) $(PYTHON) -m pytest -q -rxX host-tests/integration/test_faults.py $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) unit

@@ -2,7 +2,7 @@
 # Installs the Debian packages the host build and tests need, when missing.
 # As root it runs apt-get; otherwise through sudo if available; else it
 # prints the one command that does it and fails.
-PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest swaks openssl"
+PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest swaks openssl valgrind"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

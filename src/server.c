@@ -706,7 +706,7 @@ static void finish_message(struct conn *c, const struct smtp_data *d)
 }
 
 static bool conn_flush(struct conn *c);
-static void process_input(struct conn *c);
+static bool conn_pump(struct conn *c);
 static void conn_update(struct conn *c);
 
 /* One sync round for every message that ended in this loop pass. */
@@ -734,10 +734,7 @@ static void run_commits(void)
 		c->msg.fd = -1;
 		c->cflags &= (uint8_t)~CF_COMMIT;
 		reply_to_message(c, r->results[k] == 0 ? DATA_STORED : DATA_STORE_FAILED);
-		if (!conn_flush(c))
-			continue;
-		process_input(c);
-		if (!conn_flush(c))
+		if (!conn_pump(c))
 			continue;
 		conn_update(c);
 	}
@@ -1010,13 +1007,31 @@ static void conn_on_timer(struct conn *c)
 		if (!conn_read(c))
 			return;
 	}
-	if (!conn_flush(c))
-		return;
-	if (c->phase == P_ACTIVE)
-		process_input(c);
-	if (!conn_flush(c))
+	if (!conn_pump(c))
 		return;
 	conn_update(c);
+}
+
+/* Flushes and runs queued command lines until neither makes progress:
+ * one wake-up may have to answer a whole pipelined batch, several reply
+ * queues long, and no further event would come for it. False if the
+ * connection was closed. */
+static bool conn_pump(struct conn *c)
+{
+	for (;;) {
+		uint16_t in_len, aux_len;
+		uint8_t outq_len;
+		if (!conn_flush(c))
+			return false;
+		if (c->phase != P_ACTIVE || c->s.state != SMTP_CMD || (!c->in_len && !(c->cflags & CF_AUX)))
+			return true;
+		in_len = c->in_len;
+		aux_len = c->aux_len;
+		outq_len = c->outq_len;
+		process_input(c);
+		if (c->in_len == in_len && c->aux_len == aux_len && c->outq_len == outq_len)
+			return true;
+	}
 }
 
 static void conn_on_event(struct conn *c, unsigned events)
@@ -1047,11 +1062,8 @@ static void conn_on_event(struct conn *c, unsigned events)
 			return;
 	}
 	/* Replies that went out may have made room for queued commands. */
-	if (c->phase == P_ACTIVE && c->s.state == SMTP_CMD && (c->in_len || (c->cflags & CF_AUX))) {
-		process_input(c);
-		if (!conn_flush(c))
-			return;
-	}
+	if (!conn_pump(c))
+		return;
 	conn_update(c);
 }
 
@@ -1116,12 +1128,16 @@ static void on_accept(unsigned li)
 			if (errno == EMFILE || errno == ENFILE) {
 				/* Out of descriptors: spend the reserve one to refuse
 				 * politely, then pause instead of spinning. */
-				if (S.reserve_fd >= 0) {
+				/* Every client already waiting is refused now, not one
+				 * per pause. */
+				while (S.reserve_fd >= 0) {
 					close(S.reserve_fd);
 					fd = accept4(S.listeners[li].fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 					if (fd >= 0)
 						refuse(fd, R_421_FULL, NULL);
 					S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+					if (fd < 0)
+						break;
 				}
 				log_msg(LOG_LVL_WARNING, "event=accept_paused reason=descriptors");
 				pause_accept();
@@ -1675,9 +1691,10 @@ static int setup(struct config *cfg)
 		if (S.gen->connectors[i].cf->max_recipients_per_message > S.max_rcpt)
 			S.max_rcpt = (uint16_t)S.gen->connectors[i].cf->max_recipients_per_message;
 
-	/* Every slot needs one descriptor, plus listeners, the message being
-	 * stored, the control and signal descriptors and the reserve. */
-	maxfds = S.boot.max_connections + MAX_LISTENERS + 16;
+	/* Every slot may need two descriptors (its socket and the message it
+	 * is receiving), plus the listeners, the control socket and its
+	 * clients, the signal pipe, the reserve and a commit's directories. */
+	maxfds = 2 * S.boot.max_connections + MAX_LISTENERS + CONTROL_CLIENTS + 32;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
 		rl.rlim_cur = rl.rlim_max < maxfds ? rl.rlim_max : maxfds;
 		setrlimit(RLIMIT_NOFILE, &rl);

@@ -46,6 +46,10 @@ PROBE_SOURCE = "127.0.0.254"
 SANITIZER_MARK = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "faults: fault-injection tests (make test-faults)")
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

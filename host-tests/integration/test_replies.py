@@ -796,9 +796,14 @@ def test_back_pressure_and_inactivity(server):
     sent = 0
     stalled_since = None
     limit = 64 * 1024 * 1024
+    pending = chunk
     while True:
         try:
-            sent += s.send(chunk)
+            # A short send must go on where it stopped: gluing the next
+            # chunk onto half a line would make bogus commands.
+            n = s.send(pending)
+            sent += n
+            pending = pending[n:] or chunk
             stalled_since = None
         except BlockingIOError:
             if stalled_since is None:
