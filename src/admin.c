@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "fileio.h"
 #include "log.h"
 
 #define INI_MAX (1024 * 1024)        /* an INI file larger than this is not ours */
@@ -701,21 +702,6 @@ static int read_all(int fd, struct buf *b, size_t max)
 	}
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Where set writes: the file itself, or what a symbolic link names, so
  * the link survives the rename. */
 struct target {
@@ -786,7 +772,7 @@ static int write_tmp(struct target *tg, const char *text, size_t len)
 		/* Not root: the file becomes the caller's, which is all a
 		 * non-root user can do anyway. */
 	}
-	if (fchmod(fd, tg->st.st_mode & 07777) != 0 || write_all(fd, text, len) != 0 || fsync(fd) != 0) {
+	if (fchmod(fd, tg->st.st_mode & 07777) != 0 || fd_write_all(fd, text, len) != 0 || fsync(fd) != 0) {
 		int e = errno;
 
 		close(fd);

@@ -25,6 +25,7 @@
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/version.h>
 
+#include "fileio.h"
 #include "log.h"
 
 #define HASH_LEN 32
@@ -643,21 +644,6 @@ out:
 	return r;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* The whole file, or *len 0 and NULL when it does not exist. */
 static int read_existing(const char *path, char **text, size_t *len, struct stat *st, bool *exists)
 {
@@ -889,7 +875,7 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 	    fchown(fd, st.st_uid, st.st_gid) != 0) {
 		/* Not root: the file becomes the caller's. */
 	}
-	if (fchmod(fd, 0600) != 0 || write_all(fd, out, outlen) != 0 || fsync(fd) != 0) {
+	if (fchmod(fd, 0600) != 0 || fd_write_all(fd, out, outlen) != 0 || fsync(fd) != 0) {
 		set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
 		goto out;
 	}

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "recipients.h"
 
 #ifndef PATH_MAX
@@ -224,25 +225,6 @@ static int format_date(uint32_t sec, char *buf, size_t len)
 	return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0) {
-			errno = EIO;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* A header field must fit its share of the buffer and must not carry a
  * line break or other control octet into the stored message. */
 static bool field_ok(const char *s, size_t max)
@@ -306,7 +288,7 @@ int maildir_begin(struct maildir *md, struct sink_msg *m,
 		errno = EOVERFLOW;
 		goto fail;
 	}
-	if (write_all(m->fd, hdr, (size_t)n) < 0)
+	if (fd_write_all(m->fd, hdr, (size_t)n) < 0)
 		goto fail;
 	m->size = (uint64_t)n;
 	if (queue_id)
@@ -325,7 +307,7 @@ void maildir_write(struct sink_msg *m, const char *buf, size_t len)
 {
 	if (m->fd < 0 || m->error)
 		return;
-	if (write_all(m->fd, buf, len) < 0) {
+	if (fd_write_all(m->fd, buf, len) < 0) {
 		m->error = errno ? errno : EIO;
 		return;
 	}
