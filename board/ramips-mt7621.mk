@@ -11,6 +11,11 @@ BOARD_TRIPLET     := mipsel-linux-gnu
 # from glibc's soft-fp sources (firmware/build.sh).
 BOARD_LIBC        := musl-softfloat
 BOARD_CFLAGS      := -march=24kc -mno-branch-likely -msoft-float
+# mbedTLS and the daemon are linked only into a static executable: non-PIC
+# calls and data access (direct jal, no $gp set-up per function) make
+# their code about 15% smaller than Debian's default PIC -mabicalls, and
+# stay abicalls, so they link with Debian's libgcc and libinih as they are.
+BOARD_EXE_CFLAGS  := -mno-shared -mplt
 # MIPS16e (as OpenWrt builds packages for these cores): about a quarter
 # less code for the daemon; mbedTLS keeps MIPS32 for its assembly.
 BOARD_DAEMON_CFLAGS := -mips16 -minterlink-mips16

@@ -29,7 +29,7 @@ say() { echo "firmware[$BOARD]: $*"; }
 # was built from; a different description means build again.
 fresh() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
-common="$BOARD_CFLAGS -Os -ffunction-sections -fdata-sections -fno-pie -fno-asynchronous-unwind-tables -fno-unwind-tables"
+common="$BOARD_CFLAGS ${BOARD_EXE_CFLAGS:-} -Os -ffunction-sections -fdata-sections -fno-pie -fno-asynchronous-unwind-tables -fno-unwind-tables"
 mbed_config=$ROOT/firmware/mbedtls_config.h
 mbed_define="-DMBEDTLS_CONFIG_FILE='\"$mbed_config\"'"
 
