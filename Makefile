@@ -5,26 +5,36 @@
 VERSION   := 0.1.0
 BACKEND   ?= epoll
 SAN       ?= 0
+# TLS=0: no STARTTLS, for boards with 4 MB of flash (src/tls_none.c);
+# AUTH stays, with mbedTLS's crypto library only.
+TLS       ?= 1
 PYTHON    ?= /usr/bin/python3
+NOTLS     := $(if $(filter 0,$(TLS)),-notls)
 
 ifeq ($(SAN),1)
-BUILD     ?= build/host-san-$(BACKEND)
+BUILD     ?= build/host-san-$(BACKEND)$(NOTLS)
 CFLAGS    += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS   += -fsanitize=address,undefined
 else ifeq ($(BACKEND),epoll)
-BUILD     ?= build/host
+BUILD     ?= build/host$(NOTLS)
 CFLAGS    += -Os -g
 else
-BUILD     ?= build/host-$(BACKEND)
+BUILD     ?= build/host-$(BACKEND)$(NOTLS)
 CFLAGS    += -Os -g
 endif
 
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -DTARPITD_VERSION='"$(VERSION)"'
+ifeq ($(TLS),0)
+CFLAGS    += -DTARPITD_NO_TLS
+LDLIBS    += -linih -lmbedcrypto
+else
 LDLIBS    += -linih -lmbedtls -lmbedx509 -lmbedcrypto
+endif
 
-LIB_SRCS  := $(filter-out src/main.c src/loop_epoll.c src/loop_poll.c,$(wildcard src/*.c)) src/loop_$(BACKEND).c
+LIB_SRCS  := $(filter-out src/main.c src/loop_epoll.c src/loop_poll.c src/tls.c src/tls_none.c,$(wildcard src/*.c)) \
+             src/loop_$(BACKEND).c src/tls$(if $(NOTLS),_none).c
 LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
-UNIT_SRCS := $(wildcard host-tests/unit/test_*.c)
+UNIT_SRCS := $(filter-out $(if $(NOTLS),host-tests/unit/test_tls.c),$(wildcard host-tests/unit/test_*.c))
 UNIT_BINS := $(patsubst host-tests/unit/%.c,$(BUILD)/%,$(UNIT_SRCS))
 
 .PHONY: all run test unit integration deps clean fuzz test-valgrind test-faults
@@ -63,7 +73,7 @@ unit: $(UNIT_BINS)
 
 # The fault-injection tests run apart (make test-faults).
 integration: $(BUILD)/tarpitd
-	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) $(PYTHON) -m pytest -q -m "not faults" host-tests/integration $(PYTEST_ARGS)
+	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) TARPITD_TLS=$(TLS) $(PYTHON) -m pytest -q -m "not faults" host-tests/integration $(PYTEST_ARGS)
 
 VALGRIND_LOGS := $(BUILD)/valgrind
 VALGRIND_UNIT := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9

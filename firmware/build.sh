@@ -158,32 +158,36 @@ else
 fi
 
 # --- 4. the daemon ---------------------------------------------------------------
+# TLS=0 (no STARTTLS, for 4 MB-flash boards) goes to build/<board>/notls/,
+# packaged as tarpitd-nossl.
+tls=${TLS:-1}
+if [ "$tls" = 0 ]; then DOUT=$OUT/notls pkg=tarpitd-nossl; else DOUT=$OUT pkg=tarpitd; fi
 cppflags="-isystem $OUT/include -isystem $OUT/mbedtls/include $mbed_define"
 cflags="$common ${BOARD_DAEMON_CFLAGS:-}"
-ldflags="-static -no-pie -Wl,--gc-sections -Wl,--build-id=none -Wl,-Map=$OUT/daemon/tarpitd.map -L$OUT/lib"
-desc="daemon $CC $cppflags $cflags $ldflags $(cat "$OUT/mbedtls/.stamp")"
-if ! fresh "$OUT/daemon/.stamp" "$desc"; then
-	rm -rf "$OUT/daemon"
-	mkdir -p "$OUT/daemon"
-	echo "$desc" > "$OUT/daemon/.stamp"
+ldflags="-static -no-pie -Wl,--gc-sections -Wl,--build-id=none -Wl,-Map=$DOUT/daemon/tarpitd.map -L$OUT/lib"
+desc="daemon TLS=$tls $CC $cppflags $cflags $ldflags $(cat "$OUT/mbedtls/.stamp")"
+if ! fresh "$DOUT/daemon/.stamp" "$desc"; then
+	rm -rf "$DOUT/daemon"
+	mkdir -p "$DOUT/daemon"
+	echo "$desc" > "$DOUT/daemon/.stamp"
 fi
-say "building the daemon"
+say "building the daemon (TLS=$tls)"
 env -u MAKEFLAGS -u MFLAGS CPPFLAGS="$cppflags" CFLAGS="$cflags" LDFLAGS="$ldflags" LDLIBS="" \
-	make --no-print-directory -j"$JOBS" BUILD="$OUT/daemon" BACKEND=epoll SAN=0 \
-	CC="$CC" AR="$T-ar" "$OUT/daemon/tarpitd"
+	make --no-print-directory -j"$JOBS" BUILD="$DOUT/daemon" BACKEND=epoll SAN=0 TLS="$tls" \
+	CC="$CC" AR="$T-ar" "$DOUT/daemon/tarpitd"
 
 # --- 5. strip, check, package ----------------------------------------------------------
-"$T-strip" --strip-all -R .comment -o "$OUT/tarpitd" "$OUT/daemon/tarpitd"
-desc=$(file -b "$OUT/tarpitd")
+"$T-strip" --strip-all -R .comment -o "$DOUT/tarpitd" "$DOUT/daemon/tarpitd"
+desc=$(file -b "$DOUT/tarpitd")
 case $desc in
 	"$BOARD_FILE_MATCH"*", statically linked"*", stripped"*) ;;
 	*) say "unexpected binary: $desc (wanted $BOARD_FILE_MATCH, statically linked, stripped)"; exit 1 ;;
 esac
 if [ "$BOARD_LIBC" = musl-softfloat ]; then
-	n=$(fpu_count "$OUT/daemon/tarpitd")
+	n=$(fpu_count "$DOUT/daemon/tarpitd")
 	[ "$n" = 0 ] || { say "the binary has $n FPU instructions; the board has no FPU"; exit 1; }
 	desc="$desc; no FPU instruction"
 fi
-say "$OUT/tarpitd: $(wc -c < "$OUT/tarpitd") bytes: $desc"
-sh "$ROOT/firmware/mkipk.sh" "$OUT" "$BOARD_PKG_ARCH" "$VERSION" "$OUT/tarpitd" \
-	"$BOARD_MAX_CONNECTIONS" "$BOARD_TLS_MAX_SESSIONS" "$BOARD_HARVEST_TABLE_SIZE"
+say "$DOUT/tarpitd: $(wc -c < "$DOUT/tarpitd") bytes: $desc"
+sh "$ROOT/firmware/mkipk.sh" "$DOUT" "$BOARD_PKG_ARCH" "$VERSION" "$DOUT/tarpitd" \
+	"$BOARD_MAX_CONNECTIONS" "$BOARD_TLS_MAX_SESSIONS" "$BOARD_HARVEST_TABLE_SIZE" "$pkg"

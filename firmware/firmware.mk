@@ -89,5 +89,6 @@ test-firmware: firmware $(FW_RUN)
 
 # Builds every static board, then writes the table.
 size:
-	@set -e; for b in $(FW_BOARDS_STATIC); do $(MAKE) --no-print-directory firmware BOARD=$$b; done
+	@set -e; for b in $(FW_BOARDS_STATIC); do for t in 1 0; do \
+		$(MAKE) --no-print-directory firmware BOARD=$$b TLS=$$t; done; done
 	@sh firmware/size.sh docs/benchmarks.md $(FW_BOARDS_STATIC)

@@ -3,13 +3,15 @@
 # ar, tar and gzip: an ar archive of debian-binary ("2.0"),
 # control.tar.gz and data.tar.gz, in that order, as opkg reads it.
 #
-# usage: mkipk.sh OUT_DIR PKG_ARCH VERSION BINARY MAX_CONNECTIONS TLS_MAX_SESSIONS HARVEST_TABLE_SIZE
-# Writes OUT_DIR/tarpitd_VERSION-1_PKG_ARCH.ipk and prints its path.
+# usage: mkipk.sh OUT_DIR PKG_ARCH VERSION BINARY MAX_CONNECTIONS TLS_MAX_SESSIONS HARVEST_TABLE_SIZE [PACKAGE]
+# Writes OUT_DIR/PACKAGE_VERSION-1_PKG_ARCH.ipk and prints its path.
+# PACKAGE is tarpitd, or tarpitd-nossl for a binary built with TLS=0 (it
+# provides and replaces tarpitd, as OpenWrt's -nossl variants do).
 set -eu
-out=$1 arch=$2 version=$3 bin=$4 maxconn=$5 sessions=$6 table=$7
+out=$1 arch=$2 version=$3 bin=$4 maxconn=$5 sessions=$6 table=$7 pkg=${8:-tarpitd}
 root=$(cd "$(dirname "$0")/.." && pwd)
 release=1
-ipk="$out/tarpitd_${version}-${release}_${arch}.ipk"
+ipk="$out/${pkg}_${version}-${release}_${arch}.ipk"
 work="$out/ipk"
 rm -rf "$work"
 mkdir -p "$work/control" "$work/data/usr/sbin" "$work/data/etc/init.d" "$work/data/etc/tarpitd"
@@ -22,16 +24,20 @@ chmod 0644 "$work/data/etc/tarpitd/tarpitd.ini"
 install -m 0644 "$root/config/recipients.example" "$work/data/etc/tarpitd/recipients"
 
 size=$(du -sk "$work/data" | cut -f1)
+variant=""
+[ "$pkg" = tarpitd ] || variant="Provides: tarpitd
+Conflicts: tarpitd
+"
 cat > "$work/control/control" <<EOT
-Package: tarpitd
+Package: $pkg
 Version: ${version}-${release}
 Depends: libc
-Source: tarpitd
+${variant}Source: tarpitd
 Section: mail
 Architecture: $arch
 Installed-Size: $((size * 1024))
 Description: SMTP tarpit for routers: accepts mail for the listed recipients
- and slows down address harvesters (one static binary, mbedTLS inside).
+ and slows down address harvesters (one static binary$([ "$pkg" = tarpitd ] && echo ", mbedTLS inside" || echo ", no STARTTLS")).
 EOT
 printf '/etc/tarpitd/tarpitd.ini\n/etc/tarpitd/recipients\n' > "$work/control/conffiles"
 # As OpenWrt's default_postinst/default_prerm do: on a running router

@@ -31,6 +31,11 @@ T = 2.0          # the tarpit interval the timing tests configure
 DELAYED = 1.9    # a tarpitted reply arrives at least this late
 IMMEDIATE = min(1.0 * TIME_SCALE, 1.7)  # an undelayed reply arrives sooner than this
 
+# TARPITD_TLS=0: the binary is built without TLS (make TLS=0); the tests
+# that need STARTTLS are skipped and test_notls.py runs instead.
+WITH_TLS = os.environ.get("TARPITD_TLS", "1") != "0"
+needs_tls = pytest.mark.skipif(not WITH_TLS, reason="built without TLS (TLS=0)")
+
 DEFAULT_RECIPIENTS = """\
 # test recipients
 alice@example.org

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, DEFAULT_RECIPIENTS
+from conftest import BIN, DEFAULT_RECIPIENTS, needs_tls
 
 BASE = """\
 [server]
@@ -483,6 +483,7 @@ def make_pair(directory, name, cn="localhost"):
 TLS_BASE = BASE + "\n[tls]\ncertificate = a.crt\nkey = a.key\n"
 
 
+@needs_tls
 def test_check_tls_good_pair(tmp_path):
     make_pair(tmp_path, "a")
     ini = write(tmp_path, TLS_BASE)
@@ -491,6 +492,7 @@ def test_check_tls_good_pair(tmp_path):
     assert "OK" in p.stdout
 
 
+@needs_tls
 def test_check_tls_mismatched_key(tmp_path):
     make_pair(tmp_path, "a")
     make_pair(tmp_path, "b", cn="other")
@@ -501,6 +503,7 @@ def test_check_tls_mismatched_key(tmp_path):
     assert str(tmp_path / "b.key") in p.stderr and "match" in p.stderr
 
 
+@needs_tls
 @pytest.mark.parametrize("which, content", [
     ("key", None), ("key", "not a key\n"), ("crt", None), ("crt", "not a certificate\n")],
     ids=["key-missing", "key-garbage", "cert-missing", "cert-garbage"])
@@ -518,6 +521,7 @@ def test_check_tls_bad_files(tmp_path, which, content):
     assert p.stderr.startswith(f"{bad}:"), p.stderr
 
 
+@needs_tls
 def test_check_reports_users_and_tls_together(tmp_path):
     make_pair(tmp_path, "a")
     make_pair(tmp_path, "b", cn="other")

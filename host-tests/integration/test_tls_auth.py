@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from conftest import (BIN, DEFAULT_RECIPIENTS, DELAYED, IMMEDIATE, SANITIZER_MARK, T,
+from conftest import (BIN, WITH_TLS, DEFAULT_RECIPIENTS, DELAYED, IMMEDIATE, SANITIZER_MARK, T,
                       Client, Closed, Server, free_port, parse_stored, render_ini)
 
 TP = "00:00:02"
@@ -99,6 +99,8 @@ def tserver(tmp_path, pki):
         port = free_port()
         connector.setdefault("bindings", f"127.0.0.1:{port}")
         extra = ""
+        if with_tls and not WITH_TLS:
+            pytest.skip("built without TLS (TLS=0)")
         if with_tls:
             extra += (f"\n[tls]\ncertificate = {pki['cert']}\nkey = {key or pki['key']}\n"
                       f"max_sessions = {max_sessions}\n")

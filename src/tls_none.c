@@ -1,0 +1,97 @@
+/* tls_none: tls.h for a build without TLS (make TLS=0), for boards with
+ * 4 MB of flash where mbedTLS's SSL and X.509 code does not fit.
+ *
+ * config.c refuses a [tls] section in such a build, with its line, so
+ * tls_new() and tls_check_files() are never reached with a valid
+ * configuration; they still fail cleanly rather than pretend. The session
+ * machine never offers STARTTLS without a pool, so nothing else here is
+ * ever called.
+ */
+#include "tls.h"
+
+#include <stdio.h>
+
+static const char no_tls[] = "this tarpitd is built without TLS (TLS=0): remove the [tls] section";
+
+struct tls *tls_new(const char *cert_path, const char *key_path, unsigned max_sessions,
+		    char *err, size_t errlen)
+{
+	(void)cert_path;
+	(void)key_path;
+	(void)max_sessions;
+	snprintf(err, errlen, "%s", no_tls);
+	return NULL;
+}
+
+void tls_free(struct tls *t)
+{
+	(void)t;
+}
+
+int tls_check_files(const char *cert_path, const char *key_path, char *err, size_t errlen)
+{
+	return tls_new(cert_path, key_path, 0, err, errlen) ? 0 : -1;
+}
+
+int tls_acquire(struct tls *t, int fd)
+{
+	(void)t;
+	(void)fd;
+	return -1;
+}
+
+void tls_release(struct tls *t, int idx)
+{
+	(void)t;
+	(void)idx;
+}
+
+unsigned tls_available(const struct tls *t)
+{
+	(void)t;
+	return 0;
+}
+
+int tls_handshake(struct tls *t, int idx)
+{
+	(void)t;
+	(void)idx;
+	return TLS_ERROR;
+}
+
+ssize_t tls_read(struct tls *t, int idx, void *buf, size_t len)
+{
+	(void)t;
+	(void)idx;
+	(void)buf;
+	(void)len;
+	return TLS_ERROR;
+}
+
+ssize_t tls_write(struct tls *t, int idx, const void *buf, size_t len)
+{
+	(void)t;
+	(void)idx;
+	(void)buf;
+	(void)len;
+	return TLS_ERROR;
+}
+
+size_t tls_pending(struct tls *t, int idx)
+{
+	(void)t;
+	(void)idx;
+	return 0;
+}
+
+const char *tls_version_name(struct tls *t, int idx)
+{
+	(void)t;
+	(void)idx;
+	return "none";
+}
+
+const char *tls_cipher_name(struct tls *t, int idx)
+{
+	return tls_version_name(t, idx);
+}
