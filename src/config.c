@@ -168,9 +168,9 @@ struct pstate {
 	int read_errno; /* 0, or the errno of a read error */
 
 	enum sect sect;
-	struct connector_conf *conns; /* malloc'd, nconns used of cap */
+	struct connector_conf *conns; /* malloc'd, nconns of them */
 	struct conn_extra *extra;     /* parallel to conns */
-	unsigned nconns, cap;
+	unsigned nconns;
 	struct connector_conf *conn;  /* the current one, NULL outside */
 	struct conn_extra *cx;
 	bool bad_connector; /* a connector header was refused: no cascade */
@@ -308,7 +308,9 @@ static int scan_u64(const char **sp, uint64_t limit, uint64_t *v)
 
 static int ts_parse(const char *s, uint32_t *out)
 {
-	uint64_t days = 0, part[3], total;
+	static const uint8_t top[3] = { 23, 59, 59 };
+	uint64_t days = 0;
+	uint32_t secs = 0;
 	const char *p = s;
 	int over = 0, i;
 
@@ -324,21 +326,24 @@ static int ts_parse(const char *s, uint32_t *out)
 		over = r;
 		p++;
 	}
+	/* hh:mm:ss, each part one or two digits */
 	for (i = 0; i < 3; i++) {
-		const char *q;
+		unsigned v;
 
-		if (i > 0 && *p++ != ':')
+		if ((i > 0 && *p++ != ':') || !is_digit(*p))
 			return -1;
-		q = p;
-		if (scan_u64(&p, 99, &part[i]) != 0 || p - q > 2)
+		v = (unsigned)(*p++ - '0');
+		if (is_digit(*p))
+			v = v * 10 + (unsigned)(*p++ - '0');
+		if (v > top[i])
 			return -1;
+		secs = secs * 60 + v;
 	}
-	if (*p != '\0' || part[0] > 23 || part[1] > 59 || part[2] > 59)
+	if (*p != '\0')
 		return -1;
-	total = days * DAY + part[0] * 3600 + part[1] * 60 + part[2];
-	if (over || total > UINT32_MAX)
+	if (over || days > (UINT32_MAX - secs) / DAY)
 		return -2;
-	*out = (uint32_t)total;
+	*out = (uint32_t)days * DAY + secs;
 	return 0;
 }
 
@@ -431,19 +436,13 @@ static void format_number(unsigned type, uint64_t v, char *buf, size_t len)
 
 int parse_bool(const char *s, bool *v)
 {
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
+	/* Pairs of true and false. */
+	static const char *const words[] = { "yes", "no", "true", "false", "on", "off", "1", "0" };
 	size_t i;
 
-	if (!s)
-		return -1;
-	for (i = 0; i < 4; i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*v = true;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*v = false;
+	for (i = 0; s && i < 8; i++) {
+		if (strcasecmp(s, words[i]) == 0) {
+			*v = i % 2 == 0;
 			return 0;
 		}
 	}
@@ -811,23 +810,20 @@ static void set_conn_defaults(struct connector_conf *cc)
 	cc->auth_requires_tls = true;
 }
 
+/* One more at a time: there are few, and the loaded array has no slack. */
 static bool grow_connectors(struct pstate *st)
 {
-	unsigned cap = st->cap ? st->cap * 2 : 4;
 	struct connector_conf *c;
 	struct conn_extra *x;
 
-	if (cap > CONF_MAX_CONNECTORS)
-		cap = CONF_MAX_CONNECTORS;
-	c = realloc(st->conns, cap * sizeof *c);
+	c = realloc(st->conns, (st->nconns + 1) * sizeof *c);
 	if (!c)
 		return false;
 	st->conns = c;
-	x = realloc(st->extra, cap * sizeof *x);
+	x = realloc(st->extra, (st->nconns + 1) * sizeof *x);
 	if (!x)
 		return false;
 	st->extra = x;
-	st->cap = cap;
 	return true;
 }
 
@@ -855,7 +851,7 @@ static void enter_connector(struct pstate *st, const char *name, size_t n)
 		st->bad_connector = true;
 		return;
 	}
-	if (st->nconns == st->cap && !grow_connectors(st)) {
+	if (!grow_connectors(st)) {
 		err_at(st, st->lineno, "out of memory");
 		return;
 	}
@@ -1197,9 +1193,29 @@ static bool is_wildcard(const struct binding *b)
 	return ip_cmp(&b->addr, b->v6 ? &any6 : &any4) == 0;
 }
 
-static bool list_ok(const struct pstate *st, unsigned i)
+/* Whether connector i takes part in the checks across connectors: a
+ * disabled one binds nothing, and a bad list was reported already. */
+static bool active(const struct pstate *st, unsigned i)
 {
-	return !st->extra[i].bad_list[0] && !st->extra[i].bad_list[1];
+	return st->conns[i].enabled && !st->extra[i].bad_list[0] && !st->extra[i].bad_list[1];
+}
+
+/* The first binding before bb (of connector i) that the kernel would not
+ * bind next to it, in file order, with its connector in *pi; or NULL. */
+static const struct binding *wildcard_clash(const struct pstate *st, unsigned i,
+					    const struct binding *bb, unsigned *pi)
+{
+	for (*pi = 0; *pi <= i; ++*pi) {
+		const struct connector_conf *a = &st->conns[*pi];
+		const struct binding *ab;
+
+		if (!active(st, *pi))
+			continue;
+		for (ab = a->bindings; ab < a->bindings + a->nbindings && ab != bb; ab++)
+			if (ab->port == bb->port && ab->v6 == bb->v6 && is_wildcard(ab) != is_wildcard(bb))
+				return ab;
+	}
+	return NULL;
 }
 
 /* The kernel refuses to bind a specific address on a port that a
@@ -1209,43 +1225,26 @@ static bool list_ok(const struct pstate *st, unsigned i)
  * reported once. */
 static void check_wildcards(struct pstate *st)
 {
-	unsigned i, j, pi, pj;
+	unsigned i, j, pi;
 
 	for (i = 0; i < st->nconns; i++) {
 		const struct connector_conf *b = &st->conns[i];
 
-		if (!b->enabled || !list_ok(st, i))
-			continue;
-		for (j = 0; j < b->nbindings; j++) {
-			const struct binding *bb = &b->bindings[j];
-			bool found = false;
+		for (j = 0; active(st, i) && j < b->nbindings; j++) {
+			const struct binding *ab = wildcard_clash(st, i, &b->bindings[j], &pi);
+			char ta[80], tb[80], mine[CONF_NAME_MAX + 16] = "";
 
-			for (pi = 0; pi <= i && !found; pi++) {
-				const struct connector_conf *a = &st->conns[pi];
-				unsigned lim = pi == i ? j : a->nbindings;
-
-				if (!a->enabled || !list_ok(st, pi))
-					continue;
-				for (pj = 0; pj < lim && !found; pj++) {
-					const struct binding *ab = &a->bindings[pj];
-					char ta[80], tb[80], mine[CONF_NAME_MAX + 16];
-
-					if (ab->port != bb->port || ab->v6 != bb->v6 ||
-					    is_wildcard(ab) == is_wildcard(bb))
-						continue;
-					found = true;
-					binding_format(ab, ta, sizeof ta);
-					binding_format(bb, tb, sizeof tb);
-					/* Within one connector it is named once, at the end. */
-					mine[0] = '\0';
-					if (pi != i)
-						snprintf(mine, sizeof mine, " of connector \"%s\"", b->name);
-					err_at(st, st->extra[i].binding_line[j],
-					       "bindings: %s%s and %s of connector \"%s\" cannot both be bound: "
-					       "the kernel refuses a wildcard and a specific address on one port",
-					       tb, mine, ta, a->name);
-				}
-			}
+			if (!ab)
+				continue;
+			binding_format(ab, ta, sizeof ta);
+			binding_format(&b->bindings[j], tb, sizeof tb);
+			/* Within one connector it is named once, at the end. */
+			if (pi != i)
+				snprintf(mine, sizeof mine, " of connector \"%s\"", b->name);
+			err_at(st, st->extra[i].binding_line[j],
+			       "bindings: %s%s and %s of connector \"%s\" cannot both be bound: "
+			       "the kernel refuses a wildcard and a specific address on one port",
+			       tb, mine, ta, st->conns[pi].name);
 		}
 	}
 }
@@ -1255,57 +1254,71 @@ static bool contains(const struct ip_range *outer, const struct ip_range *inner)
 	return ip_cmp(&outer->lo, &inner->lo) <= 0 && ip_cmp(&inner->hi, &outer->hi) <= 0;
 }
 
+/* A binding connectors a and b both have, or NULL. */
+static const struct binding *shared_binding(const struct connector_conf *a,
+					    const struct connector_conf *b)
+{
+	unsigned x, y;
+
+	for (x = 0; x < a->nbindings; x++)
+		for (y = 0; y < b->nbindings; y++)
+			if (same_binding(&a->bindings[x], &b->bindings[y]))
+				return &b->bindings[y];
+	return NULL;
+}
+
+/* Each entry of connector ib against those of ia, which share binding
+ * `shared`; reported at ib's entry, once per entry. */
+static void check_ranges(struct pstate *st, unsigned ia, unsigned ib, const struct binding *shared)
+{
+	const struct connector_conf *a = &st->conns[ia], *b = &st->conns[ib];
+	unsigned rb, ra;
+
+	for (rb = 0; rb < b->nranges; rb++) {
+		const struct ip_range *r2 = &b->ranges[rb];
+
+		for (ra = 0; ra < a->nranges; ra++) {
+			const struct ip_range *r1 = &a->ranges[ra];
+			char t1[100], t2[100], tb[80];
+			bool same;
+			int line;
+
+			if (ip_cmp(&r1->lo, &r2->hi) > 0 || ip_cmp(&r2->lo, &r1->hi) > 0)
+				continue;
+			same = ip_cmp(&r1->lo, &r2->lo) == 0 && ip_cmp(&r1->hi, &r2->hi) == 0;
+			if (!same && (contains(r1, r2) || contains(r2, r1)))
+				continue;
+			ip_range_format(r1, t1, sizeof t1);
+			ip_range_format(r2, t2, sizeof t2);
+			binding_format(shared, tb, sizeof tb);
+			line = st->extra[ib].range_line[rb];
+			err_at(st, line ? line : b->line,
+			       "remote_ip_ranges: %s of connector \"%s\" %s %s of connector \"%s\" on %s "
+			       "(entries of connectors that share a binding may overlap only when one "
+			       "contains the other)",
+			       t2, b->name, same ? "is the same as" : "partly overlaps", t1, a->name, tb);
+			break;
+		}
+	}
+}
+
 /* SPEC §3, as in Exchange: on a shared binding, entries of two connectors
  * may overlap only when one strictly contains the other, so "most
  * specific" always names exactly one connector. Reported at the later
  * connector's entry, once per entry and pair of connectors. */
 static void check_overlaps(struct pstate *st)
 {
-	unsigned ia, ib, x, y, rb, ra;
+	unsigned ia, ib;
 
 	for (ib = 1; ib < st->nconns; ib++) {
-		const struct connector_conf *b = &st->conns[ib];
+		for (ia = 0; active(st, ib) && ia < ib; ia++) {
+			const struct binding *shared;
 
-		if (!b->enabled || !list_ok(st, ib))
-			continue;
-		for (ia = 0; ia < ib; ia++) {
-			const struct connector_conf *a = &st->conns[ia];
-			const struct binding *shared = NULL;
-
-			if (!a->enabled || !list_ok(st, ia))
+			if (!active(st, ia))
 				continue;
-			for (x = 0; x < a->nbindings && !shared; x++)
-				for (y = 0; y < b->nbindings && !shared; y++)
-					if (same_binding(&a->bindings[x], &b->bindings[y]))
-						shared = &b->bindings[y];
-			if (!shared)
-				continue;
-			for (rb = 0; rb < b->nranges; rb++) {
-				const struct ip_range *r2 = &b->ranges[rb];
-
-				for (ra = 0; ra < a->nranges; ra++) {
-					const struct ip_range *r1 = &a->ranges[ra];
-					char t1[100], t2[100], tb[80];
-					bool same;
-					int line;
-
-					if (ip_cmp(&r1->lo, &r2->hi) > 0 || ip_cmp(&r2->lo, &r1->hi) > 0)
-						continue;
-					same = ip_cmp(&r1->lo, &r2->lo) == 0 && ip_cmp(&r1->hi, &r2->hi) == 0;
-					if (!same && (contains(r1, r2) || contains(r2, r1)))
-						continue;
-					ip_range_format(r1, t1, sizeof t1);
-					ip_range_format(r2, t2, sizeof t2);
-					binding_format(shared, tb, sizeof tb);
-					line = st->extra[ib].range_line[rb];
-					err_at(st, line ? line : b->line,
-					       "remote_ip_ranges: %s of connector \"%s\" %s %s of connector \"%s\" on %s "
-					       "(entries of connectors that share a binding may overlap only when one "
-					       "contains the other)",
-					       t2, b->name, same ? "is the same as" : "partly overlaps", t1, a->name, tb);
-					break;
-				}
-			}
+			shared = shared_binding(&st->conns[ia], &st->conns[ib]);
+			if (shared)
+				check_ranges(st, ia, ib, shared);
 		}
 	}
 }
@@ -1315,16 +1328,15 @@ static void check_overlaps(struct pstate *st)
 static void finish_paths(struct pstate *st, unsigned s)
 {
 	char *base = (char *)st->c + sect_base[s];
-	size_t i;
+	const struct key *k;
 
-	for (i = 0; i < NKEYS; i++) {
-		if (keys[i].sect == s && keys[i].type == K_PATH && keys[i].min && !st->seen[i] &&
-		    !base[keys[i].off])
-			err_at(st, st->sect_line[s], "[%s] needs %s = FILE", sect_name[s], keys[i].name);
+	for (k = keys; k < keys + NKEYS; k++) {
+		if (k->sect == s && k->type == K_PATH && k->min && !st->seen[k - keys] && !base[k->off])
+			err_at(st, st->sect_line[s], "[%s] needs %s = FILE", sect_name[s], k->name);
 	}
-	for (i = 0; i < NKEYS; i++) {
-		if (keys[i].sect == s && keys[i].type == K_PATH)
-			resolve_path(st, base + keys[i].off, keys[i].name, st->seen[i]);
+	for (k = keys; k < keys + NKEYS; k++) {
+		if (k->sect == s && k->type == K_PATH)
+			resolve_path(st, base + k->off, k->name, st->seen[k - keys]);
 	}
 }
 
