@@ -30,9 +30,8 @@
 
 /* Exchange's own ceiling for MaxMessageSize is 2 GB; a larger message
  * could not be counted in a 32-bit router's off_t without LFS anyway. */
-#define MSG_SIZE_MIN ((uint64_t)KIB)
-#define MSG_SIZE_MAX ((uint64_t)2 * KIB * KIB * KIB)
-
+#define MSG_SIZE_MIN KIB
+#define MSG_SIZE_MAX (2u * KIB * KIB * KIB)
 
 enum ktype {
 	K_UINT,
@@ -48,27 +47,34 @@ enum ktype {
 	K_BINDINGS,
 	K_RANGES,
 	K_BANCMD, /* a command line split into argv words */
-	K_LATER, /* a key of a feature this version does not have */
 };
+
+enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
 
 struct key {
 	const char *name;
-	enum ktype type;
-	size_t off;
-	uint64_t min, max;
-	const char *exch;  /* Exchange name for show/set, NULL = none */
-	const char *later; /* K_LATER: the SPEC default that show prints */
+	const char *exch; /* Exchange name for show/set, NULL = none */
+	uint32_t min, max;
+	uint16_t off;     /* of the field in its section's struct */
+	uint8_t type;     /* enum ktype */
+	uint8_t sect;     /* enum sect */
 };
 
-#define SK(n, t, f, lo, hi) { n, t, offsetof(struct server_conf, f), lo, hi, NULL, NULL }
-#define TK(n, t, f, lo, hi) { n, t, offsetof(struct tls_conf, f), lo, hi, NULL, NULL }
-#define AK(n, t, f, lo, hi) { n, t, offsetof(struct auth_conf, f), lo, hi, NULL, NULL }
-#define HK(n, t, f, lo, hi) { n, t, offsetof(struct harvest_conf, f), lo, hi, NULL, NULL }
-#define CK(n, t, f, lo, hi, x) { n, t, offsetof(struct connector_conf, f), lo, hi, x, NULL }
-#define LATER(n) { n, K_LATER, 0, 0, 0, NULL, NULL }
-#define CLATER(n, x, d) { n, K_LATER, 0, 0, 0, x, d }
+/* The largest section struct is [server] with its four paths. */
+_Static_assert(sizeof(struct server_conf) <= UINT16_MAX, "key offsets are 16-bit");
 
-static const struct key server_keys[] = {
+#define KEY(s, st, n, t, f, lo, hi, x) { n, x, lo, hi, offsetof(st, f), t, s }
+#define SK(n, t, f, lo, hi) KEY(S_SERVER, struct server_conf, n, t, f, lo, hi, NULL)
+#define TK(n, t, f, lo, hi) KEY(S_TLS, struct tls_conf, n, t, f, lo, hi, NULL)
+#define AK(n, t, f, lo, hi) KEY(S_AUTH, struct auth_conf, n, t, f, lo, hi, NULL)
+#define HK(n, t, f, lo, hi) KEY(S_HARVEST, struct harvest_conf, n, t, f, lo, hi, NULL)
+#define CK(n, t, f, lo, hi, x) KEY(S_CONNECTOR, struct connector_conf, n, t, f, lo, hi, x)
+
+/* The keys of every section but the connectors. The entries the code
+ * names are placed by index (-Woverride-init catches a clash). */
+enum { G_CONTROL = 8 };
+
+static const struct key keys[] = {
 	SK("hostname", K_HOST, hostname, 0, 0),
 	SK("max_connections", K_UINT, max_connections, 1, 1000000),
 	SK("recipients", K_PATH, recipients, 1, 0),
@@ -77,13 +83,31 @@ static const struct key server_keys[] = {
 	SK("pidfile", K_PATH, pidfile, 0, 0),
 	SK("log", K_LOG, log_syslog, 0, 0),
 	SK("log_level", K_LEVEL, log_level, 0, 0),
-	SK("control", K_PATH, control, 0, 0),
+	[G_CONTROL] = SK("control", K_PATH, control, 0, 0),
+
+	/* A pool slot is a full mbedTLS SSL context (tens of KB with its
+	 * record buffers): 1024 of them is already more than a router has. */
+	TK("certificate", K_PATH, certificate, 1, 0),
+	TK("key", K_PATH, key, 1, 0),
+	TK("max_sessions", K_UINT, max_sessions, 1, 1024),
+
+	AK("users", K_PATH, users, 1, 0),
+
+	/* A million entries is tens of MB: already more than any router has. */
+	HK("table_size", K_UINT, table_size, 0, 1000000),
+	HK("threshold", K_UINT, threshold, 1, 1000000),
+	HK("window", K_TIMESPAN, window, 1, 7 * DAY),
+	HK("ban_command", K_BANCMD, ban_buf, 0, 0),
 };
+
+/* Connector keys in the order of SPEC §3, which is also the order of the
+ * show/set fields. */
+enum { C_BINDINGS = 1, C_RANGES = 2, C_REQUIRE_TLS = 19 };
 
 static const struct key conn_keys[] = {
 	CK("enabled", K_BOOL, enabled, 0, 0, "Enabled"),
-	CK("bindings", K_BINDINGS, bindings, 0, 0, "Bindings"),
-	CK("remote_ip_ranges", K_RANGES, ranges, 0, 0, "RemoteIPRanges"),
+	[C_BINDINGS] = CK("bindings", K_BINDINGS, bindings, 0, 0, "Bindings"),
+	[C_RANGES] = CK("remote_ip_ranges", K_RANGES, ranges, 0, 0, "RemoteIPRanges"),
 	CK("fqdn", K_HOST, fqdn, 0, 0, "Fqdn"),
 	CK("banner", K_BANNER, banner, 0, 0, "Banner"),
 	CK("tarpit_interval", K_TIMESPAN, tarpit_interval, 0, 600, "TarpitInterval"),
@@ -104,40 +128,26 @@ static const struct key conn_keys[] = {
 	CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600, NULL),
 	CK("pipelining", K_BOOL, pipelining, 0, 0, "PipeliningEnabled"),
 	CK("starttls", K_BOOL, starttls, 0, 0, NULL),
-	CK("require_tls", K_BOOL, require_tls, 0, 0, "RequireTLS"),
+	[C_REQUIRE_TLS] = CK("require_tls", K_BOOL, require_tls, 0, 0, "RequireTLS"),
 	CK("auth", K_BOOL, auth, 0, 0, NULL),
 	CK("auth_requires_tls", K_BOOL, auth_requires_tls, 0, 0, NULL),
 };
 
-/* A pool slot is a full mbedTLS SSL context (tens of KB with its record
- * buffers): 1024 of them is already more than a router has. */
-static const struct key tls_keys[] = {
-	TK("certificate", K_PATH, certificate, 1, 0),
-	TK("key", K_PATH, key, 1, 0),
-	TK("max_sessions", K_UINT, max_sessions, 1, 1024),
-};
-
-static const struct key auth_keys[] = {
-	AK("users", K_PATH, users, 1, 0),
-};
-
-/* A million entries is tens of MB: already more than any router has. */
-static const struct key harvest_keys[] = {
-	HK("table_size", K_UINT, table_size, 0, 1000000),
-	HK("threshold", K_UINT, threshold, 1, 1000000),
-	HK("window", K_TIMESPAN, window, 1, 7 * DAY),
-	HK("ban_command", K_BANCMD, ban_buf, 0, 0),
-};
-
-#define NSERVER (sizeof server_keys / sizeof server_keys[0])
+#define NKEYS (sizeof keys / sizeof keys[0])
 #define NCONN (sizeof conn_keys / sizeof conn_keys[0])
-#define NTLS (sizeof tls_keys / sizeof tls_keys[0])
-#define NAUTH (sizeof auth_keys / sizeof auth_keys[0])
-#define NHARVEST (sizeof harvest_keys / sizeof harvest_keys[0])
+
+static const char *const sect_name[] = {
+	[S_SERVER] = "server", [S_TLS] = "tls", [S_AUTH] = "auth", [S_HARVEST] = "harvest",
+};
+
+static const uint16_t sect_base[] = {
+	[S_SERVER] = offsetof(struct config, server),
+	[S_TLS] = offsetof(struct config, tls),
+	[S_AUTH] = offsetof(struct config, auth),
+	[S_HARVEST] = offsetof(struct config, harvest),
+};
 
 static const char default_ranges[] = "0.0.0.0-255.255.255.255, ::/0";
-
-enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
 
 /* Per-connector parse state that the loaded config does not keep. */
 struct conn_extra {
@@ -158,13 +168,11 @@ struct pstate {
 	int read_errno; /* 0, or the errno of a read error */
 
 	enum sect sect;
-	char sect_label[CONF_NAME_MAX + 16]; /* "[server]", "[connector \"X\"]" */
-	struct connector_conf *conns; /* malloc'd, nconns used of cap */
+	struct connector_conf *conns; /* malloc'd, nconns of them */
 	struct conn_extra *extra;     /* parallel to conns */
-	unsigned nconns, cap;
+	unsigned nconns;
 	struct connector_conf *conn;  /* the current one, NULL outside */
 	struct conn_extra *cx;
-	int server_line;
 	bool bad_connector; /* a connector header was refused: no cascade */
 
 	/* What the reader handed inih last, to catch lines it swallowed, and
@@ -173,58 +181,96 @@ struct pstate {
 	bool key_in_section;
 	const struct key *last_key; /* continuation target, NULL = ignore */
 
-	int server_seen[NSERVER]; /* line a key was given on, 0 = not given */
-	int tls_seen[NTLS];
-	int auth_seen[NAUTH];
-	int harvest_seen[NHARVEST];
-	int tls_line, auth_line, harvest_line; /* of the section headers, 0 = absent */
+	int seen[NKEYS];              /* line a key was given on, 0 = not given */
+	int sect_line[S_CONNECTOR];   /* of the section headers, 0 = absent */
 };
 
 /* ---- messages ---------------------------------------------------------- */
 
-static void err_at(struct pstate *st, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void err_at(struct pstate *st, int line, const char *fmt, ...)
+/* Counts an output of n octets, of which the buffer kept what fitted. */
+static void advance(struct pstate *st, int n)
 {
-	va_list ap;
-	size_t room;
-	int n;
+	size_t room = st->errlen - st->errused;
+
+	if (n > 0)
+		st->errused += (size_t)n < room ? (size_t)n : room - 1;
+}
+
+/* One "FILE:LINE: [KEY: ]message" line; line 0 leaves out LINE. */
+static void vreport(struct pstate *st, int line, const char *key, const char *fmt, va_list ap)
+{
+	const char *sep = key ? ": " : "";
 
 	st->nerr++;
-	if (!st->err || st->errlen == 0 || st->errused + 1 >= st->errlen)
+	if (!st->err || st->errused + 1 >= st->errlen)
 		return;
 	if (st->errused > 0)
 		st->err[st->errused++] = '\n';
-	room = st->errlen - st->errused;
+	if (!key)
+		key = "";
 	if (line > 0)
-		n = snprintf(st->err + st->errused, room, "%s:%d: ", st->path, line);
+		advance(st, snprintf(st->err + st->errused, st->errlen - st->errused, "%s:%d: %s%s",
+				     st->path, line, key, sep));
 	else
-		n = snprintf(st->err + st->errused, room, "%s: ", st->path);
-	if (n < 0)
-		n = 0;
-	st->errused += (size_t)n < room ? (size_t)n : room - 1;
-	room = st->errlen - st->errused;
-	if (room > 1) {
-		va_start(ap, fmt);
-		n = vsnprintf(st->err + st->errused, room, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			n = 0;
-		st->errused += (size_t)n < room ? (size_t)n : room - 1;
-	}
+		advance(st, snprintf(st->err + st->errused, st->errlen - st->errused, "%s: %s%s",
+				     st->path, key, sep));
+	advance(st, vsnprintf(st->err + st->errused, st->errlen - st->errused, fmt, ap));
 	st->err[st->errused] = '\0';
+}
+
+static void err_at(struct pstate *st, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void err_at(struct pstate *st, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(st, line, NULL, fmt, ap);
+	va_end(ap);
+}
+
+/* An error in the value of key k on the current line: "k: message". */
+static void kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(st, st->lineno, k->name, fmt, ap);
+	va_end(ap);
 }
 
 /* Values quoted back in messages are cut and made printable, so a broken
  * file cannot flood or garble the terminal it is reported on. */
-/* A faulty value quoted back in a message (log_echo). */
 static const char *echo(char *buf, size_t len, const char *s)
 {
 	return log_echo(buf, len, s, strlen(s));
 }
 
 #define ECHO_BUF LOG_ECHO_BUF
+
+/* What a value of each type must be, after "key: 'value' ". */
+static const char *const bad_text[] = {
+	[K_UINT] = "is not a number",
+	[K_TIMESPAN] = "is not a TimeSpan ([d.]hh:mm:ss)",
+	[K_SIZE] = "is not a size (bytes, or a number with KB, MB or GB)",
+	[K_BOOL] = "is not a boolean (yes/no, true/false, on/off, 1/0)",
+	[K_USER] = "is not a valid user name",
+	[K_LOG] = "must be syslog or stderr",
+	[K_LEVEL] = "must be error, warning, notice, info or debug",
+	[K_BINDINGS] = "is not ip:port or [ipv6]:port",
+	[K_RANGES] = "is not an address, a CIDR block or a range a-b",
+	/* of its first word */
+	[K_BANCMD] = "must be an absolute path (the command runs without a shell or PATH search)",
+};
+
+static void bad_value(struct pstate *st, const struct key *k, const char *v)
+{
+	char e[ECHO_BUF];
+
+	kerr(st, k, "'%s' %s", echo(e, sizeof e, v), bad_text[k->type]);
+}
 
 /* ---- value parsers ----------------------------------------------------- */
 
@@ -262,7 +308,9 @@ static int scan_u64(const char **sp, uint64_t limit, uint64_t *v)
 
 static int ts_parse(const char *s, uint32_t *out)
 {
-	uint64_t days = 0, part[3], total;
+	static const uint8_t top[3] = { 23, 59, 59 };
+	uint64_t days = 0;
+	uint32_t secs = 0;
 	const char *p = s;
 	int over = 0, i;
 
@@ -278,21 +326,24 @@ static int ts_parse(const char *s, uint32_t *out)
 		over = r;
 		p++;
 	}
+	/* hh:mm:ss, each part one or two digits */
 	for (i = 0; i < 3; i++) {
-		const char *q;
+		unsigned v;
 
-		if (i > 0 && *p++ != ':')
+		if ((i > 0 && *p++ != ':') || !is_digit(*p))
 			return -1;
-		q = p;
-		if (scan_u64(&p, 99, &part[i]) != 0 || p - q > 2)
+		v = (unsigned)(*p++ - '0');
+		if (is_digit(*p))
+			v = v * 10 + (unsigned)(*p++ - '0');
+		if (v > top[i])
 			return -1;
+		secs = secs * 60 + v;
 	}
-	if (*p != '\0' || part[0] > 23 || part[1] > 59 || part[2] > 59)
+	if (*p != '\0')
 		return -1;
-	total = days * DAY + part[0] * 3600 + part[1] * 60 + part[2];
-	if (over || total > UINT32_MAX)
+	if (over || days > (UINT32_MAX - secs) / DAY)
 		return -2;
-	*out = (uint32_t)total;
+	*out = (uint32_t)days * DAY + secs;
 	return 0;
 }
 
@@ -306,42 +357,27 @@ int parse_timespan(const char *s, uint32_t *seconds)
 	return 0;
 }
 
-/* On a buffer too small the output is "" and the result 0. */
-static size_t put(char *buf, size_t len, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (!buf || len == 0)
-		return 0;
-	if (n >= len) {
-		buf[0] = '\0';
-		return 0;
-	}
-	memcpy(buf, s, n + 1);
-	return n;
-}
-
 size_t format_timespan(uint32_t seconds, char *buf, size_t len)
 {
 	char t[32];
-	uint32_t d = seconds / DAY, r = seconds % DAY;
+	uint32_t r = seconds % DAY;
+	int n = 0;
 
-	if (d)
-		snprintf(t, sizeof t, "%u.%02u:%02u:%02u", (unsigned)d, (unsigned)(r / 3600),
-			 (unsigned)(r / 60 % 60), (unsigned)(r % 60));
-	else
-		snprintf(t, sizeof t, "%02u:%02u:%02u", (unsigned)(r / 3600),
-			 (unsigned)(r / 60 % 60), (unsigned)(r % 60));
-	return put(buf, len, t);
+	if (seconds >= DAY)
+		n = snprintf(t, sizeof t, "%u.", (unsigned)(seconds / DAY));
+	snprintf(t + n, sizeof t - (size_t)n, "%02u:%02u:%02u", (unsigned)(r / 3600),
+		 (unsigned)(r / 60 % 60), (unsigned)(r % 60));
+	return put_text(buf, len, t);
 }
+
+/* Parsed in any order; format_size uses the first four. */
+static const struct {
+	char name[3];
+	uint8_t shift;
+} units[] = { { "", 0 }, { "KB", 10 }, { "MB", 20 }, { "GB", 30 }, { "B", 0 } };
 
 static int size_parse(const char *s, uint64_t *bytes)
 {
-	static const struct {
-		const char *unit;
-		uint64_t mult;
-	} units[] = { { "", 1 }, { "B", 1 }, { "KB", KIB }, { "MB", KIB * KIB },
-		      { "GB", (uint64_t)KIB * KIB * KIB } };
 	const char *p = s;
 	uint64_t v;
 	size_t i;
@@ -353,14 +389,14 @@ static int size_parse(const char *s, uint64_t *bytes)
 	while (*p == ' ' || *p == '\t')
 		p++;
 	for (i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcasecmp(p, units[i].unit) != 0)
+		if (strcasecmp(p, units[i].name) != 0)
 			continue;
 		/* "10 " is a number with a dangling space, not a unit. */
 		if (i == 0 && p > s && is_ws(p[-1]))
 			return -1;
-		if (r == -2 || v > UINT64_MAX / units[i].mult)
+		if (r == -2 || v > UINT64_MAX >> units[i].shift)
 			return -2;
-		*bytes = v * units[i].mult;
+		*bytes = v << units[i].shift;
 		return 0;
 	}
 	return -1;
@@ -378,31 +414,35 @@ int parse_size(const char *s, uint64_t *bytes)
 
 static void format_size(uint64_t v, char *buf, size_t len)
 {
-	static const char *const unit[] = { "", "KB", "MB", "GB" };
 	unsigned i = 0;
 
 	while (i < 3 && v >= KIB && v % KIB == 0) {
 		v /= KIB;
 		i++;
 	}
-	snprintf(buf, len, "%llu%s", (unsigned long long)v, unit[i]);
+	snprintf(buf, len, "%llu%s", (unsigned long long)v, units[i].name);
+}
+
+/* A count, TimeSpan or size as the INI file writes it. */
+static void format_number(unsigned type, uint64_t v, char *buf, size_t len)
+{
+	if (type == K_TIMESPAN)
+		format_timespan((uint32_t)v, buf, len);
+	else if (type == K_SIZE)
+		format_size(v, buf, len);
+	else
+		snprintf(buf, len, "%llu", (unsigned long long)v);
 }
 
 int parse_bool(const char *s, bool *v)
 {
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
+	/* Pairs of true and false. */
+	static const char *const words[] = { "yes", "no", "true", "false", "on", "off", "1", "0" };
 	size_t i;
 
-	if (!s)
-		return -1;
-	for (i = 0; i < 4; i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*v = true;
-			return 0;
-		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*v = false;
+	for (i = 0; s && i < 8; i++) {
+		if (strcasecmp(s, words[i]) == 0) {
+			*v = i % 2 == 0;
 			return 0;
 		}
 	}
@@ -462,77 +502,44 @@ static bool user_ok(const char *s)
 	return i < 33;
 }
 
-static void range_error(struct pstate *st, const struct key *k, const char *v, bool below,
-			const char *limit)
-{
-	char e[ECHO_BUF];
-
-	err_at(st, st->lineno, "%s: %s is %s the %s %s", k->name, echo(e, sizeof e, v),
-	       below ? "below" : "above", below ? "minimum" : "maximum", limit);
-}
-
 static void apply_number(struct pstate *st, const struct key *k, const char *v, void *field)
 {
 	char e[ECHO_BUF], lim[32];
 	uint64_t x = 0;
 	uint32_t t = 0;
+	bool below;
 	int r;
 
-	switch (k->type) {
-	case K_UINT:
+	if (k->type == K_UINT) {
 		r = uint_parse(v, &x);
-		if (r == -1) {
-			err_at(st, st->lineno, "%s: '%s' is not a number", k->name, echo(e, sizeof e, v));
-			return;
-		}
-		if (r == -2 || x > k->max) {
-			snprintf(lim, sizeof lim, "%llu", (unsigned long long)k->max);
-			range_error(st, k, v, false, lim);
-		} else if (x < k->min) {
-			snprintf(lim, sizeof lim, "%llu", (unsigned long long)k->min);
-			range_error(st, k, v, true, lim);
-		} else {
-			uint32_t u = (uint32_t)x;
-			memcpy(field, &u, sizeof u);
-		}
-		return;
-	case K_TIMESPAN:
-		r = ts_parse(v, &t);
-		if (r == -1) {
-			err_at(st, st->lineno, "%s: '%s' is not a TimeSpan ([d.]hh:mm:ss)", k->name,
-			       echo(e, sizeof e, v));
-			return;
-		}
-		if (r == -2 || t > k->max) {
-			format_timespan((uint32_t)k->max, lim, sizeof lim);
-			range_error(st, k, v, false, lim);
-		} else if (t < k->min) {
-			format_timespan((uint32_t)k->min, lim, sizeof lim);
-			range_error(st, k, v, true, lim);
-		} else {
-			memcpy(field, &t, sizeof t);
-		}
-		return;
-	case K_SIZE:
+	} else if (k->type == K_SIZE) {
 		r = size_parse(v, &x);
-		if (r == -1) {
-			err_at(st, st->lineno, "%s: '%s' is not a size (bytes, or a number with KB, MB or GB)",
-			       k->name, echo(e, sizeof e, v));
-			return;
-		}
-		if (r == -2 || x > k->max) {
-			format_size(k->max, lim, sizeof lim);
-			range_error(st, k, v, false, lim);
-		} else if (x < k->min) {
-			format_size(k->min, lim, sizeof lim);
-			range_error(st, k, v, true, lim);
-		} else {
-			memcpy(field, &x, sizeof x);
-		}
-		return;
-	default:
+	} else {
+		r = ts_parse(v, &t);
+		x = t;
+	}
+	if (r == -1) {
+		bad_value(st, k, v);
 		return;
 	}
+	below = r == 0 && x < k->min;
+	if (r == 0 && !below && x <= k->max) {
+		t = (uint32_t)x;
+		if (k->type == K_SIZE)
+			memcpy(field, &x, sizeof x);
+		else
+			memcpy(field, &t, sizeof t);
+		return;
+	}
+	format_number(k->type, below ? k->min : k->max, lim, sizeof lim);
+	kerr(st, k, below ? "%s is below the minimum %s" : "%s is above the maximum %s",
+	     echo(e, sizeof e, v), lim);
+}
+
+static bool same_binding(const struct binding *a, const struct binding *b)
+{
+	/* What the server opens one socket for. */
+	return a->port == b->port && ip_cmp(&a->addr, &b->addr) == 0;
 }
 
 /* Splits one line's worth of a list value. A trailing comma is allowed so
@@ -540,6 +547,8 @@ static void apply_number(struct pstate *st, const struct key *k, const char *v, 
 static void apply_list_items(struct pstate *st, const struct key *k, const char *v)
 {
 	struct connector_conf *cc = st->conn;
+	bool bind = k->type == K_BINDINGS;
+	unsigned *count = bind ? &cc->nbindings : &cc->nranges;
 	char item[128], e[ECHO_BUF];
 	const char *p = v;
 
@@ -547,7 +556,10 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 		const char *comma = strchr(p, ',');
 		const char *end = comma ? comma : p + strlen(p);
 		const char *a = p, *b = end;
+		struct binding bd;
+		struct ip_range r;
 		size_t n;
+		unsigned i;
 
 		while (a < b && is_ws(*a))
 			a++;
@@ -557,54 +569,37 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 		if (n == 0) {
 			if (!comma && p != v)
 				return;
-			err_at(st, st->lineno, "%s: empty entry", k->name);
+			kerr(st, k, "empty entry");
 			return;
 		}
 		if (n >= sizeof item) {
-			err_at(st, st->lineno, "%s: entry too long", k->name);
+			kerr(st, k, "entry too long");
 			return;
 		}
 		memcpy(item, a, n);
 		item[n] = '\0';
-		if (k->type == K_BINDINGS) {
-			struct binding bd;
-			unsigned i;
-
-			if (binding_parse(item, &bd) < 0) {
-				err_at(st, st->lineno, "%s: '%s' is not ip:port or [ipv6]:port", k->name,
-				       echo(e, sizeof e, item));
-				return;
-			}
-			for (i = 0; i < cc->nbindings; i++) {
-				if (ip_cmp(&cc->bindings[i].addr, &bd.addr) == 0 &&
-				    cc->bindings[i].port == bd.port && cc->bindings[i].v6 == bd.v6) {
-					err_at(st, st->lineno, "%s: %s is listed twice", k->name,
-					       echo(e, sizeof e, item));
-					return;
-				}
-			}
-			if (cc->nbindings >= CONF_MAX_BINDINGS) {
-				err_at(st, st->lineno, "%s: more than %d entries", k->name, CONF_MAX_BINDINGS);
-				return;
-			}
-			st->cx->binding_line[cc->nbindings] = st->lineno;
-			cc->bindings[cc->nbindings++] = bd;
-		} else {
-			struct ip_range r;
-
-			if (ip_range_parse(item, &r) < 0) {
-				err_at(st, st->lineno,
-				       "%s: '%s' is not an address, a CIDR block or a range a-b", k->name,
-				       echo(e, sizeof e, item));
-				return;
-			}
-			if (cc->nranges >= CONF_MAX_RANGES) {
-				err_at(st, st->lineno, "%s: more than %d entries", k->name, CONF_MAX_RANGES);
-				return;
-			}
-			st->cx->range_line[cc->nranges] = st->lineno;
-			cc->ranges[cc->nranges++] = r;
+		if (bind ? binding_parse(item, &bd) < 0 : ip_range_parse(item, &r) < 0) {
+			bad_value(st, k, item);
+			return;
 		}
+		for (i = 0; bind && i < cc->nbindings; i++) {
+			if (same_binding(&cc->bindings[i], &bd) && cc->bindings[i].v6 == bd.v6) {
+				kerr(st, k, "%s is listed twice", echo(e, sizeof e, item));
+				return;
+			}
+		}
+		if (*count >= (bind ? CONF_MAX_BINDINGS : CONF_MAX_RANGES)) {
+			kerr(st, k, "more than %d entries", bind ? CONF_MAX_BINDINGS : CONF_MAX_RANGES);
+			return;
+		}
+		if (bind) {
+			st->cx->binding_line[*count] = st->lineno;
+			cc->bindings[*count] = bd;
+		} else {
+			st->cx->range_line[*count] = st->lineno;
+			cc->ranges[*count] = r;
+		}
+		++*count;
 		if (!comma)
 			return;
 		p = comma + 1;
@@ -641,19 +636,17 @@ static void apply_ban(struct pstate *st, const struct key *k, const char *v,
 		unsigned char ch = (unsigned char)v[i];
 
 		if (ch == '"' || ch == '\'') {
-			err_at(st, st->lineno,
-			       "%s: quotes are not supported (words are split on spaces and tabs, without a shell)",
-			       k->name);
+			kerr(st, k, "quotes are not supported (words are split on spaces and tabs, without a shell)");
 			return;
 		}
 		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			err_at(st, st->lineno, "%s: holds control characters", k->name);
+			kerr(st, k, "holds control characters");
 			return;
 		}
 	}
 	/* The words and their NULs never take more than the text and one NUL. */
 	if (n >= sizeof buf) {
-		err_at(st, st->lineno, "%s: longer than %zu octets", k->name, sizeof buf - 1);
+		kerr(st, k, "longer than %zu octets", sizeof buf - 1);
 		return;
 	}
 	for (;;) {
@@ -669,7 +662,7 @@ static void apply_ban(struct pstate *st, const struct key *k, const char *v,
 			p++;
 		wlen = (size_t)(p - w);
 		if (argc == CONF_BAN_WORDS) {
-			err_at(st, st->lineno, "%s: more than %d words", k->name, CONF_BAN_WORDS);
+			kerr(st, k, "more than %d words", CONF_BAN_WORDS);
 			return;
 		}
 		off[argc] = (uint16_t)used;
@@ -678,14 +671,14 @@ static void apply_ban(struct pstate *st, const struct key *k, const char *v,
 		used += wlen + 1;
 		if (strcmp(buf + off[argc], "%a") == 0) {
 			if (have_addr) {
-				err_at(st, st->lineno, "%s: %%a appears more than once", k->name);
+				kerr(st, k, "%%a appears more than once");
 				return;
 			}
 			have_addr = true;
 			addr = argc;
 		} else if (strstr(buf + off[argc], "%a")) {
-			err_at(st, st->lineno, "%s: %%a must be a word of its own, not part of '%s'", k->name,
-			       echo(e, sizeof e, buf + off[argc]));
+			kerr(st, k, "%%a must be a word of its own, not part of '%s'",
+			     echo(e, sizeof e, buf + off[argc]));
 			return;
 		}
 		argc++;
@@ -695,13 +688,11 @@ static void apply_ban(struct pstate *st, const struct key *k, const char *v,
 		return;
 	}
 	if (buf[0] != '/') {
-		err_at(st, st->lineno,
-		       "%s: '%s' must be an absolute path (the command runs without a shell or PATH search)",
-		       k->name, echo(e, sizeof e, buf));
+		bad_value(st, k, buf);
 		return;
 	}
 	if (!have_addr) {
-		err_at(st, st->lineno, "%s: %%a is missing (the word that stands for the address)", k->name);
+		kerr(st, k, "%%a is missing (the word that stands for the address)");
 		return;
 	}
 	memcpy(hc->ban_buf, buf, used);
@@ -726,17 +717,14 @@ static void apply(struct pstate *st, const struct key *k, const char *v, char *b
 		return;
 	case K_BOOL:
 		if (parse_bool(v, &b) < 0)
-			err_at(st, st->lineno, "%s: '%s' is not a boolean (yes/no, true/false, on/off, 1/0)",
-			       k->name, echo(e, sizeof e, v));
-		else
-			memcpy(field, &b, sizeof b);
+			break;
+		memcpy(field, &b, sizeof b);
 		return;
 	case K_HOST:
 	case K_BANNER:
 		if (!text_ok(v, k->type == K_BANNER)) {
-			err_at(st, st->lineno, "%s: '%s' must be printable ASCII%s, at most %d octets",
-			       k->name, echo(e, sizeof e, v), k->type == K_BANNER ? "" : " without spaces",
-			       CONF_TEXT_MAX - 1);
+			kerr(st, k, "'%s' must be printable ASCII%s, at most %d octets", echo(e, sizeof e, v),
+			     k->type == K_BANNER ? "" : " without spaces", CONF_TEXT_MAX - 1);
 			return;
 		}
 		memcpy(field, v, n + 1);
@@ -744,35 +732,29 @@ static void apply(struct pstate *st, const struct key *k, const char *v, char *b
 	case K_PATH:
 		for (i = 0; i < n; i++) {
 			if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
-				err_at(st, st->lineno, "%s: path holds control characters", k->name);
+				kerr(st, k, "path holds control characters");
 				return;
 			}
 		}
 		if (n == 0 && k->min) {
-			err_at(st, st->lineno, "%s: empty path", k->name);
+			kerr(st, k, "empty path");
 			return;
 		}
 		if (n >= PATH_MAX) {
-			err_at(st, st->lineno, "%s: path too long", k->name);
+			kerr(st, k, "path too long");
 			return;
 		}
 		memcpy(field, v, n + 1);
 		return;
 	case K_USER:
-		if (!user_ok(v)) {
-			err_at(st, st->lineno, "%s: '%s' is not a valid user name", k->name,
-			       echo(e, sizeof e, v));
-			return;
-		}
+		if (!user_ok(v))
+			break;
 		memcpy(field, v, n + 1);
 		return;
 	case K_LOG:
-		if (strcmp(v, "syslog") != 0 && strcmp(v, "stderr") != 0) {
-			err_at(st, st->lineno, "%s: '%s' must be syslog or stderr", k->name,
-			       echo(e, sizeof e, v));
-			return;
-		}
 		b = strcmp(v, "syslog") == 0;
+		if (!b && strcmp(v, "stderr") != 0)
+			break;
 		memcpy(field, &b, sizeof b);
 		return;
 	case K_LEVEL:
@@ -783,9 +765,7 @@ static void apply(struct pstate *st, const struct key *k, const char *v, char *b
 				return;
 			}
 		}
-		err_at(st, st->lineno, "%s: '%s' must be error, warning, notice, info or debug", k->name,
-		       echo(e, sizeof e, v));
-		return;
+		break;
 	case K_BINDINGS:
 	case K_RANGES:
 		apply_list(st, k, v);
@@ -793,9 +773,8 @@ static void apply(struct pstate *st, const struct key *k, const char *v, char *b
 	case K_BANCMD:
 		apply_ban(st, k, v, &st->c->harvest);
 		return;
-	case K_LATER:
-		return;
 	}
+	bad_value(st, k, v);
 }
 
 /* ---- inih glue ----------------------------------------------------------- */
@@ -831,23 +810,20 @@ static void set_conn_defaults(struct connector_conf *cc)
 	cc->auth_requires_tls = true;
 }
 
+/* One more at a time: there are few, and the loaded array has no slack. */
 static bool grow_connectors(struct pstate *st)
 {
-	unsigned cap = st->cap ? st->cap * 2 : 4;
 	struct connector_conf *c;
 	struct conn_extra *x;
 
-	if (cap > CONF_MAX_CONNECTORS)
-		cap = CONF_MAX_CONNECTORS;
-	c = realloc(st->conns, cap * sizeof *c);
+	c = realloc(st->conns, (st->nconns + 1) * sizeof *c);
 	if (!c)
 		return false;
 	st->conns = c;
-	x = realloc(st->extra, cap * sizeof *x);
+	x = realloc(st->extra, (st->nconns + 1) * sizeof *x);
 	if (!x)
 		return false;
 	st->extra = x;
-	st->cap = cap;
 	return true;
 }
 
@@ -875,7 +851,7 @@ static void enter_connector(struct pstate *st, const char *name, size_t n)
 		st->bad_connector = true;
 		return;
 	}
-	if (st->nconns == st->cap && !grow_connectors(st)) {
+	if (!grow_connectors(st)) {
 		err_at(st, st->lineno, "out of memory");
 		return;
 	}
@@ -889,7 +865,6 @@ static void enter_connector(struct pstate *st, const char *name, size_t n)
 	st->conn = cc;
 	st->cx = &st->extra[st->nconns];
 	st->nconns++;
-	snprintf(st->sect_label, sizeof st->sect_label, "[connector \"%s\"]", cc->name);
 	st->sect = S_CONNECTOR;
 }
 
@@ -899,6 +874,7 @@ static void section(struct pstate *st, char *h)
 	char e[ECHO_BUF];
 	char *p = h + 1, *word, *close, *q, *qend = NULL;
 	size_t wlen, i;
+	unsigned s;
 	bool inq = false;
 
 	st->sect = S_SKIP;
@@ -908,14 +884,9 @@ static void section(struct pstate *st, char *h)
 	for (close = p; *close && (inq || *close != ']'); close++)
 		if (*close == '"')
 			inq = !inq;
-	if (*close != ']') {
-		err_at(st, st->lineno, "missing ']' in section header");
-		if (strncmp(p, "connector", 9) == 0)
-			st->bad_connector = true;
-		return;
-	}
-	if (close[1] != '\0') {
-		err_at(st, st->lineno, "unexpected text after ']'");
+	if (*close != ']' || close[1] != '\0') {
+		err_at(st, st->lineno, *close != ']' ? "missing ']' in section header"
+						     : "unexpected text after ']'");
 		if (strncmp(p, "connector", 9) == 0)
 			st->bad_connector = true;
 		return;
@@ -968,39 +939,16 @@ static void section(struct pstate *st, char *h)
 		enter_connector(st, q + 1, n);
 		return;
 	}
-	if (*q == '\0' && wlen == 6 && strncmp(word, "server", 6) == 0) {
-		if (st->server_line) {
-			err_at(st, st->lineno, "[server] appears twice (first at line %d)", st->server_line);
+	for (s = S_SERVER; *q == '\0' && s < S_CONNECTOR; s++) {
+		if (strncmp(word, sect_name[s], wlen) != 0 || sect_name[s][wlen] != '\0')
+			continue;
+		if (st->sect_line[s]) {
+			err_at(st, st->lineno, "[%s] appears twice (first at line %d)", sect_name[s],
+			       st->sect_line[s]);
 			return;
 		}
-		st->server_line = st->lineno;
-		st->sect = S_SERVER;
-		strcpy(st->sect_label, "[server]");
-		return;
-	}
-	if (*q == '\0' && ((wlen == 3 && strncmp(word, "tls", 3) == 0) ||
-			   (wlen == 4 && strncmp(word, "auth", 4) == 0))) {
-		bool tls = wlen == 3;
-		int *line = tls ? &st->tls_line : &st->auth_line;
-
-		if (*line) {
-			err_at(st, st->lineno, "[%s] appears twice (first at line %d)", tls ? "tls" : "auth",
-			       *line);
-			return;
-		}
-		*line = st->lineno;
-		st->sect = tls ? S_TLS : S_AUTH;
-		strcpy(st->sect_label, tls ? "[tls]" : "[auth]");
-		return;
-	}
-	if (*q == '\0' && wlen == 7 && strncmp(word, "harvest", 7) == 0) {
-		if (st->harvest_line) {
-			err_at(st, st->lineno, "[harvest] appears twice (first at line %d)", st->harvest_line);
-			return;
-		}
-		st->harvest_line = st->lineno;
-		st->sect = S_HARVEST;
-		strcpy(st->sect_label, "[harvest]");
+		st->sect_line[s] = st->lineno;
+		st->sect = (enum sect)s;
 		return;
 	}
 	err_at(st, st->lineno, "unknown section [%s]", echo(e, sizeof e, h + 1));
@@ -1115,27 +1063,14 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
-static const struct key *find_key(const struct key *t, size_t n, const char *name, size_t *idx)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		if (strcmp(t[i].name, name) == 0) {
-			*idx = i;
-			return &t[i];
-		}
-	}
-	return NULL;
-}
-
 static int handler(void *user, const char *section_unused, const char *name, const char *value)
 {
 	struct pstate *st = user;
-	const struct key *k;
+	const struct key *t = keys, *k;
 	char e[ECHO_BUF];
-	int *seen;
+	size_t n = NKEYS, i;
+	int *seen = st->seen;
 	char *base;
-	size_t idx;
 
 	(void)section_unused;
 	st->line_pending = false;
@@ -1156,40 +1091,30 @@ static int handler(void *user, const char *section_unused, const char *name, con
 		err_at(st, st->lineno, "key '%s' outside any section", echo(e, sizeof e, name));
 		return 1;
 	}
-	if (st->sect == S_SERVER) {
-		k = find_key(server_keys, NSERVER, name, &idx);
-		seen = st->server_seen;
-		base = (char *)&st->c->server;
-	} else if (st->sect == S_TLS) {
-		k = find_key(tls_keys, NTLS, name, &idx);
-		seen = st->tls_seen;
-		base = (char *)&st->c->tls;
-	} else if (st->sect == S_AUTH) {
-		k = find_key(auth_keys, NAUTH, name, &idx);
-		seen = st->auth_seen;
-		base = (char *)&st->c->auth;
-	} else if (st->sect == S_HARVEST) {
-		k = find_key(harvest_keys, NHARVEST, name, &idx);
-		seen = st->harvest_seen;
-		base = (char *)&st->c->harvest;
-	} else {
-		k = find_key(conn_keys, NCONN, name, &idx);
+	if (st->sect == S_CONNECTOR) {
+		t = conn_keys;
+		n = NCONN;
 		seen = st->cx->seen;
 		base = (char *)st->conn;
+	} else {
+		base = (char *)st->c + sect_base[st->sect];
 	}
-	if (!k) {
-		err_at(st, st->lineno, "unknown key '%s' in %s", echo(e, sizeof e, name), st->sect_label);
+	for (i = 0; i < n && (t[i].sect != st->sect || strcmp(t[i].name, name) != 0); i++)
+		;
+	if (i == n) {
+		echo(e, sizeof e, name);
+		if (st->conn)
+			err_at(st, st->lineno, "unknown key '%s' in [connector \"%s\"]", e, st->conn->name);
+		else
+			err_at(st, st->lineno, "unknown key '%s' in [%s]", e, sect_name[st->sect]);
 		return 1;
 	}
-	if (seen[idx]) {
-		err_at(st, st->lineno, "duplicate key '%s' (first at line %d)", name, seen[idx]);
+	k = &t[i];
+	if (seen[i]) {
+		err_at(st, st->lineno, "duplicate key '%s' (first at line %d)", name, seen[i]);
 		return 1;
 	}
-	seen[idx] = st->lineno;
-	if (k->type == K_LATER) {
-		err_at(st, st->lineno, "%s is not supported yet", name);
-		return 1;
-	}
+	seen[i] = st->lineno;
 	st->last_key = k;
 	apply(st, k, value, base);
 	return 1;
@@ -1214,44 +1139,33 @@ static void resolve_path(struct pstate *st, char *p, const char *key, int line)
 	p[dlen] = '/';
 }
 
-static size_t key_index(const struct key *t, size_t n, const char *name)
-{
-	size_t i = 0;
-
-	find_key(t, n, name, &i);
-	return i;
-}
-
 static void finish_connector(struct pstate *st)
 {
 	struct server_conf *s = &st->c->server;
 	struct connector_conf *cc = st->conn;
 	struct conn_extra *cx = st->cx;
+	int l;
 
 	if (cc->nbindings == 0 && !cx->bad_list[0]) {
-		int l = cx->seen[key_index(conn_keys, NCONN, "bindings")];
-
+		l = cx->seen[C_BINDINGS];
 		err_at(st, l ? l : cc->line, "bindings: at least one ip:port is required");
 	}
 	if (cc->nranges == 0 && !cx->bad_list[1]) {
-		int l = cx->seen[key_index(conn_keys, NCONN, "remote_ip_ranges")];
-
+		l = cx->seen[C_RANGES];
 		if (l) {
 			err_at(st, l, "remote_ip_ranges: at least one entry is required");
 		} else {
-			const struct key *k = &conn_keys[key_index(conn_keys, NCONN, "remote_ip_ranges")];
 			int saved = st->lineno;
 
 			st->lineno = 0; /* range_line 0: the entries come from no line */
-			apply_list(st, k, default_ranges);
+			apply_list(st, &conn_keys[C_RANGES], default_ranges);
 			st->lineno = saved;
 		}
 	}
 	if (cc->require_tls) {
-		int l = cx->seen[key_index(conn_keys, NCONN, "require_tls")];
-
+		l = cx->seen[C_REQUIRE_TLS];
 		/* Either way no client could ever send MAIL. */
-		if (!st->tls_line)
+		if (!st->sect_line[S_TLS])
 			err_at(st, l ? l : cc->line, "require_tls needs a [tls] section");
 		else if (!cc->starttls)
 			err_at(st, l ? l : cc->line, "require_tls needs starttls = yes");
@@ -1271,12 +1185,6 @@ static void finish_connector(struct pstate *st)
 	}
 }
 
-static bool same_binding(const struct binding *a, const struct binding *b)
-{
-	/* What the server opens one socket for. */
-	return a->port == b->port && ip_cmp(&a->addr, &b->addr) == 0;
-}
-
 static bool is_wildcard(const struct binding *b)
 {
 	static const struct ip_addr any6 = {{0}};
@@ -1285,9 +1193,29 @@ static bool is_wildcard(const struct binding *b)
 	return ip_cmp(&b->addr, b->v6 ? &any6 : &any4) == 0;
 }
 
-static bool list_ok(const struct pstate *st, unsigned i)
+/* Whether connector i takes part in the checks across connectors: a
+ * disabled one binds nothing, and a bad list was reported already. */
+static bool active(const struct pstate *st, unsigned i)
 {
-	return !st->extra[i].bad_list[0] && !st->extra[i].bad_list[1];
+	return st->conns[i].enabled && !st->extra[i].bad_list[0] && !st->extra[i].bad_list[1];
+}
+
+/* The first binding before bb (of connector i) that the kernel would not
+ * bind next to it, in file order, with its connector in *pi; or NULL. */
+static const struct binding *wildcard_clash(const struct pstate *st, unsigned i,
+					    const struct binding *bb, unsigned *pi)
+{
+	for (*pi = 0; *pi <= i; ++*pi) {
+		const struct connector_conf *a = &st->conns[*pi];
+		const struct binding *ab;
+
+		if (!active(st, *pi))
+			continue;
+		for (ab = a->bindings; ab < a->bindings + a->nbindings && ab != bb; ab++)
+			if (ab->port == bb->port && ab->v6 == bb->v6 && is_wildcard(ab) != is_wildcard(bb))
+				return ab;
+	}
+	return NULL;
 }
 
 /* The kernel refuses to bind a specific address on a port that a
@@ -1297,46 +1225,26 @@ static bool list_ok(const struct pstate *st, unsigned i)
  * reported once. */
 static void check_wildcards(struct pstate *st)
 {
-	unsigned i, j, pi, pj;
+	unsigned i, j, pi;
 
 	for (i = 0; i < st->nconns; i++) {
 		const struct connector_conf *b = &st->conns[i];
 
-		if (!b->enabled || !list_ok(st, i))
-			continue;
-		for (j = 0; j < b->nbindings; j++) {
-			const struct binding *bb = &b->bindings[j];
-			bool found = false;
+		for (j = 0; active(st, i) && j < b->nbindings; j++) {
+			const struct binding *ab = wildcard_clash(st, i, &b->bindings[j], &pi);
+			char ta[80], tb[80], mine[CONF_NAME_MAX + 16] = "";
 
-			for (pi = 0; pi <= i && !found; pi++) {
-				const struct connector_conf *a = &st->conns[pi];
-				unsigned lim = pi == i ? j : a->nbindings;
-
-				if (!a->enabled || !list_ok(st, pi))
-					continue;
-				for (pj = 0; pj < lim && !found; pj++) {
-					const struct binding *ab = &a->bindings[pj];
-					char ta[80], tb[80];
-
-					if (ab->port != bb->port || ab->v6 != bb->v6 ||
-					    is_wildcard(ab) == is_wildcard(bb))
-						continue;
-					found = true;
-					binding_format(ab, ta, sizeof ta);
-					binding_format(bb, tb, sizeof tb);
-					if (pi == i)
-						err_at(st, st->extra[i].binding_line[j],
-						       "bindings: %s and %s of connector \"%s\" cannot both be bound: "
-						       "the kernel refuses a wildcard and a specific address on one port",
-						       tb, ta, b->name);
-					else
-						err_at(st, st->extra[i].binding_line[j],
-						       "bindings: %s of connector \"%s\" and %s of connector \"%s\" cannot "
-						       "both be bound: the kernel refuses a wildcard and a specific address "
-						       "on one port",
-						       tb, b->name, ta, a->name);
-				}
-			}
+			if (!ab)
+				continue;
+			binding_format(ab, ta, sizeof ta);
+			binding_format(&b->bindings[j], tb, sizeof tb);
+			/* Within one connector it is named once, at the end. */
+			if (pi != i)
+				snprintf(mine, sizeof mine, " of connector \"%s\"", b->name);
+			err_at(st, st->extra[i].binding_line[j],
+			       "bindings: %s%s and %s of connector \"%s\" cannot both be bound: "
+			       "the kernel refuses a wildcard and a specific address on one port",
+			       tb, mine, ta, st->conns[pi].name);
 		}
 	}
 }
@@ -1346,64 +1254,96 @@ static bool contains(const struct ip_range *outer, const struct ip_range *inner)
 	return ip_cmp(&outer->lo, &inner->lo) <= 0 && ip_cmp(&inner->hi, &outer->hi) <= 0;
 }
 
+/* A binding connectors a and b both have, or NULL. */
+static const struct binding *shared_binding(const struct connector_conf *a,
+					    const struct connector_conf *b)
+{
+	unsigned x, y;
+
+	for (x = 0; x < a->nbindings; x++)
+		for (y = 0; y < b->nbindings; y++)
+			if (same_binding(&a->bindings[x], &b->bindings[y]))
+				return &b->bindings[y];
+	return NULL;
+}
+
+/* Each entry of connector ib against those of ia, which share binding
+ * `shared`; reported at ib's entry, once per entry. */
+static void check_ranges(struct pstate *st, unsigned ia, unsigned ib, const struct binding *shared)
+{
+	const struct connector_conf *a = &st->conns[ia], *b = &st->conns[ib];
+	unsigned rb, ra;
+
+	for (rb = 0; rb < b->nranges; rb++) {
+		const struct ip_range *r2 = &b->ranges[rb];
+
+		for (ra = 0; ra < a->nranges; ra++) {
+			const struct ip_range *r1 = &a->ranges[ra];
+			char t1[100], t2[100], tb[80];
+			bool same;
+			int line;
+
+			if (ip_cmp(&r1->lo, &r2->hi) > 0 || ip_cmp(&r2->lo, &r1->hi) > 0)
+				continue;
+			same = ip_cmp(&r1->lo, &r2->lo) == 0 && ip_cmp(&r1->hi, &r2->hi) == 0;
+			if (!same && (contains(r1, r2) || contains(r2, r1)))
+				continue;
+			ip_range_format(r1, t1, sizeof t1);
+			ip_range_format(r2, t2, sizeof t2);
+			binding_format(shared, tb, sizeof tb);
+			line = st->extra[ib].range_line[rb];
+			err_at(st, line ? line : b->line,
+			       "remote_ip_ranges: %s of connector \"%s\" %s %s of connector \"%s\" on %s "
+			       "(entries of connectors that share a binding may overlap only when one "
+			       "contains the other)",
+			       t2, b->name, same ? "is the same as" : "partly overlaps", t1, a->name, tb);
+			break;
+		}
+	}
+}
+
 /* SPEC §3, as in Exchange: on a shared binding, entries of two connectors
  * may overlap only when one strictly contains the other, so "most
  * specific" always names exactly one connector. Reported at the later
  * connector's entry, once per entry and pair of connectors. */
 static void check_overlaps(struct pstate *st)
 {
-	unsigned ia, ib, x, y, rb, ra;
+	unsigned ia, ib;
 
 	for (ib = 1; ib < st->nconns; ib++) {
-		const struct connector_conf *b = &st->conns[ib];
+		for (ia = 0; active(st, ib) && ia < ib; ia++) {
+			const struct binding *shared;
 
-		if (!b->enabled || !list_ok(st, ib))
-			continue;
-		for (ia = 0; ia < ib; ia++) {
-			const struct connector_conf *a = &st->conns[ia];
-			const struct binding *shared = NULL;
-
-			if (!a->enabled || !list_ok(st, ia))
+			if (!active(st, ia))
 				continue;
-			for (x = 0; x < a->nbindings && !shared; x++)
-				for (y = 0; y < b->nbindings && !shared; y++)
-					if (same_binding(&a->bindings[x], &b->bindings[y]))
-						shared = &b->bindings[y];
-			if (!shared)
-				continue;
-			for (rb = 0; rb < b->nranges; rb++) {
-				const struct ip_range *r2 = &b->ranges[rb];
-
-				for (ra = 0; ra < a->nranges; ra++) {
-					const struct ip_range *r1 = &a->ranges[ra];
-					char t1[100], t2[100], tb[80];
-					bool same;
-					int line;
-
-					if (ip_cmp(&r1->lo, &r2->hi) > 0 || ip_cmp(&r2->lo, &r1->hi) > 0)
-						continue;
-					same = ip_cmp(&r1->lo, &r2->lo) == 0 && ip_cmp(&r1->hi, &r2->hi) == 0;
-					if (!same && (contains(r1, r2) || contains(r2, r1)))
-						continue;
-					ip_range_format(r1, t1, sizeof t1);
-					ip_range_format(r2, t2, sizeof t2);
-					binding_format(shared, tb, sizeof tb);
-					line = st->extra[ib].range_line[rb];
-					err_at(st, line ? line : b->line,
-					       "remote_ip_ranges: %s of connector \"%s\" %s %s of connector \"%s\" on %s "
-					       "(entries of connectors that share a binding may overlap only when one "
-					       "contains the other)",
-					       t2, b->name, same ? "is the same as" : "partly overlaps", t1, a->name, tb);
-					break;
-				}
-			}
+			shared = shared_binding(&st->conns[ia], &st->conns[ib]);
+			if (shared)
+				check_ranges(st, ia, ib, shared);
 		}
+	}
+}
+
+/* Makes the section's relative paths relative to the INI file's
+ * directory. A required path without a default must have been given. */
+static void finish_paths(struct pstate *st, unsigned s)
+{
+	char *base = (char *)st->c + sect_base[s];
+	const struct key *k;
+
+	for (k = keys; k < keys + NKEYS; k++) {
+		if (k->sect == s && k->type == K_PATH && k->min && !st->seen[k - keys] && !base[k->off])
+			err_at(st, st->sect_line[s], "[%s] needs %s = FILE", sect_name[s], k->name);
+	}
+	for (k = keys; k < keys + NKEYS; k++) {
+		if (k->sect == s && k->type == K_PATH)
+			resolve_path(st, base + k->off, k->name, st->seen[k - keys]);
 	}
 }
 
 static void finish(struct pstate *st)
 {
 	struct server_conf *s = &st->c->server;
+	size_t max = sizeof ((struct sockaddr_un *)0)->sun_path - 1;
 	unsigned i;
 
 	if (!s->hostname[0]) {
@@ -1417,44 +1357,16 @@ static void finish(struct pstate *st)
 		else
 			strcpy(s->hostname, h);
 	}
-	resolve_path(st, s->recipients, "recipients",
-		     st->server_seen[key_index(server_keys, NSERVER, "recipients")]);
-	resolve_path(st, s->spool, "spool", st->server_seen[key_index(server_keys, NSERVER, "spool")]);
-	resolve_path(st, s->pidfile, "pidfile",
-		     st->server_seen[key_index(server_keys, NSERVER, "pidfile")]);
-	{
-		int l = st->server_seen[key_index(server_keys, NSERVER, "control")];
-		size_t max = sizeof ((struct sockaddr_un *)0)->sun_path - 1;
-
-		resolve_path(st, s->control, "control", l);
-		/* The resolved path is what bind() gets, so that is what is counted. */
-		if (strlen(s->control) > max)
-			err_at(st, l, "control: path longer than %zu octets (the limit of a UNIX socket address)",
-			       max);
-	}
-
-	if (st->tls_line) {
-		struct tls_conf *t = &st->c->tls;
-		int lc = st->tls_seen[key_index(tls_keys, NTLS, "certificate")];
-		int lk = st->tls_seen[key_index(tls_keys, NTLS, "key")];
-
-		t->enabled = true;
-		if (!lc)
-			err_at(st, st->tls_line, "[tls] needs certificate = FILE");
-		if (!lk)
-			err_at(st, st->tls_line, "[tls] needs key = FILE");
-		resolve_path(st, t->certificate, "certificate", lc);
-		resolve_path(st, t->key, "key", lk);
-	}
-	if (st->auth_line) {
-		struct auth_conf *a = &st->c->auth;
-		int lu = st->auth_seen[key_index(auth_keys, NAUTH, "users")];
-
-		a->enabled = true;
-		if (!lu)
-			err_at(st, st->auth_line, "[auth] needs users = FILE");
-		resolve_path(st, a->users, "users", lu);
-	}
+	finish_paths(st, S_SERVER);
+	/* The resolved path is what bind() gets, so that is what is counted. */
+	if (strlen(s->control) > max)
+		err_at(st, st->seen[G_CONTROL],
+		       "control: path longer than %zu octets (the limit of a UNIX socket address)", max);
+	for (i = S_TLS; i <= S_AUTH; i++)
+		if (st->sect_line[i])
+			finish_paths(st, i);
+	st->c->tls.enabled = st->sect_line[S_TLS] != 0;
+	st->c->auth.enabled = st->sect_line[S_AUTH] != 0;
 	st->c->harvest.enabled = st->c->harvest.table_size > 0;
 
 	if (st->nconns == 0) {
@@ -1612,7 +1524,10 @@ size_t conf_field_format(const struct connector_conf *cc, unsigned i, char *buf,
 	const char *field;
 	char t[128];
 	size_t used = 0;
-	unsigned j;
+	unsigned j, n;
+	uint64_t v = 0;
+	uint32_t u;
+	bool b;
 
 	if (buf && len)
 		buf[0] = '\0';
@@ -1624,59 +1539,37 @@ size_t conf_field_format(const struct connector_conf *cc, unsigned i, char *buf,
 	}
 	k = &conn_keys[i - 1];
 	field = (const char *)cc + k->off;
-	t[0] = '\0';
 	switch (k->type) {
-	case K_BOOL: {
-		bool b;
-
+	case K_BOOL:
 		memcpy(&b, field, sizeof b);
 		append(buf, len, &used, b ? "True" : "False");
 		return used;
-	}
-	case K_UINT:
-	case K_TIMESPAN: {
-		uint32_t u;
-
-		memcpy(&u, field, sizeof u);
-		if (k->type == K_UINT)
-			snprintf(t, sizeof t, "%u", (unsigned)u);
-		else
-			format_timespan(u, t, sizeof t);
-		break;
-	}
-	case K_SIZE: {
-		uint64_t v;
-
-		memcpy(&v, field, sizeof v);
-		format_size(v, t, sizeof t);
-		break;
-	}
 	case K_HOST:
 	case K_BANNER:
 		append(buf, len, &used, field);
 		return used;
 	case K_BINDINGS:
-		for (j = 0; j < cc->nbindings && j < CONF_MAX_BINDINGS; j++) {
-			if (j)
-				append(buf, len, &used, ", ");
-			binding_format(&cc->bindings[j], t, sizeof t);
-			append(buf, len, &used, t);
-		}
-		return used;
 	case K_RANGES:
-		for (j = 0; j < cc->nranges && j < CONF_MAX_RANGES; j++) {
+		n = k->type == K_BINDINGS ? cc->nbindings : cc->nranges;
+		for (j = 0; j < n && j < (k->type == K_BINDINGS ? CONF_MAX_BINDINGS : CONF_MAX_RANGES); j++) {
 			if (j)
 				append(buf, len, &used, ", ");
-			ip_range_format(&cc->ranges[j], t, sizeof t);
+			if (k->type == K_BINDINGS)
+				binding_format(&cc->bindings[j], t, sizeof t);
+			else
+				ip_range_format(&cc->ranges[j], t, sizeof t);
 			append(buf, len, &used, t);
 		}
 		return used;
-	case K_LATER:
-		append(buf, len, &used, k->later ? k->later : "");
-		return used;
-	default:
+	case K_SIZE:
+		memcpy(&v, field, sizeof v);
+		break;
+	default: /* K_UINT, K_TIMESPAN */
+		memcpy(&u, field, sizeof u);
+		v = u;
 		break;
 	}
+	format_number(k->type, v, t, sizeof t);
 	append(buf, len, &used, t);
 	return used;
 }

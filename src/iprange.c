@@ -58,9 +58,7 @@ int ip_parse(const char *s, struct ip_addr *out)
 	return parse_n(s, strnlen(s, ADDR_TEXT_MAX), out, NULL);
 }
 
-/* On a buffer too small the output is "" and the result 0, so callers can
- * tell a cut text from a whole one. */
-static size_t put(char *buf, size_t len, const char *s)
+size_t put_text(char *buf, size_t len, const char *s)
 {
 	size_t n = strlen(s);
 
@@ -87,7 +85,7 @@ size_t ip_format(const struct ip_addr *a, char *buf, size_t len)
 	char t[INET6_ADDRSTRLEN];
 
 	ntop(a, false, t);
-	return put(buf, len, t);
+	return put_text(buf, len, t);
 }
 
 /* Digits only, no sign, no spaces: the port must be unambiguous text. */
@@ -156,7 +154,7 @@ size_t binding_format(const struct binding *b, char *buf, size_t len)
 		snprintf(t, sizeof t, "[%s]:%u", a, (unsigned)b->port);
 	else
 		snprintf(t, sizeof t, "%s:%u", a, (unsigned)b->port);
-	return put(buf, len, t);
+	return put_text(buf, len, t);
 }
 
 static void apply_prefix(const struct ip_addr *a, unsigned bits, struct ip_range *r)
@@ -257,18 +255,18 @@ size_t ip_range_format(const struct ip_range *r, char *buf, size_t len)
 
 	ntop(&r->lo, false, a);
 	if (ip_cmp(&r->lo, &r->hi) == 0)
-		return put(buf, len, a);
+		return put_text(buf, len, a);
 	bits = cidr_len(r);
 	if (bits >= 0) {
 		/* A v4 low end implies bits >= 96: the ::ffff prefix is fixed. */
 		if (ip_is_v4(&r->lo))
 			bits -= 96;
 		snprintf(t, sizeof t, "%s/%d", a, bits);
-		return put(buf, len, t);
+		return put_text(buf, len, t);
 	}
 	ntop(&r->hi, false, b);
 	snprintf(t, sizeof t, "%s-%s", a, b);
-	return put(buf, len, t);
+	return put_text(buf, len, t);
 }
 
 bool ip_range_contains(const struct ip_range *r, const struct ip_addr *a)

@@ -44,6 +44,11 @@ int ip_range_parse(const char *s, struct ip_range *out);
 size_t ip_range_format(const struct ip_range *r, char *buf, size_t len);
 bool ip_range_contains(const struct ip_range *r, const struct ip_addr *a);
 
+/* Copies s into buf whole (returning its length), or on a buffer too
+ * small writes "" and returns 0, so callers can tell a cut text from a
+ * whole one. The formatters here and config's share it. */
+size_t put_text(char *buf, size_t len, const char *s);
+
 /* From a struct sockaddr_in / sockaddr_in6 (passed as void * to keep
  * socket headers out of pure modules). Returns 0, or -1 for other families. */
 int ip_from_sockaddr(const void *sa, struct ip_addr *out, uint16_t *port);
