@@ -949,6 +949,10 @@ static void section(struct pstate *st, char *h)
 		}
 		st->sect_line[s] = st->lineno;
 		st->sect = (enum sect)s;
+#ifdef TARPITD_NO_TLS
+		if (s == S_TLS)
+			err_at(st, st->lineno, "[tls]: this tarpitd is built without TLS (TLS=0)");
+#endif
 		return;
 	}
 	err_at(st, st->lineno, "unknown section [%s]", echo(e, sizeof e, h + 1));

@@ -928,6 +928,26 @@ static void test_wildcards(void)
 			 "cannot both be bound: the kernel refuses a wildcard and a specific address on one port"));
 }
 
+/* A build without TLS (make TLS=0) refuses the section at its header line,
+ * once, and goes on reading the rest; AUTH is unaffected. The [tls] tests
+ * (test_every_key, test_tls_auth, test_fields) are for the TLS build. */
+#ifdef TARPITD_NO_TLS
+#define WITH_TLS 0
+#else
+#define WITH_TLS 1
+#endif
+
+static void test_tls_refused(void)
+{
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\n") == -1);
+	CHECK_STR(err, E("3: [tls]: this tarpitd is built without TLS (TLS=0)"));
+	CHECK(load(CONN "\n[tls]\ncertificate = c\nbogus = 1\n") == -1);
+	CHECK_STR(err, E("4: [tls]: this tarpitd is built without TLS (TLS=0)\n6: unknown key 'bogus' in [tls]\n"
+			 "4: [tls] needs key = FILE"));
+	CHECK(load("[auth]\nusers = /etc/tarpitd/users\n" CONN) == 0);
+	CHECK(cfg.auth.enabled && !cfg.tls.enabled);
+}
+
 static void test_tls_auth(void)
 {
 	/* The sections, wherever they stand; paths relative to the INI. */
@@ -1295,7 +1315,8 @@ int main(void)
 		return 2;
 	}
 	test_defaults();
-	test_every_key();
+	if (WITH_TLS)
+		test_every_key();
 	test_errors();
 	test_syntax();
 	test_paths();
@@ -1305,9 +1326,13 @@ int main(void)
 	test_control();
 	test_overlaps();
 	test_wildcards();
-	test_tls_auth();
+	if (WITH_TLS)
+		test_tls_auth();
+	else
+		test_tls_refused();
 	test_harvest();
-	test_fields();
+	if (WITH_TLS)
+		test_fields();
 	if (loaded)
 		config_free(&cfg);
 	snprintf(path, sizeof path, "%s/t.ini", dir);
