@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import BIN, DEFAULT_RECIPIENTS
+from conftest import BIN, DEFAULT_RECIPIENTS, needs_tls
 
 
 def run(*args, timeout=10):
@@ -395,6 +395,7 @@ def test_set_require_tls_without_tls_is_refused(tmp_path):
     assert ini.read_bytes() == before
 
 
+@needs_tls
 def test_set_tls_and_auth_keys(tmp_path):
     """With [tls] configured, RequireTLS and the AUTH keys are ordinary
     connector settings for set and show."""
