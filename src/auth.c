@@ -734,17 +734,15 @@ static char *put_entry(const char *text, size_t len, const char *user, const cha
 	return out;
 }
 
-static int sync_dir(const char *path)
+/* dir is the directory part of a path including its last '/', or empty;
+ * "<dir>." names the directory itself either way. */
+static int sync_dir(const char *dir, size_t dirlen)
 {
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
+	char buf[PATH_MAX + 2];
 	int fd, r;
 
-	if (slash && slash > path)
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	else
-		strcpy(dir, slash ? "/" : ".");
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(buf, sizeof buf, "%.*s.", (int)dirlen, dir);
+	fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	r = fsync(fd);
@@ -758,8 +756,8 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 	unsigned char salt[SALT_NEW], hash[HASH_LEN];
 	char entry[AUTH_USER_MAX + 128], s64[64], h64[64], dest[PATH_MAX], tmp[PATH_MAX], e[ECHO_BUF];
 	char *text = NULL, *out = NULL;
-	const char *what, *obj = dest;
-	size_t len = 0, outlen = 0;
+	const char *what, *obj = dest, *slash;
+	size_t len = 0, outlen = 0, dirlen;
 	struct stat st, lst;
 	bool exists = false, have_tmp = false;
 	int fd = -1, status = -1, n;
@@ -831,15 +829,13 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 		set_err(err, errlen, "out of memory");
 		goto out;
 	}
-	{
-		/* The temporary file is ".<name>.XXXXXX" in the directory of dest. */
-		const char *slash = strrchr(dest, '/'), *base = slash ? slash + 1 : dest;
-
-		n = snprintf(tmp, sizeof tmp, "%.*s.%s.XXXXXX", (int)(base - dest), dest, base);
-		if (n < 0 || (size_t)n >= sizeof tmp) {
-			set_err(err, errlen, "%s: path too long", path);
-			goto out;
-		}
+	/* The temporary file is ".<name>.XXXXXX" in the directory of dest. */
+	slash = strrchr(dest, '/');
+	dirlen = slash ? (size_t)(slash + 1 - dest) : 0;
+	n = snprintf(tmp, sizeof tmp, "%.*s.%s.XXXXXX", (int)dirlen, dest, dest + dirlen);
+	if (n < 0 || (size_t)n >= sizeof tmp) {
+		set_err(err, errlen, "%s: path too long", path);
+		goto out;
 	}
 	what = "create a temporary file beside";
 	fd = mkstemp(tmp);
@@ -867,7 +863,7 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 	have_tmp = false;
 	/* The rename itself must survive a power cut too. */
 	what = "sync the directory of";
-	if (sync_dir(dest) != 0)
+	if (sync_dir(dest, dirlen) != 0)
 		goto sys_fail;
 	status = 0;
 	goto out;
