@@ -64,17 +64,9 @@ static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv
 
 static int b64val(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
+	const char *p = c ? strchr(b64chars, c) : NULL;
+
+	return p ? (int)(p - b64chars) : -1;
 }
 
 int auth_b64_decode(const char *in, size_t inlen, unsigned char *out, size_t outsz, size_t *outlen)
@@ -136,28 +128,18 @@ size_t auth_b64_encode(const unsigned char *in, size_t inlen, char *out, size_t 
 		out[0] = '\0';
 		return 0;
 	}
-	for (i = 0; i + 3 <= inlen; i += 3) {
-		uint32_t acc = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-
-		out[o++] = b64chars[acc >> 18];
-		out[o++] = b64chars[(acc >> 12) & 63];
-		out[o++] = b64chars[(acc >> 6) & 63];
-		out[o++] = b64chars[acc & 63];
-	}
-	if (inlen - i == 1) {
+	for (i = 0; i < inlen; i += 3) {
+		size_t left = inlen - i;
 		uint32_t acc = (uint32_t)in[i] << 16;
 
+		if (left > 1)
+			acc |= (uint32_t)in[i + 1] << 8;
+		if (left > 2)
+			acc |= in[i + 2];
 		out[o++] = b64chars[acc >> 18];
 		out[o++] = b64chars[(acc >> 12) & 63];
-		out[o++] = '=';
-		out[o++] = '=';
-	} else if (inlen - i == 2) {
-		uint32_t acc = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-
-		out[o++] = b64chars[acc >> 18];
-		out[o++] = b64chars[(acc >> 12) & 63];
-		out[o++] = b64chars[(acc >> 6) & 63];
-		out[o++] = '=';
+		out[o++] = left > 1 ? b64chars[(acc >> 6) & 63] : '=';
+		out[o++] = left > 2 ? b64chars[acc & 63] : '=';
 	}
 	out[o] = '\0';
 	return o;
@@ -451,28 +433,25 @@ struct users *users_load(const char *path, char *err, size_t errlen)
 		msg(&m, 0, "cannot open: %s", strerror(errno));
 		return NULL;
 	}
-	if (fstat(fd, &st) != 0) {
-		msg(&m, 0, "cannot stat: %s", strerror(errno));
-		close(fd);
-		return NULL;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		msg(&m, 0, "not a regular file");
-		close(fd);
-		return NULL;
-	}
-	if (st.st_mode & 077)
-		msg(&m, 0, "mode %04o is too open; chmod 600 %s", (unsigned)(st.st_mode & 07777), path);
-	if (st.st_size > (off_t)USERS_FILE_MAX) {
-		msg(&m, 0, "larger than %u octets", USERS_FILE_MAX);
-		close(fd);
-		return NULL;
-	}
 	f = fdopen(fd, "r");
 	if (!f) {
 		msg(&m, 0, "cannot read: %s", strerror(errno));
 		close(fd);
 		return NULL;
+	}
+	if (fstat(fd, &st) != 0) {
+		msg(&m, 0, "cannot stat: %s", strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		msg(&m, 0, "not a regular file");
+		goto fail;
+	}
+	if (st.st_mode & 077)
+		msg(&m, 0, "mode %04o is too open; chmod 600 %s", (unsigned)(st.st_mode & 07777), path);
+	if (st.st_size > (off_t)USERS_FILE_MAX) {
+		msg(&m, 0, "larger than %u octets", USERS_FILE_MAX);
+		goto fail;
 	}
 	while ((kind = read_line(f, buf, sizeof buf, &len, &rerr)) != L_EOF)
 		if (kind != L_SKIP)
@@ -755,17 +734,15 @@ static char *put_entry(const char *text, size_t len, const char *user, const cha
 	return out;
 }
 
-static int sync_dir(const char *path)
+/* dir is the directory part of a path including its last '/', or empty;
+ * "<dir>." names the directory itself either way. */
+static int sync_dir(const char *dir, size_t dirlen)
 {
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
+	char buf[PATH_MAX + 2];
 	int fd, r;
 
-	if (slash && slash > path)
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	else
-		strcpy(dir, slash ? "/" : ".");
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(buf, sizeof buf, "%.*s.", (int)dirlen, dir);
+	fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	r = fsync(fd);
@@ -779,7 +756,8 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 	unsigned char salt[SALT_NEW], hash[HASH_LEN];
 	char entry[AUTH_USER_MAX + 128], s64[64], h64[64], dest[PATH_MAX], tmp[PATH_MAX], e[ECHO_BUF];
 	char *text = NULL, *out = NULL;
-	size_t len = 0, outlen = 0;
+	const char *what, *obj = dest, *slash;
+	size_t len = 0, outlen = 0, dirlen;
 	struct stat st, lst;
 	bool exists = false, have_tmp = false;
 	int fd = -1, status = -1, n;
@@ -851,23 +829,18 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 		set_err(err, errlen, "out of memory");
 		goto out;
 	}
-	{
-		const char *slash = strrchr(dest, '/');
-
-		if (slash)
-			n = snprintf(tmp, sizeof tmp, "%.*s/.%s.XXXXXX", (int)(slash - dest), dest, slash + 1);
-		else
-			n = snprintf(tmp, sizeof tmp, ".%s.XXXXXX", dest);
-		if (n < 0 || (size_t)n >= sizeof tmp) {
-			set_err(err, errlen, "%s: path too long", path);
-			goto out;
-		}
-	}
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		set_err(err, errlen, "cannot create a temporary file beside %s: %s", dest, strerror(errno));
+	/* The temporary file is ".<name>.XXXXXX" in the directory of dest. */
+	slash = strrchr(dest, '/');
+	dirlen = slash ? (size_t)(slash + 1 - dest) : 0;
+	n = snprintf(tmp, sizeof tmp, "%.*s.%s.XXXXXX", (int)dirlen, dest, dest + dirlen);
+	if (n < 0 || (size_t)n >= sizeof tmp) {
+		set_err(err, errlen, "%s: path too long", path);
 		goto out;
 	}
+	what = "create a temporary file beside";
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		goto sys_fail;
 	have_tmp = true;
 	/* The daemon may read the file after dropping privileges: keep the
 	 * owner it had (possible only as root; otherwise it becomes ours). */
@@ -875,27 +848,27 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 	    fchown(fd, st.st_uid, st.st_gid) != 0) {
 		/* Not root: the file becomes the caller's. */
 	}
-	if (fchmod(fd, 0600) != 0 || fd_write_all(fd, out, outlen) != 0 || fsync(fd) != 0) {
-		set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (close(fd) != 0) {
-		fd = -1;
-		set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto out;
-	}
+	what = "write";
+	obj = tmp;
+	if (fchmod(fd, 0600) != 0 || fd_write_all(fd, out, outlen) != 0 || fsync(fd) != 0)
+		goto sys_fail;
+	n = close(fd);
 	fd = -1;
-	if (rename(tmp, dest) != 0) {
-		set_err(err, errlen, "cannot replace %s: %s", dest, strerror(errno));
-		goto out;
-	}
+	if (n != 0)
+		goto sys_fail;
+	what = "replace";
+	obj = dest;
+	if (rename(tmp, dest) != 0)
+		goto sys_fail;
 	have_tmp = false;
 	/* The rename itself must survive a power cut too. */
-	if (sync_dir(dest) != 0) {
-		set_err(err, errlen, "cannot sync the directory of %s: %s", dest, strerror(errno));
-		goto out;
-	}
+	what = "sync the directory of";
+	if (sync_dir(dest, dirlen) != 0)
+		goto sys_fail;
 	status = 0;
+	goto out;
+sys_fail:
+	set_err(err, errlen, "cannot %s %s: %s", what, obj, strerror(errno));
 out:
 	if (fd >= 0)
 		close(fd);

@@ -48,22 +48,22 @@ struct harvest {
 
 #define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
 
-static void sipround(uint64_t *v0, uint64_t *v1, uint64_t *v2, uint64_t *v3)
+static void sipround(uint64_t v[4])
 {
-	*v0 += *v1;
-	*v1 = ROTL(*v1, 13);
-	*v1 ^= *v0;
-	*v0 = ROTL(*v0, 32);
-	*v2 += *v3;
-	*v3 = ROTL(*v3, 16);
-	*v3 ^= *v2;
-	*v0 += *v3;
-	*v3 = ROTL(*v3, 21);
-	*v3 ^= *v0;
-	*v2 += *v1;
-	*v1 = ROTL(*v1, 17);
-	*v1 ^= *v2;
-	*v2 = ROTL(*v2, 32);
+	v[0] += v[1];
+	v[1] = ROTL(v[1], 13);
+	v[1] ^= v[0];
+	v[0] = ROTL(v[0], 32);
+	v[2] += v[3];
+	v[3] = ROTL(v[3], 16);
+	v[3] ^= v[2];
+	v[0] += v[3];
+	v[3] = ROTL(v[3], 21);
+	v[3] ^= v[0];
+	v[2] += v[1];
+	v[1] = ROTL(v[1], 17);
+	v[1] ^= v[2];
+	v[2] = ROTL(v[2], 32);
 }
 
 /* Little-endian by definition of SipHash, whatever the CPU. */
@@ -79,8 +79,8 @@ static uint64_t le64(const uint8_t *p)
 
 static uint64_t siphash16(uint64_t k0, uint64_t k1, const uint8_t m[16])
 {
-	uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
-	uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+	uint64_t v[4] = { k0 ^ 0x736f6d6570736575ull, k1 ^ 0x646f72616e646f6dull,
+			  k0 ^ 0x6c7967656e657261ull, k1 ^ 0x7465646279746573ull };
 	uint64_t w[3];
 	int i, r;
 
@@ -88,15 +88,15 @@ static uint64_t siphash16(uint64_t k0, uint64_t k1, const uint8_t m[16])
 	w[1] = le64(m + 8);
 	w[2] = (uint64_t)16 << 56; /* the length block: no tail octets */
 	for (i = 0; i < 3; i++) {
-		v3 ^= w[i];
+		v[3] ^= w[i];
 		for (r = 0; r < 2; r++)
-			sipround(&v0, &v1, &v2, &v3);
-		v0 ^= w[i];
+			sipround(v);
+		v[0] ^= w[i];
 	}
-	v2 ^= 0xff;
+	v[2] ^= 0xff;
 	for (r = 0; r < 4; r++)
-		sipround(&v0, &v1, &v2, &v3);
-	return v0 ^ v1 ^ v2 ^ v3;
+		sipround(v);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
 /* Without entropy yet (early boot) the table still works; only the
@@ -322,29 +322,37 @@ size_t harvest_entry_bytes(void)
 	return sizeof(struct entry) + 2 * sizeof(uint32_t);
 }
 
-bool harvest_discredited(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
-			 const struct harvest_params *p)
+/* The entry of a (made if create and absent), its mark brought up to
+ * now; NULL when absent or an argument is missing. */
+static struct entry *entry_of(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
+			      const struct harvest_params *p, bool create)
 {
 	uint32_t x;
 
 	if (!h || !a || !p)
-		return false;
-	x = get(h, a, now_ms, false);
+		return NULL;
+	x = get(h, a, now_ms, create);
 	if (x == NIL)
-		return false;
+		return NULL;
 	expire(&h->e[x], now_ms, p);
-	return h->e[x].discredited;
+	return &h->e[x];
+}
+
+bool harvest_discredited(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
+			 const struct harvest_params *p)
+{
+	struct entry *e = entry_of(h, a, now_ms, p, false);
+
+	return e && e->discredited;
 }
 
 bool harvest_unknown(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
 		     const struct harvest_params *p)
 {
-	struct entry *e;
+	struct entry *e = entry_of(h, a, now_ms, p, true);
 
-	if (!h || !a || !p)
+	if (!e)
 		return false;
-	e = &h->e[get(h, a, now_ms, true)];
-	expire(e, now_ms, p);
 	if (elapsed(now_ms, e->window_start) >= p->window_ms) {
 		e->count = 0;
 		e->window_start = now_ms;
@@ -361,12 +369,10 @@ bool harvest_unknown(struct harvest *h, const struct ip_addr *a, uint64_t now_ms
 bool harvest_hangup(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
 		    const struct harvest_params *p)
 {
-	struct entry *e;
+	struct entry *e = entry_of(h, a, now_ms, p, true);
 
-	if (!h || !a || !p)
+	if (!e)
 		return false;
-	e = &h->e[get(h, a, now_ms, true)];
-	expire(e, now_ms, p);
 	e->last_offence = now_ms;
 	if (e->discredited)
 		return false;
@@ -377,18 +383,10 @@ bool harvest_hangup(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
 bool harvest_ban_due(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
 		     const struct harvest_params *p)
 {
-	struct entry *e;
-	uint32_t x;
+	struct entry *e = entry_of(h, a, now_ms, p, false);
 
-	if (!h || !a || !p)
-		return false;
-	x = get(h, a, now_ms, false);
-	if (x == NIL)
-		return false;
-	e = &h->e[x];
-	expire(e, now_ms, p);
 	/* Only a discredited source is ever banned. */
-	if (!e->discredited || (e->banned && elapsed(now_ms, e->last_ban) < p->window_ms))
+	if (!e || !e->discredited || (e->banned && elapsed(now_ms, e->last_ban) < p->window_ms))
 		return false;
 	e->banned = true;
 	e->last_ban = now_ms;

@@ -143,6 +143,7 @@ struct maildir *maildir_open(const char *spool, const char *hostname,
 			     char *err, size_t errlen)
 {
 	struct maildir *md;
+	const char *what;
 
 	if (err && errlen)
 		err[0] = '\0';
@@ -157,32 +158,28 @@ struct maildir *maildir_open(const char *spool, const char *hostname,
 		return NULL;
 	}
 	md->spool_fd = md->tmp_fd = -1;
-	if (make_path(spool) < 0) {
-		set_err(err, errlen, spool, "mkdir");
+	what = "mkdir";
+	if (make_path(spool) < 0)
 		goto fail;
-	}
+	what = "open";
 	md->spool_fd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (md->spool_fd < 0) {
-		set_err(err, errlen, spool, "open");
+	if (md->spool_fd < 0)
 		goto fail;
-	}
-	if (mkdirat(md->spool_fd, "tmp", 0700) < 0 && errno != EEXIST) {
-		set_err(err, errlen, spool, "mkdir tmp");
+	what = "mkdir tmp";
+	if (mkdirat(md->spool_fd, "tmp", 0700) < 0 && errno != EEXIST)
 		goto fail;
-	}
+	what = "open tmp";
 	md->tmp_fd = openat(md->spool_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (md->tmp_fd < 0) {
-		set_err(err, errlen, spool, "open tmp");
+	if (md->tmp_fd < 0)
 		goto fail;
-	}
-	if (remove_leftovers(md->tmp_fd) < 0) {
-		set_err(err, errlen, spool, "clean tmp");
+	what = "clean tmp";
+	if (remove_leftovers(md->tmp_fd) < 0)
 		goto fail;
-	}
 	md->pid = (uint32_t)getpid();
 	copy_host(md->host, hostname);
 	return md;
 fail:
+	set_err(err, errlen, spool, what);
 	maildir_close(md);
 	return NULL;
 }
@@ -388,6 +385,18 @@ static bool seen_before(const struct sink_envelope *env, unsigned i)
 	return false;
 }
 
+/* Takes back every link of a message (best effort) and its tmp file. */
+static void undo_message(struct maildir *md, const struct sink_envelope *env, const char *name,
+			 unsigned upto)
+{
+	for (unsigned j = 0; j < upto && j < env->nmailboxes; j++) {
+		const char *mbox = recipients_mailbox(env->rcpts, env->mailboxes[j]);
+		if (mbox && !seen_before(env, j))
+			undeliver_one(md, mbox, name);
+	}
+	unlinkat(md->tmp_fd, name, 0);
+}
+
 int maildir_commit(struct maildir *md, struct sink_msg *m,
 		   const struct sink_envelope *env)
 {
@@ -442,17 +451,10 @@ fail:
 		close(m->fd);
 		m->fd = -1;
 	}
-	/* Mailbox i holds a link only when deliver_one() got that far. */
-	if (env && env->mailboxes && env->rcpts) {
-		for (unsigned j = 0; j < i + (linked ? 1u : 0u) && j < env->nmailboxes; j++) {
-			const char *mbox = recipients_mailbox(env->rcpts, env->mailboxes[j]);
-
-			if (mbox && !seen_before(env, j))
-				undeliver_one(md, mbox, name);
-		}
-	}
+	/* Mailbox i holds a link only when deliver_one() got that far; a cut
+	 * name must never be unlinked. */
 	if (name[0])
-		unlinkat(md->tmp_fd, name, 0);
+		undo_message(md, env, name, i + (linked ? 1u : 0u));
 	errno = saved;
 	return -1;
 }
@@ -471,18 +473,6 @@ void maildir_abort(struct maildir *md, struct sink_msg *m)
 	errno = saved;
 }
 
-/* Takes back every link of a message (best effort) and its tmp file. */
-static void undo_message(struct maildir *md, const struct sink_envelope *env, const char *name,
-			 unsigned upto)
-{
-	for (unsigned j = 0; j < upto && j < env->nmailboxes; j++) {
-		const char *mbox = recipients_mailbox(env->rcpts, env->mailboxes[j]);
-		if (mbox && !seen_before(env, j))
-			undeliver_one(md, mbox, name);
-	}
-	unlinkat(md->tmp_fd, name, 0);
-}
-
 static void fail_message(struct sink_msg *m, int *result)
 {
 	if (m->fd >= 0) {
@@ -490,6 +480,25 @@ static void fail_message(struct sink_msg *m, int *result)
 		m->fd = -1;
 	}
 	*result = -1;
+}
+
+/* Ends the round for every message still good in it: each loses its tmp
+ * file, a failed one also its open file and, if the round got that far,
+ * its links. */
+static void end_round(struct maildir *md, struct sink_msg *const *msgs,
+		      const struct sink_envelope *envs, unsigned n, int *results, bool failed,
+		      bool linked)
+{
+	char name[NAME_BUF];
+
+	for (unsigned k = 0; k < n; k++) {
+		if (results[k] != 0)
+			continue;
+		build_name(md, msgs[k], name);
+		if (failed)
+			fail_message(msgs[k], &results[k]);
+		undo_message(md, &envs[k], name, failed && linked ? envs[k].nmailboxes : 0);
+	}
 }
 
 void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
@@ -522,12 +531,7 @@ void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
 	/* One sync of the file system makes every file of the round durable
 	 * at the cost of one journal commit instead of one per message. */
 	if (syncfs(md->tmp_fd) < 0) {
-		for (unsigned k = 0; k < n; k++)
-			if (results[k] == 0) {
-				build_name(md, msgs[k], name);
-				fail_message(msgs[k], &results[k]);
-				unlinkat(md->tmp_fd, name, 0);
-			}
+		end_round(md, msgs, envs, n, results, true, false);
 		return;
 	}
 	for (unsigned k = 0; k < n; k++) {
@@ -555,18 +559,5 @@ void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
 		}
 	}
 	/* The second sync makes the new/ entries of the round durable. */
-	if (syncfs(md->tmp_fd) < 0) {
-		for (unsigned k = 0; k < n; k++)
-			if (results[k] == 0) {
-				build_name(md, msgs[k], name);
-				undo_message(md, &envs[k], name, envs[k].nmailboxes);
-				results[k] = -1;
-			}
-		return;
-	}
-	for (unsigned k = 0; k < n; k++)
-		if (results[k] == 0) {
-			build_name(md, msgs[k], name);
-			unlinkat(md->tmp_fd, name, 0);
-		}
+	end_round(md, msgs, envs, n, results, syncfs(md->tmp_fd) < 0, true);
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -616,11 +617,8 @@ enum rcpt_result recipients_lookup(const struct recipients *r, const char *addr,
 	for (at = len; at > 0 && addr[at - 1] != '@'; at--)
 		;
 	if (at == 0) {
-		if (len != strlen(POSTMASTER))
+		if (len != strlen(POSTMASTER) || strncasecmp(addr, POSTMASTER, len) != 0)
 			return RCPT_NOT_LOCAL;
-		for (size_t k = 0; k < len; k++)
-			if (lower(addr[k]) != POSTMASTER[k])
-				return RCPT_NOT_LOCAL;
 		if (mailbox)
 			*mailbox = r->postmaster;
 		return RCPT_OK;

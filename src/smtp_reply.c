@@ -12,9 +12,10 @@ struct reply_def {
  * the wire once per reply on a slow uplink. */
 static const struct reply_def defs[R__COUNT] = {
 	[R_NONE] = {0, ""},
-	[R_GREETING] = {220, NULL},
+	/* Greeting, HELO and queued end in a value of the reply context. */
+	[R_GREETING] = {220, ""},
 	[R_EHLO] = {250, NULL},
-	[R_HELO] = {250, NULL},
+	[R_HELO] = {250, ""},
 	[R_421_FULL] = {421, "4.3.2 Service busy, try again later"},
 	[R_421_SOURCE] = {421, "4.7.0 Too many connections from your address"},
 	[R_421_NOMATCH] = {421, "4.3.2 No service for your address"},
@@ -38,7 +39,7 @@ static const struct reply_def defs[R__COUNT] = {
 	[R_452_RCPTS] = {452, "4.5.3 Too many recipients"},
 	[R_554_NORCPT] = {554, "5.5.1 No valid recipients"},
 	[R_354] = {354, "End data with <CR><LF>.<CR><LF>"},
-	[R_250_QUEUED] = {250, NULL},
+	[R_250_QUEUED] = {250, "2.0.0 Ok: queued as "},
 	[R_552_TOOBIG] = {552, "5.3.4 Message size exceeds fixed limit"},
 	[R_550_BAREEOL] = {550, "5.5.2 Bare CR or LF in message data"},
 	[R_452_STORAGE] = {452, "4.3.1 Insufficient system storage"},
@@ -81,46 +82,39 @@ int reply_code(enum reply_id id)
 
 bool reply_is_protocol_error(enum reply_id id)
 {
-	switch (reply_code(id)) {
-	case 500: case 501: case 502: case 503: case 504: case 555:
-		return true;
-	default:
-		return false;
-	}
-}
+	int code = reply_code(id);
 
-static size_t fit(int n, size_t len)
-{
-	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+	return (code >= 500 && code <= 504) || code == 555;
 }
 
 size_t reply_render(enum reply_id id, const struct reply_ctx *ctx, char *buf, size_t len)
 {
+	const char *tail = "";
+	int n;
+
 	if ((unsigned)id >= R__COUNT || id == R_NONE)
 		return 0;
-	switch (id) {
-	case R_GREETING:
-		return fit(snprintf(buf, len, "220 %s\r\n", ctx->banner), len);
-	case R_HELO:
-		return fit(snprintf(buf, len, "250 %s\r\n", ctx->fqdn), len);
-	case R_EHLO:
-		return fit(snprintf(buf, len,
-				    "250-%s Hello [%s]\r\n"
-				    "250-SIZE %llu\r\n"
-				    "%s"
-				    "250-8BITMIME\r\n"
-				    "%s%s"
-				    "250 ENHANCEDSTATUSCODES\r\n",
-				    ctx->fqdn, ctx->peer_ip, (unsigned long long)ctx->max_size,
-				    ctx->pipelining ? "250-PIPELINING\r\n" : "",
-				    ctx->starttls ? "250-STARTTLS\r\n" : "",
-				    ctx->auth ? "250-AUTH PLAIN LOGIN\r\n" : ""),
-			   len);
-	case R_334_EMPTY:
-		return fit(snprintf(buf, len, "334 \r\n"), len);
-	case R_250_QUEUED:
-		return fit(snprintf(buf, len, "250 2.0.0 Ok: queued as %s\r\n", ctx->queue_id), len);
-	default:
-		return fit(snprintf(buf, len, "%u %s\r\n", defs[id].code, defs[id].text), len);
+	if (id == R_EHLO)
+		n = snprintf(buf, len,
+			     "250-%s Hello [%s]\r\n"
+			     "250-SIZE %llu\r\n"
+			     "%s"
+			     "250-8BITMIME\r\n"
+			     "%s%s"
+			     "250 ENHANCEDSTATUSCODES\r\n",
+			     ctx->fqdn, ctx->peer_ip, (unsigned long long)ctx->max_size,
+			     ctx->pipelining ? "250-PIPELINING\r\n" : "",
+			     ctx->starttls ? "250-STARTTLS\r\n" : "",
+			     ctx->auth ? "250-AUTH PLAIN LOGIN\r\n" : "");
+	else {
+		/* The three replies that end in a value from the context. */
+		if (id == R_GREETING)
+			tail = ctx->banner;
+		else if (id == R_HELO)
+			tail = ctx->fqdn;
+		else if (id == R_250_QUEUED)
+			tail = ctx->queue_id;
+		n = snprintf(buf, len, "%u %s%s\r\n", defs[id].code, defs[id].text, tail);
 	}
+	return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }

@@ -91,24 +91,24 @@ const char *smtp_session_protocol(const struct smtp_session *s)
 	return names[((s->flags & SS_TLS) ? 1 : 0) + ((s->flags & SS_AUTH) ? 2 : 0)];
 }
 
-static struct smtp_reply reply(const struct smtp_session *s, const struct smtp_env *e,
-			       enum reply_id id, unsigned flags)
+/* A reply with the flags its id implies: 354 starts the data, 220 the
+ * handshake, 221, BDAT's and HTTP's 502 and every 421 end the session. A
+ * 5xx, and the 421 that closes a session, are tarpitted (SPEC §8). */
+static struct smtp_reply reply(struct smtp_session *s, const struct smtp_env *e, enum reply_id id)
 {
-	struct smtp_reply r = {(uint8_t)id, (uint8_t)flags};
-	if (reply_code(id) >= 500 && smtp_session_tarpitted(s, e))
-		r.flags |= RF_TARPIT;
-	return r;
-}
+	struct smtp_reply r = {(uint8_t)id, 0};
+	int code = reply_code(id);
 
-/* Sendmail's BAD_RCPT_THROTTLE: once a session has named an unknown
- * recipient, every RCPT reply waits, so timing tells nothing. */
-static struct smtp_reply rcpt_reply(const struct smtp_session *s, const struct smtp_env *e,
-				    enum reply_id id)
-{
-	struct smtp_reply r = reply(s, e, id, 0);
-	if (((s->flags & SS_UNKNOWN) && e->conn->tarpit_all_after_unknown) || (s->flags & SS_DISCREDITED))
-		if (smtp_session_tarpitted(s, e))
-			r.flags |= RF_TARPIT;
+	if (id == R_354)
+		r.flags = RF_DATA;
+	else if (id == R_220_TLS)
+		r.flags = RF_STARTTLS;
+	else if (code == 421 || id == R_221_BYE || id == R_502_BDAT || id == R_502_HTTP)
+		r.flags = RF_CLOSE;
+	if ((code >= 500 || code == 421) && smtp_session_tarpitted(s, e))
+		r.flags |= RF_TARPIT;
+	if (r.flags & RF_CLOSE)
+		s->state = SMTP_CLOSING;
 	return r;
 }
 
@@ -148,17 +148,16 @@ static void set_helo(struct smtp_session *s, const char *arg, size_t len)
 	s->helo_len = (uint16_t)len;
 }
 
-static struct smtp_reply cmd_helo(struct smtp_session *s, const struct smtp_env *e,
-				  const char *arg, size_t alen, bool ehlo)
+static enum reply_id cmd_helo(struct smtp_session *s, const char *arg, size_t alen, bool ehlo)
 {
 	while (alen && arg[alen - 1] == ' ')
 		alen--;
 	if (alen == 0 || alen > SMTP_HELO_MAX)
-		return reply(s, e, R_501_HELO, 0);
+		return R_501_HELO;
 	smtp_session_reset(s);
 	set_helo(s, arg, alen);
 	s->flags = (uint8_t)((s->flags & ~SS_EHLO) | SS_HELO | (ehlo ? SS_EHLO : 0));
-	return reply(s, e, ehlo ? R_EHLO : R_HELO, 0);
+	return ehlo ? R_EHLO : R_HELO;
 }
 
 /* MAIL parameters: SIZE=n and BODY=7BIT|8BITMIME; anything else is 555. */
@@ -204,80 +203,63 @@ static enum reply_id mail_params(const struct smtp_env *e, const char *p, size_t
 	return R_NONE;
 }
 
-static struct smtp_reply cmd_mail(struct smtp_session *s, const struct smtp_env *e,
-				  const char *arg, size_t alen)
+static enum reply_id cmd_mail(struct smtp_session *s, const struct smtp_env *e,
+			      const char *arg, size_t alen)
 {
 	char addr[ADDRESS_MAX + 1];
 	size_t addr_len, rest;
 	enum reply_id pr;
 
 	if (!(s->flags & SS_HELO))
-		return reply(s, e, R_503_SEQ_HELO, 0);
+		return R_503_SEQ_HELO;
 	if (s->flags & SS_MAIL)
-		return reply(s, e, R_503_SEQ_NESTED, 0);
+		return R_503_SEQ_NESTED;
 	if (e->conn->require_tls && !(s->flags & SS_TLS))
-		return reply(s, e, R_530_TLS, 0);
+		return R_530_TLS;
 	if (!take_prefix(&arg, &alen, "FROM:") ||
 	    address_parse_path(arg, alen, addr, &addr_len, &rest) != 0 ||
 	    (addr_len > 0 && memchr(addr, '@', addr_len) == NULL))
-		return reply(s, e, R_501_SENDER, 0);
+		return R_501_SENDER;
 	pr = mail_params(e, arg + rest, alen - rest);
 	if (pr != R_NONE)
-		return reply(s, e, pr, 0);
+		return pr;
 	memcpy(s->sender, addr, addr_len + 1);
 	s->flags |= SS_MAIL;
 	s->nrcpt = 0;
 	recipients_ref(e->rcpts);
 	s->table = e->rcpts;
-	return reply(s, e, R_250_MAIL, 0);
+	return R_250_MAIL;
 }
 
-static unsigned cmd_rcpt(struct smtp_session *s, const struct smtp_env *e,
-			 const char *arg, size_t alen, struct smtp_reply out[2])
+static enum reply_id cmd_rcpt(struct smtp_session *s, const struct smtp_env *e,
+			      const char *arg, size_t alen)
 {
 	char addr[ADDRESS_MAX + 1];
 	size_t addr_len, rest;
 	uint32_t mbox;
+	unsigned i;
 	struct smtp_envelope *env = s->env;
 
-	if (!(s->flags & SS_MAIL)) {
-		out[0] = rcpt_reply(s, e, R_503_SEQ_MAIL);
-		return 1;
-	}
+	if (!(s->flags & SS_MAIL))
+		return R_503_SEQ_MAIL;
 	if (!take_prefix(&arg, &alen, "TO:") ||
 	    address_parse_path(arg, alen, addr, &addr_len, &rest) != 0 || addr_len == 0 ||
-	    (memchr(addr, '@', addr_len) == NULL && strcasecmp(addr, "postmaster") != 0)) {
-		out[0] = rcpt_reply(s, e, R_501_RCPT);
-		return 1;
-	}
-	if (rest < alen) {
-		out[0] = rcpt_reply(s, e, R_555_PARAM);
-		return 1;
-	}
-	if (s->nrcpt >= s->max_rcpt || s->nrcpt >= e->conn->max_recipients_per_message) {
-		out[0] = rcpt_reply(s, e, R_452_RCPTS);
-		return 1;
-	}
+	    (memchr(addr, '@', addr_len) == NULL && strcasecmp(addr, "postmaster") != 0))
+		return R_501_RCPT;
+	if (rest < alen)
+		return R_555_PARAM;
+	if (s->nrcpt >= s->max_rcpt || s->nrcpt >= e->conn->max_recipients_per_message)
+		return R_452_RCPTS;
 	/* The transaction's table, not the current one: ids must stay valid. */
 	switch (recipients_lookup(s->table, addr, addr_len, &mbox)) {
 	case RCPT_OK:
 		break;
 	case RCPT_NOT_LOCAL:
-		out[0] = rcpt_reply(s, e, R_550_RELAY);
-		return 1;
-	case RCPT_UNKNOWN:
+		return R_550_RELAY;
 	default:
 		s->flags |= SS_UNKNOWN;
 		s->unknown++;
-		out[0] = rcpt_reply(s, e, R_550_UNKNOWN);
-		if (e->conn->max_unknown_recipients && s->unknown > e->conn->max_unknown_recipients) {
-			out[1] = reply(s, e, R_421_UNKNOWN, RF_CLOSE);
-			if (smtp_session_tarpitted(s, e))
-				out[1].flags |= RF_TARPIT;
-			s->state = SMTP_CLOSING;
-			return 2;
-		}
-		return 1;
+		return R_550_UNKNOWN;
 	}
 	if (s->nrcpt == 0) {
 		env->nmbox = 0;
@@ -285,41 +267,37 @@ static unsigned cmd_rcpt(struct smtp_session *s, const struct smtp_env *e,
 		env->first_len = (uint16_t)addr_len;
 	}
 	s->nrcpt++;
-	{
-		unsigned i;
-		for (i = 0; i < env->nmbox && env->mbox[i] != mbox; i++)
-			;
-		if (i == env->nmbox)
-			env->mbox[env->nmbox++] = mbox;
-	}
-	out[0] = rcpt_reply(s, e, R_250_RCPT);
-	return 1;
+	for (i = 0; i < env->nmbox && env->mbox[i] != mbox; i++)
+		;
+	if (i == env->nmbox)
+		env->mbox[env->nmbox++] = mbox;
+	return R_250_RCPT;
 }
 
-static struct smtp_reply cmd_data(struct smtp_session *s, const struct smtp_env *e, size_t alen)
+static enum reply_id cmd_data(struct smtp_session *s, size_t alen)
 {
 	if (!(s->flags & SS_MAIL))
-		return reply(s, e, R_503_SEQ_MAIL, 0);
+		return R_503_SEQ_MAIL;
 	if (alen)
-		return reply(s, e, R_501_ARGS, 0);
+		return R_501_ARGS;
 	if (s->nrcpt == 0)
-		return reply(s, e, R_554_NORCPT, 0);
+		return R_554_NORCPT;
 	s->state = SMTP_DATA_WAIT;
-	return reply(s, e, R_354, RF_DATA);
+	return R_354;
 }
 
-static struct smtp_reply cmd_starttls(struct smtp_session *s, const struct smtp_env *e, size_t alen)
+static enum reply_id cmd_starttls(struct smtp_session *s, const struct smtp_env *e, size_t alen)
 {
 	if (s->flags & SS_TLS)
-		return reply(s, e, R_503_TLS, 0);
+		return R_503_TLS;
 	if (alen)
-		return reply(s, e, R_501_TLS, 0);
+		return R_501_TLS;
 	if (!smtp_session_offers_starttls(s, e))
-		return reply(s, e, R_454_TLS, 0);
+		return R_454_TLS;
 	if (s->flags & SS_MAIL)
-		return reply(s, e, R_503_TLS, 0);
+		return R_503_TLS;
 	s->state = SMTP_TLS_WAIT;
-	return reply(s, e, R_220_TLS, RF_STARTTLS);
+	return R_220_TLS;
 }
 
 struct smtp_reply smtp_session_starttls_failed(struct smtp_session *s)
@@ -343,164 +321,112 @@ void smtp_session_tls_started(struct smtp_session *s)
 	s->state = SMTP_CMD;
 }
 
-static bool starts_with_auth(const char *line, size_t len)
-{
-	return len >= 5 && strncasecmp(line, "AUTH ", 5) == 0;
-}
-
 bool smtp_session_long_line_ok(const struct smtp_session *s, const char *start, size_t len)
 {
 	/* Never inside a transaction: AUTH is refused there, and the long
 	 * line is assembled in the envelope memory that holds its recipients. */
 	if (s->flags & SS_MAIL)
 		return false;
-	return s->auth_state != AS_NONE || starts_with_auth(start, len);
+	return s->auth_state != AS_NONE || (len >= 5 && strncasecmp(start, "AUTH ", 5) == 0);
 }
 
 /* One verdict on a user name and password; the 535 is a 5xx and so is
  * tarpitted like every other one (SPEC §8). */
-static unsigned auth_verdict(struct smtp_session *s, const struct smtp_env *e, const char *user,
-			     size_t ulen, const char *pass, size_t plen, struct smtp_reply out[2])
+static enum reply_id auth_verdict(struct smtp_session *s, const struct smtp_env *e,
+				  const char *user, size_t ulen, const char *pass, size_t plen)
 {
 	s->auth_state = AS_NONE;
 	if (users_verify(e->users, user, ulen, pass, plen)) {
 		s->flags |= SS_AUTH;
-		out[0] = reply(s, e, R_235_AUTH, 0);
-		return 1;
+		return R_235_AUTH;
 	}
 	if (s->auth_failures < UINT8_MAX)
 		s->auth_failures++;
-	out[0] = reply(s, e, R_535_AUTH, 0);
-	if (e->conn->max_auth_failures && s->auth_failures > e->conn->max_auth_failures) {
-		out[1] = reply(s, e, R_421_AUTH, RF_CLOSE);
-		if (smtp_session_tarpitted(s, e))
-			out[1].flags |= RF_TARPIT;
-		s->state = SMTP_CLOSING;
-		return 2;
-	}
-	return 1;
+	return R_535_AUTH;
 }
 
-static unsigned auth_plain(struct smtp_session *s, const struct smtp_env *e,
-			   const unsigned char *msg, size_t len, struct smtp_reply out[2])
-{
-	const char *user, *pass;
-	size_t ulen, plen;
-	/* A PLAIN message that decodes but is not "authzid NUL user NUL
-	 * password" (or names another authzid) is a failed login, so it
-	 * counts towards max_auth_failures like a wrong password. */
-	if (sasl_plain_parse(msg, len, &user, &ulen, &pass, &plen) != 0)
-		return auth_verdict(s, e, "", 0, "", 0, out);
-	return auth_verdict(s, e, user, ulen, pass, plen, out);
-}
-
-/* Decodes a client's base64 answer ("=" is the empty one). */
-static int decode(const char *in, size_t len, unsigned char *out, size_t outsz, size_t *outlen)
-{
-	if (len == 1 && in[0] == '=') {
-		*outlen = 0;
-		return 0;
-	}
-	return auth_b64_decode(in, len, out, outsz, outlen);
-}
-
-static unsigned auth_login_user(struct smtp_session *s, const struct smtp_env *e,
-				const unsigned char *user, size_t len, struct smtp_reply out[2])
+static enum reply_id auth_login_user(struct smtp_session *s, const struct smtp_env *e,
+				     const unsigned char *user, size_t len)
 {
 	if (len == 0 || len > AUTH_USER_MAX)
-		return auth_verdict(s, e, "", 0, "", 0, out); /* counts as a failure */
+		return auth_verdict(s, e, "", 0, "", 0); /* counts as a failure */
 	memcpy(s->env->first_rcpt, user, len);
 	s->env->first_len = (uint16_t)len;
 	s->auth_state = AS_LOGIN_PASS;
-	out[0] = reply(s, e, R_334_PASS, 0);
-	return 1;
+	return R_334_PASS;
 }
 
-static unsigned auth_response(struct smtp_session *s, const struct smtp_env *e,
-			      const char *line, size_t len, struct smtp_reply out[2])
+/* A client's base64 answer ("=" is the empty one) to the step auth_state
+ * names. */
+static enum reply_id auth_answer(struct smtp_session *s, const struct smtp_env *e,
+				 const char *line, size_t len)
 {
 	unsigned char buf[AUTH_LINE_MAX];
-	size_t n;
+	const char *user = "", *pass = "";
+	size_t n = 0, ulen = 0, plen = 0;
 
-	if (len == 1 && line[0] == '*') {
+	if (!(len == 1 && line[0] == '=') && auth_b64_decode(line, len, buf, sizeof buf, &n) != 0) {
 		s->auth_state = AS_NONE;
-		out[0] = reply(s, e, R_501_AUTH_CANCEL, 0);
-		return 1;
-	}
-	if (decode(line, len, buf, sizeof buf, &n) != 0) {
-		s->auth_state = AS_NONE;
-		out[0] = reply(s, e, R_501_AUTH_B64, 0);
-		return 1;
+		return R_501_AUTH_B64;
 	}
 	switch (s->auth_state) {
 	case AS_PLAIN:
-		return auth_plain(s, e, buf, n, out);
+		/* A PLAIN message that decodes but is not "authzid NUL user NUL
+		 * password" (or names another authzid) is a failed login, so it
+		 * counts towards max_auth_failures like a wrong password. */
+		if (sasl_plain_parse(buf, n, &user, &ulen, &pass, &plen) != 0)
+			return auth_verdict(s, e, "", 0, "", 0);
+		return auth_verdict(s, e, user, ulen, pass, plen);
 	case AS_LOGIN_USER:
-		return auth_login_user(s, e, buf, n, out);
+		return auth_login_user(s, e, buf, n);
 	default:
-		return auth_verdict(s, e, s->env->first_rcpt, s->env->first_len, (const char *)buf, n, out);
+		return auth_verdict(s, e, s->env->first_rcpt, s->env->first_len, (const char *)buf, n);
 	}
 }
 
-static unsigned cmd_auth(struct smtp_session *s, const struct smtp_env *e, const char *arg,
-			 size_t alen, struct smtp_reply out[2])
+/* An answer to a 334 challenge, where "*" cancels the exchange. */
+static enum reply_id auth_response(struct smtp_session *s, const struct smtp_env *e,
+				   const char *line, size_t len)
 {
-	unsigned char buf[AUTH_LINE_MAX];
-	size_t wl = 0, n;
-	const char *resp;
-	size_t rlen;
+	if (len == 1 && line[0] == '*') {
+		s->auth_state = AS_NONE;
+		return R_501_AUTH_CANCEL;
+	}
+	return auth_answer(s, e, line, len);
+}
 
-	if (!e->users || !e->conn->auth) {
-		out[0] = reply(s, e, R_502_AUTH, 0);
-		return 1;
-	}
-	if (!(s->flags & SS_HELO)) {
-		out[0] = reply(s, e, R_503_SEQ_HELO, 0);
-		return 1;
-	}
-	if (s->flags & (SS_AUTH | SS_MAIL)) {
-		out[0] = reply(s, e, R_503_AUTH, 0);
-		return 1;
-	}
-	if (e->conn->auth_requires_tls && !(s->flags & SS_TLS)) {
-		out[0] = reply(s, e, R_538_AUTH, 0);
-		return 1;
-	}
+static enum reply_id cmd_auth(struct smtp_session *s, const struct smtp_env *e, const char *arg,
+			      size_t alen)
+{
+	size_t wl = 0;
+
+	if (!e->users || !e->conn->auth)
+		return R_502_AUTH;
+	if (!(s->flags & SS_HELO))
+		return R_503_SEQ_HELO;
+	if (s->flags & (SS_AUTH | SS_MAIL))
+		return R_503_AUTH;
+	if (e->conn->auth_requires_tls && !(s->flags & SS_TLS))
+		return R_538_AUTH;
 	while (wl < alen && arg[wl] != ' ')
 		wl++;
-	if (wl == 0) {
-		out[0] = reply(s, e, R_501_ARGS, 0);
-		return 1;
-	}
-	resp = arg + wl;
-	rlen = alen - wl;
-	while (rlen && resp[0] == ' ') {
-		resp++;
-		rlen--;
-	}
-	if (word_is(arg, wl, "PLAIN")) {
-		if (rlen == 0) {
-			s->auth_state = AS_PLAIN;
-			out[0] = reply(s, e, R_334_EMPTY, 0);
-			return 1;
-		}
+	if (wl == 0)
+		return R_501_ARGS;
+	if (word_is(arg, wl, "PLAIN"))
 		s->auth_state = AS_PLAIN;
-		return auth_response(s, e, resp, rlen, out);
-	}
-	if (word_is(arg, wl, "LOGIN")) {
-		if (rlen == 0) {
-			s->auth_state = AS_LOGIN_USER;
-			out[0] = reply(s, e, R_334_USER, 0);
-			return 1;
-		}
-		if (decode(resp, rlen, buf, sizeof buf, &n) != 0) {
-			out[0] = reply(s, e, R_501_AUTH_B64, 0);
-			return 1;
-		}
-		return auth_login_user(s, e, buf, n, out);
-	}
-	out[0] = reply(s, e, R_504_AUTH, 0);
-	return 1;
+	else if (word_is(arg, wl, "LOGIN"))
+		s->auth_state = AS_LOGIN_USER;
+	else
+		return R_504_AUTH;
+	while (wl < alen && arg[wl] == ' ')
+		wl++;
+	if (wl == alen)
+		return s->auth_state == AS_PLAIN ? R_334_EMPTY : R_334_USER;
+	/* An initial response: PLAIN's may be the "*" of a cancel, LOGIN's is
+	 * the user name and nothing else. */
+	if (s->auth_state == AS_PLAIN)
+		return auth_response(s, e, arg + wl, alen - wl);
+	return auth_answer(s, e, arg + wl, alen - wl);
 }
 
 static bool line_has_bad_octet(const char *line, size_t len)
@@ -513,12 +439,29 @@ static bool line_has_bad_octet(const char *line, size_t len)
 	return false;
 }
 
-static struct smtp_reply dispatch(struct smtp_session *s, const struct smtp_env *e,
-				  const char *line, size_t len, struct smtp_reply out[2], unsigned *n)
+enum verb { V_EHLO, V_HELO, V_MAIL, V_RCPT, V_DATA, V_RSET, V_STARTTLS, V_AUTH, V_SIMPLE };
+
+/* Verbs answered by their reply alone come after V_SIMPLE. */
+static const struct {
+	char verb[9];
+	uint8_t reply;
+} verbs[] = {
+	{"EHLO", 0}, {"HELO", 0}, {"MAIL", 0}, {"RCPT", 0}, {"DATA", 0}, {"RSET", 0},
+	{"STARTTLS", 0}, {"AUTH", 0},
+	{"NOOP", R_250_OK}, {"QUIT", R_221_BYE}, {"VRFY", R_252_VRFY}, {"EXPN", R_502_EXPN},
+	{"HELP", R_214_HELP}, {"BDAT", R_502_BDAT},
+	/* A web client pointed at the port: closed at once. */
+	{"GET", R_502_HTTP}, {"POST", R_502_HTTP}, {"HEAD", R_502_HTTP}, {"PUT", R_502_HTTP},
+	{"CONNECT", R_502_HTTP},
+};
+#define N_VERBS (sizeof verbs / sizeof verbs[0])
+
+static enum reply_id dispatch(struct smtp_session *s, const struct smtp_env *e,
+			      const char *line, size_t len, unsigned *verb)
 {
-	size_t wl = 0;
+	size_t wl = 0, alen;
 	const char *arg;
-	size_t alen;
+	unsigned v;
 
 	while (wl < len && line[wl] != ' ')
 		wl++;
@@ -528,86 +471,84 @@ static struct smtp_reply dispatch(struct smtp_session *s, const struct smtp_env 
 		arg++;
 		alen--;
 	}
-	if (word_is(line, wl, "EHLO"))
-		return cmd_helo(s, e, arg, alen, true);
-	if (word_is(line, wl, "HELO"))
-		return cmd_helo(s, e, arg, alen, false);
-	if (word_is(line, wl, "MAIL"))
+	for (v = 0; v < N_VERBS && !word_is(line, wl, verbs[v].verb); v++)
+		;
+	*verb = v;
+	switch (v) {
+	case V_EHLO:
+	case V_HELO:
+		return cmd_helo(s, arg, alen, v == V_EHLO);
+	case V_MAIL:
 		return cmd_mail(s, e, arg, alen);
-	if (word_is(line, wl, "RCPT")) {
-		*n = cmd_rcpt(s, e, arg, alen, out);
-		return out[0];
-	}
-	if (word_is(line, wl, "DATA"))
-		return cmd_data(s, e, alen);
-	if (word_is(line, wl, "RSET")) {
+	case V_RCPT:
+		return cmd_rcpt(s, e, arg, alen);
+	case V_DATA:
+		return cmd_data(s, alen);
+	case V_RSET:
 		if (alen)
-			return reply(s, e, R_501_ARGS, 0);
+			return R_501_ARGS;
 		smtp_session_reset(s);
-		return reply(s, e, R_250_OK, 0);
-	}
-	if (word_is(line, wl, "NOOP"))
-		return reply(s, e, R_250_OK, 0);
-	if (word_is(line, wl, "QUIT")) {
-		s->state = SMTP_CLOSING;
-		return reply(s, e, R_221_BYE, RF_CLOSE);
-	}
-	if (word_is(line, wl, "VRFY"))
-		return reply(s, e, R_252_VRFY, 0);
-	if (word_is(line, wl, "EXPN"))
-		return reply(s, e, R_502_EXPN, 0);
-	if (word_is(line, wl, "HELP"))
-		return reply(s, e, R_214_HELP, 0);
-	if (word_is(line, wl, "STARTTLS"))
+		return R_250_OK;
+	case V_STARTTLS:
 		return cmd_starttls(s, e, alen);
-	if (word_is(line, wl, "AUTH")) {
-		*n = cmd_auth(s, e, arg, alen, out);
-		return out[0];
+	case V_AUTH:
+		return cmd_auth(s, e, arg, alen);
+	default:
+		return v < N_VERBS ? (enum reply_id)verbs[v].reply : R_500_UNKNOWN;
 	}
-	if (word_is(line, wl, "BDAT")) {
-		s->state = SMTP_CLOSING;
-		return reply(s, e, R_502_BDAT, RF_CLOSE);
-	}
-	if (word_is(line, wl, "GET") || word_is(line, wl, "POST") || word_is(line, wl, "HEAD") ||
-	    word_is(line, wl, "PUT") || word_is(line, wl, "CONNECT")) {
-		s->state = SMTP_CLOSING;
-		return reply(s, e, R_502_HTTP, RF_CLOSE);
-	}
-	return reply(s, e, R_500_UNKNOWN, 0);
+}
+
+/* A count past its limit (0: none) ends the session. */
+static bool over(uint32_t count, uint32_t max)
+{
+	return max && count > max;
 }
 
 unsigned smtp_session_line(struct smtp_session *s, const struct smtp_env *e,
 			   const char *line, size_t len, bool too_long,
 			   struct smtp_reply out[2])
 {
-	unsigned n = 1;
+	enum reply_id id, bye = R_NONE;
+	unsigned verb = N_VERBS;
 
 	if (s->state != SMTP_CMD)
 		return 0;
-	if (too_long && smtp_session_long_line_ok(s, line, len)) {
-		s->auth_state = AS_NONE;
-		out[0] = reply(s, e, R_500_AUTH_LONG, 0);
-	} else if (too_long)
-		out[0] = reply(s, e, R_500_TOOLONG, 0);
-	else if (s->auth_state != AS_NONE)
-		n = auth_response(s, e, line, len, out);
-	else if (line_has_bad_octet(line, len))
-		out[0] = reply(s, e, R_500_BADCHAR, 0);
-	else
-		out[0] = dispatch(s, e, line, len, out, &n);
-
-	if (n == 1 && reply_is_protocol_error((enum reply_id)out[0].id)) {
-		s->errors++;
-		if (e->conn->max_protocol_errors && s->errors > e->conn->max_protocol_errors &&
-		    !(out[0].flags & RF_CLOSE)) {
-			out[1] = reply(s, e, R_421_ERRORS, RF_CLOSE);
-			if (smtp_session_tarpitted(s, e))
-				out[1].flags |= RF_TARPIT;
-			s->state = SMTP_CLOSING;
-			n = 2;
+	if (too_long) {
+		id = R_500_TOOLONG;
+		if (smtp_session_long_line_ok(s, line, len)) {
+			s->auth_state = AS_NONE;
+			id = R_500_AUTH_LONG;
 		}
+	} else if (s->auth_state != AS_NONE) {
+		id = auth_response(s, e, line, len);
+	} else if (line_has_bad_octet(line, len)) {
+		id = R_500_BADCHAR;
+	} else {
+		id = dispatch(s, e, line, len, &verb);
 	}
-	return n;
+	out[0] = reply(s, e, id);
+	/* Sendmail's BAD_RCPT_THROTTLE: once a session has named an unknown
+	 * recipient, every RCPT reply waits, so timing tells nothing. */
+	if (verb == V_RCPT &&
+	    (((s->flags & SS_UNKNOWN) && e->conn->tarpit_all_after_unknown) || (s->flags & SS_DISCREDITED)) &&
+	    smtp_session_tarpitted(s, e))
+		out[0].flags |= RF_TARPIT;
+
+	if (id == R_550_UNKNOWN) {
+		if (over(s->unknown, e->conn->max_unknown_recipients))
+			bye = R_421_UNKNOWN;
+	} else if (id == R_535_AUTH) {
+		if (over(s->auth_failures, e->conn->max_auth_failures))
+			bye = R_421_AUTH;
+	} else if (reply_is_protocol_error(id)) {
+		s->errors++;
+		if (over(s->errors, e->conn->max_protocol_errors) && !(out[0].flags & RF_CLOSE))
+			bye = R_421_ERRORS;
+	}
+	if (bye == R_NONE)
+		return 1;
+	out[1] = reply(s, e, bye);
+	return 2;
 }
 
 void smtp_session_data_begin(struct smtp_session *s)
@@ -626,22 +567,14 @@ struct smtp_reply smtp_session_data_failed(struct smtp_session *s)
 struct smtp_reply smtp_session_data_end(struct smtp_session *s, const struct smtp_env *e,
 					enum smtp_data_status st)
 {
-	struct smtp_reply r;
-	switch (st) {
-	case DATA_STORED:
-		r = reply(s, e, R_250_QUEUED, 0);
-		break;
-	case DATA_TOO_BIG:
-		r = reply(s, e, R_552_TOOBIG, 0);
-		break;
-	case DATA_BARE_EOL:
-		r = reply(s, e, R_550_BAREEOL, 0);
-		break;
-	case DATA_STORE_FAILED:
-	default:
-		r = reply(s, e, R_452_STORAGE, 0);
-		break;
-	}
+	static const uint8_t ids[] = {
+		[DATA_STORED] = R_250_QUEUED,
+		[DATA_TOO_BIG] = R_552_TOOBIG,
+		[DATA_BARE_EOL] = R_550_BAREEOL,
+		[DATA_STORE_FAILED] = R_452_STORAGE,
+	};
+	struct smtp_reply r = reply(s, e, (unsigned)st < sizeof ids ? (enum reply_id)ids[st] : R_452_STORAGE);
+
 	smtp_session_reset(s);
 	return r;
 }

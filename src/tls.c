@@ -121,14 +121,24 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 			*p = ' ';
 }
 
-static void mbed_text(int ret, char *buf, size_t len)
+/* "<path>: cannot <what> (<why>)"; a NULL why is the text of mbedTLS
+ * error ret. Returns -1 for the caller to pass on. */
+static int fail(char *err, size_t errlen, const char *path, const char *what, int ret,
+		const char *why)
 {
+	char msg[160];
+
+	if (!why) {
+		msg[0] = '\0';
 #if defined(MBEDTLS_ERROR_C)
-	mbedtls_strerror(ret, buf, len);
-	if (buf[0])
-		return;
+		mbedtls_strerror(ret, msg, sizeof msg);
 #endif
-	snprintf(buf, len, "mbedTLS error -0x%04x", (unsigned)-ret);
+		if (!msg[0])
+			snprintf(msg, sizeof msg, "mbedTLS error -0x%04x", (unsigned)-ret);
+		why = msg;
+	}
+	set_err(err, errlen, "%s: cannot %s (%s)", path, what, why);
+	return -1;
 }
 
 /* A strong source of our own: the library's platform source is getrandom()
@@ -159,26 +169,30 @@ static int getrandom_source(void *data, unsigned char *out, size_t len, size_t *
 /* mbedTLS reads a whole file into memory through fseek/ftell: a directory
  * would make it ask for an absurd allocation and a FIFO would block the
  * start-up, so only regular files of a sane size get that far. */
-#define TLS_MAX_FILE (1024 * 1024)
+#define TLS_MAX_FILE 1048576
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static int check_file(const char *path, const char *what, char *err, size_t errlen)
 {
 	struct stat st;
+	const char *why;
 
-	if (stat(path, &st) != 0) {
-		set_err(err, errlen, "%s: cannot read %s (%s)", path, what, strerror(errno));
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		set_err(err, errlen, "%s: cannot read %s (not a regular file)", path, what);
-		return -1;
-	}
-	if (st.st_size > TLS_MAX_FILE) {
-		set_err(err, errlen, "%s: cannot read %s (larger than %d octets)", path, what,
-			TLS_MAX_FILE);
-		return -1;
-	}
-	return 0;
+	if (stat(path, &st) != 0)
+		why = strerror(errno);
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";
+	else if (st.st_size > TLS_MAX_FILE)
+		why = "larger than " STR(TLS_MAX_FILE) " octets";
+	else
+		return 0;
+	return fail(err, errlen, path, what, 0, why);
+}
+
+/* After a file read failed inside mbedTLS: errno, if it kept one. */
+static const char *io_why(void)
+{
+	return errno ? strerror(errno) : "I/O error";
 }
 
 static void creds_init(struct creds *c)
@@ -201,15 +215,14 @@ static int creds_load(struct creds *c, const char *cert_path, const char *key_pa
 		      size_t errlen)
 {
 	static const unsigned char pers[] = "tarpitd tls";
-	char msg[160];
 	int ret;
 
 	if (!cert_path || !*cert_path || !key_path || !*key_path) {
 		set_err(err, errlen, "tls: certificate and key must both be given");
 		return -1;
 	}
-	if (check_file(cert_path, "certificate", err, errlen) != 0 ||
-	    check_file(key_path, "key", err, errlen) != 0)
+	if (check_file(cert_path, "read certificate", err, errlen) != 0 ||
+	    check_file(key_path, "read key", err, errlen) != 0)
 		return -1;
 #ifdef TLS_NEED_PSA_INIT
 	/* 3.x routes key parsing, TLS 1.3 and (with USE_PSA) all of TLS
@@ -224,24 +237,15 @@ static int creds_load(struct creds *c, const char *cert_path, const char *key_pa
 	if (ret == 0)
 		ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pers,
 					    sizeof pers - 1);
-	if (ret != 0) {
-		mbed_text(ret, msg, sizeof msg);
-		set_err(err, errlen, "tls: cannot seed the random generator (%s)", msg);
-		return -1;
-	}
+	if (ret != 0)
+		return fail(err, errlen, "tls", "seed the random generator", ret, NULL);
 
 	errno = 0;
 	ret = mbedtls_x509_crt_parse_file(&c->crt, cert_path);
-	if (ret == MBEDTLS_ERR_X509_FILE_IO_ERROR || ret == MBEDTLS_ERR_PK_FILE_IO_ERROR) {
-		set_err(err, errlen, "%s: cannot read certificate (%s)", cert_path,
-			errno ? strerror(errno) : "I/O error");
-		return -1;
-	}
-	if (ret < 0) {
-		mbed_text(ret, msg, sizeof msg);
-		set_err(err, errlen, "%s: cannot parse certificate (%s)", cert_path, msg);
-		return -1;
-	}
+	if (ret == MBEDTLS_ERR_X509_FILE_IO_ERROR || ret == MBEDTLS_ERR_PK_FILE_IO_ERROR)
+		return fail(err, errlen, cert_path, "read certificate", ret, io_why());
+	if (ret < 0)
+		return fail(err, errlen, cert_path, "parse certificate", ret, NULL);
 	if (ret > 0) {
 		/* Some PEM blocks parsed, others did not: a broken chain would
 		 * only show up as failing handshakes later. */
@@ -257,21 +261,15 @@ static int creds_load(struct creds *c, const char *cert_path, const char *key_pa
 #else
 	ret = mbedtls_pk_parse_keyfile(&c->key, key_path, NULL);
 #endif
-	if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR) {
-		set_err(err, errlen, "%s: cannot read key (%s)", key_path,
-			errno ? strerror(errno) : "I/O error");
-		return -1;
-	}
+	if (ret == MBEDTLS_ERR_PK_FILE_IO_ERROR)
+		return fail(err, errlen, key_path, "read key", ret, io_why());
 	if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED) {
 		set_err(err, errlen, "%s: key is encrypted; a key without passphrase is needed",
 			key_path);
 		return -1;
 	}
-	if (ret != 0) {
-		mbed_text(ret, msg, sizeof msg);
-		set_err(err, errlen, "%s: cannot parse key (%s)", key_path, msg);
-		return -1;
-	}
+	if (ret != 0)
+		return fail(err, errlen, key_path, "parse key", ret, NULL);
 
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
 	ret = mbedtls_pk_check_pair(&c->crt.pk, &c->key, mbedtls_ctr_drbg_random, &c->drbg);
@@ -299,17 +297,13 @@ int tls_check_files(const char *cert_path, const char *key_path, char *err, size
 
 static int configure(struct tls *t, char *err, size_t errlen)
 {
-	char msg[160];
 	size_t n = 0;
 	int ret;
 
 	ret = mbedtls_ssl_config_defaults(&t->conf, MBEDTLS_SSL_IS_SERVER,
 					  MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
-	if (ret != 0) {
-		mbed_text(ret, msg, sizeof msg);
-		set_err(err, errlen, "tls: cannot set up the configuration (%s)", msg);
-		return -1;
-	}
+	if (ret != 0)
+		return fail(err, errlen, "tls", "set up the configuration", ret, NULL);
 	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->c.drbg);
 
 #if MBEDTLS_VERSION_NUMBER >= 0x03020000
@@ -353,11 +347,8 @@ static int configure(struct tls *t, char *err, size_t errlen)
 #endif
 
 	ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->c.crt, &t->c.key);
-	if (ret != 0) {
-		mbed_text(ret, msg, sizeof msg);
-		set_err(err, errlen, "tls: cannot use the certificate (%s)", msg);
-		return -1;
-	}
+	if (ret != 0)
+		return fail(err, errlen, "tls", "use the certificate", ret, NULL);
 	return 0;
 }
 
@@ -417,42 +408,36 @@ void tls_free(struct tls *t)
 	free(t);
 }
 
+/* A send() or recv() result as mbedTLS wants it. */
+static int bio_result(ssize_t n, int again, int failed)
+{
+	if (n >= 0)
+		return (int)n; /* 0 from recv is EOF: mbedTLS turns it into CONN_EOF */
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return again;
+	if (errno == ECONNRESET || errno == EPIPE)
+		return MBEDTLS_ERR_NET_CONN_RESET;
+	return failed;
+}
+
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
 	const struct slot *s = ctx;
-	ssize_t n;
 
 	if (s->fd < 0)
 		return MBEDTLS_ERR_NET_INVALID_CONTEXT;
-	if (len > INT_MAX)
-		len = INT_MAX;
-	n = send(s->fd, buf, len, MSG_NOSIGNAL);
-	if (n >= 0)
-		return (int)n;
-	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-		return MBEDTLS_ERR_SSL_WANT_WRITE;
-	if (errno == ECONNRESET || errno == EPIPE)
-		return MBEDTLS_ERR_NET_CONN_RESET;
-	return MBEDTLS_ERR_NET_SEND_FAILED;
+	return bio_result(send(s->fd, buf, len > INT_MAX ? INT_MAX : len, MSG_NOSIGNAL),
+			  MBEDTLS_ERR_SSL_WANT_WRITE, MBEDTLS_ERR_NET_SEND_FAILED);
 }
 
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
 	const struct slot *s = ctx;
-	ssize_t n;
 
 	if (s->fd < 0)
 		return MBEDTLS_ERR_NET_INVALID_CONTEXT;
-	if (len > INT_MAX)
-		len = INT_MAX;
-	n = recv(s->fd, buf, len, 0);
-	if (n >= 0)
-		return (int)n; /* 0 is EOF: mbedTLS turns it into CONN_EOF */
-	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-		return MBEDTLS_ERR_SSL_WANT_READ;
-	if (errno == ECONNRESET || errno == EPIPE)
-		return MBEDTLS_ERR_NET_CONN_RESET;
-	return MBEDTLS_ERR_NET_RECV_FAILED;
+	return bio_result(recv(s->fd, buf, len > INT_MAX ? INT_MAX : len, 0),
+			  MBEDTLS_ERR_SSL_WANT_READ, MBEDTLS_ERR_NET_RECV_FAILED);
 }
 
 static struct slot *slot_get(struct tls *t, int idx)
@@ -562,14 +547,8 @@ ssize_t tls_read(struct tls *t, int idx, void *buf, size_t len)
 	ret = mbedtls_ssl_read(&s->ssl, buf, len);
 	if (ret >= 0)
 		return ret;
-	switch (ret) {
-	case MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY:
-	case MBEDTLS_ERR_SSL_CONN_EOF:
-	case MBEDTLS_ERR_NET_CONN_RESET:
-		return 0;
-	default:
-		return map_err(ret);
-	}
+	ret = map_err(ret);
+	return ret == TLS_CLOSED ? 0 : ret;
 }
 
 ssize_t tls_write(struct tls *t, int idx, const void *buf, size_t len)
