@@ -38,7 +38,9 @@
 #define MAX_FIELDS 64
 #define MAX_EDITS 32
 
-/* config_load's error lines, for every command (one at a time). */
+/* The commands' large state is static: one command runs per process, and
+ * a stack frame this large costs MIPS16 code on every access. */
+static struct config cfg;
 static char load_err[16384];
 
 /* Every message of the commands is one "tarpitd: ..." line; returns
@@ -542,9 +544,9 @@ int admin_print_table(FILE *out, const struct config *cfg, const char *name, con
 	return 0;
 }
 
-static int load_or_report(const char *path, struct config *cfg)
+static int load_or_report(const char *path)
 {
-	if (config_load(cfg, path, load_err, sizeof load_err) != 0) {
+	if (config_load(&cfg, path, load_err, sizeof load_err) != 0) {
 		fprintf(stderr, "%s\n", load_err);
 		return -1;
 	}
@@ -565,7 +567,6 @@ int admin_show(const char *path, int argc, char **argv)
 	size_t nfields = 0;
 	const char *name = NULL, *list = NULL;
 	char bad[LOG_ECHO_BUF];
-	struct config cfg;
 	int i, r;
 
 	for (i = 0; i < argc; i++) {
@@ -597,7 +598,7 @@ int admin_show(const char *path, int argc, char **argv)
 		return fail(2, "show: empty field name in --fields");
 	if (r == -2)
 		return fail(2, "show: more than %d fields", MAX_FIELDS);
-	if (load_or_report(path, &cfg) != 0)
+	if (load_or_report(path) != 0)
 		return 1;
 	r = admin_print_table(stdout, &cfg, name, fields, nfields);
 	config_free(&cfg);
@@ -908,9 +909,9 @@ int admin_set(const char *path, int argc, char **argv)
 	static struct {
 		unsigned char conn, edit;
 	} ch[CONF_MAX_CONNECTORS * MAX_EDITS];
+	static struct config orig, neu, again;
+	static struct target tg;
 	struct admin_edit edits[MAX_EDITS];
-	struct config orig, neu;
-	struct target tg;
 	struct buf in = { 0 }, report = { 0 };
 	char *text1 = NULL, *text2 = NULL;
 	const char *name;
@@ -996,8 +997,6 @@ int admin_set(const char *path, int argc, char **argv)
 	if (nch < pairs) {
 		/* Some edits were no-ops: write only the others, and judge
 		 * that text again, since it is the one that goes in place. */
-		struct config again;
-
 		len2 = in.len;
 		for (i = 0; i < nch; i++) {
 			char *next = admin_rewrite(text2 ? text2 : in.p, len2, neu.connectors[ch[i].conn].name,
@@ -1041,7 +1040,6 @@ out:
 int admin_stats(const char *path, int argc, char **argv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct config cfg;
 	struct timeval tv = { STATS_TIMEOUT_MS / 1000, 0 };
 	struct buf b = { 0 };
 	const char *sock = sa.sun_path;
@@ -1050,7 +1048,7 @@ int admin_stats(const char *path, int argc, char **argv)
 
 	if (argc > 0)
 		return fail(2, "stats takes no arguments ('%s' is extra)", echo(argv[0]));
-	if (load_or_report(path, &cfg) != 0)
+	if (load_or_report(path) != 0)
 		return 1;
 	if (!cfg.server.control[0]) {
 		fail(1, "no control socket configured ([server] control)");
@@ -1214,10 +1212,9 @@ int admin_passwd(const char *path, int argc, char **argv)
 {
 	static const int sigs[] = { SIGINT, SIGTERM, SIGQUIT, SIGHUP };
 	static char pw[AUTH_PASS_MAX + 2], again[AUTH_PASS_MAX + 2];
-	char err[PATH_MAX + 256];
+	static char err[PATH_MAX + 256];
 	const char *user;
 	struct sigaction sa, old[4];
-	struct config cfg;
 	struct stat st;
 	size_t len = 0, len2 = 0, i;
 	bool existed;
@@ -1230,7 +1227,7 @@ int admin_passwd(const char *path, int argc, char **argv)
 	if (argc > 1)
 		return fail(2, "passwd takes one USER ('%s' is extra)", echo(argv[1]));
 	user = argv[0];
-	if (load_or_report(path, &cfg) != 0)
+	if (load_or_report(path) != 0)
 		return 1;
 	if (!cfg.auth.enabled) {
 		fail(1, "no [auth] users file configured");
