@@ -624,7 +624,7 @@ enum { RD_ERR = -1, RD_POLL = -2, RD_BIG = -3, RD_OOM = -4, RD_TIME = -5 };
  * RD_ code with errno set. */
 static int read_all(int fd, struct buf *b, size_t max, long long deadline)
 {
-	char chunk[4096];
+	static char chunk[4096];
 
 	for (;;) {
 		ssize_t n;
