@@ -95,13 +95,12 @@ struct line {
 	size_t next;       /* where the next line starts */
 	enum lkind kind;
 	int sect;          /* header line of the connector section it is in, -1 none */
-	size_t key_s, key_e, sep, val_s, val_e; /* L_KEY; a connector header's name in key_s..key_e */
+	size_t key_s, key_e, val_s, val_e; /* L_KEY; a connector header's name in key_s..key_e */
 	size_t cont_s, cont_e;                  /* L_CONT: the text it adds */
 };
 
 struct model {
 	const char *t;
-	size_t len;
 	struct line *lines;
 	size_t nlines;
 	const char *eol; /* "\r\n" when the file's first line end is CRLF */
@@ -164,35 +163,38 @@ static void classify(struct model *m, struct line *l, bool *key_in_section, int 
 	l->sect = *sect;
 	if (e == p) {
 		l->kind = L_BLANK;
-	} else if (p > b && *key_in_section) {
+		return;
+	}
+	if (p > b && *key_in_section) {
 		l->kind = L_CONT;
 		l->cont_s = p;
 		l->cont_e = e;
-	} else if (t[p] == '[') {
+		return;
+	}
+	if (t[p] == '[') {
 		l->kind = L_HEADER;
 		*key_in_section = false;
 		*sect = connector_header(t, p, e, &l->key_s, &l->key_e) ? (int)(l - m->lines) : -1;
 		l->sect = *sect;
-	} else {
-		for (q = p; q < e && t[q] != '=' && t[q] != ':'; q++)
-			;
-		if (q == e) {
-			l->kind = L_OTHER;
-			return;
-		}
-		l->kind = L_KEY;
-		*key_in_section = true;
-		l->key_s = p;
-		l->key_e = q;
-		while (l->key_e > p && is_ws(t[l->key_e - 1]))
-			l->key_e--;
-		l->sep = q;
-		l->val_e = e;
-		for (l->val_s = q + 1; l->val_s < e && is_ws(t[l->val_s]); l->val_s++)
-			;
-		if (l->val_s >= l->val_e)
-			l->val_s = l->val_e = q + 1;
+		return;
 	}
+	for (q = p; q < e && t[q] != '=' && t[q] != ':'; q++)
+		;
+	if (q == e) {
+		l->kind = L_OTHER;
+		return;
+	}
+	l->kind = L_KEY;
+	*key_in_section = true;
+	l->key_s = p;
+	l->key_e = q;
+	while (l->key_e > p && is_ws(t[l->key_e - 1]))
+		l->key_e--;
+	l->val_e = e;
+	for (l->val_s = q + 1; l->val_s < e && is_ws(t[l->val_s]); l->val_s++)
+		;
+	if (l->val_s >= l->val_e)
+		l->val_s = l->val_e = q + 1;
 }
 
 static int model_build(struct model *m, const char *text, size_t len)
@@ -203,7 +205,6 @@ static int model_build(struct model *m, const char *text, size_t len)
 
 	memset(m, 0, sizeof *m);
 	m->t = text;
-	m->len = len;
 	m->eol = "\n";
 	for (i = 0; i < len; i++)
 		if (text[i] == '\n')
@@ -285,7 +286,9 @@ static void puts_(struct buf *b, const char *s)
 	put(b, s, strlen(s));
 }
 
-enum act { A_COPY, A_REPLACE, A_DROP, A_INSERT = 4 };
+/* What becomes of a line; A_INSERT (a new key after it) goes with A_COPY
+ * or A_REPLACE. */
+enum act { A_COPY, A_REPLACE, A_DROP, A_KIND = 3, A_INSERT = 4 };
 
 /* One edit (ed NULL: none, only the count) over text, into a new text. */
 static char *rewrite_one(const char *text, size_t len, const char *name, const struct admin_edit *ed,
@@ -332,13 +335,13 @@ static char *rewrite_one(const char *text, size_t len, const char *name, const s
 	for (i = 0; act && i < m.nlines; i++) {
 		const struct line *l = &m.lines[i];
 
-		if ((act[i] & 3) == A_REPLACE) {
+		if ((act[i] & A_KIND) == A_REPLACE) {
 			put(&out, text + l->start, l->val_s - l->start);
 			if (l->val_s == l->val_e && ed->value[0])
 				puts_(&out, " ");
 			puts_(&out, ed->value);
 			put(&out, text + l->val_e, l->next - l->val_e);
-		} else if ((act[i] & 3) == A_COPY) {
+		} else if ((act[i] & A_KIND) == A_COPY) {
 			put(&out, text + l->start, l->next - l->start);
 		}
 		if (act[i] & A_INSERT) {
@@ -356,14 +359,13 @@ static char *rewrite_one(const char *text, size_t len, const char *name, const s
 		}
 	}
 	put(&out, "", 0);
-	free(m.lines);
 	if (!act || out.oom) {
-		free(act);
 		free(out.p);
-		return NULL;
+		out.p = NULL;
 	}
-	free(act);
 	*outlen = out.len;
+	free(act);
+	free(m.lines);
 	return out.p;
 }
 
