@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,16 +36,50 @@
 #define STATS_MAX (4 * 1024 * 1024)  /* ditto for the server's stats answer */
 #define STATS_TIMEOUT_MS 5000
 #define MAX_FIELDS 64
+#define MAX_EDITS 32
 
-/* Arguments quoted back are cut and made printable, so they cannot garble
- * the terminal the error is shown on. */
-/* A faulty value quoted back in a message (log_echo). */
-static const char *echo(char *buf, size_t len, const char *s)
+/* The commands' large state is static: one command runs per process, and
+ * a stack frame this large costs MIPS16 code on every access. */
+static struct config cfg;
+static char load_err[16384];
+
+/* Every message of the commands is one "tarpitd: ..." line; returns
+ * status so a command can end with it. */
+static int __attribute__((format(printf, 2, 3))) fail(int status, const char *fmt, ...)
 {
-	return log_echo(buf, len, s, strlen(s));
+	va_list ap;
+
+	fputs("tarpitd: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return status;
 }
 
-#define ECHO_BUF LOG_ECHO_BUF
+/* An argument quoted back is cut and made printable (log_echo), so it
+ * cannot garble the terminal the error is shown on. One per message. */
+static const char *echo(const char *s)
+{
+	static char buf[LOG_ECHO_BUF];
+
+	return log_echo(buf, sizeof buf, s, strlen(s));
+}
+
+static int unknown_option(const char *cmd, const char *arg)
+{
+	return fail(2, "%s: unknown option '%s'", cmd, echo(arg));
+}
+
+static int no_connector(const char *name)
+{
+	return fail(1, "no connector named '%s'", echo(name));
+}
+
+static int out_of_memory(void)
+{
+	return fail(1, "out of memory");
+}
 
 /* ---- the INI text as lines ------------------------------------------------ */
 
@@ -59,23 +94,15 @@ struct line {
 	size_t start, end; /* the body, without its line end */
 	size_t next;       /* where the next line starts */
 	enum lkind kind;
-	int sect;          /* connector section it belongs to, -1 none */
-	size_t key_s, key_e, sep, val_s, val_e; /* L_KEY */
+	int sect;          /* header line of the connector section it is in, -1 none */
+	size_t key_s, key_e, val_s, val_e; /* L_KEY; a connector header's name in key_s..key_e */
 	size_t cont_s, cont_e;                  /* L_CONT: the text it adds */
-};
-
-struct section {
-	size_t name_s, name_e; /* the name between the quotes */
-	size_t header;         /* its line */
 };
 
 struct model {
 	const char *t;
-	size_t len;
 	struct line *lines;
 	size_t nlines;
-	struct section *sects;
-	size_t nsects;
 	const char *eol; /* "\r\n" when the file's first line end is CRLF */
 };
 
@@ -89,7 +116,7 @@ static bool connector_header(const char *t, size_t p, size_t e, size_t *ns, size
 	for (close = p + 1; close < e && (inq || t[close] != ']'); close++)
 		if (t[close] == '"')
 			inq = !inq;
-	if (close >= e || close + 1 != e)
+	if (close + 1 != e)
 		return false;
 	for (w = p + 1; w < close && is_ws(t[w]); w++)
 		;
@@ -114,13 +141,13 @@ static bool connector_header(const char *t, size_t p, size_t e, size_t *ns, size
 	return *ne > *ns;
 }
 
-static void classify(struct model *m, struct line *l, bool first, bool *key_in_section, int *sect)
+static void classify(struct model *m, struct line *l, bool *key_in_section, int *sect)
 {
 	const char *t = m->t;
 	size_t b = l->start, p, q, e;
 	bool inq = false;
 
-	if (first && l->end - b >= 3 && memcmp(t + b, "\xef\xbb\xbf", 3) == 0)
+	if (b == 0 && l->end >= 3 && memcmp(t, "\xef\xbb\xbf", 3) == 0)
 		b += 3;
 	for (p = b; p < l->end && is_ws(t[p]); p++)
 		;
@@ -145,19 +172,9 @@ static void classify(struct model *m, struct line *l, bool first, bool *key_in_s
 		return;
 	}
 	if (t[p] == '[') {
-		size_t ns, ne;
-
 		l->kind = L_HEADER;
 		*key_in_section = false;
-		*sect = -1;
-		if (connector_header(t, p, e, &ns, &ne)) {
-			struct section *s = &m->sects[m->nsects];
-
-			s->name_s = ns;
-			s->name_e = ne;
-			s->header = (size_t)(l - m->lines);
-			*sect = (int)m->nsects++;
-		}
+		*sect = connector_header(t, p, e, &l->key_s, &l->key_e) ? (int)(l - m->lines) : -1;
 		l->sect = *sect;
 		return;
 	}
@@ -173,20 +190,11 @@ static void classify(struct model *m, struct line *l, bool first, bool *key_in_s
 	l->key_e = q;
 	while (l->key_e > p && is_ws(t[l->key_e - 1]))
 		l->key_e--;
-	l->sep = q;
 	l->val_e = e;
 	for (l->val_s = q + 1; l->val_s < e && is_ws(t[l->val_s]); l->val_s++)
 		;
 	if (l->val_s >= l->val_e)
 		l->val_s = l->val_e = q + 1;
-}
-
-static void model_free(struct model *m)
-{
-	free(m->lines);
-	free(m->sects);
-	m->lines = NULL;
-	m->sects = NULL;
 }
 
 static int model_build(struct model *m, const char *text, size_t len)
@@ -197,50 +205,42 @@ static int model_build(struct model *m, const char *text, size_t len)
 
 	memset(m, 0, sizeof *m);
 	m->t = text;
-	m->len = len;
 	m->eol = "\n";
 	for (i = 0; i < len; i++)
 		if (text[i] == '\n')
 			n++;
 	m->lines = calloc(n, sizeof *m->lines);
-	m->sects = calloc(n, sizeof *m->sects);
-	if (!m->lines || !m->sects) {
-		model_free(m);
+	if (!m->lines)
 		return -1;
-	}
-	for (i = 0; i < len; i++) {
-		if (text[i] == '\n') {
-			if (i > 0 && text[i - 1] == '\r')
-				m->eol = "\r\n";
-			break;
-		}
-	}
-	for (pos = 0; pos < len;) {
+	for (pos = 0; pos < len; pos = m->lines[m->nlines++].next) {
 		struct line *l = &m->lines[m->nlines];
 		const char *nl = memchr(text + pos, '\n', len - pos);
 
 		l->start = pos;
+		l->next = l->end = len;
 		if (nl) {
-			l->next = (size_t)(nl - text) + 1;
-			l->end = l->next - 1;
-		} else {
-			l->next = l->end = len;
+			l->end = (size_t)(nl - text);
+			l->next = l->end + 1;
 		}
 		/* config.c's reader ends a line at CR LF, and at a CR before EOF. */
-		if (l->end > l->start && text[l->end - 1] == '\r')
+		if (l->end > l->start && text[l->end - 1] == '\r') {
 			l->end--;
-		classify(m, l, m->nlines == 0, &kis, &sect);
-		m->nlines++;
-		pos = l->next;
+			if (nl && m->nlines == 0)
+				m->eol = "\r\n";
+		}
+		classify(m, l, &kis, &sect);
 	}
 	return 0;
 }
 
-static bool name_is(const struct model *m, const struct section *s, const char *name)
+/* Whether line s heads a connector section called name (NULL: any). */
+static bool section_is(const struct model *m, size_t s, const char *name)
 {
-	size_t n = s->name_e - s->name_s;
+	const struct line *l = &m->lines[s];
+	size_t n = l->key_e - l->key_s;
 
-	return strlen(name) == n && strncasecmp(m->t + s->name_s, name, n) == 0;
+	return l->kind == L_HEADER && l->sect == (int)s &&
+	       (!name || (strlen(name) == n && strncasecmp(m->t + l->key_s, name, n) == 0));
 }
 
 static bool key_is(const struct model *m, const struct line *l, const char *key)
@@ -286,37 +286,33 @@ static void puts_(struct buf *b, const char *s)
 	put(b, s, strlen(s));
 }
 
-enum act { A_COPY, A_REPLACE, A_DROP };
+/* What becomes of a line; A_INSERT (a new key after it) goes with A_COPY
+ * or A_REPLACE. */
+enum act { A_COPY, A_REPLACE, A_DROP, A_KIND = 3, A_INSERT = 4 };
 
+/* One edit (ed NULL: none, only the count) over text, into a new text. */
 static char *rewrite_one(const char *text, size_t len, const char *name, const struct admin_edit *ed,
 			 size_t *outlen, unsigned *nsections)
 {
 	struct model m;
 	struct buf out = { 0 };
-	enum act *act = NULL;
-	bool *insert_after = NULL, failed = true;
+	unsigned char *act;
 	size_t i, s;
 
 	if (model_build(&m, text, len) != 0)
 		return NULL;
-	act = calloc(m.nlines + 1, sizeof *act);
-	insert_after = calloc(m.nlines + 1, sizeof *insert_after);
-	if (!act || !insert_after)
-		goto done;
-	failed = false;
+	act = calloc(m.nlines + 1, 1);
 	*nsections = 0;
-	for (s = 0; s < m.nsects; s++) {
-		size_t anchor = m.sects[s].header;
+	for (s = 0; act && s < m.nlines; s++) {
+		size_t anchor = s;
 		bool found = false;
 
-		if (name && !name_is(&m, &m.sects[s], name))
+		if (!section_is(&m, s, name))
 			continue;
 		(*nsections)++;
-		for (i = m.sects[s].header + 1; i < m.nlines && m.lines[i].sect == (int)s; i++) {
+		for (i = s + 1; ed && i < m.nlines && m.lines[i].sect == (int)s; i++) {
 			const struct line *l = &m.lines[i];
 
-			if (l->kind == L_HEADER)
-				break;
 			if (l->kind == L_KEY || l->kind == L_CONT)
 				anchor = i;
 			if (!found && key_is(&m, l, ed->key)) {
@@ -332,25 +328,23 @@ static char *rewrite_one(const char *text, size_t len, const char *name, const s
 				}
 			}
 		}
-		if (!found)
-			insert_after[anchor] = true;
+		if (ed && !found)
+			act[anchor] |= A_INSERT;
 	}
 
-	for (i = 0; i < m.nlines; i++) {
+	for (i = 0; act && i < m.nlines; i++) {
 		const struct line *l = &m.lines[i];
 
-		if (act[i] == A_REPLACE) {
-			bool was_empty = l->val_s == l->val_e;
-
+		if ((act[i] & A_KIND) == A_REPLACE) {
 			put(&out, text + l->start, l->val_s - l->start);
-			if (was_empty && ed->value[0])
+			if (l->val_s == l->val_e && ed->value[0])
 				puts_(&out, " ");
 			puts_(&out, ed->value);
 			put(&out, text + l->val_e, l->next - l->val_e);
-		} else if (act[i] == A_COPY) {
+		} else if ((act[i] & A_KIND) == A_COPY) {
 			put(&out, text + l->start, l->next - l->start);
 		}
-		if (insert_after[i]) {
+		if (act[i] & A_INSERT) {
 			/* A CR alone ends only the last line: it must not end up
 			 * before the new line's first octet. */
 			bool ended = l->next > l->end && text[l->next - 1] == '\n';
@@ -364,54 +358,32 @@ static char *rewrite_one(const char *text, size_t len, const char *name, const s
 				puts_(&out, m.eol);
 		}
 	}
-	if (!out.p)
-		put(&out, "", 0);
-done:
-	free(act);
-	free(insert_after);
-	model_free(&m);
-	if (out.oom || failed) {
+	put(&out, "", 0);
+	if (!act || out.oom) {
 		free(out.p);
-		return NULL;
+		out.p = NULL;
 	}
 	*outlen = out.len;
+	free(act);
+	free(m.lines);
 	return out.p;
 }
 
 char *admin_rewrite(const char *text, size_t len, const char *name, const struct admin_edit *edits,
 		    size_t nedits, size_t *outlen, unsigned *nsections)
 {
-	char *cur = malloc(len + 1);
-	size_t curlen = len, i;
+	char *cur = NULL;
+	size_t curlen = len, i = 0;
 	unsigned ns = 0;
 
-	if (!cur)
-		return NULL;
-	if (len)
-		memcpy(cur, text, len);
-	cur[len] = '\0';
-	if (nedits == 0) {
-		struct model m;
-
-		if (model_build(&m, text, len) != 0) {
-			free(cur);
-			return NULL;
-		}
-		for (i = 0; i < m.nsects; i++)
-			if (!name || name_is(&m, &m.sects[i], name))
-				ns++;
-		model_free(&m);
-	}
-	for (i = 0; i < nedits; i++) {
-		size_t nl = 0;
-		char *next = rewrite_one(cur, curlen, name, &edits[i], &nl, &ns);
+	do {
+		char *next = rewrite_one(cur ? cur : text, curlen, name, nedits ? &edits[i] : NULL, &curlen, &ns);
 
 		free(cur);
 		if (!next)
 			return NULL;
 		cur = next;
-		curlen = nl;
-	}
+	} while (++i < nedits);
 	if (outlen)
 		*outlen = curlen;
 	if (nsections)
@@ -419,23 +391,22 @@ char *admin_rewrite(const char *text, size_t len, const char *name, const struct
 	return cur;
 }
 
-/* The value of key in the n-th section called name, as written (list
+/* The value of key in the section called name, as written (list
  * continuations joined with a space); false if the key is absent. Used
- * only when the old file does not load, so no effective value exists. */
-static bool raw_value(const char *text, size_t len, const char *name, unsigned nth, const char *key,
-		      struct buf *out)
+ * only when the old file does not load, so no effective value exists;
+ * the new one did, so name is the only section of that name. */
+static bool raw_value(const char *text, size_t len, const char *name, const char *key, struct buf *out)
 {
 	struct model m;
 	size_t s, i;
-	unsigned seen = 0;
 	bool found = false;
 
 	if (model_build(&m, text, len) != 0)
 		return false;
-	for (s = 0; s < m.nsects && !found; s++) {
-		if (!name_is(&m, &m.sects[s], name) || seen++ != nth)
+	for (s = 0; s < m.nlines && !found; s++) {
+		if (!section_is(&m, s, name))
 			continue;
-		for (i = m.sects[s].header + 1; i < m.nlines && m.lines[i].sect == (int)s; i++) {
+		for (i = s + 1; i < m.nlines && m.lines[i].sect == (int)s; i++) {
 			const struct line *l = &m.lines[i];
 
 			if (found) {
@@ -451,7 +422,7 @@ static bool raw_value(const char *text, size_t len, const char *name, unsigned n
 			}
 		}
 	}
-	model_free(&m);
+	free(m.lines);
 	return found && !out->oom;
 }
 
@@ -483,7 +454,7 @@ int admin_parse_fields(const char *list, unsigned *fields, size_t max, size_t *n
 	for (;;) {
 		const char *comma = strchr(p, ',');
 		const char *a = p, *b = comma ? comma : p + strlen(p);
-		char item[CONF_NAME_MAX];
+		char item[CONF_NAME_MAX + 8];
 		size_t len;
 		int f = -1;
 
@@ -492,20 +463,15 @@ int admin_parse_fields(const char *list, unsigned *fields, size_t max, size_t *n
 		while (b > a && is_ws(b[-1]))
 			b--;
 		len = (size_t)(b - a);
-		if (len > 0 && len < sizeof item) {
-			memcpy(item, a, len);
-			item[len] = '\0';
+		if (len > sizeof item - 1)
+			len = sizeof item - 1;
+		memcpy(item, a, len);
+		item[len] = '\0';
+		if (len > 0 && (size_t)(b - a) < CONF_NAME_MAX)
 			f = conf_field_find(item);
-		}
 		if (f < 0) {
-			if (bad && badlen) {
-				char raw[CONF_NAME_MAX + 8];
-				size_t k = len < sizeof raw - 1 ? len : sizeof raw - 1;
-
-				memcpy(raw, a, k);
-				raw[k] = '\0';
-				echo(bad, badlen, raw);
-			}
+			if (bad && badlen)
+				log_echo(bad, badlen, item, len);
 			return -1;
 		}
 		if (*n >= max)
@@ -536,170 +502,176 @@ int admin_print_table(FILE *out, const struct config *cfg, const char *name, con
 		      size_t nfields)
 {
 	static char val[CONF_FIELD_MAX];
-	size_t width[MAX_FIELDS];
+	size_t width[MAX_FIELDS] = { 0 };
 	size_t i, pending;
-	unsigned c;
 	bool any = false;
+	int pass, r;
 
 	if (nfields > MAX_FIELDS)
 		nfields = MAX_FIELDS;
-	for (c = 0; c < cfg->nconnectors; c++)
-		if (!name || strcasecmp(cfg->connectors[c].name, name) == 0)
-			any = true;
-	if (!any)
-		return -1;
-	for (i = 0; i < nfields; i++) {
-		width[i] = strlen(conf_field_title(fields[i]));
-		for (c = 0; c < cfg->nconnectors; c++) {
-			size_t w;
-
-			if (name && strcasecmp(cfg->connectors[c].name, name) != 0)
+	/* Rows -2 (titles) and -1 (dashes), then the connectors: measured
+	 * in the first pass, printed in the second. */
+	for (pass = 0; pass < 2; pass++) {
+		if (pass == 1 && !any)
+			return -1;
+		for (r = -2; r < (int)cfg->nconnectors; r++) {
+			if (r >= 0 && name && strcasecmp(cfg->connectors[r].name, name) != 0)
 				continue;
-			w = conf_field_format(&cfg->connectors[c], fields[i], NULL, 0);
-			if (w >= sizeof val)
-				w = sizeof val - 1;
-			if (w > width[i])
-				width[i] = w;
-		}
-	}
-	pending = 0;
-	for (i = 0; i < nfields; i++)
-		cell(out, conf_field_title(fields[i]), width[i], i + 1 == nfields, &pending);
-	fputc('\n', out);
-	pending = 0;
-	for (i = 0; i < nfields; i++) {
-		size_t n = strlen(conf_field_title(fields[i]));
+			any |= r >= 0;
+			pending = 0;
+			for (i = 0; i < nfields; i++) {
+				const char *title = conf_field_title(fields[i]);
+				const char *s = val;
+				size_t n;
 
-		memset(val, '-', n);
-		val[n] = '\0';
-		cell(out, val, width[i], i + 1 == nfields, &pending);
-	}
-	fputc('\n', out);
-	for (c = 0; c < cfg->nconnectors; c++) {
-		if (name && strcasecmp(cfg->connectors[c].name, name) != 0)
-			continue;
-		pending = 0;
-		for (i = 0; i < nfields; i++) {
-			conf_field_format(&cfg->connectors[c], fields[i], val, sizeof val);
-			cell(out, val, width[i], i + 1 == nfields, &pending);
+				if (r == -2) {
+					s = title;
+				} else if (r == -1) {
+					n = strlen(title);
+					memset(val, '-', n);
+					val[n] = '\0';
+				} else {
+					conf_field_format(&cfg->connectors[r], fields[i], val, sizeof val);
+				}
+				n = strlen(s);
+				if (pass == 0 && n > width[i])
+					width[i] = n;
+				if (pass == 1)
+					cell(out, s, width[i], i + 1 == nfields, &pending);
+			}
+			if (pass == 1)
+				fputc('\n', out);
 		}
-		fputc('\n', out);
 	}
 	return 0;
 }
 
-static int load_or_report(const char *path, struct config *cfg)
+static int load_or_report(const char *path)
 {
-	static char err[16384];
-
-	if (config_load(cfg, path, err, sizeof err) != 0) {
-		fprintf(stderr, "%s\n", err);
+	if (config_load(&cfg, path, load_err, sizeof load_err) != 0) {
+		fprintf(stderr, "%s\n", load_err);
 		return -1;
 	}
+	return 0;
+}
+
+/* stdout, written out: 0, or 1 after saying why. */
+static int flush_stdout(const char *cmd)
+{
+	if (fflush(stdout) != 0)
+		return fail(1, "%s: cannot write: %s", cmd, strerror(errno));
 	return 0;
 }
 
 int admin_show(const char *path, int argc, char **argv)
 {
-	static const char *const dflt[] = { "Name", "Enabled", "Bindings", "RemoteIPRanges",
-					    "TarpitInterval" };
 	unsigned fields[MAX_FIELDS];
-	size_t nfields = 0, i;
+	size_t nfields = 0;
 	const char *name = NULL, *list = NULL;
-	char e[ECHO_BUF], bad[ECHO_BUF];
-	struct config cfg;
-	int r;
+	char bad[LOG_ECHO_BUF];
+	int i, r;
 
-	for (i = 0; i < (size_t)argc; i++) {
+	for (i = 0; i < argc; i++) {
 		const char *a = argv[i];
 
 		if (strcmp(a, "--fields") == 0 || strncmp(a, "--fields=", 9) == 0) {
-			if (list) {
-				fprintf(stderr, "tarpitd: show: --fields given twice\n");
-				return 2;
-			}
-			if (a[8] == '=') {
+			if (list)
+				return fail(2, "show: --fields given twice");
+			if (a[8] == '=')
 				list = a + 9;
-			} else if (i + 1 < (size_t)argc) {
+			else if (i + 1 < argc)
 				list = argv[++i];
-			} else {
-				fprintf(stderr, "tarpitd: show: --fields needs a list of fields (F,..)\n");
-				return 2;
-			}
+			else
+				return fail(2, "show: --fields needs a list of fields (F,..)");
 		} else if (a[0] == '-' && a[1] == '-') {
-			fprintf(stderr, "tarpitd: show: unknown option '%s'\n", echo(e, sizeof e, a));
-			return 2;
+			return unknown_option("show", a);
 		} else if (name) {
-			fprintf(stderr, "tarpitd: show takes at most one connector NAME ('%s' is extra)\n",
-				echo(e, sizeof e, a));
-			return 2;
+			return fail(2, "show takes at most one connector NAME ('%s' is extra)", echo(a));
 		} else {
 			name = a;
 		}
 	}
-	if (list) {
-		r = admin_parse_fields(list, fields, MAX_FIELDS, &nfields, bad, sizeof bad);
-		if (r == -1) {
-			if (bad[0])
-				fprintf(stderr, "tarpitd: show: unknown field '%s' (fields are Name and the "
-						"connector keys, by INI or Exchange name)\n", bad);
-			else
-				fprintf(stderr, "tarpitd: show: empty field name in --fields\n");
-			return 2;
-		}
-		if (r == -2) {
-			fprintf(stderr, "tarpitd: show: more than %d fields\n", MAX_FIELDS);
-			return 2;
-		}
-	} else {
-		for (i = 0; i < sizeof dflt / sizeof dflt[0]; i++)
-			fields[nfields++] = (unsigned)conf_field_find(dflt[i]);
-	}
-	if (load_or_report(path, &cfg) != 0)
+	r = admin_parse_fields(list ? list : "Name,Enabled,Bindings,RemoteIPRanges,TarpitInterval", fields,
+			       MAX_FIELDS, &nfields, bad, sizeof bad);
+	if (r == -1 && bad[0])
+		return fail(2, "show: unknown field '%s' (fields are Name and the connector keys, by INI or "
+			       "Exchange name)", bad);
+	if (r == -1)
+		return fail(2, "show: empty field name in --fields");
+	if (r == -2)
+		return fail(2, "show: more than %d fields", MAX_FIELDS);
+	if (load_or_report(path) != 0)
 		return 1;
 	r = admin_print_table(stdout, &cfg, name, fields, nfields);
 	config_free(&cfg);
-	if (r != 0) {
-		fprintf(stderr, "tarpitd: no connector named '%s'\n", echo(e, sizeof e, name));
-		return 1;
-	}
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "tarpitd: show: cannot write: %s\n", strerror(errno));
-		return 1;
-	}
-	return 0;
+	if (r != 0)
+		return no_connector(name);
+	return flush_stdout("show");
 }
 
 /* ---- set -------------------------------------------------------------------- */
 
-struct change {
-	unsigned conn, edit;
-	char *old, *new_;
-};
-
-static int read_all(int fd, struct buf *b, size_t max)
+static long long now_ms(void)
 {
-	char chunk[4096];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum { RD_ERR = -1, RD_POLL = -2, RD_BIG = -3, RD_OOM = -4, RD_TIME = -5 };
+
+/* fd to its end into b, at most max octets. With a deadline (now_ms's
+ * clock; 0 none), a wait that reaches it gives RD_TIME. 0 ok, else an
+ * RD_ code with errno set. */
+static int read_all(int fd, struct buf *b, size_t max, long long deadline)
+{
+	static char chunk[4096];
 
 	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof chunk);
+		ssize_t n;
 
-		if (n < 0 && errno == EINTR)
+		if (deadline) {
+			struct pollfd pfd = { fd, POLLIN, 0 };
+			long long left = deadline - now_ms();
+			int pr;
+
+			if (left <= 0) {
+				errno = ETIMEDOUT;
+				return RD_TIME;
+			}
+			pr = poll(&pfd, 1, (int)left);
+			if (pr < 0 && errno != EINTR)
+				return RD_POLL;
+			if (pr <= 0)
+				continue;
+		}
+		n = read(fd, chunk, sizeof chunk);
+		if (n < 0 && (errno == EINTR || (deadline && errno == EAGAIN)))
 			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			return 0;
+		if (n <= 0)
+			return n < 0 ? RD_ERR : 0;
 		if (b->len + (size_t)n > max) {
 			errno = EFBIG;
-			return -1;
+			return RD_BIG;
 		}
 		put(b, chunk, (size_t)n);
 		if (b->oom) {
 			errno = ENOMEM;
-			return -1;
+			return RD_OOM;
 		}
 	}
+}
+
+/* A path into dst, which holds PATH_MAX octets. */
+static int copy_path(char *dst, const char *src)
+{
+	if (strlen(src) >= PATH_MAX) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(dst, src);
+	return 0;
 }
 
 /* Where set writes: the file itself, or what a symbolic link names, so
@@ -715,28 +687,20 @@ static int target_init(struct target *tg, const char *path)
 {
 	struct stat lst;
 
-	memset(tg, 0, sizeof *tg);
-	if (strlen(path) >= sizeof tg->dest) {
-		errno = ENAMETOOLONG;
+	if (copy_path(tg->dest, path) != 0)
 		return -1;
-	}
-	strcpy(tg->dest, path);
 	if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
 		char *real = realpath(path, NULL);
+		int r;
 
 		if (!real)
 			return -1;
-		if (strlen(real) >= sizeof tg->dest) {
-			free(real);
-			errno = ENAMETOOLONG;
-			return -1;
-		}
-		strcpy(tg->dest, real);
+		r = copy_path(tg->dest, real);
 		free(real);
+		if (r != 0)
+			return -1;
 	}
-	if (stat(tg->dest, &tg->st) != 0)
-		return -1;
-	return 0;
+	return stat(tg->dest, &tg->st);
 }
 
 static void target_drop_tmp(struct target *tg)
@@ -746,19 +710,22 @@ static void target_drop_tmp(struct target *tg)
 	tg->have_tmp = false;
 }
 
+/* Length of the directory part of tg->dest with its '/' (0: none). */
+static int dir_len(const struct target *tg)
+{
+	const char *slash = strrchr(tg->dest, '/');
+
+	return slash ? (int)(slash - tg->dest) + 1 : 0;
+}
+
 /* A new temporary file beside the destination holding text, durable and
  * with the original's mode (and owner, where allowed). */
 static int write_tmp(struct target *tg, const char *text, size_t len)
 {
-	const char *slash = strrchr(tg->dest, '/');
-	int n, fd;
+	int n, fd, e, d = dir_len(tg);
 
 	target_drop_tmp(tg);
-	if (slash)
-		n = snprintf(tg->tmp, sizeof tg->tmp, "%.*s/.%s.XXXXXX", (int)(slash - tg->dest), tg->dest,
-			     slash + 1);
-	else
-		n = snprintf(tg->tmp, sizeof tg->tmp, ".%s.XXXXXX", tg->dest);
+	n = snprintf(tg->tmp, sizeof tg->tmp, "%.*s.%s.XXXXXX", d, tg->dest, tg->dest + d);
 	if (n < 0 || (size_t)n >= sizeof tg->tmp) {
 		errno = ENAMETOOLONG;
 		return -1;
@@ -773,35 +740,35 @@ static int write_tmp(struct target *tg, const char *text, size_t len)
 		 * non-root user can do anyway. */
 	}
 	if (fchmod(fd, tg->st.st_mode & 07777) != 0 || fd_write_all(fd, text, len) != 0 || fsync(fd) != 0) {
-		int e = errno;
-
+		e = errno;
 		close(fd);
-		target_drop_tmp(tg);
-		errno = e;
-		return -1;
+	} else if (close(fd) != 0) {
+		e = errno;
+	} else {
+		return 0;
 	}
-	if (close(fd) != 0) {
-		int e = errno;
-
-		target_drop_tmp(tg);
-		errno = e;
-		return -1;
-	}
-	return 0;
+	target_drop_tmp(tg);
+	errno = e;
+	return -1;
 }
 
-/* config_load's lines name the temporary file; the user knows the real
- * one. */
-static void print_errors(const char *err, const char *tmp, const char *path)
+/* Writes text to a new temporary file and loads it: 0 with *cfg filled,
+ * -1 after printing why (the temporary file is then gone). config_load's
+ * lines name the temporary file; the user knows the real one. */
+static int validate(struct target *tg, const char *path, const char *text, size_t len, struct config *cfg)
 {
-	size_t tl = strlen(tmp);
-	const char *p = err;
+	size_t tl;
+	const char *p;
 
-	while (*p) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+	if (write_tmp(tg, text, len) != 0)
+		return fail(-1, "cannot write a temporary file beside %s: %s", tg->dest, strerror(errno));
+	if (config_load(cfg, tg->tmp, load_err, sizeof load_err) == 0)
+		return 0;
+	tl = strlen(tg->tmp);
+	for (p = load_err; *p;) {
+		size_t n = strcspn(p, "\n");
 
-		if (n >= tl && strncmp(p, tmp, tl) == 0 && p[tl] == ':')
+		if (n >= tl && strncmp(p, tg->tmp, tl) == 0 && p[tl] == ':')
 			fprintf(stderr, "%s%.*s\n", path, (int)(n - tl), p + tl);
 		else
 			fprintf(stderr, "%.*s\n", (int)n, p);
@@ -809,42 +776,21 @@ static void print_errors(const char *err, const char *tmp, const char *path)
 		if (*p == '\n')
 			p++;
 	}
-}
-
-/* Writes text to a new temporary file and loads it: 0 with *cfg filled,
- * -1 after printing why (the temporary file is then gone). */
-static int validate(struct target *tg, const char *path, const char *text, size_t len, struct config *cfg)
-{
-	static char err[16384];
-
-	if (write_tmp(tg, text, len) != 0) {
-		fprintf(stderr, "tarpitd: cannot write a temporary file beside %s: %s\n", tg->dest,
-			strerror(errno));
-		return -1;
-	}
-	if (config_load(cfg, tg->tmp, err, sizeof err) != 0) {
-		print_errors(err, tg->tmp, path);
-		target_drop_tmp(tg);
-		return -1;
-	}
-	return 0;
+	target_drop_tmp(tg);
+	return -1;
 }
 
 static int commit(struct target *tg)
 {
-	char dir[PATH_MAX];
-	const char *slash = strrchr(tg->dest, '/');
-	int fd;
+	int fd, d = dir_len(tg);
 
 	if (rename(tg->tmp, tg->dest) != 0)
 		return -1;
 	tg->have_tmp = false;
-	/* The rename itself must survive a power cut too. */
-	if (slash && slash > tg->dest)
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - tg->dest), tg->dest);
-	else
-		strcpy(dir, slash ? "/" : ".");
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* The rename itself must survive a power cut too. tmp is free again
+	 * to hold the directory's name ("/" for a file in the root). */
+	snprintf(tg->tmp, sizeof tg->tmp, "%.*s", d > 1 ? d - 1 : d, d ? tg->dest : ".");
+	fd = open(tg->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0) {
 		fsync(fd);
 		close(fd);
@@ -855,53 +801,43 @@ static int commit(struct target *tg)
 /* SIGHUP to the pid in the pidfile, if that process exists. */
 static void tell_server(const char *pidfile)
 {
-	struct buf b = { 0 };
+	char s[65];
 	long long pid = 0;
-	size_t i;
-	int fd;
+	ssize_t n = -1, i;
+	int fd = pidfile[0] ? open(pidfile, O_RDONLY | O_CLOEXEC) : -1;
 
-	if (!pidfile[0])
-		return;
-	fd = open(pidfile, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (read_all(fd, &b, 64) != 0 || !b.p) {
+	if (fd >= 0) {
+		n = read(fd, s, sizeof s);
 		close(fd);
-		free(b.p);
-		return;
 	}
-	close(fd);
-	for (i = 0; i < b.len && b.p[i] >= '0' && b.p[i] <= '9' && pid <= INT32_MAX; i++)
-		pid = pid * 10 + (b.p[i] - '0');
-	while (i < b.len && (b.p[i] == '\n' || b.p[i] == '\r' || b.p[i] == ' ' || b.p[i] == '\t'))
+	/* An empty file, or one longer than a pid and its line end, is
+	 * none of ours. */
+	if (n <= 0 || n >= (ssize_t)sizeof s)
+		return;
+	for (i = 0; i < n && s[i] >= '0' && s[i] <= '9' && pid <= INT32_MAX; i++)
+		pid = pid * 10 + (s[i] - '0');
+	while (i < n && (s[i] == '\n' || s[i] == '\r' || s[i] == ' ' || s[i] == '\t'))
 		i++;
 	/* Never 0 or -1, which would signal a whole process group. */
-	if (i != b.len || pid < 2 || pid > INT32_MAX || (pid_t)pid == getpid()) {
-		free(b.p);
+	if (i != n || pid < 2 || pid > INT32_MAX || (pid_t)pid == getpid())
 		return;
-	}
-	free(b.p);
 	if (kill((pid_t)pid, 0) != 0) {
 		if (errno == EPERM)
-			fprintf(stderr, "tarpitd: the server (pid %lld) may not be signalled by this user; "
-					"send it SIGHUP to reload\n", pid);
-		return;
+			fail(0, "the server (pid %lld) may not be signalled by this user; send it SIGHUP to reload",
+			     pid);
+	} else if (kill((pid_t)pid, SIGHUP) != 0) {
+		fail(0, "cannot tell the server (pid %lld) to reload: %s", pid, strerror(errno));
+	} else {
+		printf("tarpitd: told the server (pid %lld) to reload\n", pid);
 	}
-	if (kill((pid_t)pid, SIGHUP) != 0) {
-		fprintf(stderr, "tarpitd: cannot tell the server (pid %lld) to reload: %s\n", pid,
-			strerror(errno));
-		return;
-	}
-	printf("tarpitd: told the server (pid %lld) to reload\n", pid);
 }
 
-#define MAX_EDITS 32
-
+/* The arguments of set; 0 ok, else the status after saying why. Values
+ * are trimmed in place: trailing white space, which INI reading drops, is
+ * not written either. */
 static int parse_set_args(int argc, char **argv, bool *all, const char **name, struct admin_edit *edits,
-			  char keys[][CONF_NAME_MAX], size_t *nedits)
+			  size_t *nedits)
 {
-	char e[ECHO_BUF];
-	int fidx[MAX_EDITS];
 	int i;
 
 	*all = false;
@@ -911,156 +847,107 @@ static int parse_set_args(int argc, char **argv, bool *all, const char **name, s
 		if (strcmp(argv[i], "--all") == 0)
 			*all = true;
 	for (i = 0; i < argc; i++) {
-		const char *a = argv[i], *eq, *k, *ke, *v;
+		char *a = argv[i], *eq, *k, *ke, *v, key[CONF_NAME_MAX];
 		size_t n, j;
 		int f;
 
 		if (strcmp(a, "--all") == 0)
 			continue;
-		if (a[0] == '-' && a[1] == '-') {
-			fprintf(stderr, "tarpitd: set: unknown option '%s'\n", echo(e, sizeof e, a));
-			return 2;
-		}
+		if (a[0] == '-' && a[1] == '-')
+			return unknown_option("set", a);
 		if (!*all && !*name) {
 			*name = a;
 			continue;
 		}
 		eq = strchr(a, '=');
-		if (!eq) {
-			fprintf(stderr, "tarpitd: set: expected KEY=VALUE, got '%s'\n", echo(e, sizeof e, a));
-			return 2;
-		}
-		for (k = a; k < eq && is_ws(*k); k++)
-			;
-		for (ke = eq; ke > k && is_ws(ke[-1]); ke--)
-			;
+		k = a;
+		ke = eq ? eq : a;
+		while (k < ke && is_ws(*k))
+			k++;
+		while (ke > k && is_ws(ke[-1]))
+			ke--;
+		if (ke == k)
+			return fail(2, "set: expected KEY=VALUE, got '%s'", echo(a));
+		/* A key too long for the buffer is unknown: quoted as cut. */
 		n = (size_t)(ke - k);
-		if (n == 0) {
-			fprintf(stderr, "tarpitd: set: expected KEY=VALUE, got '%s'\n", echo(e, sizeof e, a));
-			return 2;
-		}
-		if (n >= CONF_NAME_MAX) {
-			char cut[CONF_NAME_MAX];
-
-			snprintf(cut, sizeof cut, "%s", k);
-			fprintf(stderr, "tarpitd: set: unknown key '%s'\n", echo(e, sizeof e, cut));
-			return 2;
-		}
-		if (*nedits >= MAX_EDITS) {
-			fprintf(stderr, "tarpitd: set: too many KEY=VALUE arguments\n");
-			return 2;
-		}
-		memcpy(keys[*nedits], k, n);
-		keys[*nedits][n] = '\0';
-		f = conf_field_find(keys[*nedits]);
-		if (f < 0) {
-			fprintf(stderr, "tarpitd: set: unknown key '%s'\n", echo(e, sizeof e, keys[*nedits]));
-			return 2;
-		}
-		if (f == 0) {
-			fprintf(stderr, "tarpitd: set: Name cannot be set; rename the section in the file\n");
-			return 2;
-		}
-		for (j = 0; j < *nedits; j++) {
-			if (fidx[j] == f) {
-				fprintf(stderr, "tarpitd: set: %s is given twice\n", conf_field_key((unsigned)f));
-				return 2;
-			}
-		}
+		if (n > sizeof key - 1)
+			n = sizeof key - 1;
+		memcpy(key, k, n);
+		key[n] = '\0';
+		if ((size_t)(ke - k) >= sizeof key)
+			return fail(2, "set: unknown key '%s'", echo(key));
+		if (*nedits >= MAX_EDITS)
+			return fail(2, "set: too many KEY=VALUE arguments");
+		f = conf_field_find(key);
+		if (f < 0)
+			return fail(2, "set: unknown key '%s'", echo(key));
+		if (f == 0)
+			return fail(2, "set: Name cannot be set; rename the section in the file");
+		edits[*nedits].key = conf_field_key((unsigned)f);
+		for (j = 0; j < *nedits; j++)
+			if (edits[j].key == edits[*nedits].key)
+				return fail(2, "set: %s is given twice", edits[j].key);
 		for (v = eq + 1; is_ws(*v); v++)
 			;
-		if (admin_value_ok(v) != 0) {
-			fprintf(stderr, "tarpitd: set: the value of %s holds a control character or a comment "
-					"(';' or '#' after a space)\n", conf_field_key((unsigned)f));
-			return 2;
-		}
-		fidx[*nedits] = f;
-		edits[*nedits].key = conf_field_key((unsigned)f);
-		edits[*nedits].value = v;
-		(*nedits)++;
+		if (admin_value_ok(v) != 0)
+			return fail(2, "set: the value of %s holds a control character or a comment "
+				       "(';' or '#' after a space)", edits[*nedits].key);
+		for (n = strlen(v); n && is_ws(v[n - 1]); n--)
+			;
+		v[n] = '\0';
+		edits[(*nedits)++].value = v;
 	}
-	if (!*all && !*name) {
-		fprintf(stderr, "tarpitd: set needs a connector NAME or --all, then KEY=VALUE ...\n");
-		return 2;
-	}
-	if (*nedits == 0) {
-		fprintf(stderr, "tarpitd: set needs at least one KEY=VALUE\n");
-		return 2;
-	}
-	return 0;
-}
-
-/* Trailing white space of a value, which INI reading drops, is not
- * written either. */
-static int trim_values(struct admin_edit *edits, size_t n, char **vals)
-{
-	size_t i, len;
-
-	for (i = 0; i < n; i++) {
-		len = strlen(edits[i].value);
-		while (len && is_ws(edits[i].value[len - 1]))
-			len--;
-		vals[i] = strndup(edits[i].value, len);
-		if (!vals[i])
-			return -1;
-		edits[i].value = vals[i];
-	}
+	if (!*all && !*name)
+		return fail(2, "set needs a connector NAME or --all, then KEY=VALUE ...");
+	if (*nedits == 0)
+		return fail(2, "set needs at least one KEY=VALUE");
 	return 0;
 }
 
 int admin_set(const char *path, int argc, char **argv)
 {
-	static char keys[MAX_EDITS][CONF_NAME_MAX];
-	static char tmpv[CONF_FIELD_MAX];
-	char *vals[MAX_EDITS] = { 0 };
+	static char newv[CONF_FIELD_MAX], oldv[CONF_FIELD_MAX];
+	/* The (connector, edit) pairs that change something. */
+	static struct {
+		unsigned char conn, edit;
+	} ch[CONF_MAX_CONNECTORS * MAX_EDITS];
+	static struct config orig, neu, again;
+	static struct target tg;
 	struct admin_edit edits[MAX_EDITS];
-	struct change *ch = NULL;
-	struct config orig, neu;
-	struct target tg;
-	struct buf in = { 0 };
-	char *text1 = NULL, *text2 = NULL, e[ECHO_BUF];
+	struct buf in = { 0 }, report = { 0 };
+	char *text1 = NULL, *text2 = NULL;
 	const char *name;
 	size_t nedits, len1 = 0, len2 = 0, nch = 0, pairs = 0, i;
 	unsigned nsect = 0, c;
-	bool all, orig_ok, loaded_new = false;
+	bool all, orig_ok = false, loaded_new = false;
 	int status = 1, fd, r;
 
-	r = parse_set_args(argc, argv, &all, &name, edits, keys, &nedits);
+	r = parse_set_args(argc, argv, &all, &name, edits, &nedits);
 	if (r != 0)
 		return r;
-	orig_ok = false;
 	memset(&tg, 0, sizeof tg);
-	if (trim_values(edits, nedits, vals) != 0) {
-		fprintf(stderr, "tarpitd: out of memory\n");
-		goto out;
-	}
 	if (target_init(&tg, path) != 0) {
 		fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
 		goto out;
 	}
 	fd = open(tg.dest, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read_all(fd, &in, INI_MAX) != 0) {
+	r = fd < 0 ? RD_ERR : read_all(fd, &in, INI_MAX, 0);
+	if (r != 0)
 		fprintf(stderr, "%s: cannot read: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	if (fd >= 0)
+		close(fd);
+	if (r != 0)
 		goto out;
-	}
-	close(fd);
-	if (!in.p)
-		put(&in, "", 0);
-	if (in.oom) {
-		fprintf(stderr, "tarpitd: out of memory\n");
-		goto out;
-	}
+	put(&in, "", 0);
+	if (in.oom)
+		goto oom;
 	orig_ok = config_load(&orig, path, NULL, 0) == 0;
 
 	text1 = admin_rewrite(in.p, in.len, all ? NULL : name, edits, nedits, &len1, &nsect);
-	if (!text1) {
-		fprintf(stderr, "tarpitd: out of memory\n");
-		goto out;
-	}
+	if (!text1)
+		goto oom;
 	if (!all && nsect == 0) {
-		fprintf(stderr, "tarpitd: no connector named '%s'\n", echo(e, sizeof e, name));
+		no_connector(name);
 		goto out;
 	}
 	if (validate(&tg, path, text1, len1, &neu) != 0)
@@ -1069,109 +956,76 @@ int admin_set(const char *path, int argc, char **argv)
 
 	/* Only what really changes is written and reported: setting a
 	 * value a connector already has (even by default) is no change. */
-	ch = calloc((size_t)neu.nconnectors * nedits + 1, sizeof *ch);
-	if (!ch) {
-		fprintf(stderr, "tarpitd: out of memory\n");
-		goto out;
-	}
 	for (c = 0; c < neu.nconnectors; c++) {
 		const struct connector_conf *cc = &neu.connectors[c];
-		unsigned nth = 0, k;
 
 		if (!all && strcasecmp(cc->name, name) != 0)
 			continue;
-		for (k = 0; k < c; k++)
-			if (strcasecmp(neu.connectors[k].name, cc->name) == 0)
-				nth++;
 		for (i = 0; i < nedits; i++) {
 			unsigned f = (unsigned)conf_field_find(edits[i].key);
-			struct buf ob = { 0 };
+			struct buf raw = { 0 };
+			const char *old = oldv;
 
 			pairs++;
-			conf_field_format(cc, f, tmpv, sizeof tmpv);
-			if (orig_ok && c < orig.nconnectors) {
-				char *o = malloc(CONF_FIELD_MAX);
-
-				if (o)
-					conf_field_format(&orig.connectors[c], f, o, CONF_FIELD_MAX);
-				ob.p = o;
-			} else if (!raw_value(in.p, in.len, cc->name, nth, edits[i].key, &ob)) {
-				free(ob.p);
-				ob.p = strdup("(default)");
+			conf_field_format(cc, f, newv, sizeof newv);
+			if (orig_ok && c < orig.nconnectors)
+				conf_field_format(&orig.connectors[c], f, oldv, sizeof oldv);
+			else if (raw_value(in.p, in.len, cc->name, edits[i].key, &raw))
+				old = raw.p;
+			else
+				old = "(default)";
+			if (strcmp(old, newv) != 0) {
+				ch[nch].conn = (unsigned char)c;
+				ch[nch++].edit = (unsigned char)i;
+				puts_(&report, cc->name);
+				puts_(&report, ": ");
+				puts_(&report, edits[i].key);
+				puts_(&report, " ");
+				puts_(&report, old);
+				puts_(&report, " -> ");
+				puts_(&report, newv);
+				puts_(&report, "\n");
 			}
-			if (!ob.p) {
-				fprintf(stderr, "tarpitd: out of memory\n");
-				goto out;
-			}
-			if (strcmp(ob.p, tmpv) == 0) {
-				free(ob.p);
-				continue;
-			}
-			ch[nch].conn = c;
-			ch[nch].edit = (unsigned)i;
-			ch[nch].old = ob.p;
-			ch[nch].new_ = strdup(tmpv);
-			if (!ch[nch].new_) {
-				free(ob.p);
-				fprintf(stderr, "tarpitd: out of memory\n");
-				goto out;
-			}
-			nch++;
+			free(raw.p);
+			if (report.oom)
+				goto oom;
 		}
 	}
 	if (nch == 0) {
 		target_drop_tmp(&tg);
-		fprintf(stderr, "tarpitd: nothing to change; %s is left as it was\n", path);
-		status = 0;
+		status = fail(0, "nothing to change; %s is left as it was", path);
 		goto out;
 	}
 	if (nch < pairs) {
 		/* Some edits were no-ops: write only the others, and judge
 		 * that text again, since it is the one that goes in place. */
-		struct config again;
-
-		text2 = malloc(in.len + 1);
-		if (!text2) {
-			fprintf(stderr, "tarpitd: out of memory\n");
-			goto out;
-		}
-		memcpy(text2, in.p, in.len + 1);
 		len2 = in.len;
 		for (i = 0; i < nch; i++) {
-			unsigned ns = 0;
-			char *next = admin_rewrite(text2, len2, neu.connectors[ch[i].conn].name, &edits[ch[i].edit],
-						   1, &len2, &ns);
+			char *next = admin_rewrite(text2 ? text2 : in.p, len2, neu.connectors[ch[i].conn].name,
+						   &edits[ch[i].edit], 1, &len2, NULL);
 
 			free(text2);
 			text2 = next;
-			if (!text2) {
-				fprintf(stderr, "tarpitd: out of memory\n");
-				goto out;
-			}
+			if (!text2)
+				goto oom;
 		}
 		if (validate(&tg, path, text2, len2, &again) != 0)
 			goto out;
 		config_free(&again);
 	}
 	if (commit(&tg) != 0) {
-		fprintf(stderr, "tarpitd: cannot replace %s: %s\n", tg.dest, strerror(errno));
+		fail(1, "cannot replace %s: %s", tg.dest, strerror(errno));
 		goto out;
 	}
-	for (i = 0; i < nch; i++)
-		printf("%s: %s %s -> %s\n", neu.connectors[ch[i].conn].name, edits[ch[i].edit].key, ch[i].old,
-		       ch[i].new_);
+	fputs(report.p, stdout);
 	fflush(stdout);
 	tell_server(neu.server.pidfile);
 	status = 0;
+	goto out;
+oom:
+	out_of_memory();
 out:
 	target_drop_tmp(&tg);
-	if (ch) {
-		for (i = 0; i < nch; i++) {
-			free(ch[i].old);
-			free(ch[i].new_);
-		}
-		free(ch);
-	}
 	if (loaded_new)
 		config_free(&neu);
 	if (orig_ok)
@@ -1179,126 +1033,81 @@ out:
 	free(text1);
 	free(text2);
 	free(in.p);
-	for (i = 0; i < MAX_EDITS; i++)
-		free(vals[i]);
+	free(report.p);
 	return status;
 }
 
 /* ---- stats ------------------------------------------------------------------ */
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int admin_stats(const char *path, int argc, char **argv)
 {
-	struct sockaddr_un sa;
-	struct config cfg;
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { STATS_TIMEOUT_MS / 1000, 0 };
 	struct buf b = { 0 };
-	char e[ECHO_BUF];
+	const char *sock = sa.sun_path;
 	long long deadline;
-	int fd, status = 1;
+	int fd = -1, status = 1;
 
-	if (argc > 0) {
-		fprintf(stderr, "tarpitd: stats takes no arguments ('%s' is extra)\n", echo(e, sizeof e, argv[0]));
-		return 2;
-	}
-	if (load_or_report(path, &cfg) != 0)
+	if (argc > 0)
+		return fail(2, "stats takes no arguments ('%s' is extra)", echo(argv[0]));
+	if (load_or_report(path) != 0)
 		return 1;
 	if (!cfg.server.control[0]) {
-		fprintf(stderr, "tarpitd: no control socket configured ([server] control)\n");
-		config_free(&cfg);
-		return 1;
+		fail(1, "no control socket configured ([server] control)");
+		goto out;
 	}
-	memset(&sa, 0, sizeof sa);
-	sa.sun_family = AF_UNIX;
 	if (strlen(cfg.server.control) >= sizeof sa.sun_path) {
-		fprintf(stderr, "tarpitd: control socket path too long: %s\n", cfg.server.control);
-		config_free(&cfg);
-		return 1;
+		fail(1, "control socket path too long: %s", cfg.server.control);
+		goto out;
 	}
 	strcpy(sa.sun_path, cfg.server.control);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		fprintf(stderr, "tarpitd: socket: %s\n", strerror(errno));
-		config_free(&cfg);
-		return 1;
+		fail(1, "socket: %s", strerror(errno));
+		goto out;
 	}
 	/* A connect to a full backlog waits; SO_SNDTIMEO bounds that wait. */
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	deadline = now_ms() + STATS_TIMEOUT_MS;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
 		if (errno == ENOENT || errno == ECONNREFUSED || errno == ENOTSOCK)
-			fprintf(stderr, "tarpitd: the server is not running (control socket %s: %s)\n", sa.sun_path,
-				strerror(errno));
+			fail(1, "the server is not running (control socket %s: %s)", sock, strerror(errno));
 		else if (errno == EAGAIN || errno == EINPROGRESS)
-			fprintf(stderr, "tarpitd: the server does not answer (control socket %s)\n", sa.sun_path);
+			fail(1, "the server does not answer (control socket %s)", sock);
 		else
-			fprintf(stderr, "tarpitd: cannot connect to the control socket %s: %s\n", sa.sun_path,
-				strerror(errno));
+			fail(1, "cannot connect to the control socket %s: %s", sock, strerror(errno));
 		goto out;
 	}
 	if (send(fd, "stats\n", 6, MSG_NOSIGNAL) != 6) {
-		fprintf(stderr, "tarpitd: cannot send to the control socket %s: %s\n", sa.sun_path,
-			strerror(errno));
+		fail(1, "cannot send to the control socket %s: %s", sock, strerror(errno));
 		goto out;
 	}
-	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		long long left = deadline - now_ms();
-		char chunk[4096];
-		ssize_t n;
-		int pr;
-
-		if (left <= 0) {
-			fprintf(stderr, "tarpitd: the server did not answer within %d s (control socket %s)\n",
-				STATS_TIMEOUT_MS / 1000, sa.sun_path);
-			goto out;
-		}
-		pr = poll(&pfd, 1, (int)left);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr < 0) {
-			fprintf(stderr, "tarpitd: poll: %s\n", strerror(errno));
-			goto out;
-		}
-		if (pr == 0)
-			continue;
-		n = recv(fd, chunk, sizeof chunk, 0);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0) {
-			fprintf(stderr, "tarpitd: reading the control socket %s: %s\n", sa.sun_path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
+	switch (read_all(fd, &b, STATS_MAX, deadline)) {
+	case 0:
+		if (b.len && fwrite(b.p, 1, b.len, stdout) != b.len) {
+			fail(1, "stats: cannot write: %s", strerror(errno));
 			break;
-		if (b.len + (size_t)n > STATS_MAX) {
-			fprintf(stderr, "tarpitd: the server's answer is longer than %d octets\n", STATS_MAX);
-			goto out;
 		}
-		put(&b, chunk, (size_t)n);
-		if (b.oom) {
-			fprintf(stderr, "tarpitd: out of memory\n");
-			goto out;
-		}
+		status = flush_stdout("stats");
+		break;
+	case RD_TIME:
+		fail(1, "the server did not answer within %d s (control socket %s)", STATS_TIMEOUT_MS / 1000, sock);
+		break;
+	case RD_POLL:
+		fail(1, "poll: %s", strerror(errno));
+		break;
+	case RD_BIG:
+		fail(1, "the server's answer is longer than %d octets", STATS_MAX);
+		break;
+	case RD_OOM:
+		out_of_memory();
+		break;
+	default:
+		fail(1, "reading the control socket %s: %s", sock, strerror(errno));
 	}
-	if (b.len && fwrite(b.p, 1, b.len, stdout) != b.len) {
-		fprintf(stderr, "tarpitd: stats: cannot write: %s\n", strerror(errno));
-		goto out;
-	}
-	if (fflush(stdout) != 0) {
-		fprintf(stderr, "tarpitd: stats: cannot write: %s\n", strerror(errno));
-		goto out;
-	}
-	status = 0;
 out:
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	free(b.p);
 	config_free(&cfg);
 	return status;
@@ -1403,87 +1212,69 @@ static bool auth_name_ok(const char *s)
 
 int admin_passwd(const char *path, int argc, char **argv)
 {
+	static const int sigs[] = { SIGINT, SIGTERM, SIGQUIT, SIGHUP };
 	static char pw[AUTH_PASS_MAX + 2], again[AUTH_PASS_MAX + 2];
-	char e[ECHO_BUF], err[PATH_MAX + 256];
+	static char err[PATH_MAX + 256];
 	const char *user;
-	struct sigaction sa, old_int, old_term, old_quit, old_hup;
-	struct config cfg;
+	struct sigaction sa, old[4];
 	struct stat st;
-	size_t len = 0, len2 = 0;
-	bool existed, tty;
+	size_t len = 0, len2 = 0, i;
+	bool existed;
 	int r, status = 1;
 
-	if (argc < 1) {
-		fprintf(stderr, "tarpitd: passwd needs a USER\n");
-		return 2;
-	}
-	if (argv[0][0] == '-' && argv[0][1] == '-') {
-		fprintf(stderr, "tarpitd: passwd: unknown option '%s'\n", echo(e, sizeof e, argv[0]));
-		return 2;
-	}
-	if (argc > 1) {
-		fprintf(stderr, "tarpitd: passwd takes one USER ('%s' is extra)\n", echo(e, sizeof e, argv[1]));
-		return 2;
-	}
+	if (argc < 1)
+		return fail(2, "passwd needs a USER");
+	if (argv[0][0] == '-' && argv[0][1] == '-')
+		return unknown_option("passwd", argv[0]);
+	if (argc > 1)
+		return fail(2, "passwd takes one USER ('%s' is extra)", echo(argv[1]));
 	user = argv[0];
-	if (load_or_report(path, &cfg) != 0)
+	if (load_or_report(path) != 0)
 		return 1;
 	if (!cfg.auth.enabled) {
-		fprintf(stderr, "tarpitd: no [auth] users file configured\n");
+		fail(1, "no [auth] users file configured");
 		goto out;
 	}
 	if (!auth_name_ok(user)) {
-		fprintf(stderr, "tarpitd: '%s' is not a valid user name (1 to %d printable ASCII octets without "
-				"':' or white space, not starting with '#')\n", echo(e, sizeof e, user), AUTH_USER_MAX);
+		fail(1, "'%s' is not a valid user name (1 to %d printable ASCII octets without ':' or white space, "
+			"not starting with '#')", echo(user), AUTH_USER_MAX);
 		goto out;
 	}
 
-	tty = isatty(STDIN_FILENO);
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	if (tty) {
+	if (isatty(STDIN_FILENO)) {
 		char text[AUTH_USER_MAX + 64];
 
-		sigaction(SIGINT, &sa, &old_int);
-		sigaction(SIGTERM, &sa, &old_term);
-		sigaction(SIGQUIT, &sa, &old_quit);
-		sigaction(SIGHUP, &sa, &old_hup);
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_signal;
+		sigemptyset(&sa.sa_mask);
+		for (i = 0; i < 4; i++)
+			sigaction(sigs[i], &sa, &old[i]);
 		snprintf(text, sizeof text, "Password for %s: ", user);
 		r = prompt(text, pw, sizeof pw, &len);
 		if (r == 0 && prompt("Retype the password: ", again, sizeof again, &len2) == 0 &&
 		    (len2 != len || memcmp(pw, again, len) != 0))
 			r = -4;
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGTERM, &old_term, NULL);
-		sigaction(SIGQUIT, &old_quit, NULL);
-		sigaction(SIGHUP, &old_hup, NULL);
+		for (i = 0; i < 4; i++)
+			sigaction(sigs[i], &old[i], NULL);
 	} else {
 		r = admin_read_password(stdin, pw, sizeof pw, &len);
 	}
-	switch (r) {
-	case 0:
-		break;
-	case -1:
-		fprintf(stderr, "tarpitd: empty password\n");
+	/* pw holds one octet more than allowed, to tell "too long" apart. */
+	if (r == 0 && len > AUTH_PASS_MAX)
+		r = -2;
+	if (r == -1)
+		fail(1, "empty password");
+	else if (r == -2)
+		fail(1, "password longer than %d octets", AUTH_PASS_MAX);
+	else if (r == -4)
+		fail(1, "the passwords do not match");
+	else if (r != 0)
+		fail(1, "cannot read the password: %s", strerror(errno));
+	if (r != 0)
 		goto out;
-	case -2:
-		fprintf(stderr, "tarpitd: password longer than %d octets\n", AUTH_PASS_MAX);
-		goto out;
-	case -4:
-		fprintf(stderr, "tarpitd: the passwords do not match\n");
-		goto out;
-	default:
-		fprintf(stderr, "tarpitd: cannot read the password: %s\n", strerror(errno));
-		goto out;
-	}
-	if (len > AUTH_PASS_MAX) {
-		fprintf(stderr, "tarpitd: password longer than %d octets\n", AUTH_PASS_MAX);
-		goto out;
-	}
 	existed = stat(cfg.auth.users, &st) == 0;
 	if (users_set_password(cfg.auth.users, user, pw, len, err, sizeof err) != 0) {
-		fprintf(stderr, "tarpitd: %s\n", err);
+		fail(1, "%s", err);
 		goto out;
 	}
 	/* The server reloads the file after dropping privileges: a file that
@@ -1493,8 +1284,8 @@ int admin_passwd(const char *path, int argc, char **argv)
 		struct passwd *pwd = getpwnam(cfg.server.user);
 
 		if (!pwd || chown(cfg.auth.users, pwd->pw_uid, pwd->pw_gid) != 0)
-			fprintf(stderr, "tarpitd: cannot give %s to user %s: %s\n", cfg.auth.users,
-				cfg.server.user, pwd ? strerror(errno) : "no such user");
+			fail(1, "cannot give %s to user %s: %s", cfg.auth.users, cfg.server.user,
+			     pwd ? strerror(errno) : "no such user");
 	}
 	printf("tarpitd: password for %s set in %s\n", user, cfg.auth.users);
 	fflush(stdout);
