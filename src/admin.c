@@ -663,105 +663,17 @@ static int read_all(int fd, struct buf *b, size_t max, long long deadline)
 	}
 }
 
-/* A path into dst, which holds PATH_MAX octets. */
-static int copy_path(char *dst, const char *src)
-{
-	if (strlen(src) >= PATH_MAX) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(dst, src);
-	return 0;
-}
-
-/* Where set writes: the file itself, or what a symbolic link names, so
- * the link survives the rename. */
-struct target {
-	char dest[PATH_MAX];
-	char tmp[PATH_MAX];
-	struct stat st;
-	bool have_tmp;
-};
-
-static int target_init(struct target *tg, const char *path)
-{
-	struct stat lst;
-
-	if (copy_path(tg->dest, path) != 0)
-		return -1;
-	if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-		char *real = realpath(path, NULL);
-		int r;
-
-		if (!real)
-			return -1;
-		r = copy_path(tg->dest, real);
-		free(real);
-		if (r != 0)
-			return -1;
-	}
-	return stat(tg->dest, &tg->st);
-}
-
-static void target_drop_tmp(struct target *tg)
-{
-	if (tg->have_tmp)
-		unlink(tg->tmp);
-	tg->have_tmp = false;
-}
-
-/* Length of the directory part of tg->dest with its '/' (0: none). */
-static int dir_len(const struct target *tg)
-{
-	const char *slash = strrchr(tg->dest, '/');
-
-	return slash ? (int)(slash - tg->dest) + 1 : 0;
-}
-
-/* A new temporary file beside the destination holding text, durable and
- * with the original's mode (and owner, where allowed). */
-static int write_tmp(struct target *tg, const char *text, size_t len)
-{
-	int n, fd, e, d = dir_len(tg);
-
-	target_drop_tmp(tg);
-	n = snprintf(tg->tmp, sizeof tg->tmp, "%.*s.%s.XXXXXX", d, tg->dest, tg->dest + d);
-	if (n < 0 || (size_t)n >= sizeof tg->tmp) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	fd = mkstemp(tg->tmp);
-	if (fd < 0)
-		return -1;
-	tg->have_tmp = true;
-	if ((tg->st.st_uid != geteuid() || tg->st.st_gid != getegid()) &&
-	    fchown(fd, tg->st.st_uid, tg->st.st_gid) != 0) {
-		/* Not root: the file becomes the caller's, which is all a
-		 * non-root user can do anyway. */
-	}
-	if (fchmod(fd, tg->st.st_mode & 07777) != 0 || fd_write_all(fd, text, len) != 0 || fsync(fd) != 0) {
-		e = errno;
-		close(fd);
-	} else if (close(fd) != 0) {
-		e = errno;
-	} else {
-		return 0;
-	}
-	target_drop_tmp(tg);
-	errno = e;
-	return -1;
-}
-
 /* Writes text to a new temporary file and loads it: 0 with *cfg filled,
  * -1 after printing why (the temporary file is then gone). config_load's
  * lines name the temporary file; the user knows the real one. */
-static int validate(struct target *tg, const char *path, const char *text, size_t len, struct config *cfg)
+static int validate(struct replacement *tg, const char *path, const char *text, size_t len,
+		    struct config *cfg)
 {
 	size_t tl;
 	const char *p;
 
-	if (write_tmp(tg, text, len) != 0)
-		return fail(-1, "cannot write a temporary file beside %s: %s", tg->dest, strerror(errno));
+	if (replace_write(tg, text, len, tg->st.st_mode & 07777) != 0)
+		return fail(-1, "cannot create a temporary file beside %s: %s", tg->dest, strerror(errno));
 	if (config_load(cfg, tg->tmp, load_err, sizeof load_err) == 0)
 		return 0;
 	tl = strlen(tg->tmp);
@@ -776,26 +688,8 @@ static int validate(struct target *tg, const char *path, const char *text, size_
 		if (*p == '\n')
 			p++;
 	}
-	target_drop_tmp(tg);
+	replace_drop(tg);
 	return -1;
-}
-
-static int commit(struct target *tg)
-{
-	int fd, d = dir_len(tg);
-
-	if (rename(tg->tmp, tg->dest) != 0)
-		return -1;
-	tg->have_tmp = false;
-	/* The rename itself must survive a power cut too. tmp is free again
-	 * to hold the directory's name ("/" for a file in the root). */
-	snprintf(tg->tmp, sizeof tg->tmp, "%.*s", d > 1 ? d - 1 : d, d ? tg->dest : ".");
-	fd = open(tg->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	return 0;
 }
 
 /* SIGHUP to the pid in the pidfile, if that process exists. */
@@ -912,7 +806,7 @@ int admin_set(const char *path, int argc, char **argv)
 		unsigned char conn, edit;
 	} ch[CONF_MAX_CONNECTORS * MAX_EDITS];
 	static struct config orig, neu, again;
-	static struct target tg;
+	static struct replacement tg;
 	struct admin_edit edits[MAX_EDITS];
 	struct buf in = { 0 }, report = { 0 };
 	char *text1 = NULL, *text2 = NULL;
@@ -925,8 +819,7 @@ int admin_set(const char *path, int argc, char **argv)
 	r = parse_set_args(argc, argv, &all, &name, edits, &nedits);
 	if (r != 0)
 		return r;
-	memset(&tg, 0, sizeof tg);
-	if (target_init(&tg, path) != 0) {
+	if (replace_begin(&tg, path) != 0) {
 		fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
 		goto out;
 	}
@@ -992,7 +885,7 @@ int admin_set(const char *path, int argc, char **argv)
 		}
 	}
 	if (nch == 0) {
-		target_drop_tmp(&tg);
+		replace_drop(&tg);
 		status = fail(0, "nothing to change; %s is left as it was", path);
 		goto out;
 	}
@@ -1013,7 +906,7 @@ int admin_set(const char *path, int argc, char **argv)
 			goto out;
 		config_free(&again);
 	}
-	if (commit(&tg) != 0) {
+	if (replace_commit(&tg) != 0) {
 		fail(1, "cannot replace %s: %s", tg.dest, strerror(errno));
 		goto out;
 	}
@@ -1025,7 +918,7 @@ int admin_set(const char *path, int argc, char **argv)
 oom:
 	out_of_memory();
 out:
-	target_drop_tmp(&tg);
+	replace_drop(&tg);
 	if (loaded_new)
 		config_free(&neu);
 	if (orig_ok)

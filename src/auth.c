@@ -624,7 +624,7 @@ out:
 }
 
 /* The whole file, or *len 0 and NULL when it does not exist. */
-static int read_existing(const char *path, char **text, size_t *len, struct stat *st, bool *exists)
+static int read_existing(const char *path, char **text, size_t *len, struct stat *st)
 {
 	size_t cap = 0, n = 0;
 	char *p = NULL;
@@ -632,7 +632,6 @@ static int read_existing(const char *path, char **text, size_t *len, struct stat
 
 	*text = NULL;
 	*len = 0;
-	*exists = false;
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
@@ -642,7 +641,6 @@ static int read_existing(const char *path, char **text, size_t *len, struct stat
 		errno = EINVAL;
 		goto fail;
 	}
-	*exists = true;
 	for (;;) {
 		ssize_t r;
 
@@ -734,35 +732,18 @@ static char *put_entry(const char *text, size_t len, const char *user, const cha
 	return out;
 }
 
-/* dir is the directory part of a path including its last '/', or empty;
- * "<dir>." names the directory itself either way. */
-static int sync_dir(const char *dir, size_t dirlen)
-{
-	char buf[PATH_MAX + 2];
-	int fd, r;
-
-	snprintf(buf, sizeof buf, "%.*s.", (int)dirlen, dir);
-	fd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 int users_set_password(const char *path, const char *user, const char *pass, size_t plen, char *err,
 		       size_t errlen)
 {
+	/* One password per process (`tarpitd passwd`): the two paths live
+	 * outside the frame. */
+	static struct replacement r;
 	unsigned char salt[SALT_NEW], hash[HASH_LEN];
-	char entry[AUTH_USER_MAX + 128], s64[64], h64[64], dest[PATH_MAX], tmp[PATH_MAX], e[ECHO_BUF];
+	char entry[AUTH_USER_MAX + 128], s64[64], h64[64], e[ECHO_BUF];
 	char *text = NULL, *out = NULL;
-	const char *what, *obj = dest, *slash;
-	size_t len = 0, outlen = 0, dirlen;
-	struct stat st, lst;
-	bool exists = false, have_tmp = false;
-	int fd = -1, status = -1, n;
+	size_t len = 0, outlen = 0;
+	int status = -1;
 
-	memset(&st, 0, sizeof st);
 	if (err && errlen)
 		err[0] = '\0';
 	if (!path || !user || (!pass && plen)) {
@@ -790,23 +771,9 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 		set_err(err, errlen, "password holds a NUL octet");
 		return -1;
 	}
-	if (strlen(path) >= sizeof dest) {
-		set_err(err, errlen, "%s: path too long", path);
+	if (replace_begin(&r, path) != 0) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
-	}
-	strcpy(dest, path);
-	/* Write through a symbolic link, so the link survives the rename. */
-	if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
-		char *real = realpath(path, NULL);
-
-		if (!real || strlen(real) >= sizeof dest) {
-			set_err(err, errlen, "%s: cannot resolve the link: %s", path,
-				real ? strerror(ENAMETOOLONG) : strerror(errno));
-			free(real);
-			return -1;
-		}
-		strcpy(dest, real);
-		free(real);
 	}
 	if (random_salt(salt, sizeof salt) != 0) {
 		set_err(err, errlen, "cannot get random octets for the salt");
@@ -820,7 +787,7 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 	auth_b64_encode(hash, sizeof hash, h64, sizeof h64);
 	snprintf(entry, sizeof entry, "%s" ":" SCHEME "%u$%s$%s", user, AUTH_ITERATIONS_DEFAULT, s64, h64);
 
-	if (read_existing(dest, &text, &len, &st, &exists) != 0) {
+	if (read_existing(r.dest, &text, &len, &r.st) != 0) {
 		set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
 		goto out;
 	}
@@ -829,51 +796,17 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 		set_err(err, errlen, "out of memory");
 		goto out;
 	}
-	/* The temporary file is ".<name>.XXXXXX" in the directory of dest. */
-	slash = strrchr(dest, '/');
-	dirlen = slash ? (size_t)(slash + 1 - dest) : 0;
-	n = snprintf(tmp, sizeof tmp, "%.*s.%s.XXXXXX", (int)dirlen, dest, dest + dirlen);
-	if (n < 0 || (size_t)n >= sizeof tmp) {
-		set_err(err, errlen, "%s: path too long", path);
+	if (replace_write(&r, out, outlen, 0600) != 0) {
+		set_err(err, errlen, "cannot create a temporary file beside %s: %s", r.dest, strerror(errno));
 		goto out;
 	}
-	what = "create a temporary file beside";
-	fd = mkstemp(tmp);
-	if (fd < 0)
-		goto sys_fail;
-	have_tmp = true;
-	/* The daemon may read the file after dropping privileges: keep the
-	 * owner it had (possible only as root; otherwise it becomes ours). */
-	if (exists && (st.st_uid != geteuid() || st.st_gid != getegid()) &&
-	    fchown(fd, st.st_uid, st.st_gid) != 0) {
-		/* Not root: the file becomes the caller's. */
+	if (replace_commit(&r) != 0) {
+		set_err(err, errlen, "cannot replace %s: %s", r.dest, strerror(errno));
+		goto out;
 	}
-	what = "write";
-	obj = tmp;
-	if (fchmod(fd, 0600) != 0 || fd_write_all(fd, out, outlen) != 0 || fsync(fd) != 0)
-		goto sys_fail;
-	n = close(fd);
-	fd = -1;
-	if (n != 0)
-		goto sys_fail;
-	what = "replace";
-	obj = dest;
-	if (rename(tmp, dest) != 0)
-		goto sys_fail;
-	have_tmp = false;
-	/* The rename itself must survive a power cut too. */
-	what = "sync the directory of";
-	if (sync_dir(dest, dirlen) != 0)
-		goto sys_fail;
 	status = 0;
-	goto out;
-sys_fail:
-	set_err(err, errlen, "cannot %s %s: %s", what, obj, strerror(errno));
 out:
-	if (fd >= 0)
-		close(fd);
-	if (have_tmp)
-		unlink(tmp);
+	replace_drop(&r);
 	memset(hash, 0, sizeof hash);
 	memset(entry, 0, sizeof entry);
 	free(text);

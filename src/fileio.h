@@ -1,13 +1,42 @@
-/* fileio: the one write loop shared by the message store, the users file
- * and `tarpitd set`.
+/* fileio: the write loop and the whole-file replacement shared by the
+ * message store, the users file (`tarpitd passwd`) and `tarpitd set`.
  *
  * Promises: fd_write_all() writes all of buf or fails with errno set
- * (EINTR retried, a zero-length write reported as EIO); no allocation. */
+ * (EINTR retried, a zero-length write reported as EIO); no allocation.
+ * A replacement puts new content in place of a file so that a reader,
+ * or a power cut, sees the old file or the new one, never a part: the
+ * content goes to a temporary file beside the destination (what a
+ * symbolic link names, so the link survives), synced, with the mode asked
+ * for and the old file's owner where the caller may keep it; rename()
+ * puts it in place and the directory is synced. Every failure leaves the
+ * destination as it was (except a failed directory sync after the rename)
+ * and no temporary file behind.
+ */
 #ifndef TARPITD_FILEIO_H
 #define TARPITD_FILEIO_H
 
+#include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 int fd_write_all(int fd, const void *buf, size_t len);
+
+struct replacement {
+	char dest[PATH_MAX]; /* the file replaced: the path, or what its link names */
+	char tmp[PATH_MAX];  /* the temporary file, while have_tmp */
+	struct stat st;      /* dest's, before; all zero when it does not exist yet */
+	bool have_tmp;
+};
+
+/* dest and st for path; a missing file is no error. -1 with errno. */
+int replace_begin(struct replacement *r, const char *path);
+/* A new temporary file beside dest holding text, with mode; replaces the
+ * previous temporary file, if any. -1 with errno, nothing left behind. */
+int replace_write(struct replacement *r, const char *text, size_t len, mode_t mode);
+/* The temporary file into dest's place, then the directory synced. */
+int replace_commit(struct replacement *r);
+/* Removes the temporary file, if any. */
+void replace_drop(struct replacement *r);
 
 #endif
