@@ -245,44 +245,15 @@ static bool name_ok(const char *s, size_t n)
 
 /* ---- messages ------------------------------------------------------------------- */
 
-struct msgs {
-	const char *path;
-	char *err;
-	size_t errlen, used;
-	unsigned n;
-};
+static void msg(struct errlist *m, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static void msg(struct msgs *m, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void msg(struct msgs *m, int line, const char *fmt, ...)
+static void msg(struct errlist *m, int line, const char *fmt, ...)
 {
 	va_list ap;
-	size_t room;
-	int k;
 
-	m->n++;
-	if (!m->err || m->errlen == 0 || m->used + 1 >= m->errlen)
-		return;
-	if (m->used > 0)
-		m->err[m->used++] = '\n';
-	room = m->errlen - m->used;
-	if (line > 0)
-		k = snprintf(m->err + m->used, room, "%s:%d: ", m->path, line);
-	else
-		k = snprintf(m->err + m->used, room, "%s: ", m->path);
-	if (k < 0)
-		k = 0;
-	m->used += (size_t)k < room ? (size_t)k : room - 1;
-	room = m->errlen - m->used;
-	if (room > 1) {
-		va_start(ap, fmt);
-		k = vsnprintf(m->err + m->used, room, fmt, ap);
-		va_end(ap);
-		if (k < 0)
-			k = 0;
-		m->used += (size_t)k < room ? (size_t)k : room - 1;
-	}
-	m->err[m->used] = '\0';
+	va_start(ap, fmt);
+	errlist_add(m, line, NULL, fmt, ap);
+	va_end(ap);
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -359,7 +330,7 @@ static bool parse_iterations(const char *s, size_t n, uint32_t *v)
 	return true;
 }
 
-static void parse_entry(struct msgs *m, int line, const char *s, size_t n, struct user_ent *e)
+static void parse_entry(struct errlist *m, int line, const char *s, size_t n, struct user_ent *e)
 {
 	const char *colon = memchr(s, ':', n), *p, *end = s + n, *d1, *d2;
 	char ebuf[ECHO_BUF];
@@ -411,7 +382,7 @@ static void parse_entry(struct msgs *m, int line, const char *s, size_t n, struc
 
 struct users *users_load(const char *path, char *err, size_t errlen)
 {
-	struct msgs m = { path ? path : "(null)", err, errlen, 0, 0 };
+	struct errlist m = { err, errlen, 0, path ? path : "(null)", 0 };
 	struct users *u = NULL;
 	struct stat st;
 	char buf[LINE_MAX_LEN];

@@ -159,12 +159,9 @@ struct conn_extra {
 
 struct pstate {
 	struct config *c;
-	const char *path;
 	FILE *f;
 	int lineno;
-	char *err;
-	size_t errlen, errused;
-	unsigned nerr;
+	struct errlist errs; /* its path is the INI file's */
 	int read_errno; /* 0, or the errno of a read error */
 
 	enum sect sect;
@@ -187,37 +184,6 @@ struct pstate {
 
 /* ---- messages ---------------------------------------------------------- */
 
-/* Counts an output of n octets, of which the buffer kept what fitted. */
-static void advance(struct pstate *st, int n)
-{
-	size_t room = st->errlen - st->errused;
-
-	if (n > 0)
-		st->errused += (size_t)n < room ? (size_t)n : room - 1;
-}
-
-/* One "FILE:LINE: [KEY: ]message" line; line 0 leaves out LINE. */
-static void vreport(struct pstate *st, int line, const char *key, const char *fmt, va_list ap)
-{
-	const char *sep = key ? ": " : "";
-
-	st->nerr++;
-	if (!st->err || st->errused + 1 >= st->errlen)
-		return;
-	if (st->errused > 0)
-		st->err[st->errused++] = '\n';
-	if (!key)
-		key = "";
-	if (line > 0)
-		advance(st, snprintf(st->err + st->errused, st->errlen - st->errused, "%s:%d: %s%s",
-				     st->path, line, key, sep));
-	else
-		advance(st, snprintf(st->err + st->errused, st->errlen - st->errused, "%s: %s%s",
-				     st->path, key, sep));
-	advance(st, vsnprintf(st->err + st->errused, st->errlen - st->errused, fmt, ap));
-	st->err[st->errused] = '\0';
-}
-
 static void err_at(struct pstate *st, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void err_at(struct pstate *st, int line, const char *fmt, ...)
@@ -225,7 +191,7 @@ static void err_at(struct pstate *st, int line, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vreport(st, line, NULL, fmt, ap);
+	errlist_add(&st->errs, line, NULL, fmt, ap);
 	va_end(ap);
 }
 
@@ -237,7 +203,7 @@ static void kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vreport(st, st->lineno, k->name, fmt, ap);
+	errlist_add(&st->errs, st->lineno, k->name, fmt, ap);
 	va_end(ap);
 }
 
@@ -609,11 +575,11 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 /* A list with a bad entry is not reported once more as empty. */
 static void apply_list(struct pstate *st, const struct key *k, const char *v)
 {
-	unsigned before = st->nerr;
+	unsigned before = st->errs.n;
 
 	if (*v)
 		apply_list_items(st, k, v);
-	if (st->nerr != before)
+	if (st->errs.n != before)
 		st->cx->bad_list[k->type == K_RANGES] = true;
 }
 
@@ -1128,18 +1094,18 @@ static int handler(void *user, const char *section_unused, const char *name, con
 
 static void resolve_path(struct pstate *st, char *p, const char *key, int line)
 {
-	const char *slash = strrchr(st->path, '/');
+	const char *slash = strrchr(st->errs.path, '/');
 	size_t dlen, plen = strlen(p);
 
 	if (!p[0] || p[0] == '/' || !slash)
 		return;
-	dlen = (size_t)(slash - st->path);
+	dlen = (size_t)(slash - st->errs.path);
 	if (dlen + 1 + plen >= PATH_MAX) {
 		err_at(st, line, "%s: path too long", key);
 		return;
 	}
 	memmove(p + dlen + 1, p, plen + 1);
-	memcpy(p, st->path, dlen);
+	memcpy(p, st->errs.path, dlen);
 	p[dlen] = '/';
 }
 
@@ -1397,9 +1363,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	memset(c, 0, sizeof *c);
 	memset(&st, 0, sizeof st);
 	st.c = c;
-	st.path = path ? path : "(null)";
-	st.err = err;
-	st.errlen = errlen;
+	st.errs = (struct errlist){ err, errlen, 0, path ? path : "(null)", 0 };
 	if (err && errlen)
 		err[0] = '\0';
 	if (!path || strlen(path) >= sizeof c->path) {
@@ -1430,7 +1394,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		finish(&st);
 
 	free(st.extra);
-	if (st.nerr) {
+	if (st.errs.n) {
 		free(st.conns);
 		memset(c, 0, sizeof *c);
 		return -1;

@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "log.h"
+
 #define LINE_OCTETS 1024
 #define LOCAL_MAX 64
 #define DOMAIN_MAX 255
@@ -61,11 +63,8 @@ struct loader {
 	struct recipients *r;
 	char *arena;
 	size_t acap, aused;
-	const char *path;
 	unsigned line;
-	char *err;
-	size_t errlen, errused;
-	bool failed;
+	struct errlist errs; /* its path is the recipient file's */
 };
 
 static uint32_t fnv1a(const char *s, size_t n)
@@ -195,33 +194,11 @@ static uint32_t arena_add(struct loader *L, const char *s, size_t n, bool fold)
 __attribute__((format(printf, 2, 3)))
 static void lerr(struct loader *L, const char *fmt, ...)
 {
-	char msg[512];
-	int n;
 	va_list ap;
 
-	L->failed = true;
-	if (!L->err || L->errlen == 0)
-		return;
-	if (L->line)
-		n = snprintf(msg, sizeof(msg), "%s%s:%u: ", L->errused ? "\n" : "",
-			     L->path, L->line);
-	else
-		n = snprintf(msg, sizeof(msg), "%s%s: ", L->errused ? "\n" : "", L->path);
-	if (n < 0)
-		return;
-	if ((size_t)n < sizeof(msg)) {
-		va_start(ap, fmt);
-		vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
-		va_end(ap);
-	}
-	n = (int)strlen(msg);
-	if (L->errused + 1 >= L->errlen)
-		return;
-	if ((size_t)n > L->errlen - 1 - L->errused)
-		n = (int)(L->errlen - 1 - L->errused);
-	memcpy(L->err + L->errused, msg, (size_t)n);
-	L->errused += (size_t)n;
-	L->err[L->errused] = '\0';
+	va_start(ap, fmt);
+	errlist_add(&L->errs, (int)L->line, NULL, fmt, ap);
+	va_end(ap);
 }
 
 /* Hostile octets must not reach a terminal or a log through an error
@@ -529,7 +506,7 @@ static int read_lines(struct loader *L, int fd, off_t size)
 
 struct recipients *recipients_load(const char *path, char *err, size_t errlen)
 {
-	struct loader L = { .path = path, .err = err, .errlen = errlen };
+	struct loader L = { .errs = { err, errlen, 0, path, 0 } };
 	struct stat st;
 	int fd;
 	uint32_t off;
@@ -566,7 +543,7 @@ struct recipients *recipients_load(const char *path, char *err, size_t errlen)
 		lerr(&L, "out of memory");
 		goto fail;
 	}
-	if (read_lines(&L, fd, st.st_size) < 0 || L.failed)
+	if (read_lines(&L, fd, st.st_size) < 0 || L.errs.n)
 		goto fail;
 	if (finish(&L) < 0) {
 		lerr(&L, "out of memory");

@@ -33,7 +33,7 @@ sources() {
 	address) echo "src/address.c" ;;
 	config) echo "src/config.c src/iprange.c src/log.c" ;;
 	iprange) echo "src/iprange.c" ;;
-	recipients) echo "src/recipients.c" ;;
+	recipients) echo "src/recipients.c src/log.c" ;;
 	users | auth_b64) echo "src/auth.c src/log.c src/fileio.c" ;;
 	*) return 1 ;;
 	esac
