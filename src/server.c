@@ -135,7 +135,8 @@ static struct server {
 	struct tw_node tick;
 } S;
 
-static volatile sig_atomic_t sig_term, sig_hup, sig_usr1, sig_chld;
+/* Set by on_signal, indexed by signal number; SIGINT counts as SIGTERM. */
+static volatile sig_atomic_t sig_seen[NSIG];
 
 /* Scratch buffers shared by all connections: only one is served at a time. */
 static char rbuf[16384];
@@ -706,7 +707,7 @@ static void finish_message(struct conn *c, const struct smtp_data *d)
 }
 
 static bool conn_flush(struct conn *c);
-static bool conn_pump(struct conn *c);
+static void conn_pump(struct conn *c);
 static void conn_update(struct conn *c);
 
 /* One sync round for every message that ended in this loop pass. */
@@ -734,9 +735,7 @@ static void run_commits(void)
 		c->msg.fd = -1;
 		c->cflags &= (uint8_t)~CF_COMMIT;
 		reply_to_message(c, r->results[k] == 0 ? DATA_STORED : DATA_STORE_FAILED);
-		if (!conn_pump(c))
-			continue;
-		conn_update(c);
+		conn_pump(c);
 	}
 }
 
@@ -1007,31 +1006,30 @@ static void conn_on_timer(struct conn *c)
 		if (!conn_read(c))
 			return;
 	}
-	if (!conn_pump(c))
-		return;
-	conn_update(c);
+	conn_pump(c);
 }
 
 /* Flushes and runs queued command lines until neither makes progress:
  * one wake-up may have to answer a whole pipelined batch, several reply
- * queues long, and no further event would come for it. False if the
- * connection was closed. */
-static bool conn_pump(struct conn *c)
+ * queues long, and no further event would come for it. Then the
+ * connection, unless closed, waits for its next event or timer. */
+static void conn_pump(struct conn *c)
 {
 	for (;;) {
 		uint16_t in_len, aux_len;
 		uint8_t outq_len;
 		if (!conn_flush(c))
-			return false;
+			return;
 		if (c->phase != P_ACTIVE || c->s.state != SMTP_CMD || (!c->in_len && !(c->cflags & CF_AUX)))
-			return true;
+			break;
 		in_len = c->in_len;
 		aux_len = c->aux_len;
 		outq_len = c->outq_len;
 		process_input(c);
 		if (c->in_len == in_len && c->aux_len == aux_len && c->outq_len == outq_len)
-			return true;
+			break;
 	}
+	conn_update(c);
 }
 
 static void conn_on_event(struct conn *c, unsigned events)
@@ -1062,9 +1060,12 @@ static void conn_on_event(struct conn *c, unsigned events)
 			return;
 	}
 	/* Replies that went out may have made room for queued commands. */
-	if (!conn_pump(c))
-		return;
-	conn_update(c);
+	conn_pump(c);
+}
+
+static bool same_binding(const struct binding *x, const struct binding *y)
+{
+	return x->port == y->port && ip_cmp(&x->addr, &y->addr) == 0;
 }
 
 static struct connector *match_connector(unsigned li, const struct ip_addr *peer)
@@ -1075,13 +1076,12 @@ static struct connector *match_connector(unsigned li, const struct ip_addr *peer
 
 	for (unsigned i = 0; i < S.gen->n; i++) {
 		const struct connector_conf *cf = S.gen->connectors[i].cf;
-		bool bound = false;
+		unsigned b = 0;
 		if (!cf->enabled)
 			continue;
-		for (unsigned b = 0; b < cf->nbindings; b++)
-			if (cf->bindings[b].port == l->b.port && ip_cmp(&cf->bindings[b].addr, &l->b.addr) == 0)
-				bound = true;
-		if (!bound)
+		while (b < cf->nbindings && !same_binding(&cf->bindings[b], &l->b))
+			b++;
+		if (b == cf->nbindings)
 			continue;
 		for (unsigned r = 0; r < cf->nranges; r++) {
 			const struct ip_range *rg = &cf->ranges[r];
@@ -1199,9 +1199,7 @@ static void on_accept(unsigned li)
 		} else {
 			send_greeting(c);
 		}
-		if (!conn_flush(c))
-			continue;
-		conn_update(c);
+		conn_pump(c);
 	}
 }
 
@@ -1233,45 +1231,59 @@ static void check_recipients(void)
 	log_msg(LOG_LVL_NOTICE, "event=reload file=recipients entries=%u", recipients_count(r));
 }
 
-static size_t format_stats(char *buf, size_t len, const char *scope, const struct stats *s)
+/* The names of a stats line's values: the counters in the order of struct
+ * stats, then the harvest figures that ride on the server line. */
+static const char stat_names[] =
+	"connections_total connections_current connections_refused messages_accepted "
+	"recipients_accepted recipients_unknown replies_tarpitted tarpit_disconnects "
+	"protocol_errors tls_sessions auth_success auth_failure harvest_table_size "
+	"harvest_table_used discredited_current discredits_total bans_total ban_failures";
+
+#define NCOUNTERS (sizeof(struct stats) / sizeof(uint64_t))
+
+/* One logfmt line: scope, then the n values of v named by the words of
+ * stat_names in turn. Returns its length, 0 (a line is never cut) if it
+ * does not fit in len. */
+static size_t stats_line(char *buf, size_t len, const char *scope, const uint64_t *v, unsigned n)
 {
-	int n = snprintf(buf, len,
-			 "%s connections_total=%llu connections_current=%llu connections_refused=%llu "
-			 "messages_accepted=%llu recipients_accepted=%llu recipients_unknown=%llu "
-			 "replies_tarpitted=%llu tarpit_disconnects=%llu protocol_errors=%llu "
-			 "tls_sessions=%llu auth_success=%llu auth_failure=%llu\n",
-			 scope, (unsigned long long)s->connections_total,
-			 (unsigned long long)s->connections_current,
-			 (unsigned long long)s->connections_refused, (unsigned long long)s->messages_accepted,
-			 (unsigned long long)s->recipients_accepted, (unsigned long long)s->recipients_unknown,
-			 (unsigned long long)s->replies_tarpitted, (unsigned long long)s->tarpit_disconnects,
-			 (unsigned long long)s->protocol_errors, (unsigned long long)s->tls_sessions,
-			 (unsigned long long)s->auth_success, (unsigned long long)s->auth_failure);
-	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+	const char *name = stat_names;
+	size_t off = (size_t)snprintf(buf, len, "%s", scope);
+
+	for (unsigned i = 0; i < n && off < len; i++) {
+		int w = (int)strcspn(name, " ");
+		off += (size_t)snprintf(buf + off, len - off, " %.*s=%llu", w, name, (unsigned long long)v[i]);
+		name += w + 1;
+	}
+	if (off + 1 >= len)
+		return 0;
+	buf[off++] = '\n';
+	buf[off] = 0;
+	return off;
 }
 
 /* The counters of the server and of every connector configured now, as
  * logfmt lines (SPEC §2). */
 static size_t render_stats(char *buf, size_t len)
 {
-	size_t off = format_stats(buf, len, "scope=server", &S.st);
-	if (off > 0 && off < len) {
-		/* The harvest table's figures ride on the server line. */
+	uint64_t v[NCOUNTERS + 6] = {0};
+	size_t off;
+
+	memcpy(v, &S.st, sizeof S.st);
+	if (S.harvest) {
 		struct harvest_params p = harvest_params();
-		int n = snprintf(buf + off - 1, len - off + 1,
-				 " harvest_table_size=%u harvest_table_used=%u discredited_current=%u "
-				 "discredits_total=%llu bans_total=%llu ban_failures=%llu\n",
-				 S.harvest ? harvest_size(S.harvest) : 0, S.harvest ? harvest_used(S.harvest) : 0,
-				 S.harvest ? harvest_count_discredited(S.harvest, S.now, &p) : 0,
-				 (unsigned long long)S.discredits_total, (unsigned long long)S.bans_total,
-				 (unsigned long long)S.ban_failures);
-		if (n > 0 && (size_t)n < len - off + 1)
-			off += (size_t)n - 1;
+		v[NCOUNTERS] = harvest_size(S.harvest);
+		v[NCOUNTERS + 1] = harvest_used(S.harvest);
+		v[NCOUNTERS + 2] = harvest_count_discredited(S.harvest, S.now, &p);
 	}
+	v[NCOUNTERS + 3] = S.discredits_total;
+	v[NCOUNTERS + 4] = S.bans_total;
+	v[NCOUNTERS + 5] = S.ban_failures;
+	off = stats_line(buf, len, "scope=server", v, NCOUNTERS + 6);
 	for (unsigned i = 0; i < S.gen->n && off < len; i++) {
 		char scope[CONF_NAME_MAX + 40];
 		snprintf(scope, sizeof scope, "scope=connector name=\"%s\"", S.gen->connectors[i].cf->name);
-		off += format_stats(buf + off, len - off, scope, &S.gen->connectors[i].rt->st);
+		memcpy(v, &S.gen->connectors[i].rt->st, sizeof v[0] * NCOUNTERS);
+		off += stats_line(buf + off, len - off, scope, v, NCOUNTERS);
 	}
 	return off;
 }
@@ -1345,14 +1357,7 @@ static void on_signal(int sig)
 	int saved = errno;
 	char b = 0;
 	ssize_t r;
-	if (sig == SIGTERM || sig == SIGINT)
-		sig_term = 1;
-	else if (sig == SIGHUP)
-		sig_hup = 1;
-	else if (sig == SIGUSR1)
-		sig_usr1 = 1;
-	else if (sig == SIGCHLD)
-		sig_chld = 1;
+	sig_seen[sig == SIGINT ? SIGTERM : sig] = 1;
 	r = write(S.sigpipe[1], &b, 1);
 	(void)r;
 	errno = saved;
@@ -1395,65 +1400,68 @@ static int open_listener(const struct binding *b)
 	return fd;
 }
 
+/* The index of the listener on b among l[0..n), n if there is none. */
+static unsigned find_listener(const struct listener *l, unsigned n, const struct binding *b)
+{
+	unsigned k = 0;
+	while (k < n && !same_binding(&l[k].b, b))
+		k++;
+	return k;
+}
+
+static void log_binding(const char *event, const struct binding *b)
+{
+	char text[80];
+	binding_format(b, text, sizeof text);
+	log_msg(LOG_LVL_NOTICE, "event=%s binding=%s", event, text);
+}
+
 /* Makes the listening sockets those of g's enabled connectors: kept where
  * a binding stays, opened where one is new, closed where one went. On a
  * failure nothing changes. */
 static int reconcile_listeners(const struct gen *g)
 {
 	struct listener nl[MAX_LISTENERS];
-	bool reused[MAX_LISTENERS] = {false}, opened[MAX_LISTENERS] = {false};
-	unsigned nn = 0;
-	char text[80];
+	bool opened[MAX_LISTENERS] = {false};
+	unsigned nn = 0, k, o;
 
 	for (unsigned i = 0; i < g->n; i++) {
 		const struct connector_conf *cf = g->connectors[i].cf;
-		if (!cf->enabled)
-			continue;
-		for (unsigned b = 0; b < cf->nbindings; b++) {
-			unsigned k;
-			for (k = 0; k < nn; k++)
-				if (nl[k].b.port == cf->bindings[b].port && ip_cmp(&nl[k].b.addr, &cf->bindings[b].addr) == 0)
-					break;
-			if (k < nn)
+		for (unsigned b = 0; cf->enabled && b < cf->nbindings; b++) {
+			if (find_listener(nl, nn, &cf->bindings[b]) < nn)
 				continue;
 			if (nn == MAX_LISTENERS) {
 				log_msg(LOG_LVL_ERROR, "too many distinct bindings (at most %d)", MAX_LISTENERS);
 				return -1;
 			}
 			nl[nn].b = cf->bindings[b];
-			nl[nn].fd = -1;
-			for (unsigned o = 0; o < S.nlisteners; o++)
-				if (!reused[o] && S.listeners[o].b.port == nl[nn].b.port &&
-				    ip_cmp(&S.listeners[o].b.addr, &nl[nn].b.addr) == 0) {
-					reused[o] = true;
-					nl[nn].fd = S.listeners[o].fd;
-				}
-			nn++;
+			o = find_listener(S.listeners, S.nlisteners, &nl[nn].b);
+			nl[nn++].fd = o < S.nlisteners ? S.listeners[o].fd : -1;
 		}
 	}
-	for (unsigned k = 0; k < nn; k++) {
+	for (k = 0; k < nn; k++) {
 		if (nl[k].fd >= 0)
 			continue;
-		binding_format(&nl[k].b, text, sizeof text);
 		nl[k].fd = open_listener(&nl[k].b);
 		if (nl[k].fd < 0) {
+			char text[80];
+			binding_format(&nl[k].b, text, sizeof text);
 			log_msg(LOG_LVL_ERROR, "cannot listen on %s: %s", text, strerror(errno));
-			for (unsigned j = 0; j < k; j++)
-				if (opened[j])
-					close(nl[j].fd);
+			while (k--)
+				if (opened[k])
+					close(nl[k].fd);
 			return -1;
 		}
 		opened[k] = true;
-		log_msg(LOG_LVL_NOTICE, "event=listen binding=%s", text);
+		log_binding("listen", &nl[k].b);
 	}
-	for (unsigned o = 0; o < S.nlisteners; o++)
-		if (!reused[o]) {
-			binding_format(&S.listeners[o].b, text, sizeof text);
+	for (o = 0; o < S.nlisteners; o++)
+		if (find_listener(nl, nn, &S.listeners[o].b) == nn) {
 			loop_del(S.loop, S.listeners[o].fd);
 			close(S.listeners[o].fd);
-			log_msg(LOG_LVL_NOTICE, "event=unlisten binding=%s", text);
+			log_binding("unlisten", &S.listeners[o].b);
 		}
-	for (unsigned k = 0; k < nn; k++) {
+	for (k = 0; k < nn; k++) {
 		unsigned mask = S.accept_paused_until ? 0 : LOOP_READ;
 		if (opened[k])
 			loop_add(S.loop, nl[k].fd, mask, TAG_LISTENER | k);
@@ -1518,6 +1526,24 @@ static void warn_restart_keys(const struct server_conf *n)
 		log_msg(LOG_LVL_WARNING, "event=reload note=\"max_connections, spool, user, pidfile, control, hostname and log take effect at the next restart\"");
 }
 
+/* Logs each line of a multi-line error text on its own. */
+static void log_lines(char *err)
+{
+	for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
+		log_msg(LOG_LVL_ERROR, "%s", p);
+}
+
+/* The INI's and the users file's error texts have a line per error; a
+ * recipient file's is logged as one line. */
+static void reload_failed(char *err, bool split)
+{
+	log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
+	if (split)
+		log_lines(err);
+	else
+		log_msg(LOG_LVL_ERROR, "%s", err);
+}
+
 /* SIGHUP: the INI and the recipient file again. New sessions get the new
  * settings; sessions in progress keep their generation. Any error keeps
  * the old configuration in force. */
@@ -1530,24 +1556,19 @@ static void reload(void)
 	struct gen *g, *old;
 
 	if (config_load(&cfg, S.gen->cfg.path, err, sizeof err) != 0) {
-		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
-		for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
-			log_msg(LOG_LVL_ERROR, "%s", p);
+		reload_failed(err, true);
 		return;
 	}
 	r = recipients_load(cfg.server.recipients, err, sizeof err);
 	if (!r) {
-		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
-		log_msg(LOG_LVL_ERROR, "%s", err);
+		reload_failed(err, false);
 		config_free(&cfg);
 		return;
 	}
 	if (cfg.auth.enabled) {
 		u = users_load(cfg.auth.users, err, sizeof err);
 		if (!u) {
-			log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
-			for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
-				log_msg(LOG_LVL_ERROR, "%s", p);
+			reload_failed(err, true);
 			recipients_unref(r);
 			config_free(&cfg);
 			return;
@@ -1557,7 +1578,8 @@ static void reload(void)
 		log_msg(LOG_LVL_WARNING, "event=reload note=\"adding or removing [tls] takes effect at the next restart\"");
 	g = gen_new(&cfg);
 	if (!g || reconcile_listeners(g) != 0) {
-		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
+		err[0] = 0; /* the listeners' errors are logged already */
+		reload_failed(err, true);
 		if (g)
 			gen_unref(g);
 		recipients_unref(r);
@@ -1611,8 +1633,7 @@ static void begin_shutdown(void)
 		c->s.state = SMTP_CLOSING;
 		c->phase = P_ACTIVE;
 		outq_push(c, bye);
-		if (conn_flush(c))
-			conn_update(c);
+		conn_pump(c);
 	}
 	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u", S.tab->size - S.tab->nfree);
 }
@@ -1675,12 +1696,29 @@ static int write_pidfile(const char *path)
 	return close(fd);
 }
 
+/* The commit round's arrays, one per slot, in one block: envs first, the
+ * rest in order of decreasing alignment, so each part stays aligned. */
+static int commits_alloc(struct commit_round *r, size_t n)
+{
+	char *p = calloc(n, sizeof *r->envs + sizeof *r->conns + sizeof *r->msgs + sizeof *r->ids +
+				    sizeof *r->results);
+	if (!p)
+		return -1;
+	r->envs = (struct sink_envelope *)(void *)p;
+	r->conns = (struct conn **)(void *)(p += n * sizeof *r->envs);
+	r->msgs = (struct sink_msg **)(void *)(p += n * sizeof *r->conns);
+	r->ids = (uint32_t *)(void *)(p += n * sizeof *r->msgs);
+	r->results = (int *)(void *)(p + n * sizeof *r->ids);
+	return 0;
+}
+
 static int setup(struct config *cfg)
 {
 	char err[2048];
 	struct rlimit rl;
 	uint32_t maxfds;
 	struct sigaction sa;
+	static const int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD};
 
 	S.boot = cfg->server;
 	S.gen = gen_new(cfg);
@@ -1707,13 +1745,7 @@ static int setup(struct config *cfg)
 
 	S.loop = loop_new((int)maxfds);
 	S.tab = conn_table_new(S.boot.max_connections, S.max_rcpt);
-	S.commits.conns = calloc(S.boot.max_connections, sizeof *S.commits.conns);
-	S.commits.ids = calloc(S.boot.max_connections, sizeof *S.commits.ids);
-	S.commits.msgs = calloc(S.boot.max_connections, sizeof *S.commits.msgs);
-	S.commits.envs = calloc(S.boot.max_connections, sizeof *S.commits.envs);
-	S.commits.results = calloc(S.boot.max_connections, sizeof *S.commits.results);
-	if (!S.loop || !S.tab || !S.commits.conns || !S.commits.ids || !S.commits.msgs ||
-	    !S.commits.envs || !S.commits.results) {
+	if (!S.loop || !S.tab || commits_alloc(&S.commits, S.boot.max_connections) != 0) {
 		log_msg(LOG_LVL_ERROR, "cannot allocate the connection table for %u connections",
 			S.boot.max_connections);
 		return -1;
@@ -1726,8 +1758,7 @@ static int setup(struct config *cfg)
 	if (S.gen->cfg.auth.enabled) {
 		S.users = users_load(S.gen->cfg.auth.users, err, sizeof err);
 		if (!S.users) {
-			for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
-				log_msg(LOG_LVL_ERROR, "%s", p);
+			log_lines(err);
 			return -1;
 		}
 	}
@@ -1778,11 +1809,8 @@ static int setup(struct config *cfg)
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
+	for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++)
+		sigaction(signals[i], &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (loop_add(S.loop, S.sigpipe[0], LOOP_READ, TAG_SIGNAL) != 0)
 		return -1;
@@ -1834,11 +1862,7 @@ static void teardown(void)
 	if (S.ban_fa_ready)
 		posix_spawn_file_actions_destroy(&S.ban_fa);
 	conn_table_free(S.tab);
-	free(S.commits.conns);
-	free(S.commits.ids);
-	free(S.commits.msgs);
 	free(S.commits.envs);
-	free(S.commits.results);
 	loop_free(S.loop);
 	if (S.gen)
 		gen_unref(S.gen);
@@ -1904,19 +1928,19 @@ int server_run(struct config *cfg)
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
 		run_commits();
-		if (sig_term && !S.stopping)
+		if (sig_seen[SIGTERM] && !S.stopping)
 			begin_shutdown();
-		if (sig_hup) {
-			sig_hup = 0;
+		if (sig_seen[SIGHUP]) {
+			sig_seen[SIGHUP] = 0;
 			if (!S.stopping)
 				reload();
 		}
-		if (sig_usr1) {
-			sig_usr1 = 0;
+		if (sig_seen[SIGUSR1]) {
+			sig_seen[SIGUSR1] = 0;
 			log_stats();
 		}
-		if (sig_chld) {
-			sig_chld = 0;
+		if (sig_seen[SIGCHLD]) {
+			sig_seen[SIGCHLD] = 0;
 			reap_children();
 		}
 	}
