@@ -72,11 +72,10 @@ struct commit_round {
 	unsigned n;
 };
 
-/* What survives a reload for one connector name: its counters and its
- * connection count, shared by old and new sessions. */
+/* What survives a reload for one connector name: its counters (with its
+ * connection count), shared by old and new sessions. */
 struct connector_rt {
 	char name[CONF_NAME_MAX];
-	uint32_t current;
 	struct stats st;
 	struct connector_rt *next;
 };
@@ -124,6 +123,7 @@ static struct server {
 	struct stats st;
 	struct commit_round commits;
 	struct harvest *harvest;    /* NULL when [harvest] table_size = 0 */
+	struct harvest_params hp;   /* of the current configuration */
 	uint64_t discredits_total, bans_total, ban_failures;
 	posix_spawn_file_actions_t ban_fa; /* stdin and stdout on /dev/null */
 	bool ban_fa_ready;
@@ -155,13 +155,14 @@ static uint64_t tarpit_ms(const struct conn *c)
 	return (uint64_t)c->connector->cf->tarpit_interval * 1000u;
 }
 
-static void stat_add(struct conn *c, size_t off)
+/* Counts an event for the server and for connector cn, if there is one. */
+static void stat_add(const struct connector *cn, size_t off)
 {
 	(*(uint64_t *)(void *)((char *)&S.st + off))++;
-	if (c && c->connector)
-		(*(uint64_t *)(void *)((char *)&c->connector->rt->st + off))++;
+	if (cn)
+		(*(uint64_t *)(void *)((char *)&cn->rt->st + off))++;
 }
-#define STAT(c, field) stat_add((c), offsetof(struct stats, field))
+#define STAT(c, field) stat_add((c)->connector, offsetof(struct stats, field))
 
 static struct smtp_reply *outq_at(struct conn *c, unsigned k)
 {
@@ -310,7 +311,6 @@ static void conn_close(struct conn *c, const char *reason)
 	loop_del(S.loop, c->fd);
 	close(c->fd);
 	src_count_dec(S.tab, &c->peer);
-	c->connector->rt->current--;
 	S.st.connections_current--;
 	c->connector->rt->st.connections_current--;
 	gen_unref(c->connector->gen);
@@ -318,19 +318,22 @@ static void conn_close(struct conn *c, const char *reason)
 	conn_release(S.tab, c);
 }
 
+/* A reply that needs nothing of a session. */
+static size_t render_bare(enum reply_id id, char *buf, size_t len)
+{
+	struct reply_ctx ctx = {0};
+	return reply_render(id, &ctx, buf, len);
+}
+
 /* Replies refused at connect time go out at once and without a slot, so
  * a flood costs one accept and one send each (SPEC §8). */
 static void refuse(int fd, enum reply_id id, struct connector *cn)
 {
 	char buf[128];
-	struct reply_ctx ctx = {0};
-	size_t n = reply_render(id, &ctx, buf, sizeof buf);
-	ssize_t r = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t r = send(fd, buf, render_bare(id, buf, sizeof buf), MSG_NOSIGNAL | MSG_DONTWAIT);
 	(void)r;
 	close(fd);
-	S.st.connections_refused++;
-	if (cn)
-		cn->rt->st.connections_refused++;
+	stat_add(cn, offsetof(struct stats, connections_refused));
 }
 
 static void start_linger(struct conn *c)
@@ -450,16 +453,29 @@ static bool conn_flush(struct conn *c)
 	return true;
 }
 
+static bool tarpitted(struct conn *c)
+{
+	struct smtp_env e = session_env(c);
+	return smtp_session_tarpitted(&c->s, &e);
+}
+
+/* The last reply, to a client that broke the protocol: it waits the
+ * tarpit like any other answer to an offence. */
+static struct smtp_reply offence_reply(struct conn *c, enum reply_id id)
+{
+	struct smtp_reply r = {id, RF_CLOSE};
+	if (tarpitted(c))
+		r.flags |= RF_TARPIT;
+	return r;
+}
+
 /* Octets arrived after DATA before its 354 went out, or after STARTTLS
  * before its 220: they are never read as content or commands (SPEC §7). */
 static void pipe_violation(struct conn *c)
 {
-	struct smtp_reply r = {R_554_PIPE, RF_CLOSE};
-	struct smtp_env e = session_env(c);
+	struct smtp_reply r = offence_reply(c, R_554_PIPE);
 	struct smtp_reply *last = c->outq_len ? outq_at(c, c->outq_len - 1) : NULL;
 
-	if (smtp_session_tarpitted(&c->s, &e))
-		r.flags |= RF_TARPIT;
 	if (c->msg.fd >= 0)
 		maildir_abort(S.md, &c->msg);
 	if (c->tls >= 0 && !tls_active(c)) {
@@ -489,18 +505,11 @@ static void log_rcpt_reject(struct conn *c, const char *line, size_t len, enum r
 		reply_code(id), text);
 }
 
-static struct harvest_params harvest_params(void)
-{
-	struct harvest_params p = {S.gen->cfg.harvest.threshold, (uint64_t)S.gen->cfg.harvest.window * 1000u};
-	return p;
-}
-
 /* The harvest table only hears of sessions the tarpit applies to:
  * trusted connectors (T = 0) and authenticated senders never count. */
 static bool harvest_applies(struct conn *c)
 {
-	struct smtp_env e = session_env(c);
-	return S.harvest && smtp_session_tarpitted(&c->s, &e);
+	return S.harvest && tarpitted(c);
 }
 
 /* The ban hook: argv split once at load, the address as its own word, no
@@ -511,11 +520,10 @@ static void run_ban(const struct ip_addr *peer, const char *ip)
 	const struct harvest_conf *h = &S.gen->cfg.harvest;
 	char *argv[CONF_BAN_WORDS + 1];
 	static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-	struct harvest_params p = harvest_params();
 	pid_t pid;
 	int rc;
 
-	if (h->ban_argc == 0 || !harvest_ban_due(S.harvest, peer, S.now, &p))
+	if (h->ban_argc == 0 || !harvest_ban_due(S.harvest, peer, S.now, &S.hp))
 		return;
 	for (unsigned i = 0; i < h->ban_argc; i++)
 		argv[i] = (char *)(i == h->ban_addr ? ip : h->ban_buf + h->ban_off[i]);
@@ -553,12 +561,11 @@ static void discredited_now(struct conn *c, const char *why)
 
 static void harvest_unknown_rcpt(struct conn *c)
 {
-	struct harvest_params p = harvest_params();
 	if (!harvest_applies(c))
 		return;
-	if (harvest_unknown(S.harvest, &c->peer, S.now, &p))
+	if (harvest_unknown(S.harvest, &c->peer, S.now, &S.hp))
 		discredited_now(c, "unknown_recipients");
-	if (harvest_discredited(S.harvest, &c->peer, S.now, &p))
+	if (harvest_discredited(S.harvest, &c->peer, S.now, &S.hp))
 		smtp_session_discredit(&c->s);
 }
 
@@ -795,9 +802,8 @@ static bool read_data(struct conn *c)
 static void on_eof(struct conn *c)
 {
 	if (waiting_on_tarpit(c)) {
-		struct harvest_params p = harvest_params();
 		STAT(c, tarpit_disconnects);
-		if (harvest_applies(c) && harvest_hangup(S.harvest, &c->peer, S.now, &p))
+		if (harvest_applies(c) && harvest_hangup(S.harvest, &c->peer, S.now, &S.hp))
 			discredited_now(c, "hangup_while_tarpitted");
 	}
 	conn_close(c, c->outq_len ? "client_gone_waiting" : "client_closed");
@@ -871,10 +877,7 @@ static bool conn_read(struct conn *c)
 	}
 	c->last_activity = S.now;
 	if (c->phase == P_GREETING) {
-		struct smtp_env e = session_env(c);
-		struct smtp_reply r = {R_554_EARLY, RF_CLOSE};
-		if (smtp_session_tarpitted(&c->s, &e))
-			r.flags |= RF_TARPIT;
+		struct smtp_reply r = offence_reply(c, R_554_EARLY);
 		c->phase = P_ACTIVE;
 		c->s.state = SMTP_CLOSING;
 		c->in_len = 0;
@@ -909,42 +912,32 @@ static bool wants_input(const struct conn *c)
 	return (c->cflags & CF_AUX) ? c->aux_len < AUTH_LINE_MAX : c->in_len < sizeof c->in;
 }
 
+static uint64_t idle_at(const struct conn *c)
+{
+	return c->last_activity + (uint64_t)c->connector->cf->connection_inactivity_timeout * 1000u;
+}
+
 static void conn_update(struct conn *c)
 {
-	unsigned mask = 0;
-	uint64_t t = c->deadline;
-	const struct connector_conf *cf = c->connector->cf;
+	uint64_t t = c->phase == P_LINGER ? c->greet_at : c->deadline;
 	bool want = wants_input(c);
 
-	if (want)
-		mask |= LOOP_READ;
-	if (c->cflags & CF_WANTW)
-		mask |= LOOP_WRITE;
-	loop_mod(S.loop, c->fd, mask, conn_index(S.tab, c));
-
-	if (c->phase == P_LINGER) {
+	loop_mod(S.loop, c->fd, (want ? LOOP_READ : 0) | (c->cflags & CF_WANTW ? LOOP_WRITE : 0),
+		 conn_index(S.tab, c));
+	if ((c->phase == P_GREETING || c->phase == P_HANDSHAKE) && c->greet_at < t)
 		t = c->greet_at;
-	} else if (c->phase == P_HANDSHAKE) {
-		if (c->greet_at < t)
-			t = c->greet_at;
-	} else {
-		if (c->phase == P_GREETING && c->greet_at < t)
-			t = c->greet_at;
+	if (c->phase == P_GREETING || c->phase == P_ACTIVE) {
+		uint64_t idle = idle_at(c);
 		if (c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT)) {
 			uint64_t due = c->head_base + tarpit_ms(c);
 			if (due < t)
 				t = due;
 			/* The client is waiting for us: its idle clock is stopped. */
-			if (due <= S.now) {
-				uint64_t idle = c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u;
-				if (idle < t)
-					t = idle;
-			}
-		} else {
-			uint64_t idle = c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u;
-			if (idle < t)
-				t = idle;
+			if (due > S.now)
+				idle = t;
 		}
+		if (idle < t)
+			t = idle;
 		/* Decrypted input waiting inside TLS makes the socket look idle:
 		 * come back at once rather than wait for readiness. */
 		if (tls_active(c) && want && tls_pending(S.tls, c->tls) > 0)
@@ -956,9 +949,8 @@ static void conn_update(struct conn *c)
 static void send_greeting(struct conn *c)
 {
 	struct smtp_reply r = {R_GREETING, 0};
-	struct harvest_params p = harvest_params();
 	/* A known harvester waits T for its greeting too (SPEC §8). */
-	if (harvest_applies(c) && harvest_discredited(S.harvest, &c->peer, S.now, &p)) {
+	if (harvest_applies(c) && harvest_discredited(S.harvest, &c->peer, S.now, &S.hp)) {
 		smtp_session_discredit(&c->s);
 		r.flags |= RF_TARPIT;
 	}
@@ -969,15 +961,10 @@ static void send_greeting(struct conn *c)
 static void conn_timeout(struct conn *c)
 {
 	char buf[128];
-	struct reply_ctx ctx = {0};
-	size_t n = reply_render(R_421_TIMEOUT, &ctx, buf, sizeof buf);
-	ssize_t r;
-	/* Best effort: a client that stopped reading must not keep the slot. */
+	/* Best effort (the socket is non-blocking): a client that stopped
+	 * reading must not keep the slot. */
 	if (c->out_off == 0 && c->s.state != SMTP_CLOSING && c->phase != P_HANDSHAKE) {
-		if (!tls_active(c))
-			r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		else
-			r = io_send(c, buf, n);
+		ssize_t r = io_send(c, buf, render_bare(R_421_TIMEOUT, buf, sizeof buf));
 		(void)r;
 	}
 	conn_close(c, "timeout");
@@ -985,7 +972,6 @@ static void conn_timeout(struct conn *c)
 
 static void conn_on_timer(struct conn *c)
 {
-	const struct connector_conf *cf = c->connector->cf;
 	if (c->phase == P_LINGER) {
 		if (S.now >= c->greet_at) {
 			conn_close(c, "closed");
@@ -996,7 +982,7 @@ static void conn_on_timer(struct conn *c)
 		return;
 	} else if (S.now >= c->deadline ||
 		   (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) &&
-		    S.now >= c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u)) {
+		    S.now >= idle_at(c))) {
 		conn_timeout(c);
 		return;
 	}
@@ -1159,7 +1145,7 @@ static void on_accept(unsigned li)
 		cf = cn->cf;
 		cap = cf->max_inbound_connections < S.boot.max_connections ? cf->max_inbound_connections
 									    : S.boot.max_connections;
-		if (S.tab->nfree == 0 || cn->rt->current >= cap) {
+		if (S.tab->nfree == 0 || cn->rt->st.connections_current >= cap) {
 			refuse(fd, R_421_FULL, cn);
 			continue;
 		}
@@ -1182,11 +1168,8 @@ static void on_accept(unsigned li)
 		c->deadline = S.now + (uint64_t)cf->connection_timeout * 1000u;
 		src_count_inc(S.tab, &peer);
 		cn->gen->refs++;
-		cn->rt->current++;
-		S.st.connections_total++;
-		S.st.connections_current++;
-		cn->rt->st.connections_total++;
-		cn->rt->st.connections_current++;
+		STAT(c, connections_total);
+		STAT(c, connections_current);
 		if (log_enabled(LOG_LVL_INFO)) {
 			char ip[64];
 			ip_format(&peer, ip, sizeof ip);
@@ -1270,10 +1253,9 @@ static size_t render_stats(char *buf, size_t len)
 
 	memcpy(v, &S.st, sizeof S.st);
 	if (S.harvest) {
-		struct harvest_params p = harvest_params();
 		v[NCOUNTERS] = harvest_size(S.harvest);
 		v[NCOUNTERS + 1] = harvest_used(S.harvest);
-		v[NCOUNTERS + 2] = harvest_count_discredited(S.harvest, S.now, &p);
+		v[NCOUNTERS + 2] = harvest_count_discredited(S.harvest, S.now, &S.hp);
 	}
 	v[NCOUNTERS + 3] = S.discredits_total;
 	v[NCOUNTERS + 4] = S.bans_total;
@@ -1516,6 +1498,14 @@ static struct gen *gen_new(struct config *cfg)
 	return g;
 }
 
+/* Makes g the configuration new sessions start on. */
+static void use_gen(struct gen *g)
+{
+	S.gen = g;
+	S.hp.threshold = g->cfg.harvest.threshold;
+	S.hp.window_ms = (uint64_t)g->cfg.harvest.window * 1000u;
+}
+
 static void warn_restart_keys(const struct server_conf *n)
 {
 	const struct server_conf *o = &S.boot;
@@ -1595,7 +1585,7 @@ static void reload(void)
 				g->connectors[i].cf->name, S.max_rcpt);
 	warn_restart_keys(&g->cfg.server);
 	old = S.gen;
-	S.gen = g;
+	use_gen(g);
 	gen_unref(old);
 	recipients_unref(S.rcpts);
 	S.rcpts = r;
@@ -1714,6 +1704,7 @@ static int commits_alloc(struct commit_round *r, size_t n)
 
 static int setup(struct config *cfg)
 {
+	struct gen *g;
 	char err[2048];
 	struct rlimit rl;
 	uint32_t maxfds;
@@ -1721,9 +1712,10 @@ static int setup(struct config *cfg)
 	static const int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD};
 
 	S.boot = cfg->server;
-	S.gen = gen_new(cfg);
-	if (!S.gen)
+	g = gen_new(cfg);
+	if (!g)
 		return -1;
+	use_gen(g);
 	S.max_rcpt = 1;
 	for (unsigned i = 0; i < S.gen->n; i++)
 		if (S.gen->connectors[i].cf->max_recipients_per_message > S.max_rcpt)
@@ -1751,10 +1743,8 @@ static int setup(struct config *cfg)
 		return -1;
 	}
 	S.rcpts = recipients_load(S.boot.recipients, err, sizeof err);
-	if (!S.rcpts) {
-		log_msg(LOG_LVL_ERROR, "%s", err);
-		return -1;
-	}
+	if (!S.rcpts)
+		goto failed;
 	if (S.gen->cfg.auth.enabled) {
 		S.users = users_load(S.gen->cfg.auth.users, err, sizeof err);
 		if (!S.users) {
@@ -1780,10 +1770,8 @@ static int setup(struct config *cfg)
 		 * clients never ask for TLS spends no memory on it. */
 		S.tls = tls_new(S.gen->cfg.tls.certificate, S.gen->cfg.tls.key, S.gen->cfg.tls.max_sessions,
 				err, sizeof err);
-		if (!S.tls) {
-			log_msg(LOG_LVL_ERROR, "%s", err);
-			return -1;
-		}
+		if (!S.tls)
+			goto failed;
 	}
 	if (reconcile_listeners(S.gen) != 0)
 		return -1;
@@ -1799,10 +1787,8 @@ static int setup(struct config *cfg)
 	if (S.boot.user[0] && drop_privileges(S.boot.user) != 0)
 		return -1;
 	S.md = maildir_open(S.boot.spool, S.boot.hostname, err, sizeof err);
-	if (!S.md) {
-		log_msg(LOG_LVL_ERROR, "%s", err);
-		return -1;
-	}
+	if (!S.md)
+		goto failed;
 
 	if (pipe2(S.sigpipe, O_NONBLOCK | O_CLOEXEC) != 0)
 		return -1;
@@ -1830,6 +1816,10 @@ static int setup(struct config *cfg)
 	log_msg(LOG_LVL_NOTICE, "event=start version=%s backend=%s max_connections=%u slot_bytes=%zu",
 		TARPITD_VERSION, loop_backend(), S.boot.max_connections, sizeof(struct conn));
 	return 0;
+
+failed:
+	log_msg(LOG_LVL_ERROR, "%s", err);
+	return -1;
 }
 
 static void teardown(void)
@@ -1851,13 +1841,10 @@ static void teardown(void)
 	}
 	if (S.boot.pidfile[0])
 		unlink(S.boot.pidfile);
-	if (S.md)
-		maildir_close(S.md);
-	if (S.rcpts)
-		recipients_unref(S.rcpts);
+	maildir_close(S.md);
+	recipients_unref(S.rcpts);
 	users_free(S.users);
-	if (S.tls)
-		tls_free(S.tls);
+	tls_free(S.tls);
 	harvest_free(S.harvest);
 	if (S.ban_fa_ready)
 		posix_spawn_file_actions_destroy(&S.ban_fa);
