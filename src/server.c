@@ -220,6 +220,13 @@ static struct smtp_env session_env(struct conn *c)
 	return e;
 }
 
+/* After a failed socket call: nothing is wrong, the call is to be retried
+ * at the next readiness. */
+static bool try_later(void)
+{
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+}
+
 /* Socket I/O in the clear or through the connection's TLS context, with
  * the plain calls' conventions: -1/EAGAIN to wait, 0 for the peer's close. */
 /* A pool slot is taken when STARTTLS is accepted, but its 220 still goes
@@ -413,7 +420,7 @@ static bool conn_flush(struct conn *c)
 			return true;
 		n = io_send(c, wbuf + c->out_off, blen - c->out_off);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			if (try_later()) {
 				c->cflags |= CF_WANTW;
 				return true;
 			}
@@ -569,9 +576,15 @@ static void harvest_unknown_rcpt(struct conn *c)
 		smtp_session_discredit(&c->s);
 }
 
-static void push_replies(struct conn *c, const struct smtp_reply *out, unsigned n, const char *line,
-			 size_t len)
+/* Runs one command line and queues its replies. A rejected recipient's
+ * log entry quotes the line (an over-long one is never quoted). */
+static void run_line(struct conn *c, const struct smtp_env *e, const char *line, size_t len, bool too_long)
 {
+	struct smtp_reply out[2];
+	unsigned n = smtp_session_line(&c->s, e, line, len, too_long, out);
+
+	if (too_long)
+		len = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct smtp_reply r = out[i];
 		if (r.flags & RF_STARTTLS) {
@@ -597,14 +610,11 @@ static void process_aux(struct conn *c, const struct smtp_env *e)
 {
 	char *aux = conn_aux(c);
 	char *nl = memchr(aux, '\n', c->aux_len);
-	struct smtp_reply out[2];
-	unsigned n;
 
 	if (!nl) {
 		if (c->aux_len < AUTH_LINE_MAX)
 			return;
-		n = smtp_session_line(&c->s, e, aux, c->aux_len, true, out);
-		push_replies(c, out, n, aux, 0);
+		run_line(c, e, aux, c->aux_len, true);
 		c->cflags = (uint8_t)((c->cflags & ~CF_AUX) | CF_SKIP);
 		c->aux_len = 0;
 		return;
@@ -614,8 +624,7 @@ static void process_aux(struct conn *c, const struct smtp_env *e)
 		size_t keep = rest < sizeof c->in ? rest : sizeof c->in;
 		if (len && aux[len - 1] == '\r')
 			len--;
-		n = smtp_session_line(&c->s, e, aux, len, len + 2 > AUTH_LINE_MAX, out);
-		push_replies(c, out, n, aux, 0);
+		run_line(c, e, aux, len, len + 2 > AUTH_LINE_MAX);
 		/* AUTH ends a pipelined group: whatever followed it is kept
 		 * only as far as the line buffer goes. */
 		memcpy(c->in, nl + 1, keep);
@@ -635,8 +644,6 @@ static void process_input(struct conn *c)
 	while (c->s.state == SMTP_CMD && !(c->cflags & CF_AUX) && c->outq_len + 2 <= OUTQ_MAX) {
 		char *nl = memchr(c->in, '\n', c->in_len);
 		size_t consumed, len;
-		struct smtp_reply out[2];
-		unsigned n;
 
 		if (!nl) {
 			if (c->in_len == sizeof c->in && !(c->cflags & CF_SKIP) && S.users &&
@@ -648,10 +655,8 @@ static void process_input(struct conn *c)
 			} else if (c->in_len == sizeof c->in) {
 				/* Over-long line: one reply, then skip to its end so
 				 * its tail is never taken for a command. */
-				if (!(c->cflags & CF_SKIP)) {
-					n = smtp_session_line(&c->s, &e, c->in, c->in_len, true, out);
-					push_replies(c, out, n, c->in, 0);
-				}
+				if (!(c->cflags & CF_SKIP))
+					run_line(c, &e, c->in, c->in_len, true);
 				c->cflags |= CF_SKIP;
 				c->in_len = 0;
 			}
@@ -664,8 +669,7 @@ static void process_input(struct conn *c)
 		} else {
 			if (len && c->in[len - 1] == '\r')
 				len--;
-			n = smtp_session_line(&c->s, &e, c->in, len, false, out);
-			push_replies(c, out, n, c->in, len);
+			run_line(c, &e, c->in, len, false);
 		}
 		c->in_len = (uint16_t)(c->in_len - consumed);
 		memmove(c->in, c->in + consumed, c->in_len);
@@ -772,7 +776,7 @@ static bool read_data(struct conn *c)
 	if (!tls_active(c)) {
 		n = recv(c->fd, rbuf, sizeof rbuf, MSG_PEEK);
 		if (n <= 0)
-			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+			return n < 0 && try_later();
 		used = smtp_data_feed(&c->data, rbuf, (size_t)n, dbuf, &olen, &done);
 		if (recv(c->fd, rbuf, used, 0) != (ssize_t)used)
 			return false;
@@ -785,7 +789,7 @@ static bool read_data(struct conn *c)
 	for (unsigned i = 0; i < sizeof rbuf / TLS_READ_CHUNK; i++) {
 		n = io_recv(c, rbuf, TLS_READ_CHUNK);
 		if (n <= 0)
-			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+			return n < 0 && try_later();
 		c->last_activity = S.now;
 		used = smtp_data_feed(&c->data, rbuf, (size_t)n, dbuf, &olen, &done);
 		store_data(c, olen);
@@ -841,7 +845,7 @@ static bool conn_read(struct conn *c)
 
 	if (c->phase == P_LINGER) {
 		n = recv(c->fd, rbuf, sizeof rbuf, 0);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		if (n == 0 || (n < 0 && !try_later())) {
 			conn_close(c, "closed");
 			return false;
 		}
@@ -870,7 +874,7 @@ static bool conn_read(struct conn *c)
 		return false;
 	}
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		if (try_later())
 			return true;
 		on_eof(c); /* a reset is a hang-up too */
 		return false;
@@ -1107,7 +1111,6 @@ static void on_accept(unsigned li)
 		struct connector *cn;
 		struct conn *c;
 		const struct connector_conf *cf;
-		uint32_t cap;
 		int fd = accept4(S.listeners[li].fd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -1143,9 +1146,9 @@ static void on_accept(unsigned li)
 			continue;
 		}
 		cf = cn->cf;
-		cap = cf->max_inbound_connections < S.boot.max_connections ? cf->max_inbound_connections
-									    : S.boot.max_connections;
-		if (S.tab->nfree == 0 || cn->rt->st.connections_current >= cap) {
+		/* A connector's sessions are among the table's, so a full table
+		 * also bounds the connector. */
+		if (S.tab->nfree == 0 || cn->rt->st.connections_current >= cf->max_inbound_connections) {
 			refuse(fd, R_421_FULL, cn);
 			continue;
 		}
@@ -1594,6 +1597,15 @@ static void reload(void)
 	log_msg(LOG_LVL_NOTICE, "event=reload connectors=%u recipients=%u", g->n, recipients_count(r));
 }
 
+static void close_listeners(void)
+{
+	for (unsigned i = 0; i < S.nlisteners; i++) {
+		loop_del(S.loop, S.listeners[i].fd);
+		close(S.listeners[i].fd);
+	}
+	S.nlisteners = 0;
+}
+
 /* SIGTERM: stop listening; sessions between commands get 421 4.3.2 at
  * once (a pending tarpitted reply is dropped for it); a message being
  * received finishes first. */
@@ -1602,11 +1614,7 @@ static void begin_shutdown(void)
 	struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
 
 	S.stopping = true;
-	for (unsigned i = 0; i < S.nlisteners; i++) {
-		loop_del(S.loop, S.listeners[i].fd);
-		close(S.listeners[i].fd);
-	}
-	S.nlisteners = 0;
+	close_listeners();
 	for (uint32_t i = 0; i < S.tab->size; i++) {
 		struct conn *c = &S.tab->slots[i];
 		if (c->fd < 0 || !c->connector || c->phase == P_LINGER)
@@ -1829,9 +1837,7 @@ static void teardown(void)
 			if (S.tab->slots[i].fd >= 0 && S.tab->slots[i].connector)
 				conn_close(&S.tab->slots[i], "shutdown");
 	}
-	for (unsigned i = 0; i < S.nlisteners; i++)
-		close(S.listeners[i].fd);
-	S.nlisteners = 0;
+	close_listeners();
 	for (unsigned i = 0; i < CONTROL_CLIENTS; i++)
 		if (S.control_clients[i] >= 0)
 			close(S.control_clients[i]);
