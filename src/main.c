@@ -26,24 +26,27 @@ static const char usage[] =
 	"       tarpitd --version | --help\n"
 	"The default FILE is " DEFAULT_CONFIG ".\n";
 
+/* The commands' large variables are static: a small frame is cheaper code
+ * on MIPS16. */
+static struct config cfg;
+static char err[8192];
+
 /* An error text of a loader, on a line of its own; returns the status 1. */
-static int complain(const char *err)
+static int complain(const char *text)
 {
-	fprintf(stderr, "%s\n", err);
+	fprintf(stderr, "%s\n", text);
 	return 1;
 }
 
-static int load(const char *path, struct config *cfg)
+static int load(const char *path)
 {
-	static char err[8192];
-	return config_load(cfg, path, err, sizeof err) != 0 ? complain(err) : 0;
+	return config_load(&cfg, path, err, sizeof err) != 0 ? complain(err) : 0;
 }
 
 static int cmd_run(const char *path, int argc, char **argv)
 {
-	struct config cfg;
 	(void)argc, (void)argv;
-	if (load(path, &cfg) != 0)
+	if (load(path) != 0)
 		return 1;
 	log_init(cfg.server.log_syslog, cfg.server.log_level);
 	return server_run(&cfg);
@@ -51,14 +54,13 @@ static int cmd_run(const char *path, int argc, char **argv)
 
 static int cmd_check(const char *path, int argc, char **argv)
 {
-	struct config cfg;
-	char err[8192], users[32] = "";
+	char users[32] = "";
 	struct recipients *r;
 	struct stat st;
 	int status = 0;
 
 	(void)argc, (void)argv;
-	if (load(path, &cfg) != 0)
+	if (load(path) != 0)
 		return 1;
 	r = recipients_load(cfg.server.recipients, err, sizeof err);
 	if (!r)

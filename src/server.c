@@ -841,7 +841,9 @@ static bool conn_handshake(struct conn *c)
 static bool conn_read(struct conn *c)
 {
 	ssize_t n;
-	bool aux = false;
+	uint16_t *len = NULL; /* of the buffer read into; none: discarded */
+	char *buf = rbuf;
+	size_t room = sizeof rbuf;
 
 	if (c->phase == P_LINGER) {
 		n = recv(c->fd, rbuf, sizeof rbuf, 0);
@@ -862,19 +864,17 @@ static bool conn_read(struct conn *c)
 		return true;
 	}
 	if (c->s.state == SMTP_CMD && (c->cflags & CF_AUX) && c->aux_len < AUTH_LINE_MAX) {
-		n = io_recv(c, conn_aux(c) + c->aux_len, AUTH_LINE_MAX - c->aux_len);
-		aux = true;
+		len = &c->aux_len;
+		buf = conn_aux(c) + c->aux_len;
+		room = AUTH_LINE_MAX - c->aux_len;
 	} else if (c->s.state == SMTP_CMD && !(c->cflags & CF_AUX) && c->in_len < sizeof c->in) {
-		n = io_recv(c, c->in + c->in_len, sizeof c->in - c->in_len);
-	} else {
-		n = io_recv(c, rbuf, sizeof rbuf); /* nothing of it will be used */
+		len = &c->in_len;
+		buf = c->in + c->in_len;
+		room = sizeof c->in - c->in_len;
 	}
-	if (n == 0) {
-		on_eof(c);
-		return false;
-	}
-	if (n < 0) {
-		if (try_later())
+	n = io_recv(c, buf, room);
+	if (n <= 0) {
+		if (n < 0 && try_later())
 			return true;
 		on_eof(c); /* a reset is a hang-up too */
 		return false;
@@ -891,10 +891,8 @@ static bool conn_read(struct conn *c)
 	}
 	switch (c->s.state) {
 	case SMTP_CMD:
-		if (aux)
-			c->aux_len = (uint16_t)(c->aux_len + (size_t)n);
-		else
-			c->in_len = (uint16_t)(c->in_len + (size_t)n);
+		if (len)
+			*len = (uint16_t)(*len + (size_t)n);
 		process_input(c);
 		break;
 	case SMTP_DATA_WAIT:
@@ -976,17 +974,12 @@ static void conn_timeout(struct conn *c)
 
 static void conn_on_timer(struct conn *c)
 {
-	if (c->phase == P_LINGER) {
-		if (S.now >= c->greet_at) {
-			conn_close(c, "closed");
-			return;
-		}
-	} else if (c->phase == P_HANDSHAKE && S.now >= c->greet_at) {
-		conn_close(c, "tls_handshake_timeout");
+	if ((c->phase == P_LINGER || c->phase == P_HANDSHAKE) && S.now >= c->greet_at) {
+		conn_close(c, c->phase == P_LINGER ? "closed" : "tls_handshake_timeout");
 		return;
-	} else if (S.now >= c->deadline ||
-		   (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) &&
-		    S.now >= idle_at(c))) {
+	}
+	if (c->phase != P_LINGER &&
+	    (S.now >= c->deadline || (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) && S.now >= idle_at(c)))) {
 		conn_timeout(c);
 		return;
 	}
@@ -1094,11 +1087,12 @@ static struct connector *match_connector(unsigned li, const struct ip_addr *peer
 	return best;
 }
 
-static void pause_accept(void)
+/* Stops accepting until `until` (on_tick resumes), or resumes with 0. */
+static void pause_accept(uint64_t until)
 {
-	S.accept_paused_until = S.now + TICK_MS;
+	S.accept_paused_until = until;
 	for (unsigned i = 0; i < S.nlisteners; i++)
-		loop_mod(S.loop, S.listeners[i].fd, 0, TAG_LISTENER | i);
+		loop_mod(S.loop, S.listeners[i].fd, until ? 0 : LOOP_READ, TAG_LISTENER | i);
 }
 
 static void on_accept(unsigned li)
@@ -1129,7 +1123,7 @@ static void on_accept(unsigned li)
 						break;
 				}
 				log_msg(LOG_LVL_WARNING, "event=accept_paused reason=descriptors");
-				pause_accept();
+				pause_accept(S.now + TICK_MS);
 				return;
 			}
 			if (errno == ECONNABORTED || errno == EINTR)
@@ -1198,7 +1192,7 @@ static bool same_mtime(struct timespec a, struct timespec b)
 static void check_recipients(void)
 {
 	struct stat st;
-	char err[1024];
+	static char err[1024]; /* static: a small frame is cheaper code on MIPS16 */
 	struct recipients *r;
 	const char *path = S.gen->cfg.server.recipients;
 
@@ -1320,20 +1314,14 @@ static void on_control_request(unsigned i)
 	S.control_clients[i] = -1;
 }
 
-static void resume_accept(void)
-{
-	S.accept_paused_until = 0;
-	if (S.reserve_fd < 0)
-		S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	for (unsigned i = 0; i < S.nlisteners; i++)
-		loop_mod(S.loop, S.listeners[i].fd, LOOP_READ, TAG_LISTENER | i);
-}
-
 static void on_tick(void)
 {
 	check_recipients();
-	if (S.accept_paused_until && S.now >= S.accept_paused_until)
-		resume_accept();
+	if (S.accept_paused_until && S.now >= S.accept_paused_until) {
+		if (S.reserve_fd < 0)
+			S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		pause_accept(0);
+	}
 	tw_arm(&S.wheel, &S.tick, S.now + TICK_MS);
 }
 
@@ -1406,7 +1394,7 @@ static void log_binding(const char *event, const struct binding *b)
  * failure nothing changes. */
 static int reconcile_listeners(const struct gen *g)
 {
-	struct listener nl[MAX_LISTENERS];
+	static struct listener nl[MAX_LISTENERS]; /* static: a small frame is cheaper code on MIPS16 */
 	bool opened[MAX_LISTENERS] = {false};
 	unsigned nn = 0, k, o;
 
@@ -1543,7 +1531,7 @@ static void reload_failed(char *err, bool split)
 static void reload(void)
 {
 	static char err[8192];
-	struct config cfg;
+	static struct config cfg; /* static: a small frame is cheaper code on MIPS16 */
 	struct recipients *r;
 	struct users *u = NULL;
 	struct gen *g, *old;
@@ -1713,7 +1701,7 @@ static int commits_alloc(struct commit_round *r, size_t n)
 static int setup(struct config *cfg)
 {
 	struct gen *g;
-	char err[2048];
+	static char err[2048]; /* static: a small frame is cheaper code on MIPS16 */
 	struct rlimit rl;
 	uint32_t maxfds;
 	struct sigaction sa;
