@@ -102,37 +102,39 @@ struct listener {
 	struct binding b;
 };
 
+/* The fields used most come first: MIPS16 reaches the first 128 bytes of
+ * a structure with short instructions. */
 static struct server {
-	struct gen *gen;            /* current configuration */
-	struct server_conf boot;    /* [server] as started: these keys need a restart */
-	struct connector_rt *rts;
-	uint16_t max_rcpt;
-	bool stopping;
-	int control_fd;
-	int control_clients[CONTROL_CLIENTS];
-	struct loop *loop;
-	struct timer_wheel wheel;
-	struct conn_table *tab;
-	struct recipients *rcpts;
-	struct users *users;        /* NULL without [auth] */
-	struct tls *tls;            /* NULL without [tls] */
-	struct timespec rcpts_failed_mtime; /* don't retry a bad file every tick */
-	struct maildir *md;
-	struct listener listeners[MAX_LISTENERS];
-	unsigned nlisteners;
-	struct stats st;
-	struct commit_round commits;
-	struct harvest *harvest;    /* NULL when [harvest] table_size = 0 */
-	struct harvest_params hp;   /* of the current configuration */
-	uint64_t discredits_total, bans_total, ban_failures;
-	posix_spawn_file_actions_t ban_fa; /* stdin and stdout on /dev/null */
-	bool ban_fa_ready;
 	uint64_t now;
+	struct gen *gen;            /* current configuration */
+	struct conn_table *tab;
+	struct loop *loop;
+	struct tls *tls;            /* NULL without [tls] */
+	struct harvest *harvest;    /* NULL when [harvest] table_size = 0 */
+	struct recipients *rcpts;
+	struct maildir *md;
+	struct users *users;        /* NULL without [auth] */
+	int reserve_fd;
+	int control_fd;
+	int sigpipe[2];
+	unsigned nlisteners;
+	bool stopping;
+	uint16_t max_rcpt;
 	uint64_t accept_paused_until;
 	uint32_t next_id;
-	int sigpipe[2];
-	int reserve_fd;
+	struct harvest_params hp;   /* of the current configuration */
+	int control_clients[CONTROL_CLIENTS];
+	struct stats st;
+	struct commit_round commits;
+	struct connector_rt *rts;
+	uint64_t discredits_total, bans_total, ban_failures;
+	struct timespec rcpts_failed_mtime; /* don't retry a bad file every tick */
+	bool ban_fa_ready;
+	posix_spawn_file_actions_t ban_fa; /* stdin and stdout on /dev/null */
 	struct tw_node tick;
+	struct timer_wheel wheel;
+	struct listener listeners[MAX_LISTENERS];
+	struct server_conf boot;    /* [server] as started: these keys need a restart */
 } S;
 
 /* Set by on_signal, indexed by signal number; SIGINT counts as SIGTERM. */
