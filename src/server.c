@@ -75,9 +75,9 @@ struct commit_round {
 /* What survives a reload for one connector name: its counters (with its
  * connection count), shared by old and new sessions. */
 struct connector_rt {
-	char name[CONF_NAME_MAX];
 	struct stats st;
 	struct connector_rt *next;
+	char name[CONF_NAME_MAX];
 };
 
 struct gen;
@@ -91,10 +91,10 @@ struct connector {
 /* One loaded configuration. Sessions hold a reference to the generation
  * they started on, so a reload never changes a session in progress. */
 struct gen {
-	struct config cfg;
 	struct connector *connectors;
 	unsigned n;
 	uint32_t refs;
+	struct config cfg; /* last: the others stay in MIPS16's short reach */
 };
 
 struct listener {
