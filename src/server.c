@@ -345,16 +345,6 @@ static void refuse(int fd, enum reply_id id, struct connector *cn)
 	stat_add(cn, offsetof(struct stats, connections_refused));
 }
 
-static void start_linger(struct conn *c)
-{
-	/* Closing with unread input would send a RST that can destroy our
-	 * last reply in flight; shut down writes and drain briefly instead. */
-	shutdown(c->fd, SHUT_WR);
-	c->phase = P_LINGER;
-	c->greet_at = S.now + LINGER_MS;
-	c->in_len = 0;
-}
-
 static void begin_data_sink(struct conn *c, struct smtp_reply *r)
 {
 	struct sink_envelope env;
@@ -435,14 +425,16 @@ static bool conn_flush(struct conn *c)
 			struct smtp_reply r = *outq_at(c, 0);
 			done -= lens[i];
 			outq_pop(c);
-			if (r.flags & RF_CLOSE) {
-				start_linger(c);
-				return true;
-			}
-			if (r.flags & RF_STARTTLS) {
-				/* Only now, with the 220 out, may the handshake start. */
-				c->phase = P_HANDSHAKE;
-				c->greet_at = S.now + HANDSHAKE_MS;
+			if (r.flags & (RF_CLOSE | RF_STARTTLS)) {
+				bool closing = r.flags & RF_CLOSE;
+				/* Closing with unread input would send a RST that can
+				 * destroy our last reply in flight: shut down writes
+				 * and drain briefly instead. After STARTTLS's 220,
+				 * and only now, the handshake starts. */
+				if (closing)
+					shutdown(c->fd, SHUT_WR);
+				c->phase = closing ? P_LINGER : P_HANDSHAKE;
+				c->greet_at = S.now + (closing ? LINGER_MS : HANDSHAKE_MS);
 				c->in_len = 0;
 				return true;
 			}
