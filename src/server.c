@@ -102,9 +102,14 @@ struct listener {
 	struct binding b;
 };
 
-/* The fields used most come first: MIPS16 reaches the first 128 bytes of
- * a structure with short instructions. */
+/* Ordered for code size, the fields used most first: MIPS16 reaches the
+ * first 128 bytes of a structure with short instructions. */
 static struct server {
+	struct harvest_params hp;   /* of the current configuration */
+	uint16_t max_rcpt;
+	bool stopping;
+	bool ban_fa_ready;
+	int sigpipe[2];
 	uint64_t now;
 	struct gen *gen;            /* current configuration */
 	struct conn_table *tab;
@@ -116,25 +121,20 @@ static struct server {
 	struct users *users;        /* NULL without [auth] */
 	int reserve_fd;
 	int control_fd;
-	int sigpipe[2];
 	unsigned nlisteners;
-	bool stopping;
-	uint16_t max_rcpt;
 	uint64_t accept_paused_until;
-	uint32_t next_id;
-	struct harvest_params hp;   /* of the current configuration */
-	int control_clients[CONTROL_CLIENTS];
-	struct stats st;
-	struct commit_round commits;
 	struct connector_rt *rts;
+	uint32_t next_id;
 	uint64_t discredits_total, bans_total, ban_failures;
+	int control_clients[CONTROL_CLIENTS];
+	struct listener listeners[MAX_LISTENERS];
+	struct commit_round commits;
 	struct timespec rcpts_failed_mtime; /* don't retry a bad file every tick */
-	bool ban_fa_ready;
 	posix_spawn_file_actions_t ban_fa; /* stdin and stdout on /dev/null */
 	struct tw_node tick;
 	struct timer_wheel wheel;
-	struct listener listeners[MAX_LISTENERS];
 	struct server_conf boot;    /* [server] as started: these keys need a restart */
+	struct stats st;
 } S;
 
 /* Set by on_signal, indexed by signal number; SIGINT counts as SIGTERM. */
@@ -152,9 +152,14 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static uint64_t ms(uint32_t seconds)
+{
+	return (uint64_t)seconds * 1000u;
+}
+
 static uint64_t tarpit_ms(const struct conn *c)
 {
-	return (uint64_t)c->connector->cf->tarpit_interval * 1000u;
+	return ms(c->connector->cf->tarpit_interval);
 }
 
 /* Counts an event for the server and for connector cn, if there is one. */
@@ -310,10 +315,8 @@ static void conn_close(struct conn *c, const char *reason)
 	peer_text(c, ip, sizeof ip);
 	log_msg(LOG_LVL_INFO, "event=disconnect id=%u ip=%s reason=%s errors=%u unknown=%u",
 		c->id, ip, reason, c->s.errors, c->s.unknown);
-	if (c->msg.fd >= 0)
-		maildir_abort(S.md, &c->msg);
-	if (c->tls >= 0)
-		tls_release(S.tls, c->tls);
+	maildir_abort(S.md, &c->msg);
+	tls_release(S.tls, c->tls); /* none: -1 */
 	c->tls = -1;
 	smtp_session_reset(&c->s);
 	tw_cancel(&S.wheel, &c->timer);
@@ -477,8 +480,7 @@ static void pipe_violation(struct conn *c)
 	struct smtp_reply r = offence_reply(c, R_554_PIPE);
 	struct smtp_reply *last = c->outq_len ? outq_at(c, c->outq_len - 1) : NULL;
 
-	if (c->msg.fd >= 0)
-		maildir_abort(S.md, &c->msg);
+	maildir_abort(S.md, &c->msg);
 	if (c->tls >= 0 && !tls_active(c)) {
 		tls_release(S.tls, c->tls);
 		c->tls = -1;
@@ -684,8 +686,7 @@ static void reply_to_message(struct conn *c, enum smtp_data_status st)
 	} else if (st == DATA_STORE_FAILED) {
 		log_msg(LOG_LVL_ERROR, "event=store_error id=%u queue_id=%s", c->id, c->queue_id);
 	}
-	if (c->msg.fd >= 0)
-		maildir_abort(S.md, &c->msg);
+	maildir_abort(S.md, &c->msg);
 	outq_push(c, smtp_session_data_end(&c->s, &e, st));
 	if (c->cflags & CF_STOP) {
 		struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
@@ -910,7 +911,7 @@ static bool wants_input(const struct conn *c)
 
 static uint64_t idle_at(const struct conn *c)
 {
-	return c->last_activity + (uint64_t)c->connector->cf->connection_inactivity_timeout * 1000u;
+	return c->last_activity + ms(c->connector->cf->connection_inactivity_timeout);
 }
 
 static void conn_update(struct conn *c)
@@ -1156,7 +1157,7 @@ static void on_accept(unsigned li)
 		c->peer = peer;
 		c->peer_port = port;
 		c->last_activity = S.now;
-		c->deadline = S.now + (uint64_t)cf->connection_timeout * 1000u;
+		c->deadline = S.now + ms(cf->connection_timeout);
 		src_count_inc(S.tab, &peer);
 		cn->gen->refs++;
 		STAT(c, connections_total);
@@ -1169,7 +1170,7 @@ static void on_accept(unsigned li)
 		}
 		if (cf->greeting_delay) {
 			c->phase = P_GREETING;
-			c->greet_at = S.now + (uint64_t)cf->greeting_delay * 1000u;
+			c->greet_at = S.now + ms(cf->greeting_delay);
 		} else {
 			send_greeting(c);
 		}
@@ -1488,7 +1489,7 @@ static void use_gen(struct gen *g)
 {
 	S.gen = g;
 	S.hp.threshold = g->cfg.harvest.threshold;
-	S.hp.window_ms = (uint64_t)g->cfg.harvest.window * 1000u;
+	S.hp.window_ms = ms(g->cfg.harvest.window);
 }
 
 static void warn_restart_keys(const struct server_conf *n)
@@ -1599,7 +1600,7 @@ static void begin_shutdown(void)
 	close_listeners();
 	for (uint32_t i = 0; i < S.tab->size; i++) {
 		struct conn *c = &S.tab->slots[i];
-		if (c->fd < 0 || !c->connector || c->phase == P_LINGER)
+		if (c->fd < 0 || c->phase == P_LINGER)
 			continue;
 		if (c->s.state == SMTP_DATA) {
 			c->cflags |= CF_STOP;
@@ -1607,8 +1608,7 @@ static void begin_shutdown(void)
 		}
 		/* Keep only a reply that is partly written, then say goodbye. */
 		c->outq_len = c->out_off ? 1 : 0;
-		if (c->msg.fd >= 0)
-			maildir_abort(S.md, &c->msg);
+		maildir_abort(S.md, &c->msg);
 		smtp_session_reset(&c->s);
 		c->s.state = SMTP_CLOSING;
 		c->phase = P_ACTIVE;
@@ -1664,16 +1664,11 @@ static int drop_privileges(const char *user)
 
 static int write_pidfile(const char *path)
 {
-	char buf[32];
 	int n, fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -1;
-	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
-		close(fd);
-		return -1;
-	}
-	return close(fd);
+	n = dprintf(fd, "%ld\n", (long)getpid());
+	return close(fd) != 0 || n < 0 ? -1 : 0;
 }
 
 /* The commit round's arrays, one per slot, in one block: envs first, the
@@ -1814,11 +1809,8 @@ failed:
 
 static void teardown(void)
 {
-	if (S.tab) {
-		for (uint32_t i = 0; i < S.tab->size; i++)
-			if (S.tab->slots[i].fd >= 0 && S.tab->slots[i].connector)
-				conn_close(&S.tab->slots[i], "shutdown");
-	}
+	for (uint32_t i = 0; S.tab && i < S.tab->size; i++)
+		conn_close(&S.tab->slots[i], "shutdown"); /* a free slot is skipped */
 	close_listeners();
 	for (unsigned i = 0; i < CONTROL_CLIENTS; i++)
 		if (S.control_clients[i] >= 0)
