@@ -1297,7 +1297,7 @@ static void on_control_request(unsigned i)
 	int fd = S.control_clients[i];
 	char req[64];
 	ssize_t r = recv(fd, req, sizeof req, 0);
-	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+	if (r < 0 && try_later())
 		return;
 	if (r > 0 && memcmp(req, "stats", r < 5 ? (size_t)r : 5) == 0) {
 		size_t n = render_stats(wbuf, sizeof wbuf);
@@ -1693,7 +1693,7 @@ static int setup(struct config *cfg)
 	static char err[2048]; /* static: a small frame is cheaper code on MIPS16 */
 	struct rlimit rl;
 	uint32_t maxfds;
-	struct sigaction sa;
+	struct sigaction sa = {.sa_handler = on_signal};
 	static const int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD};
 
 	S.boot = cfg->server;
@@ -1777,8 +1777,6 @@ static int setup(struct config *cfg)
 
 	if (pipe2(S.sigpipe, O_NONBLOCK | O_CLOEXEC) != 0)
 		return -1;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
 	for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++)
 		sigaction(signals[i], &sa, NULL);
