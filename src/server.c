@@ -1600,7 +1600,7 @@ static void begin_shutdown(void)
 	close_listeners();
 	for (uint32_t i = 0; i < S.tab->size; i++) {
 		struct conn *c = &S.tab->slots[i];
-		if (c->fd < 0 || c->phase == P_LINGER)
+		if (c->fd < 0 || !c->connector || c->phase == P_LINGER)
 			continue;
 		if (c->s.state == SMTP_DATA) {
 			c->cflags |= CF_STOP;
@@ -1807,8 +1807,10 @@ failed:
 
 static void teardown(void)
 {
+	/* A slot never used has neither a descriptor nor a connector. */
 	for (uint32_t i = 0; S.tab && i < S.tab->size; i++)
-		conn_close(&S.tab->slots[i], "shutdown"); /* a free slot is skipped */
+		if (S.tab->slots[i].connector)
+			conn_close(&S.tab->slots[i], "shutdown");
 	close_listeners();
 	for (unsigned i = 0; i < CONTROL_CLIENTS; i++)
 		if (S.control_clients[i] >= 0)
