@@ -157,11 +157,6 @@ static uint64_t ms(uint32_t seconds)
 	return (uint64_t)seconds * 1000u;
 }
 
-static uint64_t tarpit_ms(const struct conn *c)
-{
-	return ms(c->connector->cf->tarpit_interval);
-}
-
 /* Counts an event for the server and for connector cn, if there is one. */
 static void stat_add(const struct connector *cn, size_t off)
 {
@@ -210,10 +205,17 @@ static void outq_pop(struct conn *c)
 	c->head_base = S.now;
 }
 
+/* When the tarpitted reply at the head of the queue is due; 0 if none. */
+static uint64_t tarpit_due(struct conn *c)
+{
+	if (c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT))
+		return c->head_base + ms(c->connector->cf->tarpit_interval);
+	return 0;
+}
+
 static bool waiting_on_tarpit(struct conn *c)
 {
-	return c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT) &&
-	       S.now < c->head_base + tarpit_ms(c);
+	return S.now < tarpit_due(c);
 }
 
 static void peer_text(const struct conn *c, char *buf, size_t len)
@@ -925,8 +927,8 @@ static void conn_update(struct conn *c)
 		t = c->greet_at;
 	if (c->phase == P_GREETING || c->phase == P_ACTIVE) {
 		uint64_t idle = idle_at(c);
-		if (c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT)) {
-			uint64_t due = c->head_base + tarpit_ms(c);
+		uint64_t due = tarpit_due(c);
+		if (due) {
 			if (due < t)
 				t = due;
 			/* The client is waiting for us: its idle clock is stopped. */
@@ -1522,7 +1524,7 @@ static void reload_failed(char *err, bool split)
 
 /* SIGHUP: the INI and the recipient file again. New sessions get the new
  * settings; sessions in progress keep their generation. Any error keeps
- * the old configuration in force. */
+ * the old configuration in force. Ignored once shutting down. */
 static void reload(void)
 {
 	static char err[8192];
@@ -1531,6 +1533,8 @@ static void reload(void)
 	struct users *u = NULL;
 	struct gen *g, *old;
 
+	if (S.stopping)
+		return;
 	if (config_load(&cfg, S.gen->cfg.path, err, sizeof err) != 0) {
 		reload_failed(err, true);
 		return;
@@ -1846,6 +1850,16 @@ static void teardown(void)
 	}
 }
 
+/* What the loop does for a signal once the events it interrupted are served. */
+static const struct {
+	int sig;
+	void (*run)(void);
+} on_sig[] = {
+	{SIGHUP, reload},
+	{SIGUSR1, log_stats},
+	{SIGCHLD, reap_children},
+};
+
 int server_run(struct config *cfg)
 {
 	int status = 0;
@@ -1897,18 +1911,11 @@ int server_run(struct config *cfg)
 		run_commits();
 		if (sig_seen[SIGTERM] && !S.stopping)
 			begin_shutdown();
-		if (sig_seen[SIGHUP]) {
-			sig_seen[SIGHUP] = 0;
-			if (!S.stopping)
-				reload();
-		}
-		if (sig_seen[SIGUSR1]) {
-			sig_seen[SIGUSR1] = 0;
-			log_stats();
-		}
-		if (sig_seen[SIGCHLD]) {
-			sig_seen[SIGCHLD] = 0;
-			reap_children();
+		for (unsigned i = 0; i < sizeof on_sig / sizeof on_sig[0]; i++) {
+			if (sig_seen[on_sig[i].sig]) {
+				sig_seen[on_sig[i].sig] = 0;
+				on_sig[i].run();
+			}
 		}
 	}
 	log_msg(LOG_LVL_NOTICE, "event=stop");
