@@ -149,7 +149,7 @@ static uint64_t now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000u + (uint32_t)ts.tv_nsec / 1000000u; /* tv_nsec < 10^9 */
 }
 
 static uint64_t ms(uint32_t seconds)
@@ -1242,15 +1242,13 @@ static size_t stats_line(char *buf, size_t len, const char *scope, const uint64_
  * logfmt lines (SPEC §2). */
 static size_t render_stats(char *buf, size_t len)
 {
-	uint64_t v[NCOUNTERS + 6] = {0};
+	uint64_t v[NCOUNTERS + 6];
 	size_t off;
 
 	memcpy(v, &S.st, sizeof S.st);
-	if (S.harvest) {
-		v[NCOUNTERS] = harvest_size(S.harvest);
-		v[NCOUNTERS + 1] = harvest_used(S.harvest);
-		v[NCOUNTERS + 2] = harvest_count_discredited(S.harvest, S.now, &S.hp);
-	}
+	v[NCOUNTERS] = harvest_size(S.harvest); /* these three are 0 without a table */
+	v[NCOUNTERS + 1] = harvest_used(S.harvest);
+	v[NCOUNTERS + 2] = harvest_count_discredited(S.harvest, S.now, &S.hp);
 	v[NCOUNTERS + 3] = S.discredits_total;
 	v[NCOUNTERS + 4] = S.bans_total;
 	v[NCOUNTERS + 5] = S.ban_failures;
