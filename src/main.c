@@ -26,115 +26,122 @@ static const char usage[] =
 	"       tarpitd --version | --help\n"
 	"The default FILE is " DEFAULT_CONFIG ".\n";
 
-static int load(const char *path, struct config *cfg)
+/* The commands' large variables are static: a small frame is cheaper code
+ * on MIPS16. */
+static struct config cfg;
+static char err[8192];
+
+/* An error text of a loader, on a line of its own; returns the status 1. */
+static int complain(const char *text)
 {
-	static char err[8192];
-	if (config_load(cfg, path, err, sizeof err) != 0) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
-	return 0;
+	fprintf(stderr, "%s\n", text);
+	return 1;
 }
 
-static int cmd_check(const char *path)
+static int load(const char *path)
 {
-	struct config cfg;
-	char err[8192];
+	return config_load(&cfg, path, err, sizeof err) != 0 ? complain(err) : 0;
+}
+
+static int cmd_run(const char *path, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	if (load(path) != 0)
+		return 1;
+	log_init(cfg.server.log_syslog, cfg.server.log_level);
+	return server_run(&cfg);
+}
+
+static int cmd_check(const char *path, int argc, char **argv)
+{
+	char users[32] = "";
 	struct recipients *r;
 	struct stat st;
-	unsigned nusers = 0;
 	int status = 0;
 
-	if (load(path, &cfg) != 0)
+	(void)argc, (void)argv;
+	if (load(path) != 0)
 		return 1;
 	r = recipients_load(cfg.server.recipients, err, sizeof err);
-	if (!r) {
-		fprintf(stderr, "%s\n", err);
-		status = 1;
-	} else {
-		recipients_unref(r);
-	}
+	if (!r)
+		status = complain(err);
+	recipients_unref(r);
 	if (stat(cfg.server.spool, &st) == 0 && !S_ISDIR(st.st_mode)) {
 		fprintf(stderr, "%s: spool %s is not a directory\n", path, cfg.server.spool);
 		status = 1;
 	}
 	if (cfg.auth.enabled) {
 		struct users *u = users_load(cfg.auth.users, err, sizeof err);
+		unsigned n = users_count(u);
 
-		if (!u) {
-			fprintf(stderr, "%s\n", err);
-			status = 1;
-		} else {
-			nusers = users_count(u);
-			users_free(u);
-		}
+		if (!u)
+			status = complain(err);
+		snprintf(users, sizeof users, ", %u user%s", n, n == 1 ? "" : "s");
+		users_free(u);
 	}
-	if (cfg.tls.enabled && tls_check_files(cfg.tls.certificate, cfg.tls.key, err, sizeof err) != 0) {
-		fprintf(stderr, "%s\n", err);
-		status = 1;
-	}
-	if (status == 0 && cfg.auth.enabled)
-		printf("%s: OK (%u connector%s, %u user%s)\n", path, cfg.nconnectors,
-		       cfg.nconnectors == 1 ? "" : "s", nusers, nusers == 1 ? "" : "s");
-	else if (status == 0)
-		printf("%s: OK (%u connector%s)\n", path, cfg.nconnectors, cfg.nconnectors == 1 ? "" : "s");
+	if (cfg.tls.enabled && tls_check_files(cfg.tls.certificate, cfg.tls.key, err, sizeof err) != 0)
+		status = complain(err);
+	if (status == 0)
+		printf("%s: OK (%u connector%s%s)\n", path, cfg.nconnectors, cfg.nconnectors == 1 ? "" : "s",
+		       users);
 	config_free(&cfg);
 	return status;
 }
 
+static const struct command {
+	const char *name;
+	int (*run)(const char *path, int argc, char **argv);
+	bool no_args;
+} commands[] = {
+	{"run", cmd_run, true},
+	{"check", cmd_check, true},
+	{"show", admin_show, false},
+	{"set", admin_set, false},
+	{"stats", admin_stats, false},
+	{"passwd", admin_passwd, false},
+};
+
 int main(int argc, char **argv)
 {
 	const char *path = DEFAULT_CONFIG;
-	const char *cmd = NULL;
-	bool options = true;
+	const char *cmd = "run";
+	bool options = true, have_cmd = false;
 	int nargs = 0;
 
 	/* The subcommand's own arguments are gathered, in order, at the
 	 * front of argv, so -c FILE may stand anywhere. */
 	for (int i = 1; i < argc; i++) {
-		if (options && strcmp(argv[i], "--") == 0) {
+		const char *opt = options ? argv[i] : ""; /* after "--" nothing is an option */
+		if (strcmp(opt, "--") == 0) {
 			options = false;
-		} else if (options && strcmp(argv[i], "-c") == 0) {
+		} else if (strcmp(opt, "-c") == 0) {
 			if (++i >= argc) {
 				fprintf(stderr, "tarpitd: -c needs a FILE\n");
 				return 2;
 			}
 			path = argv[i];
-		} else if (options && strcmp(argv[i], "--version") == 0) {
+		} else if (strcmp(opt, "--version") == 0) {
 			printf("tarpitd %s\n", TARPITD_VERSION);
 			return 0;
-		} else if (options && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
+		} else if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
 			fputs(usage, stdout);
 			return 0;
-		} else if (!cmd) {
+		} else if (!have_cmd) {
 			cmd = argv[i];
+			have_cmd = true;
 		} else {
 			argv[1 + nargs++] = argv[i];
 		}
 	}
-	if (!cmd)
-		cmd = "run";
-	if (strcmp(cmd, "run") == 0 || strcmp(cmd, "check") == 0) {
-		struct config cfg;
-		if (nargs) {
+	for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++) {
+		if (strcmp(cmd, commands[k].name) != 0)
+			continue;
+		if (commands[k].no_args && nargs) {
 			fprintf(stderr, "tarpitd: %s takes no arguments\n%s", cmd, usage);
 			return 2;
 		}
-		if (strcmp(cmd, "check") == 0)
-			return cmd_check(path);
-		if (load(path, &cfg) != 0)
-			return 1;
-		log_init(cfg.server.log_syslog, cfg.server.log_level);
-		return server_run(&cfg);
+		return commands[k].run(path, nargs, argv + 1);
 	}
-	if (strcmp(cmd, "show") == 0)
-		return admin_show(path, nargs, argv + 1);
-	if (strcmp(cmd, "set") == 0)
-		return admin_set(path, nargs, argv + 1);
-	if (strcmp(cmd, "stats") == 0)
-		return admin_stats(path, nargs, argv + 1);
-	if (strcmp(cmd, "passwd") == 0)
-		return admin_passwd(path, nargs, argv + 1);
 	fprintf(stderr, "tarpitd: unknown command '%s'\n%s", cmd, usage);
 	return 2;
 }

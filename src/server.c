@@ -72,13 +72,12 @@ struct commit_round {
 	unsigned n;
 };
 
-/* What survives a reload for one connector name: its counters and its
- * connection count, shared by old and new sessions. */
+/* What survives a reload for one connector name: its counters (with its
+ * connection count), shared by old and new sessions. */
 struct connector_rt {
-	char name[CONF_NAME_MAX];
-	uint32_t current;
 	struct stats st;
 	struct connector_rt *next;
+	char name[CONF_NAME_MAX];
 };
 
 struct gen;
@@ -92,10 +91,10 @@ struct connector {
 /* One loaded configuration. Sessions hold a reference to the generation
  * they started on, so a reload never changes a session in progress. */
 struct gen {
-	struct config cfg;
 	struct connector *connectors;
 	unsigned n;
 	uint32_t refs;
+	struct config cfg; /* last: the others stay in MIPS16's short reach */
 };
 
 struct listener {
@@ -103,39 +102,43 @@ struct listener {
 	struct binding b;
 };
 
+/* Ordered for code size, the fields used most first: MIPS16 reaches the
+ * first 128 bytes of a structure with short instructions. */
 static struct server {
-	struct gen *gen;            /* current configuration */
-	struct server_conf boot;    /* [server] as started: these keys need a restart */
-	struct connector_rt *rts;
+	struct harvest_params hp;   /* of the current configuration */
 	uint16_t max_rcpt;
 	bool stopping;
-	int control_fd;
-	int control_clients[CONTROL_CLIENTS];
-	struct loop *loop;
-	struct timer_wheel wheel;
-	struct conn_table *tab;
-	struct recipients *rcpts;
-	struct users *users;        /* NULL without [auth] */
-	struct tls *tls;            /* NULL without [tls] */
-	struct timespec rcpts_failed_mtime; /* don't retry a bad file every tick */
-	struct maildir *md;
-	struct listener listeners[MAX_LISTENERS];
-	unsigned nlisteners;
-	struct stats st;
-	struct commit_round commits;
-	struct harvest *harvest;    /* NULL when [harvest] table_size = 0 */
-	uint64_t discredits_total, bans_total, ban_failures;
-	posix_spawn_file_actions_t ban_fa; /* stdin and stdout on /dev/null */
 	bool ban_fa_ready;
-	uint64_t now;
-	uint64_t accept_paused_until;
-	uint32_t next_id;
 	int sigpipe[2];
+	uint64_t now;
+	struct gen *gen;            /* current configuration */
+	struct conn_table *tab;
+	struct loop *loop;
+	struct tls *tls;            /* NULL without [tls] */
+	struct harvest *harvest;    /* NULL when [harvest] table_size = 0 */
+	struct recipients *rcpts;
+	struct maildir *md;
+	struct users *users;        /* NULL without [auth] */
 	int reserve_fd;
+	int control_fd;
+	unsigned nlisteners;
+	uint64_t accept_paused_until;
+	struct connector_rt *rts;
+	uint32_t next_id;
+	uint64_t discredits_total, bans_total, ban_failures;
+	int control_clients[CONTROL_CLIENTS];
+	struct listener listeners[MAX_LISTENERS];
+	struct commit_round commits;
+	struct timespec rcpts_failed_mtime; /* don't retry a bad file every tick */
+	posix_spawn_file_actions_t ban_fa; /* stdin and stdout on /dev/null */
 	struct tw_node tick;
+	struct timer_wheel wheel;
+	struct server_conf boot;    /* [server] as started: these keys need a restart */
+	struct stats st;
 } S;
 
-static volatile sig_atomic_t sig_term, sig_hup, sig_usr1, sig_chld;
+/* Set by on_signal, indexed by signal number; SIGINT counts as SIGTERM. */
+static volatile sig_atomic_t sig_seen[NSIG];
 
 /* Scratch buffers shared by all connections: only one is served at a time. */
 static char rbuf[16384];
@@ -146,21 +149,22 @@ static uint64_t now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	return (uint64_t)ts.tv_sec * 1000u + (uint32_t)ts.tv_nsec / 1000000u; /* tv_nsec < 10^9 */
 }
 
-static uint64_t tarpit_ms(const struct conn *c)
+static uint64_t ms(uint32_t seconds)
 {
-	return (uint64_t)c->connector->cf->tarpit_interval * 1000u;
+	return (uint64_t)seconds * 1000u;
 }
 
-static void stat_add(struct conn *c, size_t off)
+/* Counts an event for the server and for connector cn, if there is one. */
+static void stat_add(const struct connector *cn, size_t off)
 {
 	(*(uint64_t *)(void *)((char *)&S.st + off))++;
-	if (c && c->connector)
-		(*(uint64_t *)(void *)((char *)&c->connector->rt->st + off))++;
+	if (cn)
+		(*(uint64_t *)(void *)((char *)&cn->rt->st + off))++;
 }
-#define STAT(c, field) stat_add((c), offsetof(struct stats, field))
+#define STAT(c, field) stat_add((c)->connector, offsetof(struct stats, field))
 
 static struct smtp_reply *outq_at(struct conn *c, unsigned k)
 {
@@ -201,10 +205,17 @@ static void outq_pop(struct conn *c)
 	c->head_base = S.now;
 }
 
+/* When the tarpitted reply at the head of the queue is due; 0 if none. */
+static uint64_t tarpit_due(struct conn *c)
+{
+	if (c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT))
+		return c->head_base + ms(c->connector->cf->tarpit_interval);
+	return 0;
+}
+
 static bool waiting_on_tarpit(struct conn *c)
 {
-	return c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT) &&
-	       S.now < c->head_base + tarpit_ms(c);
+	return S.now < tarpit_due(c);
 }
 
 static void peer_text(const struct conn *c, char *buf, size_t len)
@@ -216,6 +227,13 @@ static struct smtp_env session_env(struct conn *c)
 {
 	struct smtp_env e = {c->connector->cf, S.rcpts, S.users, S.tls != NULL};
 	return e;
+}
+
+/* After a failed socket call: nothing is wrong, the call is to be retried
+ * at the next readiness. */
+static bool try_later(void)
+{
+	return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
 }
 
 /* Socket I/O in the clear or through the connection's TLS context, with
@@ -299,17 +317,14 @@ static void conn_close(struct conn *c, const char *reason)
 	peer_text(c, ip, sizeof ip);
 	log_msg(LOG_LVL_INFO, "event=disconnect id=%u ip=%s reason=%s errors=%u unknown=%u",
 		c->id, ip, reason, c->s.errors, c->s.unknown);
-	if (c->msg.fd >= 0)
-		maildir_abort(S.md, &c->msg);
-	if (c->tls >= 0)
-		tls_release(S.tls, c->tls);
+	maildir_abort(S.md, &c->msg);
+	tls_release(S.tls, c->tls); /* none: -1 */
 	c->tls = -1;
 	smtp_session_reset(&c->s);
 	tw_cancel(&S.wheel, &c->timer);
 	loop_del(S.loop, c->fd);
 	close(c->fd);
 	src_count_dec(S.tab, &c->peer);
-	c->connector->rt->current--;
 	S.st.connections_current--;
 	c->connector->rt->st.connections_current--;
 	gen_unref(c->connector->gen);
@@ -317,29 +332,22 @@ static void conn_close(struct conn *c, const char *reason)
 	conn_release(S.tab, c);
 }
 
+/* A reply that needs nothing of a session. */
+static size_t render_bare(enum reply_id id, char *buf, size_t len)
+{
+	struct reply_ctx ctx = {0};
+	return reply_render(id, &ctx, buf, len);
+}
+
 /* Replies refused at connect time go out at once and without a slot, so
  * a flood costs one accept and one send each (SPEC §8). */
 static void refuse(int fd, enum reply_id id, struct connector *cn)
 {
 	char buf[128];
-	struct reply_ctx ctx = {0};
-	size_t n = reply_render(id, &ctx, buf, sizeof buf);
-	ssize_t r = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ssize_t r = send(fd, buf, render_bare(id, buf, sizeof buf), MSG_NOSIGNAL | MSG_DONTWAIT);
 	(void)r;
 	close(fd);
-	S.st.connections_refused++;
-	if (cn)
-		cn->rt->st.connections_refused++;
-}
-
-static void start_linger(struct conn *c)
-{
-	/* Closing with unread input would send a RST that can destroy our
-	 * last reply in flight; shut down writes and drain briefly instead. */
-	shutdown(c->fd, SHUT_WR);
-	c->phase = P_LINGER;
-	c->greet_at = S.now + LINGER_MS;
-	c->in_len = 0;
+	stat_add(cn, offsetof(struct stats, connections_refused));
 }
 
 static void begin_data_sink(struct conn *c, struct smtp_reply *r)
@@ -409,7 +417,7 @@ static bool conn_flush(struct conn *c)
 			return true;
 		n = io_send(c, wbuf + c->out_off, blen - c->out_off);
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			if (try_later()) {
 				c->cflags |= CF_WANTW;
 				return true;
 			}
@@ -422,14 +430,16 @@ static bool conn_flush(struct conn *c)
 			struct smtp_reply r = *outq_at(c, 0);
 			done -= lens[i];
 			outq_pop(c);
-			if (r.flags & RF_CLOSE) {
-				start_linger(c);
-				return true;
-			}
-			if (r.flags & RF_STARTTLS) {
-				/* Only now, with the 220 out, may the handshake start. */
-				c->phase = P_HANDSHAKE;
-				c->greet_at = S.now + HANDSHAKE_MS;
+			if (r.flags & (RF_CLOSE | RF_STARTTLS)) {
+				bool closing = r.flags & RF_CLOSE;
+				/* Closing with unread input would send a RST that can
+				 * destroy our last reply in flight: shut down writes
+				 * and drain briefly instead. After STARTTLS's 220,
+				 * and only now, the handshake starts. */
+				if (closing)
+					shutdown(c->fd, SHUT_WR);
+				c->phase = closing ? P_LINGER : P_HANDSHAKE;
+				c->greet_at = S.now + (closing ? LINGER_MS : HANDSHAKE_MS);
 				c->in_len = 0;
 				return true;
 			}
@@ -449,18 +459,30 @@ static bool conn_flush(struct conn *c)
 	return true;
 }
 
+static bool tarpitted(struct conn *c)
+{
+	struct smtp_env e = session_env(c);
+	return smtp_session_tarpitted(&c->s, &e);
+}
+
+/* The last reply, to a client that broke the protocol: it waits the
+ * tarpit like any other answer to an offence. */
+static struct smtp_reply offence_reply(struct conn *c, enum reply_id id)
+{
+	struct smtp_reply r = {id, RF_CLOSE};
+	if (tarpitted(c))
+		r.flags |= RF_TARPIT;
+	return r;
+}
+
 /* Octets arrived after DATA before its 354 went out, or after STARTTLS
  * before its 220: they are never read as content or commands (SPEC §7). */
 static void pipe_violation(struct conn *c)
 {
-	struct smtp_reply r = {R_554_PIPE, RF_CLOSE};
-	struct smtp_env e = session_env(c);
+	struct smtp_reply r = offence_reply(c, R_554_PIPE);
 	struct smtp_reply *last = c->outq_len ? outq_at(c, c->outq_len - 1) : NULL;
 
-	if (smtp_session_tarpitted(&c->s, &e))
-		r.flags |= RF_TARPIT;
-	if (c->msg.fd >= 0)
-		maildir_abort(S.md, &c->msg);
+	maildir_abort(S.md, &c->msg);
 	if (c->tls >= 0 && !tls_active(c)) {
 		tls_release(S.tls, c->tls);
 		c->tls = -1;
@@ -488,18 +510,11 @@ static void log_rcpt_reject(struct conn *c, const char *line, size_t len, enum r
 		reply_code(id), text);
 }
 
-static struct harvest_params harvest_params(void)
-{
-	struct harvest_params p = {S.gen->cfg.harvest.threshold, (uint64_t)S.gen->cfg.harvest.window * 1000u};
-	return p;
-}
-
 /* The harvest table only hears of sessions the tarpit applies to:
  * trusted connectors (T = 0) and authenticated senders never count. */
 static bool harvest_applies(struct conn *c)
 {
-	struct smtp_env e = session_env(c);
-	return S.harvest && smtp_session_tarpitted(&c->s, &e);
+	return S.harvest && tarpitted(c);
 }
 
 /* The ban hook: argv split once at load, the address as its own word, no
@@ -510,11 +525,10 @@ static void run_ban(const struct ip_addr *peer, const char *ip)
 	const struct harvest_conf *h = &S.gen->cfg.harvest;
 	char *argv[CONF_BAN_WORDS + 1];
 	static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-	struct harvest_params p = harvest_params();
 	pid_t pid;
 	int rc;
 
-	if (h->ban_argc == 0 || !harvest_ban_due(S.harvest, peer, S.now, &p))
+	if (h->ban_argc == 0 || !harvest_ban_due(S.harvest, peer, S.now, &S.hp))
 		return;
 	for (unsigned i = 0; i < h->ban_argc; i++)
 		argv[i] = (char *)(i == h->ban_addr ? ip : h->ban_buf + h->ban_off[i]);
@@ -552,18 +566,23 @@ static void discredited_now(struct conn *c, const char *why)
 
 static void harvest_unknown_rcpt(struct conn *c)
 {
-	struct harvest_params p = harvest_params();
 	if (!harvest_applies(c))
 		return;
-	if (harvest_unknown(S.harvest, &c->peer, S.now, &p))
+	if (harvest_unknown(S.harvest, &c->peer, S.now, &S.hp))
 		discredited_now(c, "unknown_recipients");
-	if (harvest_discredited(S.harvest, &c->peer, S.now, &p))
+	if (harvest_discredited(S.harvest, &c->peer, S.now, &S.hp))
 		smtp_session_discredit(&c->s);
 }
 
-static void push_replies(struct conn *c, const struct smtp_reply *out, unsigned n, const char *line,
-			 size_t len)
+/* Runs one command line and queues its replies. A rejected recipient's
+ * log entry quotes the line (an over-long one is never quoted). */
+static void run_line(struct conn *c, const struct smtp_env *e, const char *line, size_t len, bool too_long)
 {
+	struct smtp_reply out[2];
+	unsigned n = smtp_session_line(&c->s, e, line, len, too_long, out);
+
+	if (too_long)
+		len = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct smtp_reply r = out[i];
 		if (r.flags & RF_STARTTLS) {
@@ -589,14 +608,11 @@ static void process_aux(struct conn *c, const struct smtp_env *e)
 {
 	char *aux = conn_aux(c);
 	char *nl = memchr(aux, '\n', c->aux_len);
-	struct smtp_reply out[2];
-	unsigned n;
 
 	if (!nl) {
 		if (c->aux_len < AUTH_LINE_MAX)
 			return;
-		n = smtp_session_line(&c->s, e, aux, c->aux_len, true, out);
-		push_replies(c, out, n, aux, 0);
+		run_line(c, e, aux, c->aux_len, true);
 		c->cflags = (uint8_t)((c->cflags & ~CF_AUX) | CF_SKIP);
 		c->aux_len = 0;
 		return;
@@ -606,8 +622,7 @@ static void process_aux(struct conn *c, const struct smtp_env *e)
 		size_t keep = rest < sizeof c->in ? rest : sizeof c->in;
 		if (len && aux[len - 1] == '\r')
 			len--;
-		n = smtp_session_line(&c->s, e, aux, len, len + 2 > AUTH_LINE_MAX, out);
-		push_replies(c, out, n, aux, 0);
+		run_line(c, e, aux, len, len + 2 > AUTH_LINE_MAX);
 		/* AUTH ends a pipelined group: whatever followed it is kept
 		 * only as far as the line buffer goes. */
 		memcpy(c->in, nl + 1, keep);
@@ -627,8 +642,6 @@ static void process_input(struct conn *c)
 	while (c->s.state == SMTP_CMD && !(c->cflags & CF_AUX) && c->outq_len + 2 <= OUTQ_MAX) {
 		char *nl = memchr(c->in, '\n', c->in_len);
 		size_t consumed, len;
-		struct smtp_reply out[2];
-		unsigned n;
 
 		if (!nl) {
 			if (c->in_len == sizeof c->in && !(c->cflags & CF_SKIP) && S.users &&
@@ -640,10 +653,8 @@ static void process_input(struct conn *c)
 			} else if (c->in_len == sizeof c->in) {
 				/* Over-long line: one reply, then skip to its end so
 				 * its tail is never taken for a command. */
-				if (!(c->cflags & CF_SKIP)) {
-					n = smtp_session_line(&c->s, &e, c->in, c->in_len, true, out);
-					push_replies(c, out, n, c->in, 0);
-				}
+				if (!(c->cflags & CF_SKIP))
+					run_line(c, &e, c->in, c->in_len, true);
 				c->cflags |= CF_SKIP;
 				c->in_len = 0;
 			}
@@ -656,8 +667,7 @@ static void process_input(struct conn *c)
 		} else {
 			if (len && c->in[len - 1] == '\r')
 				len--;
-			n = smtp_session_line(&c->s, &e, c->in, len, false, out);
-			push_replies(c, out, n, c->in, len);
+			run_line(c, &e, c->in, len, false);
 		}
 		c->in_len = (uint16_t)(c->in_len - consumed);
 		memmove(c->in, c->in + consumed, c->in_len);
@@ -678,8 +688,7 @@ static void reply_to_message(struct conn *c, enum smtp_data_status st)
 	} else if (st == DATA_STORE_FAILED) {
 		log_msg(LOG_LVL_ERROR, "event=store_error id=%u queue_id=%s", c->id, c->queue_id);
 	}
-	if (c->msg.fd >= 0)
-		maildir_abort(S.md, &c->msg);
+	maildir_abort(S.md, &c->msg);
 	outq_push(c, smtp_session_data_end(&c->s, &e, st));
 	if (c->cflags & CF_STOP) {
 		struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
@@ -706,7 +715,7 @@ static void finish_message(struct conn *c, const struct smtp_data *d)
 }
 
 static bool conn_flush(struct conn *c);
-static bool conn_pump(struct conn *c);
+static void conn_pump(struct conn *c);
 static void conn_update(struct conn *c);
 
 /* One sync round for every message that ended in this loop pass. */
@@ -734,9 +743,7 @@ static void run_commits(void)
 		c->msg.fd = -1;
 		c->cflags &= (uint8_t)~CF_COMMIT;
 		reply_to_message(c, r->results[k] == 0 ? DATA_STORED : DATA_STORE_FAILED);
-		if (!conn_pump(c))
-			continue;
-		conn_update(c);
+		conn_pump(c);
 	}
 }
 
@@ -766,7 +773,7 @@ static bool read_data(struct conn *c)
 	if (!tls_active(c)) {
 		n = recv(c->fd, rbuf, sizeof rbuf, MSG_PEEK);
 		if (n <= 0)
-			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+			return n < 0 && try_later();
 		used = smtp_data_feed(&c->data, rbuf, (size_t)n, dbuf, &olen, &done);
 		if (recv(c->fd, rbuf, used, 0) != (ssize_t)used)
 			return false;
@@ -779,7 +786,7 @@ static bool read_data(struct conn *c)
 	for (unsigned i = 0; i < sizeof rbuf / TLS_READ_CHUNK; i++) {
 		n = io_recv(c, rbuf, TLS_READ_CHUNK);
 		if (n <= 0)
-			return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+			return n < 0 && try_later();
 		c->last_activity = S.now;
 		used = smtp_data_feed(&c->data, rbuf, (size_t)n, dbuf, &olen, &done);
 		store_data(c, olen);
@@ -796,9 +803,8 @@ static bool read_data(struct conn *c)
 static void on_eof(struct conn *c)
 {
 	if (waiting_on_tarpit(c)) {
-		struct harvest_params p = harvest_params();
 		STAT(c, tarpit_disconnects);
-		if (harvest_applies(c) && harvest_hangup(S.harvest, &c->peer, S.now, &p))
+		if (harvest_applies(c) && harvest_hangup(S.harvest, &c->peer, S.now, &S.hp))
 			discredited_now(c, "hangup_while_tarpitted");
 	}
 	conn_close(c, c->outq_len ? "client_gone_waiting" : "client_closed");
@@ -832,11 +838,13 @@ static bool conn_handshake(struct conn *c)
 static bool conn_read(struct conn *c)
 {
 	ssize_t n;
-	bool aux = false;
+	uint16_t *len = NULL; /* of the buffer read into; none: discarded */
+	char *buf = rbuf;
+	size_t room = sizeof rbuf;
 
 	if (c->phase == P_LINGER) {
 		n = recv(c->fd, rbuf, sizeof rbuf, 0);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+		if (n == 0 || (n < 0 && !try_later())) {
 			conn_close(c, "closed");
 			return false;
 		}
@@ -853,29 +861,24 @@ static bool conn_read(struct conn *c)
 		return true;
 	}
 	if (c->s.state == SMTP_CMD && (c->cflags & CF_AUX) && c->aux_len < AUTH_LINE_MAX) {
-		n = io_recv(c, conn_aux(c) + c->aux_len, AUTH_LINE_MAX - c->aux_len);
-		aux = true;
+		len = &c->aux_len;
+		buf = conn_aux(c) + c->aux_len;
+		room = AUTH_LINE_MAX - c->aux_len;
 	} else if (c->s.state == SMTP_CMD && !(c->cflags & CF_AUX) && c->in_len < sizeof c->in) {
-		n = io_recv(c, c->in + c->in_len, sizeof c->in - c->in_len);
-	} else {
-		n = io_recv(c, rbuf, sizeof rbuf); /* nothing of it will be used */
+		len = &c->in_len;
+		buf = c->in + c->in_len;
+		room = sizeof c->in - c->in_len;
 	}
-	if (n == 0) {
-		on_eof(c);
-		return false;
-	}
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+	n = io_recv(c, buf, room);
+	if (n <= 0) {
+		if (n < 0 && try_later())
 			return true;
 		on_eof(c); /* a reset is a hang-up too */
 		return false;
 	}
 	c->last_activity = S.now;
 	if (c->phase == P_GREETING) {
-		struct smtp_env e = session_env(c);
-		struct smtp_reply r = {R_554_EARLY, RF_CLOSE};
-		if (smtp_session_tarpitted(&c->s, &e))
-			r.flags |= RF_TARPIT;
+		struct smtp_reply r = offence_reply(c, R_554_EARLY);
 		c->phase = P_ACTIVE;
 		c->s.state = SMTP_CLOSING;
 		c->in_len = 0;
@@ -885,10 +888,8 @@ static bool conn_read(struct conn *c)
 	}
 	switch (c->s.state) {
 	case SMTP_CMD:
-		if (aux)
-			c->aux_len = (uint16_t)(c->aux_len + (size_t)n);
-		else
-			c->in_len = (uint16_t)(c->in_len + (size_t)n);
+		if (len)
+			*len = (uint16_t)(*len + (size_t)n);
 		process_input(c);
 		break;
 	case SMTP_DATA_WAIT:
@@ -910,42 +911,32 @@ static bool wants_input(const struct conn *c)
 	return (c->cflags & CF_AUX) ? c->aux_len < AUTH_LINE_MAX : c->in_len < sizeof c->in;
 }
 
+static uint64_t idle_at(const struct conn *c)
+{
+	return c->last_activity + ms(c->connector->cf->connection_inactivity_timeout);
+}
+
 static void conn_update(struct conn *c)
 {
-	unsigned mask = 0;
-	uint64_t t = c->deadline;
-	const struct connector_conf *cf = c->connector->cf;
+	uint64_t t = c->phase == P_LINGER ? c->greet_at : c->deadline;
 	bool want = wants_input(c);
 
-	if (want)
-		mask |= LOOP_READ;
-	if (c->cflags & CF_WANTW)
-		mask |= LOOP_WRITE;
-	loop_mod(S.loop, c->fd, mask, conn_index(S.tab, c));
-
-	if (c->phase == P_LINGER) {
+	loop_mod(S.loop, c->fd, (want ? LOOP_READ : 0) | (c->cflags & CF_WANTW ? LOOP_WRITE : 0),
+		 conn_index(S.tab, c));
+	if ((c->phase == P_GREETING || c->phase == P_HANDSHAKE) && c->greet_at < t)
 		t = c->greet_at;
-	} else if (c->phase == P_HANDSHAKE) {
-		if (c->greet_at < t)
-			t = c->greet_at;
-	} else {
-		if (c->phase == P_GREETING && c->greet_at < t)
-			t = c->greet_at;
-		if (c->outq_len && c->out_off == 0 && (outq_at(c, 0)->flags & RF_TARPIT)) {
-			uint64_t due = c->head_base + tarpit_ms(c);
+	if (c->phase == P_GREETING || c->phase == P_ACTIVE) {
+		uint64_t idle = idle_at(c);
+		uint64_t due = tarpit_due(c);
+		if (due) {
 			if (due < t)
 				t = due;
 			/* The client is waiting for us: its idle clock is stopped. */
-			if (due <= S.now) {
-				uint64_t idle = c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u;
-				if (idle < t)
-					t = idle;
-			}
-		} else {
-			uint64_t idle = c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u;
-			if (idle < t)
-				t = idle;
+			if (due > S.now)
+				idle = t;
 		}
+		if (idle < t)
+			t = idle;
 		/* Decrypted input waiting inside TLS makes the socket look idle:
 		 * come back at once rather than wait for readiness. */
 		if (tls_active(c) && want && tls_pending(S.tls, c->tls) > 0)
@@ -957,9 +948,8 @@ static void conn_update(struct conn *c)
 static void send_greeting(struct conn *c)
 {
 	struct smtp_reply r = {R_GREETING, 0};
-	struct harvest_params p = harvest_params();
 	/* A known harvester waits T for its greeting too (SPEC §8). */
-	if (harvest_applies(c) && harvest_discredited(S.harvest, &c->peer, S.now, &p)) {
+	if (harvest_applies(c) && harvest_discredited(S.harvest, &c->peer, S.now, &S.hp)) {
 		smtp_session_discredit(&c->s);
 		r.flags |= RF_TARPIT;
 	}
@@ -970,15 +960,10 @@ static void send_greeting(struct conn *c)
 static void conn_timeout(struct conn *c)
 {
 	char buf[128];
-	struct reply_ctx ctx = {0};
-	size_t n = reply_render(R_421_TIMEOUT, &ctx, buf, sizeof buf);
-	ssize_t r;
-	/* Best effort: a client that stopped reading must not keep the slot. */
+	/* Best effort (the socket is non-blocking): a client that stopped
+	 * reading must not keep the slot. */
 	if (c->out_off == 0 && c->s.state != SMTP_CLOSING && c->phase != P_HANDSHAKE) {
-		if (!tls_active(c))
-			r = send(c->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-		else
-			r = io_send(c, buf, n);
+		ssize_t r = io_send(c, buf, render_bare(R_421_TIMEOUT, buf, sizeof buf));
 		(void)r;
 	}
 	conn_close(c, "timeout");
@@ -986,18 +971,12 @@ static void conn_timeout(struct conn *c)
 
 static void conn_on_timer(struct conn *c)
 {
-	const struct connector_conf *cf = c->connector->cf;
-	if (c->phase == P_LINGER) {
-		if (S.now >= c->greet_at) {
-			conn_close(c, "closed");
-			return;
-		}
-	} else if (c->phase == P_HANDSHAKE && S.now >= c->greet_at) {
-		conn_close(c, "tls_handshake_timeout");
+	if ((c->phase == P_LINGER || c->phase == P_HANDSHAKE) && S.now >= c->greet_at) {
+		conn_close(c, c->phase == P_LINGER ? "closed" : "tls_handshake_timeout");
 		return;
-	} else if (S.now >= c->deadline ||
-		   (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) &&
-		    S.now >= c->last_activity + (uint64_t)cf->connection_inactivity_timeout * 1000u)) {
+	}
+	if (c->phase != P_LINGER &&
+	    (S.now >= c->deadline || (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) && S.now >= idle_at(c)))) {
 		conn_timeout(c);
 		return;
 	}
@@ -1007,31 +986,30 @@ static void conn_on_timer(struct conn *c)
 		if (!conn_read(c))
 			return;
 	}
-	if (!conn_pump(c))
-		return;
-	conn_update(c);
+	conn_pump(c);
 }
 
 /* Flushes and runs queued command lines until neither makes progress:
  * one wake-up may have to answer a whole pipelined batch, several reply
- * queues long, and no further event would come for it. False if the
- * connection was closed. */
-static bool conn_pump(struct conn *c)
+ * queues long, and no further event would come for it. Then the
+ * connection, unless closed, waits for its next event or timer. */
+static void conn_pump(struct conn *c)
 {
 	for (;;) {
 		uint16_t in_len, aux_len;
 		uint8_t outq_len;
 		if (!conn_flush(c))
-			return false;
+			return;
 		if (c->phase != P_ACTIVE || c->s.state != SMTP_CMD || (!c->in_len && !(c->cflags & CF_AUX)))
-			return true;
+			break;
 		in_len = c->in_len;
 		aux_len = c->aux_len;
 		outq_len = c->outq_len;
 		process_input(c);
 		if (c->in_len == in_len && c->aux_len == aux_len && c->outq_len == outq_len)
-			return true;
+			break;
 	}
+	conn_update(c);
 }
 
 static void conn_on_event(struct conn *c, unsigned events)
@@ -1062,9 +1040,12 @@ static void conn_on_event(struct conn *c, unsigned events)
 			return;
 	}
 	/* Replies that went out may have made room for queued commands. */
-	if (!conn_pump(c))
-		return;
-	conn_update(c);
+	conn_pump(c);
+}
+
+static bool same_binding(const struct binding *x, const struct binding *y)
+{
+	return x->port == y->port && ip_cmp(&x->addr, &y->addr) == 0;
 }
 
 static struct connector *match_connector(unsigned li, const struct ip_addr *peer)
@@ -1075,13 +1056,12 @@ static struct connector *match_connector(unsigned li, const struct ip_addr *peer
 
 	for (unsigned i = 0; i < S.gen->n; i++) {
 		const struct connector_conf *cf = S.gen->connectors[i].cf;
-		bool bound = false;
+		unsigned b = 0;
 		if (!cf->enabled)
 			continue;
-		for (unsigned b = 0; b < cf->nbindings; b++)
-			if (cf->bindings[b].port == l->b.port && ip_cmp(&cf->bindings[b].addr, &l->b.addr) == 0)
-				bound = true;
-		if (!bound)
+		while (b < cf->nbindings && !same_binding(&cf->bindings[b], &l->b))
+			b++;
+		if (b == cf->nbindings)
 			continue;
 		for (unsigned r = 0; r < cf->nranges; r++) {
 			const struct ip_range *rg = &cf->ranges[r];
@@ -1104,11 +1084,12 @@ static struct connector *match_connector(unsigned li, const struct ip_addr *peer
 	return best;
 }
 
-static void pause_accept(void)
+/* Stops accepting until `until` (on_tick resumes), or resumes with 0. */
+static void pause_accept(uint64_t until)
 {
-	S.accept_paused_until = S.now + TICK_MS;
+	S.accept_paused_until = until;
 	for (unsigned i = 0; i < S.nlisteners; i++)
-		loop_mod(S.loop, S.listeners[i].fd, 0, TAG_LISTENER | i);
+		loop_mod(S.loop, S.listeners[i].fd, until ? 0 : LOOP_READ, TAG_LISTENER | i);
 }
 
 static void on_accept(unsigned li)
@@ -1121,7 +1102,6 @@ static void on_accept(unsigned li)
 		struct connector *cn;
 		struct conn *c;
 		const struct connector_conf *cf;
-		uint32_t cap;
 		int fd = accept4(S.listeners[li].fd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -1140,7 +1120,7 @@ static void on_accept(unsigned li)
 						break;
 				}
 				log_msg(LOG_LVL_WARNING, "event=accept_paused reason=descriptors");
-				pause_accept();
+				pause_accept(S.now + TICK_MS);
 				return;
 			}
 			if (errno == ECONNABORTED || errno == EINTR)
@@ -1157,9 +1137,9 @@ static void on_accept(unsigned li)
 			continue;
 		}
 		cf = cn->cf;
-		cap = cf->max_inbound_connections < S.boot.max_connections ? cf->max_inbound_connections
-									    : S.boot.max_connections;
-		if (S.tab->nfree == 0 || cn->rt->current >= cap) {
+		/* A connector's sessions are among the table's, so a full table
+		 * also bounds the connector. */
+		if (S.tab->nfree == 0 || cn->rt->st.connections_current >= cf->max_inbound_connections) {
 			refuse(fd, R_421_FULL, cn);
 			continue;
 		}
@@ -1179,14 +1159,11 @@ static void on_accept(unsigned li)
 		c->peer = peer;
 		c->peer_port = port;
 		c->last_activity = S.now;
-		c->deadline = S.now + (uint64_t)cf->connection_timeout * 1000u;
+		c->deadline = S.now + ms(cf->connection_timeout);
 		src_count_inc(S.tab, &peer);
 		cn->gen->refs++;
-		cn->rt->current++;
-		S.st.connections_total++;
-		S.st.connections_current++;
-		cn->rt->st.connections_total++;
-		cn->rt->st.connections_current++;
+		STAT(c, connections_total);
+		STAT(c, connections_current);
 		if (log_enabled(LOG_LVL_INFO)) {
 			char ip[64];
 			ip_format(&peer, ip, sizeof ip);
@@ -1195,13 +1172,11 @@ static void on_accept(unsigned li)
 		}
 		if (cf->greeting_delay) {
 			c->phase = P_GREETING;
-			c->greet_at = S.now + (uint64_t)cf->greeting_delay * 1000u;
+			c->greet_at = S.now + ms(cf->greeting_delay);
 		} else {
 			send_greeting(c);
 		}
-		if (!conn_flush(c))
-			continue;
-		conn_update(c);
+		conn_pump(c);
 	}
 }
 
@@ -1214,7 +1189,7 @@ static bool same_mtime(struct timespec a, struct timespec b)
 static void check_recipients(void)
 {
 	struct stat st;
-	char err[1024];
+	static char err[1024]; /* static: a small frame is cheaper code on MIPS16 */
 	struct recipients *r;
 	const char *path = S.gen->cfg.server.recipients;
 
@@ -1233,45 +1208,56 @@ static void check_recipients(void)
 	log_msg(LOG_LVL_NOTICE, "event=reload file=recipients entries=%u", recipients_count(r));
 }
 
-static size_t format_stats(char *buf, size_t len, const char *scope, const struct stats *s)
+/* The names of a stats line's values: the counters in the order of struct
+ * stats, then the harvest figures that ride on the server line. */
+static const char stat_names[] =
+	"connections_total connections_current connections_refused messages_accepted "
+	"recipients_accepted recipients_unknown replies_tarpitted tarpit_disconnects "
+	"protocol_errors tls_sessions auth_success auth_failure harvest_table_size "
+	"harvest_table_used discredited_current discredits_total bans_total ban_failures";
+
+#define NCOUNTERS (sizeof(struct stats) / sizeof(uint64_t))
+
+/* One logfmt line: scope, then the n values of v named by the words of
+ * stat_names in turn. Returns its length, 0 (a line is never cut) if it
+ * does not fit in len. */
+static size_t stats_line(char *buf, size_t len, const char *scope, const uint64_t *v, unsigned n)
 {
-	int n = snprintf(buf, len,
-			 "%s connections_total=%llu connections_current=%llu connections_refused=%llu "
-			 "messages_accepted=%llu recipients_accepted=%llu recipients_unknown=%llu "
-			 "replies_tarpitted=%llu tarpit_disconnects=%llu protocol_errors=%llu "
-			 "tls_sessions=%llu auth_success=%llu auth_failure=%llu\n",
-			 scope, (unsigned long long)s->connections_total,
-			 (unsigned long long)s->connections_current,
-			 (unsigned long long)s->connections_refused, (unsigned long long)s->messages_accepted,
-			 (unsigned long long)s->recipients_accepted, (unsigned long long)s->recipients_unknown,
-			 (unsigned long long)s->replies_tarpitted, (unsigned long long)s->tarpit_disconnects,
-			 (unsigned long long)s->protocol_errors, (unsigned long long)s->tls_sessions,
-			 (unsigned long long)s->auth_success, (unsigned long long)s->auth_failure);
-	return n > 0 && (size_t)n < len ? (size_t)n : 0;
+	const char *name = stat_names;
+	size_t off = (size_t)snprintf(buf, len, "%s", scope);
+
+	for (unsigned i = 0; i < n && off < len; i++) {
+		int w = (int)strcspn(name, " ");
+		off += (size_t)snprintf(buf + off, len - off, " %.*s=%llu", w, name, (unsigned long long)v[i]);
+		name += w + 1;
+	}
+	if (off + 1 >= len)
+		return 0;
+	buf[off++] = '\n';
+	buf[off] = 0;
+	return off;
 }
 
 /* The counters of the server and of every connector configured now, as
  * logfmt lines (SPEC §2). */
 static size_t render_stats(char *buf, size_t len)
 {
-	size_t off = format_stats(buf, len, "scope=server", &S.st);
-	if (off > 0 && off < len) {
-		/* The harvest table's figures ride on the server line. */
-		struct harvest_params p = harvest_params();
-		int n = snprintf(buf + off - 1, len - off + 1,
-				 " harvest_table_size=%u harvest_table_used=%u discredited_current=%u "
-				 "discredits_total=%llu bans_total=%llu ban_failures=%llu\n",
-				 S.harvest ? harvest_size(S.harvest) : 0, S.harvest ? harvest_used(S.harvest) : 0,
-				 S.harvest ? harvest_count_discredited(S.harvest, S.now, &p) : 0,
-				 (unsigned long long)S.discredits_total, (unsigned long long)S.bans_total,
-				 (unsigned long long)S.ban_failures);
-		if (n > 0 && (size_t)n < len - off + 1)
-			off += (size_t)n - 1;
-	}
+	uint64_t v[NCOUNTERS + 6];
+	size_t off;
+
+	memcpy(v, &S.st, sizeof S.st);
+	v[NCOUNTERS] = harvest_size(S.harvest); /* these three are 0 without a table */
+	v[NCOUNTERS + 1] = harvest_used(S.harvest);
+	v[NCOUNTERS + 2] = harvest_count_discredited(S.harvest, S.now, &S.hp);
+	v[NCOUNTERS + 3] = S.discredits_total;
+	v[NCOUNTERS + 4] = S.bans_total;
+	v[NCOUNTERS + 5] = S.ban_failures;
+	off = stats_line(buf, len, "scope=server", v, NCOUNTERS + 6);
 	for (unsigned i = 0; i < S.gen->n && off < len; i++) {
 		char scope[CONF_NAME_MAX + 40];
 		snprintf(scope, sizeof scope, "scope=connector name=\"%s\"", S.gen->connectors[i].cf->name);
-		off += format_stats(buf + off, len - off, scope, &S.gen->connectors[i].rt->st);
+		memcpy(v, &S.gen->connectors[i].rt->st, sizeof v[0] * NCOUNTERS);
+		off += stats_line(buf + off, len - off, scope, v, NCOUNTERS);
 	}
 	return off;
 }
@@ -1311,7 +1297,7 @@ static void on_control_request(unsigned i)
 	int fd = S.control_clients[i];
 	char req[64];
 	ssize_t r = recv(fd, req, sizeof req, 0);
-	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+	if (r < 0 && try_later())
 		return;
 	if (r > 0 && memcmp(req, "stats", r < 5 ? (size_t)r : 5) == 0) {
 		size_t n = render_stats(wbuf, sizeof wbuf);
@@ -1323,20 +1309,14 @@ static void on_control_request(unsigned i)
 	S.control_clients[i] = -1;
 }
 
-static void resume_accept(void)
-{
-	S.accept_paused_until = 0;
-	if (S.reserve_fd < 0)
-		S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	for (unsigned i = 0; i < S.nlisteners; i++)
-		loop_mod(S.loop, S.listeners[i].fd, LOOP_READ, TAG_LISTENER | i);
-}
-
 static void on_tick(void)
 {
 	check_recipients();
-	if (S.accept_paused_until && S.now >= S.accept_paused_until)
-		resume_accept();
+	if (S.accept_paused_until && S.now >= S.accept_paused_until) {
+		if (S.reserve_fd < 0)
+			S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		pause_accept(0);
+	}
 	tw_arm(&S.wheel, &S.tick, S.now + TICK_MS);
 }
 
@@ -1345,14 +1325,7 @@ static void on_signal(int sig)
 	int saved = errno;
 	char b = 0;
 	ssize_t r;
-	if (sig == SIGTERM || sig == SIGINT)
-		sig_term = 1;
-	else if (sig == SIGHUP)
-		sig_hup = 1;
-	else if (sig == SIGUSR1)
-		sig_usr1 = 1;
-	else if (sig == SIGCHLD)
-		sig_chld = 1;
+	sig_seen[sig == SIGINT ? SIGTERM : sig] = 1;
 	r = write(S.sigpipe[1], &b, 1);
 	(void)r;
 	errno = saved;
@@ -1395,65 +1368,68 @@ static int open_listener(const struct binding *b)
 	return fd;
 }
 
+/* The index of the listener on b among l[0..n), n if there is none. */
+static unsigned find_listener(const struct listener *l, unsigned n, const struct binding *b)
+{
+	unsigned k = 0;
+	while (k < n && !same_binding(&l[k].b, b))
+		k++;
+	return k;
+}
+
+static void log_binding(const char *event, const struct binding *b)
+{
+	char text[80];
+	binding_format(b, text, sizeof text);
+	log_msg(LOG_LVL_NOTICE, "event=%s binding=%s", event, text);
+}
+
 /* Makes the listening sockets those of g's enabled connectors: kept where
  * a binding stays, opened where one is new, closed where one went. On a
  * failure nothing changes. */
 static int reconcile_listeners(const struct gen *g)
 {
-	struct listener nl[MAX_LISTENERS];
-	bool reused[MAX_LISTENERS] = {false}, opened[MAX_LISTENERS] = {false};
-	unsigned nn = 0;
-	char text[80];
+	static struct listener nl[MAX_LISTENERS]; /* static: a small frame is cheaper code on MIPS16 */
+	bool opened[MAX_LISTENERS] = {false};
+	unsigned nn = 0, k, o;
 
 	for (unsigned i = 0; i < g->n; i++) {
 		const struct connector_conf *cf = g->connectors[i].cf;
-		if (!cf->enabled)
-			continue;
-		for (unsigned b = 0; b < cf->nbindings; b++) {
-			unsigned k;
-			for (k = 0; k < nn; k++)
-				if (nl[k].b.port == cf->bindings[b].port && ip_cmp(&nl[k].b.addr, &cf->bindings[b].addr) == 0)
-					break;
-			if (k < nn)
+		for (unsigned b = 0; cf->enabled && b < cf->nbindings; b++) {
+			if (find_listener(nl, nn, &cf->bindings[b]) < nn)
 				continue;
 			if (nn == MAX_LISTENERS) {
 				log_msg(LOG_LVL_ERROR, "too many distinct bindings (at most %d)", MAX_LISTENERS);
 				return -1;
 			}
 			nl[nn].b = cf->bindings[b];
-			nl[nn].fd = -1;
-			for (unsigned o = 0; o < S.nlisteners; o++)
-				if (!reused[o] && S.listeners[o].b.port == nl[nn].b.port &&
-				    ip_cmp(&S.listeners[o].b.addr, &nl[nn].b.addr) == 0) {
-					reused[o] = true;
-					nl[nn].fd = S.listeners[o].fd;
-				}
-			nn++;
+			o = find_listener(S.listeners, S.nlisteners, &nl[nn].b);
+			nl[nn++].fd = o < S.nlisteners ? S.listeners[o].fd : -1;
 		}
 	}
-	for (unsigned k = 0; k < nn; k++) {
+	for (k = 0; k < nn; k++) {
 		if (nl[k].fd >= 0)
 			continue;
-		binding_format(&nl[k].b, text, sizeof text);
 		nl[k].fd = open_listener(&nl[k].b);
 		if (nl[k].fd < 0) {
+			char text[80];
+			binding_format(&nl[k].b, text, sizeof text);
 			log_msg(LOG_LVL_ERROR, "cannot listen on %s: %s", text, strerror(errno));
-			for (unsigned j = 0; j < k; j++)
-				if (opened[j])
-					close(nl[j].fd);
+			while (k--)
+				if (opened[k])
+					close(nl[k].fd);
 			return -1;
 		}
 		opened[k] = true;
-		log_msg(LOG_LVL_NOTICE, "event=listen binding=%s", text);
+		log_binding("listen", &nl[k].b);
 	}
-	for (unsigned o = 0; o < S.nlisteners; o++)
-		if (!reused[o]) {
-			binding_format(&S.listeners[o].b, text, sizeof text);
+	for (o = 0; o < S.nlisteners; o++)
+		if (find_listener(nl, nn, &S.listeners[o].b) == nn) {
 			loop_del(S.loop, S.listeners[o].fd);
 			close(S.listeners[o].fd);
-			log_msg(LOG_LVL_NOTICE, "event=unlisten binding=%s", text);
+			log_binding("unlisten", &S.listeners[o].b);
 		}
-	for (unsigned k = 0; k < nn; k++) {
+	for (k = 0; k < nn; k++) {
 		unsigned mask = S.accept_paused_until ? 0 : LOOP_READ;
 		if (opened[k])
 			loop_add(S.loop, nl[k].fd, mask, TAG_LISTENER | k);
@@ -1508,6 +1484,14 @@ static struct gen *gen_new(struct config *cfg)
 	return g;
 }
 
+/* Makes g the configuration new sessions start on. */
+static void use_gen(struct gen *g)
+{
+	S.gen = g;
+	S.hp.threshold = g->cfg.harvest.threshold;
+	S.hp.window_ms = ms(g->cfg.harvest.window);
+}
+
 static void warn_restart_keys(const struct server_conf *n)
 {
 	const struct server_conf *o = &S.boot;
@@ -1518,36 +1502,51 @@ static void warn_restart_keys(const struct server_conf *n)
 		log_msg(LOG_LVL_WARNING, "event=reload note=\"max_connections, spool, user, pidfile, control, hostname and log take effect at the next restart\"");
 }
 
+/* Logs each line of a multi-line error text on its own. */
+static void log_lines(char *err)
+{
+	for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
+		log_msg(LOG_LVL_ERROR, "%s", p);
+}
+
+/* The INI's and the users file's error texts have a line per error; a
+ * recipient file's is logged as one line. */
+static void reload_failed(char *err, bool split)
+{
+	log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
+	if (split)
+		log_lines(err);
+	else
+		log_msg(LOG_LVL_ERROR, "%s", err);
+}
+
 /* SIGHUP: the INI and the recipient file again. New sessions get the new
  * settings; sessions in progress keep their generation. Any error keeps
- * the old configuration in force. */
+ * the old configuration in force. Ignored once shutting down. */
 static void reload(void)
 {
 	static char err[8192];
-	struct config cfg;
+	static struct config cfg; /* static: a small frame is cheaper code on MIPS16 */
 	struct recipients *r;
 	struct users *u = NULL;
 	struct gen *g, *old;
 
+	if (S.stopping)
+		return;
 	if (config_load(&cfg, S.gen->cfg.path, err, sizeof err) != 0) {
-		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
-		for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
-			log_msg(LOG_LVL_ERROR, "%s", p);
+		reload_failed(err, true);
 		return;
 	}
 	r = recipients_load(cfg.server.recipients, err, sizeof err);
 	if (!r) {
-		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
-		log_msg(LOG_LVL_ERROR, "%s", err);
+		reload_failed(err, false);
 		config_free(&cfg);
 		return;
 	}
 	if (cfg.auth.enabled) {
 		u = users_load(cfg.auth.users, err, sizeof err);
 		if (!u) {
-			log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
-			for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
-				log_msg(LOG_LVL_ERROR, "%s", p);
+			reload_failed(err, true);
 			recipients_unref(r);
 			config_free(&cfg);
 			return;
@@ -1557,7 +1556,8 @@ static void reload(void)
 		log_msg(LOG_LVL_WARNING, "event=reload note=\"adding or removing [tls] takes effect at the next restart\"");
 	g = gen_new(&cfg);
 	if (!g || reconcile_listeners(g) != 0) {
-		log_msg(LOG_LVL_ERROR, "event=reload_failed (keeping the old configuration)");
+		err[0] = 0; /* the listeners' errors are logged already */
+		reload_failed(err, true);
 		if (g)
 			gen_unref(g);
 		recipients_unref(r);
@@ -1573,13 +1573,22 @@ static void reload(void)
 				g->connectors[i].cf->name, S.max_rcpt);
 	warn_restart_keys(&g->cfg.server);
 	old = S.gen;
-	S.gen = g;
+	use_gen(g);
 	gen_unref(old);
 	recipients_unref(S.rcpts);
 	S.rcpts = r;
 	S.rcpts_failed_mtime.tv_sec = 0;
 	log_set_level(g->cfg.server.log_level);
 	log_msg(LOG_LVL_NOTICE, "event=reload connectors=%u recipients=%u", g->n, recipients_count(r));
+}
+
+static void close_listeners(void)
+{
+	for (unsigned i = 0; i < S.nlisteners; i++) {
+		loop_del(S.loop, S.listeners[i].fd);
+		close(S.listeners[i].fd);
+	}
+	S.nlisteners = 0;
 }
 
 /* SIGTERM: stop listening; sessions between commands get 421 4.3.2 at
@@ -1590,11 +1599,7 @@ static void begin_shutdown(void)
 	struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
 
 	S.stopping = true;
-	for (unsigned i = 0; i < S.nlisteners; i++) {
-		loop_del(S.loop, S.listeners[i].fd);
-		close(S.listeners[i].fd);
-	}
-	S.nlisteners = 0;
+	close_listeners();
 	for (uint32_t i = 0; i < S.tab->size; i++) {
 		struct conn *c = &S.tab->slots[i];
 		if (c->fd < 0 || !c->connector || c->phase == P_LINGER)
@@ -1605,14 +1610,12 @@ static void begin_shutdown(void)
 		}
 		/* Keep only a reply that is partly written, then say goodbye. */
 		c->outq_len = c->out_off ? 1 : 0;
-		if (c->msg.fd >= 0)
-			maildir_abort(S.md, &c->msg);
+		maildir_abort(S.md, &c->msg);
 		smtp_session_reset(&c->s);
 		c->s.state = SMTP_CLOSING;
 		c->phase = P_ACTIVE;
 		outq_push(c, bye);
-		if (conn_flush(c))
-			conn_update(c);
+		conn_pump(c);
 	}
 	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u", S.tab->size - S.tab->nfree);
 }
@@ -1663,29 +1666,43 @@ static int drop_privileges(const char *user)
 
 static int write_pidfile(const char *path)
 {
-	char buf[32];
 	int n, fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -1;
-	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
-		close(fd);
+	n = dprintf(fd, "%ld\n", (long)getpid());
+	return close(fd) != 0 || n < 0 ? -1 : 0;
+}
+
+/* The commit round's arrays, one per slot, in one block: envs first, the
+ * rest in order of decreasing alignment, so each part stays aligned. */
+static int commits_alloc(struct commit_round *r, size_t n)
+{
+	char *p = calloc(n, sizeof *r->envs + sizeof *r->conns + sizeof *r->msgs + sizeof *r->ids +
+				    sizeof *r->results);
+	if (!p)
 		return -1;
-	}
-	return close(fd);
+	r->envs = (struct sink_envelope *)(void *)p;
+	r->conns = (struct conn **)(void *)(p += n * sizeof *r->envs);
+	r->msgs = (struct sink_msg **)(void *)(p += n * sizeof *r->conns);
+	r->ids = (uint32_t *)(void *)(p += n * sizeof *r->msgs);
+	r->results = (int *)(void *)(p + n * sizeof *r->ids);
+	return 0;
 }
 
 static int setup(struct config *cfg)
 {
-	char err[2048];
+	struct gen *g;
+	static char err[2048]; /* static: a small frame is cheaper code on MIPS16 */
 	struct rlimit rl;
 	uint32_t maxfds;
-	struct sigaction sa;
+	struct sigaction sa = {.sa_handler = on_signal};
+	static const int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD};
 
 	S.boot = cfg->server;
-	S.gen = gen_new(cfg);
-	if (!S.gen)
+	g = gen_new(cfg);
+	if (!g)
 		return -1;
+	use_gen(g);
 	S.max_rcpt = 1;
 	for (unsigned i = 0; i < S.gen->n; i++)
 		if (S.gen->connectors[i].cf->max_recipients_per_message > S.max_rcpt)
@@ -1707,27 +1724,18 @@ static int setup(struct config *cfg)
 
 	S.loop = loop_new((int)maxfds);
 	S.tab = conn_table_new(S.boot.max_connections, S.max_rcpt);
-	S.commits.conns = calloc(S.boot.max_connections, sizeof *S.commits.conns);
-	S.commits.ids = calloc(S.boot.max_connections, sizeof *S.commits.ids);
-	S.commits.msgs = calloc(S.boot.max_connections, sizeof *S.commits.msgs);
-	S.commits.envs = calloc(S.boot.max_connections, sizeof *S.commits.envs);
-	S.commits.results = calloc(S.boot.max_connections, sizeof *S.commits.results);
-	if (!S.loop || !S.tab || !S.commits.conns || !S.commits.ids || !S.commits.msgs ||
-	    !S.commits.envs || !S.commits.results) {
+	if (!S.loop || !S.tab || commits_alloc(&S.commits, S.boot.max_connections) != 0) {
 		log_msg(LOG_LVL_ERROR, "cannot allocate the connection table for %u connections",
 			S.boot.max_connections);
 		return -1;
 	}
 	S.rcpts = recipients_load(S.boot.recipients, err, sizeof err);
-	if (!S.rcpts) {
-		log_msg(LOG_LVL_ERROR, "%s", err);
-		return -1;
-	}
+	if (!S.rcpts)
+		goto failed;
 	if (S.gen->cfg.auth.enabled) {
 		S.users = users_load(S.gen->cfg.auth.users, err, sizeof err);
 		if (!S.users) {
-			for (char *p = strtok(err, "\n"); p; p = strtok(NULL, "\n"))
-				log_msg(LOG_LVL_ERROR, "%s", p);
+			log_lines(err);
 			return -1;
 		}
 	}
@@ -1749,10 +1757,8 @@ static int setup(struct config *cfg)
 		 * clients never ask for TLS spends no memory on it. */
 		S.tls = tls_new(S.gen->cfg.tls.certificate, S.gen->cfg.tls.key, S.gen->cfg.tls.max_sessions,
 				err, sizeof err);
-		if (!S.tls) {
-			log_msg(LOG_LVL_ERROR, "%s", err);
-			return -1;
-		}
+		if (!S.tls)
+			goto failed;
 	}
 	if (reconcile_listeners(S.gen) != 0)
 		return -1;
@@ -1768,21 +1774,14 @@ static int setup(struct config *cfg)
 	if (S.boot.user[0] && drop_privileges(S.boot.user) != 0)
 		return -1;
 	S.md = maildir_open(S.boot.spool, S.boot.hostname, err, sizeof err);
-	if (!S.md) {
-		log_msg(LOG_LVL_ERROR, "%s", err);
-		return -1;
-	}
+	if (!S.md)
+		goto failed;
 
 	if (pipe2(S.sigpipe, O_NONBLOCK | O_CLOEXEC) != 0)
 		return -1;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
+	for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++)
+		sigaction(signals[i], &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (loop_add(S.loop, S.sigpipe[0], LOOP_READ, TAG_SIGNAL) != 0)
 		return -1;
@@ -1802,18 +1801,19 @@ static int setup(struct config *cfg)
 	log_msg(LOG_LVL_NOTICE, "event=start version=%s backend=%s max_connections=%u slot_bytes=%zu",
 		TARPITD_VERSION, loop_backend(), S.boot.max_connections, sizeof(struct conn));
 	return 0;
+
+failed:
+	log_msg(LOG_LVL_ERROR, "%s", err);
+	return -1;
 }
 
 static void teardown(void)
 {
-	if (S.tab) {
-		for (uint32_t i = 0; i < S.tab->size; i++)
-			if (S.tab->slots[i].fd >= 0 && S.tab->slots[i].connector)
-				conn_close(&S.tab->slots[i], "shutdown");
-	}
-	for (unsigned i = 0; i < S.nlisteners; i++)
-		close(S.listeners[i].fd);
-	S.nlisteners = 0;
+	/* A slot never used has neither a descriptor nor a connector. */
+	for (uint32_t i = 0; S.tab && i < S.tab->size; i++)
+		if (S.tab->slots[i].connector)
+			conn_close(&S.tab->slots[i], "shutdown");
+	close_listeners();
 	for (unsigned i = 0; i < CONTROL_CLIENTS; i++)
 		if (S.control_clients[i] >= 0)
 			close(S.control_clients[i]);
@@ -1823,22 +1823,15 @@ static void teardown(void)
 	}
 	if (S.boot.pidfile[0])
 		unlink(S.boot.pidfile);
-	if (S.md)
-		maildir_close(S.md);
-	if (S.rcpts)
-		recipients_unref(S.rcpts);
+	maildir_close(S.md);
+	recipients_unref(S.rcpts);
 	users_free(S.users);
-	if (S.tls)
-		tls_free(S.tls);
+	tls_free(S.tls);
 	harvest_free(S.harvest);
 	if (S.ban_fa_ready)
 		posix_spawn_file_actions_destroy(&S.ban_fa);
 	conn_table_free(S.tab);
-	free(S.commits.conns);
-	free(S.commits.ids);
-	free(S.commits.msgs);
 	free(S.commits.envs);
-	free(S.commits.results);
 	loop_free(S.loop);
 	if (S.gen)
 		gen_unref(S.gen);
@@ -1854,6 +1847,16 @@ static void teardown(void)
 		close(S.sigpipe[1]);
 	}
 }
+
+/* What the loop does for a signal once the events it interrupted are served. */
+static const struct {
+	int sig;
+	void (*run)(void);
+} on_sig[] = {
+	{SIGHUP, reload},
+	{SIGUSR1, log_stats},
+	{SIGCHLD, reap_children},
+};
 
 int server_run(struct config *cfg)
 {
@@ -1904,20 +1907,13 @@ int server_run(struct config *cfg)
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
 		run_commits();
-		if (sig_term && !S.stopping)
+		if (sig_seen[SIGTERM] && !S.stopping)
 			begin_shutdown();
-		if (sig_hup) {
-			sig_hup = 0;
-			if (!S.stopping)
-				reload();
-		}
-		if (sig_usr1) {
-			sig_usr1 = 0;
-			log_stats();
-		}
-		if (sig_chld) {
-			sig_chld = 0;
-			reap_children();
+		for (unsigned i = 0; i < sizeof on_sig / sizeof on_sig[0]; i++) {
+			if (sig_seen[on_sig[i].sig]) {
+				sig_seen[on_sig[i].sig] = 0;
+				on_sig[i].run();
+			}
 		}
 	}
 	log_msg(LOG_LVL_NOTICE, "event=stop");
