@@ -673,7 +673,7 @@ static int validate(struct replacement *tg, const char *path, const char *text, 
 	const char *p;
 
 	if (replace_write(tg, text, len, tg->st.st_mode & 07777) != 0)
-		return fail(-1, "cannot create a temporary file beside %s: %s", tg->dest, strerror(errno));
+		return fail(-1, "cannot write a temporary file beside %s: %s", tg->dest, strerror(errno));
 	if (config_load(cfg, tg->tmp, load_err, sizeof load_err) == 0)
 		return 0;
 	tl = strlen(tg->tmp);
@@ -819,7 +819,12 @@ int admin_set(const char *path, int argc, char **argv)
 	r = parse_set_args(argc, argv, &all, &name, edits, &nedits);
 	if (r != 0)
 		return r;
-	if (replace_begin(&tg, path) != 0) {
+	r = replace_begin(&tg, path);
+	if (r == 0 && tg.st.st_mode == 0) {
+		errno = ENOENT;
+		r = -1;
+	}
+	if (r != 0) {
 		fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
 		goto out;
 	}
@@ -906,10 +911,15 @@ int admin_set(const char *path, int argc, char **argv)
 			goto out;
 		config_free(&again);
 	}
-	if (replace_commit(&tg) != 0) {
+	r = replace_commit(&tg);
+	if (r < 0) {
 		fail(1, "cannot replace %s: %s", tg.dest, strerror(errno));
 		goto out;
 	}
+	/* The new file is in place and is what a reload reads: only its
+	 * survival of a power cut is in doubt, so say so and carry on. */
+	if (r > 0)
+		fail(0, "warning: the directory of %s could not be synced: %s", tg.dest, strerror(errno));
 	fputs(report.p, stdout);
 	fflush(stdout);
 	tell_server(neu.server.pidfile);

@@ -771,7 +771,13 @@ int users_set_password(const char *path, const char *user, const char *pass, siz
 		set_err(err, errlen, "cannot create a temporary file beside %s: %s", r.dest, strerror(errno));
 		goto out;
 	}
-	if (replace_commit(&r) != 0) {
+	switch (replace_commit(&r)) {
+	case 0:
+		break;
+	case 1:
+		set_err(err, errlen, "cannot sync the directory of %s: %s", r.dest, strerror(errno));
+		goto out;
+	default:
 		set_err(err, errlen, "cannot replace %s: %s", r.dest, strerror(errno));
 		goto out;
 	}

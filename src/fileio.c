@@ -108,12 +108,12 @@ int replace_commit(struct replacement *r)
 	snprintf(r->tmp, sizeof r->tmp, "%.*s.", d, r->dest);
 	fd = open(r->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
+		return 1;
 	rc = fsync(fd);
 	e = errno;
 	close(fd);
 	errno = e;
-	return rc;
+	return rc ? 1 : 0;
 }
 
 void replace_drop(struct replacement *r)

@@ -8,9 +8,9 @@
  * content goes to a temporary file beside the destination (what a
  * symbolic link names, so the link survives), synced, with the mode asked
  * for and the old file's owner where the caller may keep it; rename()
- * puts it in place and the directory is synced. Every failure leaves the
- * destination as it was (except a failed directory sync after the rename)
- * and no temporary file behind.
+ * puts it in place and the directory is synced. Every failure but the
+ * last, the directory sync, leaves the destination as it was; none leaves
+ * a temporary file behind.
  */
 #ifndef TARPITD_FILEIO_H
 #define TARPITD_FILEIO_H
@@ -34,7 +34,9 @@ int replace_begin(struct replacement *r, const char *path);
 /* A new temporary file beside dest holding text, with mode; replaces the
  * previous temporary file, if any. -1 with errno, nothing left behind. */
 int replace_write(struct replacement *r, const char *text, size_t len, mode_t mode);
-/* The temporary file into dest's place, then the directory synced. */
+/* The temporary file into dest's place, then the directory synced: 0;
+ * -1 with errno when the rename failed (dest as it was); 1 with errno
+ * when dest is replaced but the directory could not be synced. */
 int replace_commit(struct replacement *r);
 /* Removes the temporary file, if any. */
 void replace_drop(struct replacement *r);

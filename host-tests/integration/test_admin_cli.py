@@ -7,13 +7,16 @@ an invalid change touches nothing.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -349,6 +352,31 @@ def test_set_through_symlink_keeps_link(tmp_path):
     assert p.returncode == 0, p.stderr
     assert link.is_symlink()
     assert b"tarpit_interval = 00:00:04 " in real.read_bytes()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root (to run set as nobody) and setpriv")
+def test_set_unsyncable_directory_still_succeeds():
+    """The file is replaced and a reload would read it: a directory that
+    cannot be opened for its fsync (write and search rights only) is a
+    warning, not a failure (SPEC §2: status 1 means the file is untouched)."""
+    d = Path(tempfile.mkdtemp(prefix="tarpitd-set-"))
+    try:
+        ini = write(d, TWO)
+        for f in (d, ini, d / "recipients"):
+            os.chown(f, 65534, 65534)
+        os.chmod(d, 0o333)
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            str(BIN), "-c", str(ini), "set", "Default Frontend",
+                            "tarpit_interval=00:00:09"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout == "Default Frontend: tarpit_interval 00:00:05 -> 00:00:09\n"
+        assert "could not be synced" in p.stderr, p.stderr
+        assert b"tarpit_interval = 00:00:09 " in ini.read_bytes()
+    finally:
+        os.chmod(d, 0o700)
+        shutil.rmtree(d)
 
 
 def test_set_unknown_connector_exit_1(tmp_path):
