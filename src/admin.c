@@ -873,16 +873,13 @@ int admin_set(const char *path, int argc, char **argv)
 			else
 				old = "(default)";
 			if (strcmp(old, newv) != 0) {
+				const char *line[] = { cc->name, ": ", edits[i].key, " ", old, " -> ",
+						       newv, "\n" };
+
 				ch[nch].conn = (unsigned char)c;
 				ch[nch++].edit = (unsigned char)i;
-				puts_(&report, cc->name);
-				puts_(&report, ": ");
-				puts_(&report, edits[i].key);
-				puts_(&report, " ");
-				puts_(&report, old);
-				puts_(&report, " -> ");
-				puts_(&report, newv);
-				puts_(&report, "\n");
+				for (size_t k = 0; k < sizeof line / sizeof line[0]; k++)
+					puts_(&report, line[k]);
 			}
 			free(raw.p);
 			if (report.oom)

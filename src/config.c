@@ -151,13 +151,20 @@ static const char default_ranges[] = "0.0.0.0-255.255.255.255, ::/0";
 
 /* Per-connector parse state that the loaded config does not keep. */
 struct conn_extra {
-	int seen[NCONN];    /* line a key was given on, 0 = not given */
 	bool bad_list[2];   /* bindings, remote_ip_ranges had a bad entry */
+	int seen[NCONN];    /* line a key was given on, 0 = not given */
 	int binding_line[CONF_MAX_BINDINGS];
 	int range_line[CONF_MAX_RANGES]; /* 0 = the default ranges */
 };
 
 struct pstate {
+	bool bad_connector; /* a connector header was refused: no cascade */
+	/* What the reader handed inih last, to catch lines it swallowed, and
+	 * what an indented line would continue. */
+	bool line_pending;
+	bool key_in_section;
+	const struct key *last_key; /* continuation target, NULL = ignore */
+
 	struct config *c;
 	FILE *f;
 	int lineno;
@@ -170,13 +177,6 @@ struct pstate {
 	unsigned nconns;
 	struct connector_conf *conn;  /* the current one, NULL outside */
 	struct conn_extra *cx;
-	bool bad_connector; /* a connector header was refused: no cascade */
-
-	/* What the reader handed inih last, to catch lines it swallowed, and
-	 * what an indented line would continue. */
-	bool line_pending;
-	bool key_in_section;
-	const struct key *last_key; /* continuation target, NULL = ignore */
 
 	int seen[NKEYS];              /* line a key was given on, 0 = not given */
 	int sect_line[S_CONNECTOR];   /* of the section headers, 0 = absent */

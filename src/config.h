@@ -32,19 +32,18 @@
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
+/* The scalars come first: the daemon reads them per connection and per
+ * command, and small targets (MIPS16, Thumb) reach the first 128 octets
+ * of a struct (octets: the first 32) with shorter instructions. */
 struct connector_conf {
-	char name[CONF_NAME_MAX];
-	int line; /* line of the section header, for error messages */
 	bool enabled;
-	struct binding bindings[CONF_MAX_BINDINGS];
-	unsigned nbindings;
-	struct ip_range ranges[CONF_MAX_RANGES];
-	unsigned nranges;
-	char fqdn[CONF_TEXT_MAX];   /* "" = [server] hostname (filled in by load) */
-	char banner[CONF_TEXT_MAX]; /* "" = "<fqdn> ESMTP" (filled in by load) */
-	uint32_t tarpit_interval;   /* seconds, 0..600 */
 	bool tarpit_all_after_unknown;
-	uint64_t max_message_size;  /* bytes */
+	bool pipelining;
+	bool starttls;          /* offered when [tls] is configured */
+	bool require_tls;       /* MAIL before STARTTLS: 530 5.7.0 */
+	bool auth;              /* offered when [auth] is configured */
+	bool auth_requires_tls; /* AUTH only after STARTTLS */
+	uint32_t tarpit_interval;   /* seconds, 0..600 */
 	uint32_t max_recipients_per_message;
 	uint32_t max_inbound_connections;
 	uint32_t max_inbound_connections_per_source;
@@ -54,31 +53,35 @@ struct connector_conf {
 	uint32_t max_unknown_recipients;        /* 0 = no limit */
 	uint32_t max_auth_failures;             /* 0 = no limit */
 	uint32_t greeting_delay;                /* seconds */
-	bool pipelining;
-	bool starttls;          /* offered when [tls] is configured */
-	bool require_tls;       /* MAIL before STARTTLS: 530 5.7.0 */
-	bool auth;              /* offered when [auth] is configured */
-	bool auth_requires_tls; /* AUTH only after STARTTLS */
+	unsigned nbindings;
+	unsigned nranges;
+	int line; /* line of the section header, for error messages */
+	uint64_t max_message_size;  /* bytes */
+	char name[CONF_NAME_MAX];
+	char fqdn[CONF_TEXT_MAX];   /* "" = [server] hostname (filled in by load) */
+	char banner[CONF_TEXT_MAX]; /* "" = "<fqdn> ESMTP" (filled in by load) */
+	struct binding bindings[CONF_MAX_BINDINGS];
+	struct ip_range ranges[CONF_MAX_RANGES];
 };
 
 struct server_conf {
-	char hostname[CONF_TEXT_MAX];
 	uint32_t max_connections;
+	bool log_syslog;
+	enum log_level log_level;
+	char hostname[CONF_TEXT_MAX];
 	char recipients[PATH_MAX];
 	char spool[PATH_MAX];
 	char user[64];      /* "" = keep the starting user */
 	char pidfile[PATH_MAX]; /* "" = none */
 	char control[PATH_MAX]; /* UNIX socket for stats, "" = none */
-	bool log_syslog;
-	enum log_level log_level;
 };
 
 /* [tls]: present = STARTTLS possible; paths resolved like the others. */
 struct tls_conf {
 	bool enabled;
+	uint32_t max_sessions; /* 1..1024 */
 	char certificate[PATH_MAX];
 	char key[PATH_MAX];
-	uint32_t max_sessions; /* 1..1024 */
 };
 
 /* [auth]: present = AUTH possible. */
@@ -101,20 +104,22 @@ struct harvest_conf {
 	uint32_t table_size; /* 0..1,000,000 entries */
 	uint32_t threshold;  /* 1..1,000,000 unknown recipients */
 	uint32_t window;     /* seconds, 1 s .. 7 days */
-	char ban_buf[CONF_BAN_MAX];
-	uint16_t ban_off[CONF_BAN_WORDS];
 	unsigned ban_argc; /* 0 = no ban command */
 	unsigned ban_addr; /* index of the "%a" word, when ban_argc > 0 */
+	uint16_t ban_off[CONF_BAN_WORDS];
+	char ban_buf[CONF_BAN_MAX];
 };
 
+/* Small and often used members first, the paths last: see
+ * struct connector_conf. */
 struct config {
-	char path[PATH_MAX];
+	struct connector_conf *connectors; /* malloc'd array */
+	unsigned nconnectors;
+	struct harvest_conf harvest;
 	struct server_conf server;
 	struct tls_conf tls;
 	struct auth_conf auth;
-	struct harvest_conf harvest;
-	struct connector_conf *connectors; /* malloc'd array */
-	unsigned nconnectors;
+	char path[PATH_MAX];
 };
 
 /* 0 ok; -1 with errors in err (lines joined by '\n', NUL-terminated,

@@ -25,15 +25,17 @@
 
 #define NIL UINT32_MAX
 
+/* The flags first: MIPS16 reaches the first 32 octets of a struct with
+ * short byte loads. */
 struct entry {
+	bool discredited;
+	bool banned;
+	uint32_t count;        /* unknown recipients in the current window */
+	uint32_t prev, next;   /* LRU list: prev is more recently seen */
 	struct ip_addr key;    /* IPv4 address, or IPv6 /64 with the host part zeroed */
 	uint64_t window_start; /* of the current counting window */
 	uint64_t last_offence; /* the mark lasts a window from here */
 	uint64_t last_ban;     /* valid when banned */
-	uint32_t count;        /* unknown recipients in the current window */
-	uint32_t prev, next;   /* LRU list: prev is more recently seen */
-	bool discredited;
-	bool banned;
 };
 
 struct harvest {

@@ -54,7 +54,10 @@ bool log_enabled(enum log_level level)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	char buf[LOG_LINE_MAX];
+	/* Static keeps the frame small (short stack accesses on MIPS16): the
+	 * daemon is single-threaded, no signal handler logs, and nothing
+	 * log_msg calls can log. */
+	static char buf[LOG_LINE_MAX];
 	size_t n = 0, start, i;
 	int saved = errno, r;
 	va_list ap;

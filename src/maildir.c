@@ -64,7 +64,9 @@ static void set_err(char *err, size_t errlen, const char *spool, const char *wha
  * usual 0755 so a spool under a fresh /var/spool still works. */
 static int make_path(const char *path)
 {
-	char buf[PATH_MAX];
+	/* Static keeps the frame small (short stack accesses on MIPS16);
+	 * single-threaded, and no caller sees the buffer. */
+	static char buf[PATH_MAX];
 	size_t len = strlen(path);
 
 	if (len == 0 || len >= sizeof(buf)) {
@@ -239,7 +241,10 @@ static bool field_ok(const char *s, size_t max)
 int maildir_begin(struct maildir *md, struct sink_msg *m,
 		  const struct sink_envelope *env, char *queue_id)
 {
-	char name[NAME_BUF], hdr[HEADER_BUF], date[DATE_MAX], qid[QUEUE_ID_MAX];
+	/* hdr is static to keep the frame small (short stack accesses on
+	 * MIPS16): single-threaded, and it is written out before return. */
+	static char hdr[HEADER_BUF];
+	char name[NAME_BUF], date[DATE_MAX], qid[QUEUE_ID_MAX];
 	struct timespec ts;
 	int n, saved;
 

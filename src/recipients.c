@@ -453,7 +453,10 @@ static int finish(struct loader *L)
 
 static int read_lines(struct loader *L, int fd, off_t size)
 {
-	char block[8192], line[LINE_OCTETS];
+	/* Static: a stack frame this large makes every local access longer
+	 * on MIPS16, and one load never runs inside another (the daemon is
+	 * single-threaded and parse_line keeps no pointer into them). */
+	static char block[8192], line[LINE_OCTETS];
 	size_t ll = 0;
 	bool toolong = false, pending = false;
 	off_t total = 0;

@@ -24,10 +24,10 @@ struct tw_node {
 };
 
 struct timer_wheel {
+	uint32_t count; /* first: a short access on MIPS16 (see struct server) */
 	uint64_t now;     /* ms; the wheel has processed every tick before it */
 	uint64_t pending[TW_SLOTS / 64]; /* bit set = slot list not empty */
 	struct tw_node slots[TW_SLOTS];  /* circular list heads */
-	uint32_t count;
 };
 
 void tw_init(struct timer_wheel *w, uint64_t now_ms);

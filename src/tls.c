@@ -80,18 +80,22 @@ struct creds {
 	mbedtls_pk_context key;
 };
 
+/* Our own fields before mbedTLS's large ones: MIPS16 and Thumb reach
+ * the first 128 octets of a struct with shorter instructions. */
 struct slot {
-	mbedtls_ssl_context ssl;
-	int fd;
 	bool in_use;
 	bool set_up;
+	int fd;
 	/* Octets of the current tls_write() already taken by mbedTLS: the
 	 * caller repeats the whole buffer after TLS_WANT_*, and the records
 	 * before the blocked one must not be sent twice. */
 	size_t wr_done;
+	mbedtls_ssl_context ssl;
 };
 
 struct tls {
+	struct slot *slots;
+	unsigned max, used;
 	struct creds c;
 	mbedtls_ssl_config conf;
 	/* The config keeps pointers to these lists: they live as long as it. */
@@ -99,8 +103,6 @@ struct tls {
 #if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_ECP_C)
 	mbedtls_ecp_group_id curves[N_CURVES + 1];
 #endif
-	struct slot *slots;
-	unsigned max, used;
 };
 
 /* The message may carry a path from the configuration and mbedTLS text:
