@@ -4,7 +4,8 @@
 # packaged INI; the .ipk is an ar archive of debian-binary, control.tar.gz
 # and data.tar.gz with the members opkg expects; the packaged INI passes
 # `tarpitd check` with the packaged binary (through RUNNER, which may run
-# it under qemu-user).
+# it under qemu-user); and, where the TLS=0 build exists, its tarpitd-nossl
+# package.
 #
 # usage: test-package.sh OUT_DIR PKG_ARCH RUNNER
 set -u
@@ -63,6 +64,7 @@ for f in Package Version Architecture Depends Description; do
 	check "control has $f" grep -q "^$f: ." "$c"
 done
 check "Package: tarpitd" grep -qx 'Package: tarpitd' "$c"
+check "control is one paragraph" sh -c "! grep -qx '' '$c'"
 check "Architecture: $arch" grep -qx "Architecture: $arch" "$c"
 check "conffiles" test "$(cat "$tmp/control/conffiles")" = "/etc/tarpitd/tarpitd.ini
 /etc/tarpitd/recipients"
@@ -114,6 +116,24 @@ rmdir "$tmp/spool"
 ( procd_open_instance() { :; }; procd_set_param() { :; }; procd_close_instance() { :; }
   . "$init"; CONF=$etc/test.ini; start_service ) >/dev/null 2>&1
 check "spool created when missing" test -d "$tmp/spool"
+
+# --- the TLS=0 package (make firmware TLS=0), when built ------------------------------
+nossl=$(ls "$out"/notls/tarpitd-nossl_*_"$arch".ipk 2>/dev/null | head -n 1)
+if [ -n "$nossl" ]; then
+	echo "test-package: $nossl"
+	mkdir -p "$tmp/n/ar" "$tmp/n/control" "$tmp/n/data"
+	(cd "$tmp/n/ar" && ar x "$nossl")
+	check "nossl: ar members" test "$(ar t "$nossl" | tr '\n' ' ')" = "debian-binary control.tar.gz data.tar.gz "
+	tar xzf "$tmp/n/ar/control.tar.gz" -C "$tmp/n/control"
+	tar xzf "$tmp/n/ar/data.tar.gz" -C "$tmp/n/data"
+	for line in "Package: tarpitd-nossl" "Provides: tarpitd" "Conflicts: tarpitd" "Architecture: $arch"; do
+		check "nossl: $line" grep -qx "$line" "$tmp/n/control/control"
+	done
+	check "nossl: one paragraph" sh -c "! grep -qx '' '$tmp/n/control/control'"
+	check "nossl: conffiles" cmp "$tmp/n/control/conffiles" "$tmp/control/conffiles"
+	check "nossl: packaged binary is build/.../notls/tarpitd" cmp "$tmp/n/data/usr/sbin/tarpitd" "$out/notls/tarpitd"
+	check "nossl: same INI as tarpitd" cmp "$tmp/n/data/etc/tarpitd/tarpitd.ini" "$etc/tarpitd.ini"
+fi
 
 echo "test-package: $pass passed, $fail failed"
 [ "$fail" = 0 ]
