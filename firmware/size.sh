@@ -100,6 +100,16 @@ $verdict_mipsel; daemon's own code (text+data, without mbedTLS and libc)
   MIPS16e (\`-mips16\`, as OpenWrt builds packages for 24Kc/1004Kc cores).
   Its musl is built soft-float (the core has no FPU), and the build checks
   that the binary contains no FPU instruction.
+- ramips-mt7621 and ipq40xx-generic build the daemon with
+  \`-fno-inline-functions-called-once\`: MIPS16e and Thumb-2 pay more for a
+  function folded into its caller's larger frame than for the call.
+- How the daemon came under 64 KiB on these boards (2026-11-27, from 90.6
+  KiB on ramips-mt7621): the non-PIC build (−14 KiB), then src/ reworked
+  for size without a change in behaviour — one key table for the INI
+  sections, one error list for the three file loaders, one file
+  replacement for \`set\` and \`passwd\`, table-driven stats lines and
+  subcommands, replies derived from their ids, and struct fields ordered
+  so MIPS16 reaches the common ones with short instructions (−13 KiB).
 - The 64-bit boards (x86-64, AArch64, s390x) need more bytes for the same
   C: 8-byte pointers in every table and fixed 4-byte instructions
   (AArch64) or long encodings (x86-64, s390x); the 32-bit router cores
