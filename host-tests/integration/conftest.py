@@ -237,13 +237,21 @@ def server(tmp_path):
         return srv
 
     yield make
+    stop_all(started)
+
+
+def stop_all(started, tail=200, epilogue=None):
+    """A server fixture's teardown: stops every server it started, prints
+    their stderr (pytest shows it only when the test fails) and fails the
+    test on a sanitizer report."""
     reports = []
     for srv in started:
         srv.stop()
         if srv.logs:
-            # Shown by pytest only when the test fails.
-            print(f"\n===== tarpitd stderr (port {srv.port}) =====\n{srv.stderr()}")
+            print(f"\n===== tarpitd stderr (port {srv.port}) =====\n{srv.stderr(tail=tail)}")
             reports += srv.sanitizer_reports()
+    if epilogue:
+        print(epilogue)
     if reports:
         pytest.fail("sanitizer report in tarpitd's stderr:\n" + "\n".join(reports))
 

@@ -8,7 +8,6 @@ an invalid change touches nothing.
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, DEFAULT_RECIPIENTS, Client, Server, free_port, parse_stored
+from conftest import BIN, DEFAULT_RECIPIENTS, Client, Server, free_port, parse_stored, stop_all
 
 pytestmark = pytest.mark.faults
 
@@ -109,15 +109,7 @@ def fserver(tmp_path):
         return srv
 
     yield make
-    reports = []
-    for srv in started:
-        srv.stop()
-        if srv.logs:
-            print(f"\n===== tarpitd stderr (port {srv.port}) =====\n{srv.stderr(tail=60)}")
-            reports += srv.sanitizer_reports()
-    print(f"TARPITD_FAULT_SEED={SEED}")
-    if reports:
-        pytest.fail("sanitizer report in tarpitd's stderr:\n" + "\n".join(reports))
+    stop_all(started, tail=60, epilogue=f"TARPITD_FAULT_SEED={SEED}")
 
 
 # ------------------------------------------------------------------ helpers

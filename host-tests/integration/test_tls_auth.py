@@ -27,7 +27,7 @@ import time
 import pytest
 
 from conftest import (BIN, WITH_TLS, DEFAULT_RECIPIENTS, DELAYED, IMMEDIATE, SANITIZER_MARK, T,
-                      Client, Closed, Server, free_port, parse_stored, render_ini)
+                      Client, Closed, Server, free_port, parse_stored, render_ini, stop_all)
 
 TP = "00:00:02"
 USERS = {"alice": "s3cret pass", "carol": "hunter2!"}
@@ -114,14 +114,7 @@ def tserver(tmp_path, pki):
         return srv
 
     yield make
-    reports = []
-    for srv in started:
-        srv.stop()
-        if srv.logs:
-            print(f"\n===== tarpitd stderr (port {srv.port}) =====\n{srv.stderr()}")
-            reports += srv.sanitizer_reports()
-    if reports:
-        pytest.fail("sanitizer report in tarpitd's stderr:\n" + "\n".join(reports))
+    stop_all(started)
 
 
 def client_ctx():
