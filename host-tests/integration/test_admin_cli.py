@@ -482,8 +482,10 @@ def test_set_tells_running_server_to_reload(tmp_path):
         assert p.returncode == 0, p.stderr
         assert p.stdout == ("Trusted Hosts: tarpit_interval 00:00:00 -> 00:00:01\n"
                             f"tarpitd: told the server (pid {child.pid}) to reload\n")
+        # The child's handler creates the file, then writes: wait for the
+        # line, not for the file.
         end = time.monotonic() + 5
-        while not marks.exists() and time.monotonic() < end:
+        while not (marks.exists() and marks.read_text()) and time.monotonic() < end:
             time.sleep(0.02)
         assert marks.read_text() == "HUP\n"
         # Nothing changed: nobody is disturbed.
