@@ -2,10 +2,10 @@
  *
  * `set` never writes what it has not validated: the edited text goes to a
  * temporary file beside the INI file (so relative paths resolve the same),
- * config_load judges it, and only then does rename() put it in place. The
- * line model below mirrors config.c's reader (comments, quoted section
- * names, indented continuation lines), so the line it edits is the line
- * config_load reads the key from.
+ * config_load judges it, and only then does rename() put it in place.
+ * Lines are read by ini_line, config_load's own line model (comments,
+ * quoted section names, indented continuation lines), so the line it
+ * edits is the line config_load reads the key from.
  */
 #include "admin.h"
 
@@ -30,7 +30,9 @@
 
 #include "auth.h"
 #include "fileio.h"
+#include "ini_line.h"
 #include "log.h"
+#include "util.h"
 
 #define INI_MAX (1024 * 1024)        /* an INI file larger than this is not ours */
 #define STATS_MAX (4 * 1024 * 1024)  /* ditto for the server's stats answer */
@@ -83,20 +85,13 @@ static int out_of_memory(void)
 
 /* ---- the INI text as lines ------------------------------------------------ */
 
-static bool is_ws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
-}
-
-enum lkind { L_BLANK, L_HEADER, L_KEY, L_CONT, L_OTHER };
-
+/* One line of the text, as ini_line reads it. */
 struct line {
-	size_t start, end; /* the body, without its line end */
+	struct ini_line l;
+	size_t start, end; /* the line, without its line end */
 	size_t next;       /* where the next line starts */
-	enum lkind kind;
 	int sect;          /* header line of the connector section it is in, -1 none */
-	size_t key_s, key_e, val_s, val_e; /* L_KEY; a connector header's name in key_s..key_e */
-	size_t cont_s, cont_e;                  /* L_CONT: the text it adds */
+	size_t name_s, name_e; /* a connector header's name */
 };
 
 struct model {
@@ -106,101 +101,10 @@ struct model {
 	const char *eol; /* "\r\n" when the file's first line end is CRLF */
 };
 
-/* The name of a [connector "NAME"] header, as config.c's section() reads
- * it; false for any other header. p..e is the header without comment. */
-static bool connector_header(const char *t, size_t p, size_t e, size_t *ns, size_t *ne)
-{
-	size_t close, w, q;
-	bool inq = false;
-
-	for (close = p + 1; close < e && (inq || t[close] != ']'); close++)
-		if (t[close] == '"')
-			inq = !inq;
-	if (close + 1 != e)
-		return false;
-	for (w = p + 1; w < close && is_ws(t[w]); w++)
-		;
-	if (close - w < 9 || memcmp(t + w, "connector", 9) != 0)
-		return false;
-	q = w + 9;
-	if (q < close && !is_ws(t[q]) && t[q] != '"')
-		return false;
-	while (q < close && is_ws(t[q]))
-		q++;
-	if (q >= close || t[q] != '"')
-		return false;
-	*ns = q + 1;
-	for (q = q + 1; q < close && t[q] != '"'; q++)
-		;
-	if (q >= close)
-		return false;
-	*ne = q;
-	for (q = q + 1; q < close; q++)
-		if (!is_ws(t[q]))
-			return false;
-	return *ne > *ns;
-}
-
-static void classify(struct model *m, struct line *l, bool *key_in_section, int *sect)
-{
-	const char *t = m->t;
-	size_t b = l->start, p, q, e;
-	bool inq = false;
-
-	if (b == 0 && l->end >= 3 && memcmp(t, "\xef\xbb\xbf", 3) == 0)
-		b += 3;
-	for (p = b; p < l->end && is_ws(t[p]); p++)
-		;
-	for (q = p; q < l->end; q++) {
-		if (t[p] == '[' && t[q] == '"')
-			inq = !inq;
-		if (!inq && (t[q] == ';' || t[q] == '#') && (q == p || is_ws(t[q - 1])))
-			break;
-	}
-	e = q;
-	while (e > p && is_ws(t[e - 1]))
-		e--;
-	l->sect = *sect;
-	if (e == p) {
-		l->kind = L_BLANK;
-		return;
-	}
-	if (p > b && *key_in_section) {
-		l->kind = L_CONT;
-		l->cont_s = p;
-		l->cont_e = e;
-		return;
-	}
-	if (t[p] == '[') {
-		l->kind = L_HEADER;
-		*key_in_section = false;
-		*sect = connector_header(t, p, e, &l->key_s, &l->key_e) ? (int)(l - m->lines) : -1;
-		l->sect = *sect;
-		return;
-	}
-	for (q = p; q < e && t[q] != '=' && t[q] != ':'; q++)
-		;
-	if (q == e) {
-		l->kind = L_OTHER;
-		return;
-	}
-	l->kind = L_KEY;
-	*key_in_section = true;
-	l->key_s = p;
-	l->key_e = q;
-	while (l->key_e > p && is_ws(t[l->key_e - 1]))
-		l->key_e--;
-	l->val_e = e;
-	for (l->val_s = q + 1; l->val_s < e && is_ws(t[l->val_s]); l->val_s++)
-		;
-	if (l->val_s >= l->val_e)
-		l->val_s = l->val_e = q + 1;
-}
-
 static int model_build(struct model *m, const char *text, size_t len)
 {
+	struct ini_ctx ctx = { 0 };
 	size_t i, n = 1, pos;
-	bool kis = false;
 	int sect = -1;
 
 	memset(m, 0, sizeof *m);
@@ -214,21 +118,16 @@ static int model_build(struct model *m, const char *text, size_t len)
 		return -1;
 	for (pos = 0; pos < len; pos = m->lines[m->nlines++].next) {
 		struct line *l = &m->lines[m->nlines];
-		const char *nl = memchr(text + pos, '\n', len - pos);
 
 		l->start = pos;
-		l->next = l->end = len;
-		if (nl) {
-			l->end = (size_t)(nl - text);
-			l->next = l->end + 1;
-		}
-		/* config.c's reader ends a line at CR LF, and at a CR before EOF. */
-		if (l->end > l->start && text[l->end - 1] == '\r') {
-			l->end--;
-			if (nl && m->nlines == 0)
-				m->eol = "\r\n";
-		}
-		classify(m, l, &kis, &sect);
+		l->next = ini_line_end(text, len, pos, &l->end);
+		if (m->nlines == 0 && l->next > l->end + 1)
+			m->eol = "\r\n";
+		ini_line_parse(&ctx, text, l->start, l->end, &l->l);
+		if (l->l.kind == INI_HEADER)
+			sect = ini_header_connector(text, l->l.s, l->l.e, &l->name_s, &l->name_e)
+				       ? (int)m->nlines : -1;
+		l->sect = sect;
 	}
 	return 0;
 }
@@ -237,17 +136,17 @@ static int model_build(struct model *m, const char *text, size_t len)
 static bool section_is(const struct model *m, size_t s, const char *name)
 {
 	const struct line *l = &m->lines[s];
-	size_t n = l->key_e - l->key_s;
+	size_t n = l->name_e - l->name_s;
 
-	return l->kind == L_HEADER && l->sect == (int)s &&
-	       (!name || (strlen(name) == n && strncasecmp(m->t + l->key_s, name, n) == 0));
+	return l->l.kind == INI_HEADER && l->sect == (int)s &&
+	       (!name || (strlen(name) == n && strncasecmp(m->t + l->name_s, name, n) == 0));
 }
 
 static bool key_is(const struct model *m, const struct line *l, const char *key)
 {
-	size_t n = l->key_e - l->key_s;
+	size_t n = l->l.key_e - l->l.key_s;
 
-	return l->kind == L_KEY && strlen(key) == n && memcmp(m->t + l->key_s, key, n) == 0;
+	return l->l.kind == INI_KEY && strlen(key) == n && memcmp(m->t + l->l.key_s, key, n) == 0;
 }
 
 /* ---- rewriting -------------------------------------------------------------- */
@@ -313,7 +212,7 @@ static char *rewrite_one(const char *text, size_t len, const char *name, const s
 		for (i = s + 1; ed && i < m.nlines && m.lines[i].sect == (int)s; i++) {
 			const struct line *l = &m.lines[i];
 
-			if (l->kind == L_KEY || l->kind == L_CONT)
+			if (l->l.kind == INI_KEY || l->l.kind == INI_CONT)
 				anchor = i;
 			if (!found && key_is(&m, l, ed->key)) {
 				size_t j;
@@ -321,9 +220,9 @@ static char *rewrite_one(const char *text, size_t len, const char *name, const s
 				found = true;
 				act[i] = A_REPLACE;
 				for (j = i + 1; j < m.nlines; j++) {
-					if (m.lines[j].kind == L_CONT)
+					if (m.lines[j].l.kind == INI_CONT)
 						act[j] = A_DROP;
-					else if (m.lines[j].kind != L_BLANK)
+					else if (m.lines[j].l.kind != INI_BLANK)
 						break;
 				}
 			}
@@ -336,11 +235,11 @@ static char *rewrite_one(const char *text, size_t len, const char *name, const s
 		const struct line *l = &m.lines[i];
 
 		if ((act[i] & A_KIND) == A_REPLACE) {
-			put(&out, text + l->start, l->val_s - l->start);
-			if (l->val_s == l->val_e && ed->value[0])
+			put(&out, text + l->start, l->l.val_s - l->start);
+			if (l->l.val_s == l->l.val_e && ed->value[0])
 				puts_(&out, " ");
 			puts_(&out, ed->value);
-			put(&out, text + l->val_e, l->next - l->val_e);
+			put(&out, text + l->l.val_e, l->next - l->l.val_e);
 		} else if ((act[i] & A_KIND) == A_COPY) {
 			put(&out, text + l->start, l->next - l->start);
 		}
@@ -410,15 +309,15 @@ static bool raw_value(const char *text, size_t len, const char *name, const char
 			const struct line *l = &m.lines[i];
 
 			if (found) {
-				if (l->kind == L_CONT) {
+				if (l->l.kind == INI_CONT) {
 					puts_(out, " ");
-					put(out, text + l->cont_s, l->cont_e - l->cont_s);
-				} else if (l->kind != L_BLANK) {
+					put(out, text + l->l.s, l->l.e - l->l.s);
+				} else if (l->l.kind != INI_BLANK) {
 					break;
 				}
 			} else if (key_is(&m, l, key)) {
 				found = true;
-				put(out, text + l->val_s, l->val_e - l->val_s);
+				put(out, text + l->l.val_s, l->l.val_e - l->l.val_s);
 			}
 		}
 	}
@@ -458,9 +357,9 @@ int admin_parse_fields(const char *list, unsigned *fields, size_t max, size_t *n
 		size_t len;
 		int f = -1;
 
-		while (a < b && is_ws(*a))
+		while (a < b && util_is_ws(*a))
 			a++;
-		while (b > a && is_ws(b[-1]))
+		while (b > a && util_is_ws(b[-1]))
 			b--;
 		len = (size_t)(b - a);
 		if (len > sizeof item - 1)
@@ -756,9 +655,9 @@ static int parse_set_args(int argc, char **argv, bool *all, const char **name, s
 		eq = strchr(a, '=');
 		k = a;
 		ke = eq ? eq : a;
-		while (k < ke && is_ws(*k))
+		while (k < ke && util_is_ws(*k))
 			k++;
-		while (ke > k && is_ws(ke[-1]))
+		while (ke > k && util_is_ws(ke[-1]))
 			ke--;
 		if (ke == k)
 			return fail(2, "set: expected KEY=VALUE, got '%s'", echo(a));
@@ -781,12 +680,12 @@ static int parse_set_args(int argc, char **argv, bool *all, const char **name, s
 		for (j = 0; j < *nedits; j++)
 			if (edits[j].key == edits[*nedits].key)
 				return fail(2, "set: %s is given twice", edits[j].key);
-		for (v = eq + 1; is_ws(*v); v++)
+		for (v = eq + 1; util_is_ws(*v); v++)
 			;
 		if (admin_value_ok(v) != 0)
 			return fail(2, "set: the value of %s holds a control character or a comment "
 				       "(';' or '#' after a space)", edits[*nedits].key);
-		for (n = strlen(v); n && is_ws(v[n - 1]); n--)
+		for (n = strlen(v); n && util_is_ws(v[n - 1]); n--)
 			;
 		v[n] = '\0';
 		edits[(*nedits)++].value = v;

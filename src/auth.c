@@ -27,6 +27,7 @@
 
 #include "fileio.h"
 #include "log.h"
+#include "util.h"
 
 #define HASH_LEN 32
 #define SALT_MIN 8

@@ -1,19 +1,21 @@
 /* config: see config.h.
  *
- * inih does the key = value splitting; our own line reader in front of it
- * does everything inih's build options would otherwise decide, so the
- * result is the same with Debian's libinih and with a stock upstream build
- * (the firmware's): it counts lines (the handler has no line number),
- * strips ';' and '#' comments that start a line or follow whitespace,
- * parses section headers itself (inih cuts names at 49 octets and knows
- * no quotes), and refuses lines longer than inih's buffer instead of
- * letting inih split them. It also handles indented continuation lines
- * (Python configparser style) itself, whatever inih's multi-line option:
- * only the two list keys accept them, so a long list of ranges need not
- * fit in one inih line.
+ * What a line is (comment, section header, key = value, continuation)
+ * is ini_line's decision, the same one `tarpitd set` edits by. Our line
+ * reader in front of inih applies it, so the result is the same with
+ * Debian's libinih and with a stock upstream build (the firmware's)
+ * whatever their build options: it counts lines (the handler has no line
+ * number), parses section headers itself (inih cuts names at 49 octets
+ * and knows no quotes), hands inih each key line rebuilt as "key=value",
+ * and refuses lines longer than inih's buffer instead of letting inih
+ * split them. Indented continuation lines (Python configparser style)
+ * never reach inih: only the two list keys accept them, so a long list
+ * of ranges need not fit in one inih line.
  */
 #include "config.h"
+#include "ini_line.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -162,12 +164,12 @@ struct pstate {
 	/* What the reader handed inih last, to catch lines it swallowed, and
 	 * what an indented line would continue. */
 	bool line_pending;
-	bool key_in_section;
 	const struct key *last_key; /* continuation target, NULL = ignore */
 
 	struct config *c;
 	FILE *f;
 	int lineno;
+	struct ini_ctx ini;
 	struct errlist errs; /* its path is the INI file's */
 	int read_errno; /* 0, or the errno of a read error */
 
@@ -243,11 +245,6 @@ static void bad_value(struct pstate *st, const struct key *k, const char *v)
 static bool is_digit(char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-static bool is_ws(char c)
-{
-	return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
 }
 
 /* Digits into *v, saturating: 0 ok, -1 not a number, -2 too large. */
@@ -358,7 +355,7 @@ static int size_parse(const char *s, uint64_t *bytes)
 		if (strcasecmp(p, units[i].name) != 0)
 			continue;
 		/* "10 " is a number with a dangling space, not a unit. */
-		if (i == 0 && p > s && is_ws(p[-1]))
+		if (i == 0 && p > s && util_is_ws(p[-1]))
 			return -1;
 		if (r == -2 || v > UINT64_MAX >> units[i].shift)
 			return -2;
@@ -502,12 +499,6 @@ static void apply_number(struct pstate *st, const struct key *k, const char *v, 
 	     echo(e, sizeof e, v), lim);
 }
 
-static bool same_binding(const struct binding *a, const struct binding *b)
-{
-	/* What the server opens one socket for. */
-	return a->port == b->port && ip_cmp(&a->addr, &b->addr) == 0;
-}
-
 /* Splits one line's worth of a list value. A trailing comma is allowed so
  * a list can go on, indented, on the next line. */
 static void apply_list_items(struct pstate *st, const struct key *k, const char *v)
@@ -527,9 +518,9 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 		size_t n;
 		unsigned i;
 
-		while (a < b && is_ws(*a))
+		while (a < b && util_is_ws(*a))
 			a++;
-		while (b > a && is_ws(b[-1]))
+		while (b > a && util_is_ws(b[-1]))
 			b--;
 		n = (size_t)(b - a);
 		if (n == 0) {
@@ -549,7 +540,7 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 			return;
 		}
 		for (i = 0; bind && i < cc->nbindings; i++) {
-			if (same_binding(&cc->bindings[i], &bd) && cc->bindings[i].v6 == bd.v6) {
+			if (binding_same(&cc->bindings[i], &bd) && cc->bindings[i].v6 == bd.v6) {
 				kerr(st, k, "%s is listed twice", echo(e, sizeof e, item));
 				return;
 			}
@@ -834,55 +825,40 @@ static void enter_connector(struct pstate *st, const char *name, size_t n)
 	st->sect = S_CONNECTOR;
 }
 
-/* h points at '[', comments are gone and trailing space trimmed. */
-static void section(struct pstate *st, char *h)
+/* The header t[s..e) as ini_line found it: '[' at s, t[e] a NUL. */
+static void section(struct pstate *st, char *t, size_t s, size_t e)
 {
-	char e[ECHO_BUF];
-	char *p = h + 1, *word, *close, *q, *qend = NULL;
+	char eb[ECHO_BUF];
+	struct ini_header h;
+	const char *word;
 	size_t wlen, i;
-	unsigned s;
-	bool inq = false;
+	unsigned k;
 
 	st->sect = S_SKIP;
 	st->conn = NULL;
 	st->cx = NULL;
 	st->last_key = NULL;
-	for (close = p; *close && (inq || *close != ']'); close++)
-		if (*close == '"')
-			inq = !inq;
-	if (*close != ']' || close[1] != '\0') {
-		err_at(st, st->lineno, *close != ']' ? "missing ']' in section header"
-						     : "unexpected text after ']'");
-		if (strncmp(p, "connector", 9) == 0)
+	ini_header_parse(t, s, e, &h);
+	if (h.status != INI_HDR_OK) {
+		err_at(st, st->lineno, h.status == INI_HDR_NO_CLOSE ? "missing ']' in section header"
+								    : "unexpected text after ']'");
+		if (strncmp(t + s + 1, "connector", 9) == 0)
 			st->bad_connector = true;
 		return;
 	}
-	*close = '\0';
-	while (is_ws(*p))
-		p++;
-	word = p;
-	while (*p && !is_ws(*p) && *p != '"')
-		p++;
-	wlen = (size_t)(p - word);
-	while (is_ws(*p))
-		p++;
-	q = p;
-	if (*q == '"') {
-		qend = strchr(q + 1, '"');
-		p = qend + 1; /* the scan for ']' saw the quotes balanced */
-		while (is_ws(*p))
-			p++;
-	}
+	t[h.close] = '\0';
+	word = t + h.word_s;
+	wlen = h.word_e - h.word_s;
 
 	if (wlen == 9 && strncmp(word, "connector", 9) == 0) {
 		size_t n;
 
 		st->bad_connector = true;
-		if (!qend || *p != '\0') {
+		if (!h.quoted || h.after != h.close) {
 			err_at(st, st->lineno, "connector name must be quoted: [connector \"NAME\"]");
 			return;
 		}
-		n = (size_t)(qend - q - 1);
+		n = h.name_e - h.name_s;
 		if (n == 0) {
 			err_at(st, st->lineno, "empty connector name");
 			return;
@@ -892,7 +868,7 @@ static void section(struct pstate *st, char *h)
 			return;
 		}
 		for (i = 0; i < n; i++) {
-			unsigned char ch = (unsigned char)q[1 + i];
+			unsigned char ch = (unsigned char)t[h.name_s + i];
 
 			/* Names end up quoted in stats lines and on command lines. */
 			if (ch < 0x20 || ch > 0x7e || ch == '\\') {
@@ -902,26 +878,26 @@ static void section(struct pstate *st, char *h)
 			}
 		}
 		st->bad_connector = false;
-		enter_connector(st, q + 1, n);
+		enter_connector(st, t + h.name_s, n);
 		return;
 	}
-	for (s = S_SERVER; *q == '\0' && s < S_CONNECTOR; s++) {
-		if (strncmp(word, sect_name[s], wlen) != 0 || sect_name[s][wlen] != '\0')
+	for (k = S_SERVER; h.arg == h.close && k < S_CONNECTOR; k++) {
+		if (strncmp(word, sect_name[k], wlen) != 0 || sect_name[k][wlen] != '\0')
 			continue;
-		if (st->sect_line[s]) {
-			err_at(st, st->lineno, "[%s] appears twice (first at line %d)", sect_name[s],
-			       st->sect_line[s]);
+		if (st->sect_line[k]) {
+			err_at(st, st->lineno, "[%s] appears twice (first at line %d)", sect_name[k],
+			       st->sect_line[k]);
 			return;
 		}
-		st->sect_line[s] = st->lineno;
-		st->sect = (enum sect)s;
+		st->sect_line[k] = st->lineno;
+		st->sect = (enum sect)k;
 #ifdef TARPITD_NO_TLS
-		if (s == S_TLS)
+		if (k == S_TLS)
 			err_at(st, st->lineno, "[tls]: this tarpitd is built without TLS (TLS=0)");
 #endif
 		return;
 	}
-	err_at(st, st->lineno, "unknown section [%s]", echo(e, sizeof e, h + 1));
+	err_at(st, st->lineno, "unknown section [%s]", echo(eb, sizeof eb, t + s + 1));
 }
 
 static void finish_line(struct pstate *st)
@@ -947,9 +923,10 @@ static void continuation(struct pstate *st, const char *v)
 static char *reader(char *str, int num, void *stream)
 {
 	struct pstate *st = stream;
-	size_t cap, n = 0;
-	bool too_long = false, nul = false, inq = false;
-	char *p, *q;
+	struct ini_line l;
+	size_t cap, n = 0, klen, vlen;
+	bool too_long = false, nul = false;
+	char *p;
 	int ch;
 
 	finish_line(st);
@@ -981,13 +958,13 @@ static char *reader(char *str, int num, void *stream)
 	if (ch == EOF && ferror(st->f))
 		st->read_errno = errno ? errno : EIO;
 	str[n] = '\0';
-	if (st->lineno == 1 && n >= 3 && memcmp(str, "\xef\xbb\xbf", 3) == 0) {
-		memmove(str, str + 3, n - 2);
-		n -= 3;
-	}
-	for (p = str; is_ws(*p); p++)
-		;
 	if (too_long || nul) {
+		ini_line_skip(&st->ini);
+		p = str;
+		if (st->lineno == 1 && n >= 3 && memcmp(str, "\xef\xbb\xbf", 3) == 0)
+			p += 3;
+		while (util_is_ws(*p))
+			p++;
 		if (too_long)
 			err_at(st, st->lineno, "line too long (more than %zu octets)", cap);
 		else
@@ -998,38 +975,36 @@ static char *reader(char *str, int num, void *stream)
 		strcpy(str, "\n");
 		return str;
 	}
-	for (q = p; *q; q++) {
-		if (*p == '[' && *q == '"')
-			inq = !inq;
-		if (!inq && (*q == ';' || *q == '#') && (q == p || is_ws(q[-1]))) {
-			*q = '\0';
-			break;
-		}
-	}
-	while (q > p && is_ws(q[-1]))
-		*--q = '\0';
-	if (*p == '\0') {
-		strcpy(str, "\n");
-		return str;
-	}
-	/* Before the '[' test, as in inih: "  [::1]:25" continues bindings. */
-	if (p > str && st->key_in_section) {
-		continuation(st, p);
-		strcpy(str, "\n");
-		return str;
-	}
-	if (*p == '[') {
-		section(st, p);
-		st->key_in_section = false;
+	ini_line_parse(&st->ini, str, 0, n, &l);
+	str[l.e] = '\0';
+	switch (l.kind) {
+	case INI_CONT:
+		continuation(st, str + l.s);
+		break;
+	case INI_HEADER:
+		section(st, str, l.s, l.e);
 		/* inih still needs a section line to end multi-line values. */
 		strcpy(str, "[s]\n");
 		return str;
+	case INI_OTHER:
+		err_at(st, st->lineno, "expected 'key = value'");
+		break;
+	case INI_KEY:
+		/* Rebuilt from ini_line's spans, unindented and without white
+		 * space, comment or a second separator for inih to judge: inih
+		 * splits it exactly where ini_line did, whatever its options. */
+		klen = l.key_e - l.key_s;
+		vlen = l.val_e - l.val_s;
+		memmove(str, str + l.key_s, klen);
+		str[klen] = '=';
+		memmove(str + klen + 1, str + l.val_s, vlen);
+		memcpy(str + klen + 1 + vlen, "\n", 2);
+		st->line_pending = true;
+		return str;
+	default: /* INI_BLANK */
+		break;
 	}
-	/* Unindented, so inih never takes it for a continuation itself. */
-	st->line_pending = true;
-	memmove(str, p, (size_t)(q - p));
-	str[q - p] = '\n';
-	str[q - p + 1] = '\0';
+	strcpy(str, "\n");
 	return str;
 }
 
@@ -1044,7 +1019,6 @@ static int handler(void *user, const char *section_unused, const char *name, con
 
 	(void)section_unused;
 	st->line_pending = false;
-	st->key_in_section = true;
 	st->last_key = NULL;
 	if (st->sect == S_SKIP)
 		return 1;
@@ -1232,7 +1206,7 @@ static const struct binding *shared_binding(const struct connector_conf *a,
 
 	for (x = 0; x < a->nbindings; x++)
 		for (y = 0; y < b->nbindings; y++)
-			if (same_binding(&a->bindings[x], &b->bindings[y]))
+			if (binding_same(&a->bindings[x], &b->bindings[y]))
 				return &b->bindings[y];
 	return NULL;
 }
@@ -1420,12 +1394,6 @@ unsigned conf_field_count(void)
 	return 1 + NCONN;
 }
 
-/* ASCII only: the locale must not change what a field name means. */
-static char lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
 /* Case-insensitive, '_' ignored: TarpitInterval == tarpit_interval. */
 static bool field_eq(const char *a, const char *b)
 {
@@ -1436,7 +1404,7 @@ static bool field_eq(const char *a, const char *b)
 			b++;
 		if (!*a || !*b)
 			return !*a && !*b;
-		if (lower(*a) != lower(*b))
+		if (util_lower(*a) != util_lower(*b))
 			return false;
 		a++;
 		b++;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "iprange.h"
+#include "log.h"
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -29,8 +30,6 @@
 #define CONF_TEXT_MAX 256 /* hostname, fqdn, banner: at most 255 octets */
 #define CONF_MAX_CONNECTORS 64
 #define CONF_FIELD_MAX 8192 /* room for any value conf_field_format writes */
-
-enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 /* The scalars come first: the daemon reads them per connection and per
  * command, and small targets (MIPS16, Thumb) reach the first 128 octets

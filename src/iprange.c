@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "util.h"
+
 /* Longest text any accepted address can have ("ffff:...:255.255.255.255"
  * is 45); anything longer is rejected before inet_pton sees it. */
 #define ADDR_TEXT_MAX 46
@@ -56,20 +58,6 @@ int ip_parse(const char *s, struct ip_addr *out)
 	if (!s)
 		return -1;
 	return parse_n(s, strnlen(s, ADDR_TEXT_MAX), out, NULL);
-}
-
-size_t put_text(char *buf, size_t len, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (!buf || len == 0)
-		return 0;
-	if (n >= len) {
-		buf[0] = '\0';
-		return 0;
-	}
-	memcpy(buf, s, n + 1);
-	return n;
 }
 
 static void ntop(const struct ip_addr *a, bool force_v6, char out[INET6_ADDRSTRLEN])
@@ -142,6 +130,11 @@ int binding_parse(const char *s, struct binding *out)
 		return -1;
 	*out = b;
 	return 0;
+}
+
+bool binding_same(const struct binding *a, const struct binding *b)
+{
+	return a->port == b->port && ip_cmp(&a->addr, &b->addr) == 0;
 }
 
 size_t binding_format(const struct binding *b, char *buf, size_t len)

@@ -38,16 +38,13 @@ size_t ip_format(const struct ip_addr *a, char *buf, size_t len);
 /* "ip:port" or "[ipv6]:port". 0 ok, -1 invalid. */
 int binding_parse(const char *s, struct binding *out);
 size_t binding_format(const struct binding *b, char *buf, size_t len);
+/* Same address and port: what the server opens one socket for. */
+bool binding_same(const struct binding *a, const struct binding *b);
 
 /* "a", "a/len" or "a-b" (both ends of one family, a <= b). 0 ok, -1. */
 int ip_range_parse(const char *s, struct ip_range *out);
 size_t ip_range_format(const struct ip_range *r, char *buf, size_t len);
 bool ip_range_contains(const struct ip_range *r, const struct ip_addr *a);
-
-/* Copies s into buf whole (returning its length), or on a buffer too
- * small writes "" and returns 0, so callers can tell a cut text from a
- * whole one. The formatters here and config's share it. */
-size_t put_text(char *buf, size_t len, const char *s);
 
 /* From a struct sockaddr_in / sockaddr_in6 (passed as void * to keep
  * socket headers out of pure modules). Returns 0, or -1 for other families. */

@@ -130,28 +130,3 @@ const char *log_echo(char *buf, size_t len, const char *s, size_t n)
 	buf[o] = '\0';
 	return buf;
 }
-
-static void errlist_advance(struct errlist *e, int k)
-{
-	size_t room = e->len - e->used;
-
-	if (k > 0)
-		e->used += (size_t)k < room ? (size_t)k : room - 1;
-}
-
-void errlist_add(struct errlist *e, int line, const char *key, const char *fmt, va_list ap)
-{
-	char num[16] = "";
-
-	e->n++;
-	if (!e->buf || e->used + 1 >= e->len)
-		return;
-	if (e->used > 0)
-		e->buf[e->used++] = '\n';
-	if (line > 0)
-		snprintf(num, sizeof num, "%d:", line);
-	errlist_advance(e, snprintf(e->buf + e->used, e->len - e->used, "%s:%s %s%s", e->path, num,
-				    key ? key : "", key ? ": " : ""));
-	errlist_advance(e, vsnprintf(e->buf + e->used, e->len - e->used, fmt, ap));
-	e->buf[e->used] = '\0';
-}

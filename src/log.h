@@ -9,9 +9,10 @@
 #define TARPITD_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
-#include "config.h"
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 void log_init(bool use_syslog, enum log_level level);
 void log_set_level(enum log_level level);
@@ -29,17 +30,5 @@ size_t log_neuter(char *dst, size_t dstlen, const char *src, size_t srclen);
 #define LOG_ECHO_MAX 60
 #define LOG_ECHO_BUF (LOG_ECHO_MAX + 8)
 const char *log_echo(char *buf, size_t len, const char *s, size_t n);
-
-/* Error lines collected into a caller's buffer, as the file loaders
- * report them: "PATH:LINE: KEY: text" (no "LINE:" for line 0, no "KEY: "
- * for a NULL key), one per line, cut where the buffer ends; n counts every
- * line, kept or not. A NULL buf only counts. */
-struct errlist {
-	char *buf;
-	size_t len, used;
-	const char *path;
-	unsigned n;
-};
-void errlist_add(struct errlist *e, int line, const char *key, const char *fmt, va_list ap);
 
 #endif

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define LINE_OCTETS 1024
 #define LOCAL_MAX 64
@@ -76,11 +77,6 @@ static uint32_t fnv1a(const char *s, size_t n)
 		h *= 16777619u;
 	}
 	return h;
-}
-
-static char lower(char c)
-{
-	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
 /* Stops at the key's NUL, so a probe string holding a NUL can never run
@@ -185,7 +181,7 @@ static uint32_t arena_add(struct loader *L, const char *s, size_t n, bool fold)
 	if (n + 1 > L->acap - L->aused)
 		return NONE;
 	for (size_t i = 0; i < n; i++)
-		L->arena[off + i] = fold ? lower(s[i]) : s[i];
+		L->arena[off + i] = fold ? util_lower(s[i]) : s[i];
 	L->arena[off + n] = '\0';
 	L->aused += n + 1;
 	return (uint32_t)off;
@@ -364,7 +360,7 @@ static void parse_line(struct loader *L, const char *line, size_t len)
 		return;
 	}
 	for (i = 0; i < tlen[0]; i++)
-		abuf[i] = lower(tok[0][i]);
+		abuf[i] = util_lower(tok[0][i]);
 	abuf[tlen[0]] = '\0';
 	if (nt == 2) {
 		why = check_mailbox(tok[1], tlen[1]);
@@ -609,11 +605,11 @@ enum rcpt_result recipients_lookup(const struct recipients *r, const char *addr,
 		return RCPT_NOT_LOCAL;
 	if (len > ADDR_MAX || at == 0) {
 		for (size_t k = 0; k < dlen; k++)
-			buf[k] = lower(addr[at + 1 + k]);
+			buf[k] = util_lower(addr[at + 1 + k]);
 		return domain_is_local(r, buf, dlen) ? RCPT_UNKNOWN : RCPT_NOT_LOCAL;
 	}
 	for (size_t k = 0; k < len; k++)
-		buf[k] = lower(addr[k]);
+		buf[k] = util_lower(addr[k]);
 	i = find(r, r->arena, buf, len);
 	if (i == NONE || r->slots[i].rcpt == NONE)
 		i = find(r, r->arena, buf + at, len - at); /* "@domain" */
