@@ -58,7 +58,7 @@ $(BUILD)/tarpitd: $(BUILD)/obj/main.o $(BUILD)/libtarpitd.a
 
 $(BUILD)/test_%: host-tests/unit/test_%.c host-tests/unit/check.h $(BUILD)/libtarpitd.a
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -iquote src $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
 
 # Installs missing Debian packages (as root or through sudo), or says how.
 deps:

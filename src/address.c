@@ -1,10 +1,8 @@
 #include "address.h"
+#include "limits.h"
 
 #include <arpa/inet.h>
 #include <string.h>
-
-#define LOCAL_MAX 64
-#define DOMAIN_MAX 255
 
 static bool is_atext(unsigned char c)
 {
@@ -23,7 +21,7 @@ static bool is_let_dig(unsigned char c)
 static bool valid_domain(const char *d, size_t n)
 {
 	size_t label = 0;
-	if (n == 0 || n > DOMAIN_MAX)
+	if (n == 0 || n > ADDR_DOMAIN_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)d[i];
@@ -45,7 +43,7 @@ static bool valid_literal(const char *d, size_t n)
 {
 	char tmp[64];
 	unsigned char buf[16];
-	if (n < 3 || n > DOMAIN_MAX || d[0] != '[' || d[n - 1] != ']' || n - 2 >= sizeof tmp)
+	if (n < 3 || n > ADDR_DOMAIN_MAX || d[0] != '[' || d[n - 1] != ']' || n - 2 >= sizeof tmp)
 		return false;
 	memcpy(tmp, d + 1, n - 2);
 	tmp[n - 2] = 0;
@@ -81,7 +79,7 @@ static size_t scan_mailbox(const char *s, size_t len, bool *has_domain)
 			return 0;
 	}
 	local = i;
-	if (local > LOCAL_MAX)
+	if (local > ADDR_LOCAL_MAX)
 		return 0;
 	if (i < len && s[i] == '@') {
 		size_t d0 = ++i;

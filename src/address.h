@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define ADDRESS_MAX 256 /* longest path, brackets included */
+#include "limits.h"
 
 /* s/len: the text after "FROM:" or "TO:". On success copies the mailbox
  * (no brackets, no source route; "" for <>) NUL-terminated into out

@@ -34,11 +34,6 @@
 #include "log.h"
 #include "util.h"
 
-#define INI_MAX (1024 * 1024)        /* an INI file larger than this is not ours */
-#define STATS_MAX (4 * 1024 * 1024)  /* ditto for the server's stats answer */
-#define STATS_TIMEOUT_MS 5000
-#define MAX_FIELDS 64
-#define MAX_EDITS 32
 
 /* The commands' large state is static: one command runs per process, and
  * a stack frame this large costs MIPS16 code on every access. */
@@ -401,13 +396,13 @@ int admin_print_table(FILE *out, const struct config *cfg, const char *name, con
 		      size_t nfields)
 {
 	static char val[CONF_FIELD_MAX];
-	size_t width[MAX_FIELDS] = { 0 };
+	size_t width[ADMIN_MAX_FIELDS] = { 0 };
 	size_t i, pending;
 	bool any = false;
 	int pass, r;
 
-	if (nfields > MAX_FIELDS)
-		nfields = MAX_FIELDS;
+	if (nfields > ADMIN_MAX_FIELDS)
+		nfields = ADMIN_MAX_FIELDS;
 	/* Rows -2 (titles) and -1 (dashes), then the connectors: measured
 	 * in the first pass, printed in the second. */
 	for (pass = 0; pass < 2; pass++) {
@@ -464,7 +459,7 @@ static int flush_stdout(const char *cmd)
 
 int admin_show(const char *path, int argc, char **argv)
 {
-	unsigned fields[MAX_FIELDS];
+	unsigned fields[ADMIN_MAX_FIELDS];
 	size_t nfields = 0;
 	const char *name = NULL, *list = NULL;
 	char bad[LOG_ECHO_BUF];
@@ -491,14 +486,14 @@ int admin_show(const char *path, int argc, char **argv)
 		}
 	}
 	r = admin_parse_fields(list ? list : "Name,Enabled,Bindings,RemoteIPRanges,TarpitInterval", fields,
-			       MAX_FIELDS, &nfields, bad, sizeof bad);
+			       ADMIN_MAX_FIELDS, &nfields, bad, sizeof bad);
 	if (r == -1 && bad[0])
 		return fail(2, "show: unknown field '%s' (fields are Name and the connector keys, by INI or "
 			       "Exchange name)", bad);
 	if (r == -1)
 		return fail(2, "show: empty field name in --fields");
 	if (r == -2)
-		return fail(2, "show: more than %d fields", MAX_FIELDS);
+		return fail(2, "show: more than %d fields", ADMIN_MAX_FIELDS);
 	if (load_or_report(path) != 0)
 		return 1;
 	r = admin_print_table(stdout, &cfg, name, fields, nfields);
@@ -669,7 +664,7 @@ static int parse_set_args(int argc, char **argv, bool *all, const char **name, s
 		key[n] = '\0';
 		if ((size_t)(ke - k) >= sizeof key)
 			return fail(2, "set: unknown key '%s'", echo(key));
-		if (*nedits >= MAX_EDITS)
+		if (*nedits >= ADMIN_MAX_EDITS)
 			return fail(2, "set: too many KEY=VALUE arguments");
 		f = conf_field_find(key);
 		if (f < 0)
@@ -703,10 +698,10 @@ int admin_set(const char *path, int argc, char **argv)
 	/* The (connector, edit) pairs that change something. */
 	static struct {
 		unsigned char conn, edit;
-	} ch[CONF_MAX_CONNECTORS * MAX_EDITS];
+	} ch[CONF_MAX_CONNECTORS * ADMIN_MAX_EDITS];
 	static struct config orig, neu, again;
 	static struct replacement tg;
-	struct admin_edit edits[MAX_EDITS];
+	struct admin_edit edits[ADMIN_MAX_EDITS];
 	struct buf in = { 0 }, report = { 0 };
 	char *text1 = NULL, *text2 = NULL;
 	const char *name;
@@ -728,7 +723,7 @@ int admin_set(const char *path, int argc, char **argv)
 		goto out;
 	}
 	fd = open(tg.dest, O_RDONLY | O_CLOEXEC);
-	r = fd < 0 ? RD_ERR : read_all(fd, &in, INI_MAX, 0);
+	r = fd < 0 ? RD_ERR : read_all(fd, &in, ADMIN_INI_MAX, 0);
 	if (r != 0)
 		fprintf(stderr, "%s: cannot read: %s\n", path, strerror(errno));
 	if (fd >= 0)
@@ -841,7 +836,7 @@ out:
 int admin_stats(const char *path, int argc, char **argv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	struct timeval tv = { STATS_TIMEOUT_MS / 1000, 0 };
+	struct timeval tv = { ADMIN_STATS_TIMEOUT_MS / 1000, 0 };
 	struct buf b = { 0 };
 	const char *sock = sa.sun_path;
 	long long deadline;
@@ -867,7 +862,7 @@ int admin_stats(const char *path, int argc, char **argv)
 	}
 	/* A connect to a full backlog waits; SO_SNDTIMEO bounds that wait. */
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	deadline = now_ms() + STATS_TIMEOUT_MS;
+	deadline = now_ms() + ADMIN_STATS_TIMEOUT_MS;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
 		if (errno == ENOENT || errno == ECONNREFUSED || errno == ENOTSOCK)
 			fail(1, "the server is not running (control socket %s: %s)", sock, strerror(errno));
@@ -881,7 +876,7 @@ int admin_stats(const char *path, int argc, char **argv)
 		fail(1, "cannot send to the control socket %s: %s", sock, strerror(errno));
 		goto out;
 	}
-	switch (read_all(fd, &b, STATS_MAX, deadline)) {
+	switch (read_all(fd, &b, ADMIN_STATS_MAX, deadline)) {
 	case 0:
 		if (b.len && fwrite(b.p, 1, b.len, stdout) != b.len) {
 			fail(1, "stats: cannot write: %s", strerror(errno));
@@ -890,13 +885,13 @@ int admin_stats(const char *path, int argc, char **argv)
 		status = flush_stdout("stats");
 		break;
 	case RD_TIME:
-		fail(1, "the server did not answer within %d s (control socket %s)", STATS_TIMEOUT_MS / 1000, sock);
+		fail(1, "the server did not answer within %d s (control socket %s)", ADMIN_STATS_TIMEOUT_MS / 1000, sock);
 		break;
 	case RD_POLL:
 		fail(1, "poll: %s", strerror(errno));
 		break;
 	case RD_BIG:
-		fail(1, "the server's answer is longer than %d octets", STATS_MAX);
+		fail(1, "the server's answer is longer than %d octets", ADMIN_STATS_MAX);
 		break;
 	case RD_OOM:
 		out_of_memory();

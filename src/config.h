@@ -12,24 +12,13 @@
 #ifndef TARPITD_CONFIG_H
 #define TARPITD_CONFIG_H
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "iprange.h"
+#include "limits.h"
 #include "log.h"
-
-#ifndef PATH_MAX
-#define PATH_MAX 4096
-#endif
-
-#define CONF_MAX_BINDINGS 16
-#define CONF_MAX_RANGES 64
-#define CONF_NAME_MAX 64
-#define CONF_TEXT_MAX 256 /* hostname, fqdn, banner: at most 255 octets */
-#define CONF_MAX_CONNECTORS 64
-#define CONF_FIELD_MAX 8192 /* room for any value conf_field_format writes */
 
 /* The scalars come first: the daemon reads them per connection and per
  * command, and small targets (MIPS16, Thumb) reach the first 128 octets
@@ -88,9 +77,6 @@ struct auth_conf {
 	bool enabled;
 	char users[PATH_MAX];
 };
-
-#define CONF_BAN_WORDS 16 /* argv words of ban_command, the command included */
-#define CONF_BAN_MAX 512  /* octets of all its words, each NUL-terminated */
 
 /* [harvest] (SPEC §3, §8). Without the section the defaults apply (the
  * table is on); table_size = 0 turns the whole feature off, ban command

@@ -16,10 +16,10 @@
  * and a long-idle entry would look freshly offended.
  */
 #include "harvest.h"
+#include "random.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,9 +107,8 @@ static uint64_t siphash16(uint64_t k0, uint64_t k1, const uint8_t m[16])
 static void seed(struct harvest *h)
 {
 	uint64_t k[2];
-	ssize_t n = getrandom(k, sizeof k, GRND_NONBLOCK);
 
-	if (n != (ssize_t)sizeof k) {
+	if (!random_try(k, sizeof k)) {
 		struct timespec a = { 0, 0 }, b = { 0, 0 };
 		uint8_t m[16];
 

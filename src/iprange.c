@@ -8,11 +8,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "limits.h"
 #include "util.h"
 
-/* Longest text any accepted address can have ("ffff:...:255.255.255.255"
- * is 45); anything longer is rejected before inet_pton sees it. */
-#define ADDR_TEXT_MAX 46
+/* ADDR_TEXT_MAX: anything longer is rejected before inet_pton sees it. */
 
 static const uint8_t v4_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 

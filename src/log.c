@@ -8,8 +8,6 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#define LOG_LINE_MAX 1024
-
 static bool to_syslog;
 static bool syslog_open;
 static enum log_level cur_level = LOG_LVL_INFO;

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "limits.h"
+
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 void log_init(bool use_syslog, enum log_level level);
@@ -27,8 +29,6 @@ size_t log_neuter(char *dst, size_t dstlen, const char *src, size_t srclen);
 /* A faulty value quoted back in an error message: at most LOG_ECHO_MAX
  * octets of s (then "..."), control and 8-bit octets shown as '?'. buf
  * should hold LOG_ECHO_BUF octets. Returns buf. */
-#define LOG_ECHO_MAX 60
-#define LOG_ECHO_BUF (LOG_ECHO_MAX + 8)
 const char *log_echo(char *buf, size_t len, const char *s, size_t n);
 
 #endif

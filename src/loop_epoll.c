@@ -28,7 +28,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define LOOP_BATCH 256
+#include "limits.h"
+
 #define ST_REG 0x80u /* registered; the low bits hold the LOOP_READ|LOOP_WRITE mask */
 #define ST_MASK (LOOP_READ | LOOP_WRITE)
 

@@ -23,31 +23,17 @@
 #include "fileio.h"
 #include "recipients.h"
 
-#ifndef PATH_MAX
-#define PATH_MAX 4096
-#endif
-
-/* A Maildir name is "<sec>.M<usec>P<pid>Q<seq>.<host>": at most 41 octets
- * before the host, so capping the escaped host keeps it under NAME_MAX. */
-#define HOST_MAX 128
-#define NAME_BUF 256
-#define SENDER_MAX 256
-#define HELO_MAX 255
-#define FQDN_MAX 255
-#define IP_MAX 63
-#define PROTO_MAX 15
-#define RCPT_MAX 320
-#define DATE_MAX 32
+#define NAME_BUF 256 /* a Maildir name: MAILDIR_HOST_MAX keeps it under NAME_MAX */
 #define HEADER_BUF                                                                   \
-	(sizeof("Return-Path: <>\n") + SENDER_MAX + sizeof("Received: from  ([])\n") + \
-	 HELO_MAX + IP_MAX + sizeof("\tby  with  id ") + FQDN_MAX + PROTO_MAX +        \
-	 QUEUE_ID_MAX + sizeof("\n\tfor <>") + RCPT_MAX + sizeof("; \n") + DATE_MAX)
+	(sizeof("Return-Path: <>\n") + MAILDIR_SENDER_MAX + sizeof("Received: from  ([])\n") + \
+	 MAILDIR_HELO_MAX + MAILDIR_IP_MAX + sizeof("\tby  with  id ") + MAILDIR_FQDN_MAX + MAILDIR_PROTO_MAX +        \
+	 QUEUE_ID_MAX + sizeof("\n\tfor <>") + MAILDIR_RCPT_MAX + sizeof("; \n") + MAILDIR_DATE_MAX)
 
 struct maildir {
 	int spool_fd;
 	int tmp_fd;
 	uint32_t pid;
-	char host[HOST_MAX + 1];
+	char host[MAILDIR_HOST_MAX + 1];
 };
 
 /* Per process, as the Maildir convention wants; shared by every maildir
@@ -124,11 +110,11 @@ static void copy_host(char *dst, const char *src)
 		unsigned char c = (unsigned char)*src;
 
 		if (c > 0x20 && c < 0x7f && c != '/' && c != ':' && c != '\\') {
-			if (n + 1 > HOST_MAX)
+			if (n + 1 > MAILDIR_HOST_MAX)
 				break;
 			dst[n++] = (char)c;
 		} else {
-			if (n + 4 > HOST_MAX)
+			if (n + 4 > MAILDIR_HOST_MAX)
 				break;
 			dst[n++] = '\\';
 			dst[n++] = (char)('0' + (c >> 6));
@@ -244,17 +230,17 @@ int maildir_begin(struct maildir *md, struct sink_msg *m,
 	/* hdr is static to keep the frame small (short stack accesses on
 	 * MIPS16): single-threaded, and it is written out before return. */
 	static char hdr[HEADER_BUF];
-	char name[NAME_BUF], date[DATE_MAX], qid[QUEUE_ID_MAX];
+	char name[NAME_BUF], date[MAILDIR_DATE_MAX], qid[QUEUE_ID_MAX];
 	struct timespec ts;
 	int n, saved;
 
 	m->fd = -1;
 	m->error = 0;
 	m->size = 0;
-	if (!md || !env || !field_ok(env->sender, SENDER_MAX) || !field_ok(env->helo, HELO_MAX) ||
-	    !field_ok(env->peer_ip, IP_MAX) || !field_ok(env->fqdn, FQDN_MAX) ||
-	    !field_ok(env->protocol, PROTO_MAX) ||
-	    (env->single_rcpt && !field_ok(env->single_rcpt, RCPT_MAX))) {
+	if (!md || !env || !field_ok(env->sender, MAILDIR_SENDER_MAX) || !field_ok(env->helo, MAILDIR_HELO_MAX) ||
+	    !field_ok(env->peer_ip, MAILDIR_IP_MAX) || !field_ok(env->fqdn, MAILDIR_FQDN_MAX) ||
+	    !field_ok(env->protocol, MAILDIR_PROTO_MAX) ||
+	    (env->single_rcpt && !field_ok(env->single_rcpt, MAILDIR_RCPT_MAX))) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -17,10 +17,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "limits.h"
+
 struct recipients;
 struct maildir;
 
-#define QUEUE_ID_MAX 24 /* including NUL */
 
 /* Per-message state, kept in the connection slot: small on purpose. */
 struct sink_msg {

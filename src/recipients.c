@@ -20,20 +20,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "limits.h"
 #include "log.h"
 #include "util.h"
 
-#define LINE_OCTETS 1024
-#define LOCAL_MAX 64
-#define DOMAIN_MAX 255
-#define ADDR_MAX (LOCAL_MAX + 1 + DOMAIN_MAX)
-#define MAILBOX_MAX 255
-/* Keeps arena offsets and slot counts comfortably inside uint32_t and
- * size_t on 32-bit targets. */
-#define FILE_MAX (256u * 1024u * 1024u)
-/* 1.3 GB of slots: a bound that keeps the size arithmetic exact on
- * 32-bit targets; far beyond any router's memory anyway. */
-#define SLOTS_MAX (1u << 26)
+#define ADDR_MAX (ADDR_LOCAL_MAX + 1 + ADDR_DOMAIN_MAX)
 #define NONE UINT32_MAX
 #define DOMAIN_BIT 0x80000000u
 #define LINE_MASK 0x7fffffffu
@@ -120,7 +111,7 @@ static int grow(struct loader *L)
 	struct recipients *old = L->r, *r;
 	uint32_t nslots = old->mask + 1;
 
-	if (nslots >= SLOTS_MAX)
+	if (nslots >= RCPT_SLOTS_MAX)
 		return -1;
 	r = table_alloc(nslots * 2);
 	if (!r)
@@ -235,7 +226,7 @@ static const char *check_domain(const char *d, size_t n)
 
 	if (n == 0)
 		return "empty domain";
-	if (n > DOMAIN_MAX)
+	if (n > ADDR_DOMAIN_MAX)
 		return "domain longer than 255 octets";
 	if (d[0] == '[')
 		return "address literals cannot be local domains";
@@ -273,7 +264,7 @@ static const char *check_address(const char *a, size_t n, size_t *at)
 		return "more than one '@' in address";
 	p = memchr(a, '@', n);
 	*at = (size_t)(p - a);
-	if (*at > LOCAL_MAX)
+	if (*at > ADDR_LOCAL_MAX)
 		return "local part longer than 64 octets";
 	for (size_t i = 0; i < *at; i++)
 		if (!is_local_char(a[i]))
@@ -285,7 +276,7 @@ static const char *check_mailbox(const char *m, size_t n)
 {
 	if (n == 0)
 		return "empty mailbox name";
-	if (n > MAILBOX_MAX)
+	if (n > RCPT_MAILBOX_MAX)
 		return "mailbox name longer than 255 octets";
 	if (m[0] == '.')
 		return "mailbox name starts with '.'";
@@ -452,7 +443,7 @@ static int read_lines(struct loader *L, int fd, off_t size)
 	/* Static: a stack frame this large makes every local access longer
 	 * on MIPS16, and one load never runs inside another (the daemon is
 	 * single-threaded and parse_line keeps no pointer into them). */
-	static char block[8192], line[LINE_OCTETS];
+	static char block[8192], line[RCPT_LINE_MAX];
 	size_t ll = 0;
 	bool toolong = false, pending = false;
 	off_t total = 0;
@@ -486,7 +477,7 @@ static int read_lines(struct loader *L, int fd, off_t size)
 			}
 			L->line++;
 			if (toolong)
-				lerr(L, "line longer than %d octets", LINE_OCTETS);
+				lerr(L, "line longer than %d octets", RCPT_LINE_MAX);
 			else
 				parse_line(L, line, ll);
 			ll = 0;
@@ -496,7 +487,7 @@ static int read_lines(struct loader *L, int fd, off_t size)
 	if (pending) {
 		L->line++;
 		if (toolong)
-			lerr(L, "line longer than %d octets", LINE_OCTETS);
+			lerr(L, "line longer than %d octets", RCPT_LINE_MAX);
 		else
 			parse_line(L, line, ll);
 	}
@@ -519,7 +510,7 @@ struct recipients *recipients_load(const char *path, char *err, size_t errlen)
 			close(fd);
 		return NULL;
 	}
-	if (!S_ISREG(st.st_mode) || st.st_size > (off_t)FILE_MAX) {
+	if (!S_ISREG(st.st_mode) || st.st_size > (off_t)RCPT_FILE_MAX) {
 		lerr(&L, "%s", S_ISREG(st.st_mode) ? "file too large" : "not a regular file");
 		close(fd);
 		return NULL;
@@ -601,7 +592,7 @@ enum rcpt_result recipients_lookup(const struct recipients *r, const char *addr,
 	}
 	at--;
 	dlen = len - at - 1;
-	if (dlen == 0 || dlen > DOMAIN_MAX || addr[at + 1] == '[')
+	if (dlen == 0 || dlen > ADDR_DOMAIN_MAX || addr[at + 1] == '[')
 		return RCPT_NOT_LOCAL;
 	if (len > ADDR_MAX || at == 0) {
 		for (size_t k = 0; k < dlen; k++)

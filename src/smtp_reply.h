@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define REPLY_MAX 600 /* longest rendered reply (EHLO with a 255-octet fqdn) */
+#include "limits.h"
 
 enum reply_id {
 	R_NONE,

@@ -15,8 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TW_TICK_MS 16u
-#define TW_SLOTS 1024u /* one turn = 16.384 s; must be a power of two */
+#include "limits.h"
 
 struct tw_node {
 	struct tw_node *next, *prev; /* NULL when unarmed */

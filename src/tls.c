@@ -1,5 +1,6 @@
 /* tls: STARTTLS through mbedTLS from a fixed, lazily set up pool. */
 #include "tls.h"
+#include "random.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -143,31 +144,6 @@ static int fail(char *err, size_t errlen, const char *path, const char *what, in
 	return -1;
 }
 
-/* A strong source of our own: the library's platform source is getrandom()
- * too on Linux, but falls back to opening /dev/urandom (absent in a
- * chroot) and a build with MBEDTLS_NO_PLATFORM_ENTROPY — common on small
- * targets — has no strong source at all, so seeding would fail there.
- * Blocking flags on purpose: at boot it waits for the kernel pool once,
- * later reseeds never block. */
-static int getrandom_source(void *data, unsigned char *out, size_t len, size_t *olen)
-{
-	size_t got = 0;
-
-	(void)data;
-	while (got < len) {
-		ssize_t n = getrandom(out + got, len - got, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			*olen = 0;
-			return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
-		}
-		got += (size_t)n;
-	}
-	*olen = got;
-	return 0;
-}
-
 /* mbedTLS reads a whole file into memory through fseek/ftell: a directory
  * would make it ask for an absurd allocation and a FIFO would block the
  * start-up, so only regular files of a sane size get that far. */
@@ -234,7 +210,7 @@ static int creds_load(struct creds *c, const char *cert_path, const char *key_pa
 		return -1;
 	}
 #endif
-	ret = mbedtls_entropy_add_source(&c->entropy, getrandom_source, NULL, 32,
+	ret = mbedtls_entropy_add_source(&c->entropy, random_entropy_source, NULL, 32,
 					 MBEDTLS_ENTROPY_SOURCE_STRONG);
 	if (ret == 0)
 		ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pers,

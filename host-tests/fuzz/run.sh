@@ -22,7 +22,7 @@ BUILD=${FUZZ_BUILD:-build/fuzz}
 CC=${CC:-clang}
 FUZZ_FLAGS=${FUZZ_FLAGS:-}
 FUZZ_CFLAGS=${FUZZ_CFLAGS:-}
-CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -Isrc -Ihost-tests/fuzz"
+CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -iquote src -iquote host-tests/fuzz"
 LIBS="-linih -lmbedtls -lmbedx509 -lmbedcrypto"
 ALL="session address config iprange recipients users auth_b64"
 

@@ -1,0 +1,95 @@
+/* limits: every compile-time limit of tarpitd, in one place, as dropbear's
+ * default_options.h keeps them.
+ *
+ * Promises: each limit here says what it bounds and why it has that value;
+ * the modules take their limits from here and define none of their own
+ * (buffers derived from these stay beside their code). Changing a value
+ * changes memory use or what is accepted, never correctness: every limit
+ * is checked where input meets it.
+ *
+ * The name shadows <limits.h> only for #include "limits.h"; the unit tests
+ * and fuzzers add src/ with -iquote, never -I, so <limits.h> stays the
+ * system's everywhere.
+ */
+#ifndef TARPITD_LIMITS_H
+#define TARPITD_LIMITS_H
+
+#include <limits.h>
+
+/* configuration, files, protocol */
+
+/* Paths in the INI file and the spool: Linux's own PATH_MAX where the C
+ * library has none (musl and glibc have it; the fallback is Linux's). */
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+/* -- the INI file (config, admin) -- */
+#define CONF_MAX_BINDINGS 16   /* ip:port per connector; a router listens on few */
+#define CONF_MAX_RANGES 64     /* RemoteIPRanges per connector; Exchange's lists are short */
+#define CONF_NAME_MAX 64       /* connector name with NUL: quoted in stats lines and commands */
+#define CONF_TEXT_MAX 256      /* hostname, fqdn, banner with NUL: a DNS name is at most 255 */
+#define CONF_MAX_CONNECTORS 64 /* connectors per file: each costs a struct connector_conf */
+#define CONF_FIELD_MAX 8192    /* room for any value conf_field_format writes (64 ranges) */
+#define CONF_BAN_WORDS 16      /* argv words of ban_command, the command included */
+#define CONF_BAN_MAX 512       /* octets of all ban_command words, each NUL-terminated */
+#define ADMIN_INI_MAX (1024 * 1024)         /* `set`: an INI file larger than this is not ours */
+#define ADMIN_STATS_MAX (4 * 1024 * 1024)   /* `stats`: ditto for the server's answer */
+#define ADMIN_STATS_TIMEOUT_MS 5000         /* `stats`: a server that says nothing for 5 s is stuck */
+#define ADMIN_MAX_FIELDS 64    /* `show --fields`: more than there are fields */
+#define ADMIN_MAX_EDITS 32     /* `set` KEY=VALUE pairs in one call: more than there are keys */
+
+/* -- the users file (users, passwd) and AUTH -- */
+#define AUTH_USER_MAX 64       /* user name octets: SPEC §6 */
+#define AUTH_PASS_MAX 256      /* password octets: longer adds no strength, only PBKDF2 input */
+#define USERS_SALT_MIN 8       /* salt octets accepted: shorter makes precomputed tables cheap */
+#define USERS_SALT_MAX 64      /* salt octets accepted: room in each table entry */
+#define USERS_ITER_MIN 1000u   /* PBKDF2 iterations accepted: fewer is no protection */
+#define USERS_ITER_MAX 10000000u /* ditto: each AUTH runs them on the loop; more stalls it */
+/* A router's users file holds a handful of accounts; the cap bounds the
+ * table (about 180 octets an entry) whatever the file says. */
+#define USERS_MAX 10000u
+/* name(64) + ":$pbkdf2-sha256$" + 8 digits + '$' + base64 of 64 + '$' +
+ * base64 of 32 is 222 octets; anything much longer is not an entry. */
+#define USERS_LINE_MAX 512
+#define USERS_FILE_MAX (16u * 1024 * 1024) /* 10,000 entries of 512 octets fit thrice */
+
+/* -- addresses and the recipient file (address, recipients) -- */
+#define ADDR_LOCAL_MAX 64      /* local part octets: RFC 5321 §4.5.3.1.1 */
+#define ADDR_DOMAIN_MAX 255    /* domain octets: RFC 5321 §4.5.3.1.2 */
+#define ADDRESS_MAX 256        /* longest path, brackets included: RFC 5321 §4.5.3.1.3 */
+#define ADDR_TEXT_MAX 46       /* an IP address as text: "ffff:...:255.255.255.255" is 45 */
+#define RCPT_LINE_MAX 1024     /* a recipient file line: an address and a mailbox fit thrice */
+#define RCPT_MAILBOX_MAX 255   /* a mailbox name: one path component (NAME_MAX) */
+/* Keeps arena offsets and slot counts comfortably inside uint32_t and
+ * size_t on 32-bit targets. */
+#define RCPT_FILE_MAX (256u * 1024u * 1024u)
+/* 1.3 GB of slots: a bound that keeps the size arithmetic exact on
+ * 32-bit targets; far beyond any router's memory anyway. */
+#define RCPT_SLOTS_MAX (1u << 26)
+
+/* -- the Maildir writer (maildir) -- */
+#define QUEUE_ID_MAX 24        /* queue id: 8+5+8 hex digits (sec, usec, seq), NUL, slack */
+/* A Maildir name is "<sec>.M<usec>P<pid>Q<seq>.<host>": at most 41 octets
+ * before the host, so capping the escaped host keeps it under NAME_MAX. */
+#define MAILDIR_HOST_MAX 128
+#define MAILDIR_SENDER_MAX 256 /* Return-Path: the reverse path (ADDRESS_MAX) */
+#define MAILDIR_HELO_MAX 255   /* Received: the HELO name as given, cut */
+#define MAILDIR_FQDN_MAX 255   /* Received: our name (a DNS name) */
+#define MAILDIR_IP_MAX 63      /* Received: the peer's address as text */
+#define MAILDIR_PROTO_MAX 15   /* Received: "ESMTPSA" and kin */
+#define MAILDIR_RCPT_MAX 320   /* Received: "for <first recipient>": 64 + 1 + 255 octets */
+#define MAILDIR_DATE_MAX 32    /* Received: an RFC 5322 date */
+
+/* -- replies and the log (smtp_reply, log) -- */
+#define REPLY_MAX 600          /* longest rendered reply (EHLO with a 255-octet fqdn) */
+#define LOG_LINE_MAX 1024      /* one log line; longer lines are cut, never split */
+#define LOG_ECHO_MAX 60        /* octets of a faulty value quoted back in a message */
+#define LOG_ECHO_BUF (LOG_ECHO_MAX + 8) /* log_echo's buffer: the octets, "..." and NUL */
+
+/* -- the loop and its timers (timer_wheel, loop_epoll) -- */
+#define TW_TICK_MS 16u         /* timer resolution: SMTP's timers are seconds */
+#define TW_SLOTS 1024u         /* one turn = 16.384 s; must be a power of two */
+#define LOOP_BATCH 256         /* epoll events per wait: one call serves many, in 3 KiB */
+
+#endif
