@@ -29,12 +29,13 @@ ALL="session address config iprange recipients users auth_b64"
 # The src/ files each target links (never main.c or server.c).
 sources() {
 	case $1 in
-	session) echo "src/smtp_session.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/auth.c src/log.c src/fileio.c" ;;
+	session) echo "src/smtp_session.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/sasl.c src/users.c src/passwd.c src/random.c src/log.c src/util.c src/fileio.c" ;;
 	address) echo "src/address.c" ;;
-	config) echo "src/config.c src/iprange.c src/log.c" ;;
-	iprange) echo "src/iprange.c" ;;
-	recipients) echo "src/recipients.c src/log.c" ;;
-	users | auth_b64) echo "src/auth.c src/log.c src/fileio.c" ;;
+	config) echo "src/config.c src/ini_line.c src/iprange.c src/log.c src/util.c" ;;
+	iprange) echo "src/iprange.c src/util.c" ;;
+	recipients) echo "src/recipients.c src/log.c src/util.c" ;;
+	users) echo "src/users.c src/sasl.c src/log.c src/util.c" ;;
+	auth_b64) echo "src/sasl.c" ;;
 	*) return 1 ;;
 	esac
 }
