@@ -12,10 +12,7 @@
  * never reach inih: only the two list keys accept them, so a long list
  * of ranges need not fit in one inih line.
  */
-#include "config.h"
-#include "ini_line.h"
-#include "log.h"
-#include "util.h"
+#include "conf_int.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -27,56 +24,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DAY 86400u
-#define KIB 1024u
-
-/* Exchange's own ceiling for MaxMessageSize is 2 GB; a larger message
- * could not be counted in a 32-bit router's off_t without LFS anyway. */
-#define MSG_SIZE_MIN KIB
-#define MSG_SIZE_MAX (2u * KIB * KIB * KIB)
-
-enum ktype {
-	K_UINT,
-	K_TIMESPAN,
-	K_SIZE,
-	K_BOOL,
-	K_HOST,   /* printable ASCII, no spaces, "" = default */
-	K_BANNER, /* printable ASCII with spaces, "" = default */
-	K_PATH,   /* min 1: must not be empty */
-	K_USER,
-	K_LOG,
-	K_LEVEL,
-	K_BINDINGS,
-	K_RANGES,
-	K_BANCMD, /* a command line split into argv words */
-};
-
-enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
-
-struct key {
-	const char *name;
-	const char *exch; /* Exchange name for show/set, NULL = none */
-	uint32_t min, max;
-	uint16_t off;     /* of the field in its section's struct */
-	uint8_t type;     /* enum ktype */
-	uint8_t sect;     /* enum sect */
-};
-
-/* The largest section struct is [server] with its four paths. */
-_Static_assert(sizeof(struct server_conf) <= UINT16_MAX, "key offsets are 16-bit");
-
-#define KEY(s, st, n, t, f, lo, hi, x) { n, x, lo, hi, offsetof(st, f), t, s }
-#define SK(n, t, f, lo, hi) KEY(S_SERVER, struct server_conf, n, t, f, lo, hi, NULL)
-#define TK(n, t, f, lo, hi) KEY(S_TLS, struct tls_conf, n, t, f, lo, hi, NULL)
-#define AK(n, t, f, lo, hi) KEY(S_AUTH, struct auth_conf, n, t, f, lo, hi, NULL)
-#define HK(n, t, f, lo, hi) KEY(S_HARVEST, struct harvest_conf, n, t, f, lo, hi, NULL)
-#define CK(n, t, f, lo, hi, x) KEY(S_CONNECTOR, struct connector_conf, n, t, f, lo, hi, x)
-
 /* The keys of every section but the connectors. The entries the code
  * names are placed by index (-Woverride-init catches a clash). */
 enum { G_CONTROL = 8 };
 
-static const struct key keys[] = {
+const struct key conf_keys[] = {
 	SK("hostname", K_HOST, hostname, 0, 0),
 	SK("max_connections", K_UINT, max_connections, 1, 1000000),
 	SK("recipients", K_PATH, recipients, 1, 0),
@@ -106,7 +58,7 @@ static const struct key keys[] = {
  * show/set fields. */
 enum { C_BINDINGS = 1, C_RANGES = 2, C_REQUIRE_TLS = 19 };
 
-static const struct key conn_keys[] = {
+const struct key conf_conn_keys[] = {
 	CK("enabled", K_BOOL, enabled, 0, 0, "Enabled"),
 	[C_BINDINGS] = CK("bindings", K_BINDINGS, bindings, 0, 0, "Bindings"),
 	[C_RANGES] = CK("remote_ip_ranges", K_RANGES, ranges, 0, 0, "RemoteIPRanges"),
@@ -135,60 +87,25 @@ static const struct key conn_keys[] = {
 	CK("auth_requires_tls", K_BOOL, auth_requires_tls, 0, 0, NULL),
 };
 
-#define NKEYS (sizeof keys / sizeof keys[0])
-#define NCONN (sizeof conn_keys / sizeof conn_keys[0])
+_Static_assert(sizeof conf_keys / sizeof conf_keys[0] == CONF_NKEYS, "CONF_NKEYS");
+_Static_assert(sizeof conf_conn_keys / sizeof conf_conn_keys[0] == CONF_NCONN, "CONF_NCONN");
 
-static const char *const sect_name[] = {
+const char *const conf_sect_name[] = {
 	[S_SERVER] = "server", [S_TLS] = "tls", [S_AUTH] = "auth", [S_HARVEST] = "harvest",
 };
 
-static const uint16_t sect_base[] = {
+const uint16_t conf_sect_base[] = {
 	[S_SERVER] = offsetof(struct config, server),
 	[S_TLS] = offsetof(struct config, tls),
 	[S_AUTH] = offsetof(struct config, auth),
 	[S_HARVEST] = offsetof(struct config, harvest),
 };
 
-static const char default_ranges[] = "0.0.0.0-255.255.255.255, ::/0";
-
-/* Per-connector parse state that the loaded config does not keep. */
-struct conn_extra {
-	bool bad_list[2];   /* bindings, remote_ip_ranges had a bad entry */
-	int seen[NCONN];    /* line a key was given on, 0 = not given */
-	int binding_line[CONF_MAX_BINDINGS];
-	int range_line[CONF_MAX_RANGES]; /* 0 = the default ranges */
-};
-
-struct pstate {
-	bool bad_connector; /* a connector header was refused: no cascade */
-	/* What the reader handed inih last, to catch lines it swallowed, and
-	 * what an indented line would continue. */
-	bool line_pending;
-	const struct key *last_key; /* continuation target, NULL = ignore */
-
-	struct config *c;
-	FILE *f;
-	int lineno;
-	struct ini_ctx ini;
-	struct errlist errs; /* its path is the INI file's */
-	int read_errno; /* 0, or the errno of a read error */
-
-	enum sect sect;
-	struct connector_conf *conns; /* malloc'd, nconns of them */
-	struct conn_extra *extra;     /* parallel to conns */
-	unsigned nconns;
-	struct connector_conf *conn;  /* the current one, NULL outside */
-	struct conn_extra *cx;
-
-	int seen[NKEYS];              /* line a key was given on, 0 = not given */
-	int sect_line[S_CONNECTOR];   /* of the section headers, 0 = absent */
-};
+const char conf_default_ranges[] = "0.0.0.0-255.255.255.255, ::/0";
 
 /* ---- messages ---------------------------------------------------------- */
 
-static void err_at(struct pstate *st, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void err_at(struct pstate *st, int line, const char *fmt, ...)
+void conf_err_at(struct pstate *st, int line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -197,10 +114,7 @@ static void err_at(struct pstate *st, int line, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* An error in the value of key k on the current line: "k: message". */
-static void kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
+void conf_kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -209,14 +123,10 @@ static void kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Values quoted back in messages are cut and made printable, so a broken
- * file cannot flood or garble the terminal it is reported on. */
-static const char *echo(char *buf, size_t len, const char *s)
+const char *conf_echo(char *buf, size_t len, const char *s)
 {
 	return log_echo(buf, len, s, strlen(s));
 }
-
-#define ECHO_BUF LOG_ECHO_BUF
 
 /* What a value of each type must be, after "key: 'value' ". */
 static const char *const bad_text[] = {
@@ -233,505 +143,11 @@ static const char *const bad_text[] = {
 	[K_BANCMD] = "must be an absolute path (the command runs without a shell or PATH search)",
 };
 
-static void bad_value(struct pstate *st, const struct key *k, const char *v)
+void conf_bad_value(struct pstate *st, const struct key *k, const char *v)
 {
 	char e[ECHO_BUF];
 
-	kerr(st, k, "'%s' %s", echo(e, sizeof e, v), bad_text[k->type]);
-}
-
-/* ---- value parsers ----------------------------------------------------- */
-
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-/* Digits into *v, saturating: 0 ok, -1 not a number, -2 too large. */
-static int scan_u64(const char **sp, uint64_t limit, uint64_t *v)
-{
-	const char *s = *sp;
-	uint64_t acc = 0;
-	bool over = false;
-
-	if (!is_digit(*s))
-		return -1;
-	for (; is_digit(*s); s++) {
-		unsigned d = (unsigned)(*s - '0');
-
-		if (over || acc > (limit - d) / 10)
-			over = true;
-		else
-			acc = acc * 10 + d;
-	}
-	*sp = s;
-	*v = acc;
-	return over ? -2 : 0;
-}
-
-static int ts_parse(const char *s, uint32_t *out)
-{
-	static const uint8_t top[3] = { 23, 59, 59 };
-	uint64_t days = 0;
-	uint32_t secs = 0;
-	const char *p = s;
-	int over = 0, i;
-
-	if (strcmp(s, "0") == 0) {
-		*out = 0;
-		return 0;
-	}
-	if (strchr(s, '.')) {
-		int r = scan_u64(&p, UINT32_MAX / DAY + 1, &days);
-
-		if (r == -1 || *p != '.')
-			return -1;
-		over = r;
-		p++;
-	}
-	/* hh:mm:ss, each part one or two digits */
-	for (i = 0; i < 3; i++) {
-		unsigned v;
-
-		if ((i > 0 && *p++ != ':') || !is_digit(*p))
-			return -1;
-		v = (unsigned)(*p++ - '0');
-		if (is_digit(*p))
-			v = v * 10 + (unsigned)(*p++ - '0');
-		if (v > top[i])
-			return -1;
-		secs = secs * 60 + v;
-	}
-	if (*p != '\0')
-		return -1;
-	if (over || days > (UINT32_MAX - secs) / DAY)
-		return -2;
-	*out = (uint32_t)days * DAY + secs;
-	return 0;
-}
-
-int parse_timespan(const char *s, uint32_t *seconds)
-{
-	uint32_t v;
-
-	if (!s || ts_parse(s, &v) != 0)
-		return -1;
-	*seconds = v;
-	return 0;
-}
-
-size_t format_timespan(uint32_t seconds, char *buf, size_t len)
-{
-	char t[32];
-	uint32_t r = seconds % DAY;
-	int n = 0;
-
-	if (seconds >= DAY)
-		n = snprintf(t, sizeof t, "%u.", (unsigned)(seconds / DAY));
-	snprintf(t + n, sizeof t - (size_t)n, "%02u:%02u:%02u", (unsigned)(r / 3600),
-		 (unsigned)(r / 60 % 60), (unsigned)(r % 60));
-	return put_text(buf, len, t);
-}
-
-/* Parsed in any order; format_size uses the first four. */
-static const struct {
-	char name[3];
-	uint8_t shift;
-} units[] = { { "", 0 }, { "KB", 10 }, { "MB", 20 }, { "GB", 30 }, { "B", 0 } };
-
-static int size_parse(const char *s, uint64_t *bytes)
-{
-	const char *p = s;
-	uint64_t v;
-	size_t i;
-	int r;
-
-	r = scan_u64(&p, UINT64_MAX, &v);
-	if (r == -1)
-		return -1;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	for (i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcasecmp(p, units[i].name) != 0)
-			continue;
-		/* "10 " is a number with a dangling space, not a unit. */
-		if (i == 0 && p > s && util_is_ws(p[-1]))
-			return -1;
-		if (r == -2 || v > UINT64_MAX >> units[i].shift)
-			return -2;
-		*bytes = v << units[i].shift;
-		return 0;
-	}
-	return -1;
-}
-
-int parse_size(const char *s, uint64_t *bytes)
-{
-	uint64_t v;
-
-	if (!s || size_parse(s, &v) != 0)
-		return -1;
-	*bytes = v;
-	return 0;
-}
-
-static void format_size(uint64_t v, char *buf, size_t len)
-{
-	unsigned i = 0;
-
-	while (i < 3 && v >= KIB && v % KIB == 0) {
-		v /= KIB;
-		i++;
-	}
-	snprintf(buf, len, "%llu%s", (unsigned long long)v, units[i].name);
-}
-
-/* A count, TimeSpan or size as the INI file writes it. */
-static void format_number(unsigned type, uint64_t v, char *buf, size_t len)
-{
-	if (type == K_TIMESPAN)
-		format_timespan((uint32_t)v, buf, len);
-	else if (type == K_SIZE)
-		format_size(v, buf, len);
-	else
-		snprintf(buf, len, "%llu", (unsigned long long)v);
-}
-
-int parse_bool(const char *s, bool *v)
-{
-	/* Pairs of true and false. */
-	static const char *const words[] = { "yes", "no", "true", "false", "on", "off", "1", "0" };
-	size_t i;
-
-	for (i = 0; s && i < 8; i++) {
-		if (strcasecmp(s, words[i]) == 0) {
-			*v = i % 2 == 0;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int uint_parse(const char *s, uint64_t *v)
-{
-	const char *p = s;
-	int r = scan_u64(&p, UINT64_MAX, v);
-
-	if (r == -1 || *p != '\0')
-		return -1;
-	return r;
-}
-
-int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *v)
-{
-	uint64_t x;
-
-	if (!s || uint_parse(s, &x) != 0 || x < min || x > max)
-		return -1;
-	*v = (uint32_t)x;
-	return 0;
-}
-
-/* ---- applying one key -------------------------------------------------- */
-
-static bool text_ok(const char *s, bool spaces)
-{
-	size_t i;
-
-	for (i = 0; s[i]; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch > 0x7e || ch < 0x20 || (ch == ' ' && !spaces))
-			return false;
-	}
-	return i < CONF_TEXT_MAX;
-}
-
-/* Conservative: what useradd accepts by default, so the name can never
- * be mistaken for an option or a uid. */
-static bool user_ok(const char *s)
-{
-	size_t i;
-
-	if (s[0] == '-')
-		return false;
-	for (i = 0; s[i]; i++) {
-		char ch = s[i];
-
-		if (!(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') && !is_digit(ch) &&
-		    ch != '_' && ch != '-' && ch != '.')
-			return false;
-	}
-	return i < 33;
-}
-
-static void apply_number(struct pstate *st, const struct key *k, const char *v, void *field)
-{
-	char e[ECHO_BUF], lim[32];
-	uint64_t x = 0;
-	uint32_t t = 0;
-	bool below;
-	int r;
-
-	if (k->type == K_UINT) {
-		r = uint_parse(v, &x);
-	} else if (k->type == K_SIZE) {
-		r = size_parse(v, &x);
-	} else {
-		r = ts_parse(v, &t);
-		x = t;
-	}
-	if (r == -1) {
-		bad_value(st, k, v);
-		return;
-	}
-	below = r == 0 && x < k->min;
-	if (r == 0 && !below && x <= k->max) {
-		t = (uint32_t)x;
-		if (k->type == K_SIZE)
-			memcpy(field, &x, sizeof x);
-		else
-			memcpy(field, &t, sizeof t);
-		return;
-	}
-	format_number(k->type, below ? k->min : k->max, lim, sizeof lim);
-	kerr(st, k, below ? "%s is below the minimum %s" : "%s is above the maximum %s",
-	     echo(e, sizeof e, v), lim);
-}
-
-/* Splits one line's worth of a list value. A trailing comma is allowed so
- * a list can go on, indented, on the next line. */
-static void apply_list_items(struct pstate *st, const struct key *k, const char *v)
-{
-	struct connector_conf *cc = st->conn;
-	bool bind = k->type == K_BINDINGS;
-	unsigned *count = bind ? &cc->nbindings : &cc->nranges;
-	char item[128], e[ECHO_BUF];
-	const char *p = v;
-
-	for (;;) {
-		const char *comma = strchr(p, ',');
-		const char *end = comma ? comma : p + strlen(p);
-		const char *a = p, *b = end;
-		struct binding bd;
-		struct ip_range r;
-		size_t n;
-		unsigned i;
-
-		while (a < b && util_is_ws(*a))
-			a++;
-		while (b > a && util_is_ws(b[-1]))
-			b--;
-		n = (size_t)(b - a);
-		if (n == 0) {
-			if (!comma && p != v)
-				return;
-			kerr(st, k, "empty entry");
-			return;
-		}
-		if (n >= sizeof item) {
-			kerr(st, k, "entry too long");
-			return;
-		}
-		memcpy(item, a, n);
-		item[n] = '\0';
-		if (bind ? binding_parse(item, &bd) < 0 : ip_range_parse(item, &r) < 0) {
-			bad_value(st, k, item);
-			return;
-		}
-		for (i = 0; bind && i < cc->nbindings; i++) {
-			if (binding_same(&cc->bindings[i], &bd) && cc->bindings[i].v6 == bd.v6) {
-				kerr(st, k, "%s is listed twice", echo(e, sizeof e, item));
-				return;
-			}
-		}
-		if (*count >= (bind ? CONF_MAX_BINDINGS : CONF_MAX_RANGES)) {
-			kerr(st, k, "more than %d entries", bind ? CONF_MAX_BINDINGS : CONF_MAX_RANGES);
-			return;
-		}
-		if (bind) {
-			st->cx->binding_line[*count] = st->lineno;
-			cc->bindings[*count] = bd;
-		} else {
-			st->cx->range_line[*count] = st->lineno;
-			cc->ranges[*count] = r;
-		}
-		++*count;
-		if (!comma)
-			return;
-		p = comma + 1;
-	}
-}
-
-/* A list with a bad entry is not reported once more as empty. */
-static void apply_list(struct pstate *st, const struct key *k, const char *v)
-{
-	unsigned before = st->errs.n;
-
-	if (*v)
-		apply_list_items(st, k, v);
-	if (st->errs.n != before)
-		st->cx->bad_list[k->type == K_RANGES] = true;
-}
-
-/* Split once here, so serving never parses it and no shell ever sees it:
- * words are separated by spaces and tabs, and nothing else is special.
- * Quotes are refused rather than passed on literally, since whoever
- * writes them expects them to group words. The address must be a word of
- * its own, so it always reaches the command as exactly one argument. */
-static void apply_ban(struct pstate *st, const struct key *k, const char *v,
-		      struct harvest_conf *hc)
-{
-	char e[ECHO_BUF], buf[CONF_BAN_MAX];
-	uint16_t off[CONF_BAN_WORDS] = { 0 };
-	unsigned argc = 0, addr = 0;
-	bool have_addr = false;
-	size_t n = strlen(v), used = 0, i;
-	const char *p = v;
-
-	for (i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)v[i];
-
-		if (ch == '"' || ch == '\'') {
-			kerr(st, k, "quotes are not supported (words are split on spaces and tabs, without a shell)");
-			return;
-		}
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-			kerr(st, k, "holds control characters");
-			return;
-		}
-	}
-	/* The words and their NULs never take more than the text and one NUL. */
-	if (n >= sizeof buf) {
-		kerr(st, k, "longer than %zu octets", sizeof buf - 1);
-		return;
-	}
-	for (;;) {
-		const char *w;
-		size_t wlen;
-
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (!*p)
-			break;
-		w = p;
-		while (*p && *p != ' ' && *p != '\t')
-			p++;
-		wlen = (size_t)(p - w);
-		if (argc == CONF_BAN_WORDS) {
-			kerr(st, k, "more than %d words", CONF_BAN_WORDS);
-			return;
-		}
-		off[argc] = (uint16_t)used;
-		memcpy(buf + used, w, wlen);
-		buf[used + wlen] = '\0';
-		used += wlen + 1;
-		if (strcmp(buf + off[argc], "%a") == 0) {
-			if (have_addr) {
-				kerr(st, k, "%%a appears more than once");
-				return;
-			}
-			have_addr = true;
-			addr = argc;
-		} else if (strstr(buf + off[argc], "%a")) {
-			kerr(st, k, "%%a must be a word of its own, not part of '%s'",
-			     echo(e, sizeof e, buf + off[argc]));
-			return;
-		}
-		argc++;
-	}
-	if (argc == 0) {
-		hc->ban_argc = 0;
-		return;
-	}
-	if (buf[0] != '/') {
-		bad_value(st, k, buf);
-		return;
-	}
-	if (!have_addr) {
-		kerr(st, k, "%%a is missing (the word that stands for the address)");
-		return;
-	}
-	memcpy(hc->ban_buf, buf, used);
-	memcpy(hc->ban_off, off, sizeof off);
-	hc->ban_argc = argc;
-	hc->ban_addr = addr;
-}
-
-static void apply(struct pstate *st, const struct key *k, const char *v, char *base)
-{
-	static const char *const levels[] = { "error", "warning", "notice", "info", "debug" };
-	char e[ECHO_BUF];
-	void *field = base + k->off;
-	size_t n = strlen(v), i;
-	bool b;
-
-	switch (k->type) {
-	case K_UINT:
-	case K_TIMESPAN:
-	case K_SIZE:
-		apply_number(st, k, v, field);
-		return;
-	case K_BOOL:
-		if (parse_bool(v, &b) < 0)
-			break;
-		memcpy(field, &b, sizeof b);
-		return;
-	case K_HOST:
-	case K_BANNER:
-		if (!text_ok(v, k->type == K_BANNER)) {
-			kerr(st, k, "'%s' must be printable ASCII%s, at most %d octets", echo(e, sizeof e, v),
-			     k->type == K_BANNER ? "" : " without spaces", CONF_TEXT_MAX - 1);
-			return;
-		}
-		memcpy(field, v, n + 1);
-		return;
-	case K_PATH:
-		for (i = 0; i < n; i++) {
-			if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
-				kerr(st, k, "path holds control characters");
-				return;
-			}
-		}
-		if (n == 0 && k->min) {
-			kerr(st, k, "empty path");
-			return;
-		}
-		if (n >= PATH_MAX) {
-			kerr(st, k, "path too long");
-			return;
-		}
-		memcpy(field, v, n + 1);
-		return;
-	case K_USER:
-		if (!user_ok(v))
-			break;
-		memcpy(field, v, n + 1);
-		return;
-	case K_LOG:
-		b = strcmp(v, "syslog") == 0;
-		if (!b && strcmp(v, "stderr") != 0)
-			break;
-		memcpy(field, &b, sizeof b);
-		return;
-	case K_LEVEL:
-		for (i = 0; i < 5; i++) {
-			if (strcmp(v, levels[i]) == 0) {
-				enum log_level l = (enum log_level)i;
-				memcpy(field, &l, sizeof l);
-				return;
-			}
-		}
-		break;
-	case K_BINDINGS:
-	case K_RANGES:
-		apply_list(st, k, v);
-		return;
-	case K_BANCMD:
-		apply_ban(st, k, v, &st->c->harvest);
-		return;
-	}
-	bad_value(st, k, v);
+	conf_kerr(st, k, "'%s' %s", conf_echo(e, sizeof e, v), bad_text[k->type]);
 }
 
 /* ---- inih glue ----------------------------------------------------------- */
@@ -797,19 +213,19 @@ static void enter_connector(struct pstate *st, const char *name, size_t n)
 	 * `show NAME` and `set NAME` must find exactly one. */
 	for (i = 0; i < st->nconns; i++) {
 		if (strlen(st->conns[i].name) == n && strncasecmp(st->conns[i].name, name, n) == 0) {
-			err_at(st, st->lineno, "duplicate connector name '%.*s' (first at line %d)", (int)n,
+			conf_err_at(st, st->lineno, "duplicate connector name '%.*s' (first at line %d)", (int)n,
 			       name, st->conns[i].line);
 			st->bad_connector = true;
 			return;
 		}
 	}
 	if (st->nconns >= CONF_MAX_CONNECTORS) {
-		err_at(st, st->lineno, "more than %d connectors", CONF_MAX_CONNECTORS);
+		conf_err_at(st, st->lineno, "more than %d connectors", CONF_MAX_CONNECTORS);
 		st->bad_connector = true;
 		return;
 	}
 	if (!grow_connectors(st)) {
-		err_at(st, st->lineno, "out of memory");
+		conf_err_at(st, st->lineno, "out of memory");
 		return;
 	}
 	cc = &st->conns[st->nconns];
@@ -840,7 +256,7 @@ static void section(struct pstate *st, char *t, size_t s, size_t e)
 	st->last_key = NULL;
 	ini_header_parse(t, s, e, &h);
 	if (h.status != INI_HDR_OK) {
-		err_at(st, st->lineno, h.status == INI_HDR_NO_CLOSE ? "missing ']' in section header"
+		conf_err_at(st, st->lineno, h.status == INI_HDR_NO_CLOSE ? "missing ']' in section header"
 								    : "unexpected text after ']'");
 		if (strncmp(t + s + 1, "connector", 9) == 0)
 			st->bad_connector = true;
@@ -855,16 +271,16 @@ static void section(struct pstate *st, char *t, size_t s, size_t e)
 
 		st->bad_connector = true;
 		if (!h.quoted || h.after != h.close) {
-			err_at(st, st->lineno, "connector name must be quoted: [connector \"NAME\"]");
+			conf_err_at(st, st->lineno, "connector name must be quoted: [connector \"NAME\"]");
 			return;
 		}
 		n = h.name_e - h.name_s;
 		if (n == 0) {
-			err_at(st, st->lineno, "empty connector name");
+			conf_err_at(st, st->lineno, "empty connector name");
 			return;
 		}
 		if (n >= CONF_NAME_MAX) {
-			err_at(st, st->lineno, "connector name longer than %d octets", CONF_NAME_MAX - 1);
+			conf_err_at(st, st->lineno, "connector name longer than %d octets", CONF_NAME_MAX - 1);
 			return;
 		}
 		for (i = 0; i < n; i++) {
@@ -872,7 +288,7 @@ static void section(struct pstate *st, char *t, size_t s, size_t e)
 
 			/* Names end up quoted in stats lines and on command lines. */
 			if (ch < 0x20 || ch > 0x7e || ch == '\\') {
-				err_at(st, st->lineno,
+				conf_err_at(st, st->lineno,
 				       "connector name may hold only printable ASCII other than '\"' and '\\'");
 				return;
 			}
@@ -882,10 +298,10 @@ static void section(struct pstate *st, char *t, size_t s, size_t e)
 		return;
 	}
 	for (k = S_SERVER; h.arg == h.close && k < S_CONNECTOR; k++) {
-		if (strncmp(word, sect_name[k], wlen) != 0 || sect_name[k][wlen] != '\0')
+		if (strncmp(word, conf_sect_name[k], wlen) != 0 || conf_sect_name[k][wlen] != '\0')
 			continue;
 		if (st->sect_line[k]) {
-			err_at(st, st->lineno, "[%s] appears twice (first at line %d)", sect_name[k],
+			conf_err_at(st, st->lineno, "[%s] appears twice (first at line %d)", conf_sect_name[k],
 			       st->sect_line[k]);
 			return;
 		}
@@ -893,17 +309,17 @@ static void section(struct pstate *st, char *t, size_t s, size_t e)
 		st->sect = (enum sect)k;
 #ifdef TARPITD_NO_TLS
 		if (k == S_TLS)
-			err_at(st, st->lineno, "[tls]: this tarpitd is built without TLS (TLS=0)");
+			conf_err_at(st, st->lineno, "[tls]: this tarpitd is built without TLS (TLS=0)");
 #endif
 		return;
 	}
-	err_at(st, st->lineno, "unknown section [%s]", echo(eb, sizeof eb, t + s + 1));
+	conf_err_at(st, st->lineno, "unknown section [%s]", conf_echo(eb, sizeof eb, t + s + 1));
 }
 
 static void finish_line(struct pstate *st)
 {
 	if (st->line_pending)
-		err_at(st, st->lineno, "expected 'key = value'");
+		conf_err_at(st, st->lineno, "expected 'key = value'");
 	st->line_pending = false;
 }
 
@@ -914,9 +330,9 @@ static void continuation(struct pstate *st, const char *v)
 	if (!k)
 		return;
 	if (k->type == K_BINDINGS || k->type == K_RANGES)
-		apply_list(st, k, v);
+		conf_apply_list(st, k, v);
 	else
-		err_at(st, st->lineno, "indented line continues '%s', which takes a single value", k->name);
+		conf_err_at(st, st->lineno, "indented line continues '%s', which takes a single value", k->name);
 }
 
 /* fgets-style reader in front of inih; see the comment at the top. */
@@ -966,9 +382,9 @@ static char *reader(char *str, int num, void *stream)
 		while (util_is_ws(*p))
 			p++;
 		if (too_long)
-			err_at(st, st->lineno, "line too long (more than %zu octets)", cap);
+			conf_err_at(st, st->lineno, "line too long (more than %zu octets)", cap);
 		else
-			err_at(st, st->lineno, "NUL octet in line");
+			conf_err_at(st, st->lineno, "NUL octet in line");
 		/* Keys after a lost header belong to no known section. */
 		if (*p == '[')
 			st->sect = S_SKIP;
@@ -987,7 +403,7 @@ static char *reader(char *str, int num, void *stream)
 		strcpy(str, "[s]\n");
 		return str;
 	case INI_OTHER:
-		err_at(st, st->lineno, "expected 'key = value'");
+		conf_err_at(st, st->lineno, "expected 'key = value'");
 		break;
 	case INI_KEY:
 		/* Rebuilt from ini_line's spans, unindented and without white
@@ -1011,9 +427,9 @@ static char *reader(char *str, int num, void *stream)
 static int handler(void *user, const char *section_unused, const char *name, const char *value)
 {
 	struct pstate *st = user;
-	const struct key *t = keys, *k;
+	const struct key *t = conf_keys, *k;
 	char e[ECHO_BUF];
-	size_t n = NKEYS, i;
+	size_t n = CONF_NKEYS, i;
 	int *seen = st->seen;
 	char *base;
 
@@ -1024,43 +440,43 @@ static int handler(void *user, const char *section_unused, const char *name, con
 		return 1;
 	/* Only an inih built with INI_ALLOW_NO_VALUE passes NULL. */
 	if (!value) {
-		err_at(st, st->lineno, "expected 'key = value'");
+		conf_err_at(st, st->lineno, "expected 'key = value'");
 		return 1;
 	}
 	if (!name[0]) {
-		err_at(st, st->lineno, "missing key name before '='");
+		conf_err_at(st, st->lineno, "missing key name before '='");
 		return 1;
 	}
 	if (st->sect == S_NONE) {
-		err_at(st, st->lineno, "key '%s' outside any section", echo(e, sizeof e, name));
+		conf_err_at(st, st->lineno, "key '%s' outside any section", conf_echo(e, sizeof e, name));
 		return 1;
 	}
 	if (st->sect == S_CONNECTOR) {
-		t = conn_keys;
-		n = NCONN;
+		t = conf_conn_keys;
+		n = CONF_NCONN;
 		seen = st->cx->seen;
 		base = (char *)st->conn;
 	} else {
-		base = (char *)st->c + sect_base[st->sect];
+		base = (char *)st->c + conf_sect_base[st->sect];
 	}
 	for (i = 0; i < n && (t[i].sect != st->sect || strcmp(t[i].name, name) != 0); i++)
 		;
 	if (i == n) {
-		echo(e, sizeof e, name);
+		conf_echo(e, sizeof e, name);
 		if (st->conn)
-			err_at(st, st->lineno, "unknown key '%s' in [connector \"%s\"]", e, st->conn->name);
+			conf_err_at(st, st->lineno, "unknown key '%s' in [connector \"%s\"]", e, st->conn->name);
 		else
-			err_at(st, st->lineno, "unknown key '%s' in [%s]", e, sect_name[st->sect]);
+			conf_err_at(st, st->lineno, "unknown key '%s' in [%s]", e, conf_sect_name[st->sect]);
 		return 1;
 	}
 	k = &t[i];
 	if (seen[i]) {
-		err_at(st, st->lineno, "duplicate key '%s' (first at line %d)", name, seen[i]);
+		conf_err_at(st, st->lineno, "duplicate key '%s' (first at line %d)", name, seen[i]);
 		return 1;
 	}
 	seen[i] = st->lineno;
 	st->last_key = k;
-	apply(st, k, value, base);
+	conf_apply(st, k, value, base);
 	return 1;
 }
 
@@ -1075,7 +491,7 @@ static void resolve_path(struct pstate *st, char *p, const char *key, int line)
 		return;
 	dlen = (size_t)(slash - st->errs.path);
 	if (dlen + 1 + plen >= PATH_MAX) {
-		err_at(st, line, "%s: path too long", key);
+		conf_err_at(st, line, "%s: path too long", key);
 		return;
 	}
 	memmove(p + dlen + 1, p, plen + 1);
@@ -1092,17 +508,17 @@ static void finish_connector(struct pstate *st)
 
 	if (cc->nbindings == 0 && !cx->bad_list[0]) {
 		l = cx->seen[C_BINDINGS];
-		err_at(st, l ? l : cc->line, "bindings: at least one ip:port is required");
+		conf_err_at(st, l ? l : cc->line, "bindings: at least one ip:port is required");
 	}
 	if (cc->nranges == 0 && !cx->bad_list[1]) {
 		l = cx->seen[C_RANGES];
 		if (l) {
-			err_at(st, l, "remote_ip_ranges: at least one entry is required");
+			conf_err_at(st, l, "remote_ip_ranges: at least one entry is required");
 		} else {
 			int saved = st->lineno;
 
 			st->lineno = 0; /* range_line 0: the entries come from no line */
-			apply_list(st, &conn_keys[C_RANGES], default_ranges);
+			conf_apply_list(st, &conf_conn_keys[C_RANGES], conf_default_ranges);
 			st->lineno = saved;
 		}
 	}
@@ -1110,9 +526,9 @@ static void finish_connector(struct pstate *st)
 		l = cx->seen[C_REQUIRE_TLS];
 		/* Either way no client could ever send MAIL. */
 		if (!st->sect_line[S_TLS])
-			err_at(st, l ? l : cc->line, "require_tls needs a [tls] section");
+			conf_err_at(st, l ? l : cc->line, "require_tls needs a [tls] section");
 		else if (!cc->starttls)
-			err_at(st, l ? l : cc->line, "require_tls needs starttls = yes");
+			conf_err_at(st, l ? l : cc->line, "require_tls needs starttls = yes");
 	}
 	if (!cc->fqdn[0])
 		strcpy(cc->fqdn, s->hostname);
@@ -1120,7 +536,7 @@ static void finish_connector(struct pstate *st)
 		size_t n = strlen(cc->fqdn);
 
 		if (n + sizeof " ESMTP" > sizeof cc->banner) {
-			err_at(st, cc->line, "banner: the default '<fqdn> ESMTP' is longer than %d octets; set banner",
+			conf_err_at(st, cc->line, "banner: the default '<fqdn> ESMTP' is longer than %d octets; set banner",
 			       CONF_TEXT_MAX - 1);
 		} else {
 			memcpy(cc->banner, cc->fqdn, n);
@@ -1185,7 +601,7 @@ static void check_wildcards(struct pstate *st)
 			/* Within one connector it is named once, at the end. */
 			if (pi != i)
 				snprintf(mine, sizeof mine, " of connector \"%s\"", b->name);
-			err_at(st, st->extra[i].binding_line[j],
+			conf_err_at(st, st->extra[i].binding_line[j],
 			       "bindings: %s%s and %s of connector \"%s\" cannot both be bound: "
 			       "the kernel refuses a wildcard and a specific address on one port",
 			       tb, mine, ta, st->conns[pi].name);
@@ -1236,7 +652,7 @@ static void check_ranges(struct pstate *st, unsigned ia, unsigned ib, const stru
 			ip_range_format(r2, t2, sizeof t2);
 			binding_format(shared, tb, sizeof tb);
 			line = st->extra[ib].range_line[rb];
-			err_at(st, line ? line : b->line,
+			conf_err_at(st, line ? line : b->line,
 			       "remote_ip_ranges: %s of connector \"%s\" %s %s of connector \"%s\" on %s "
 			       "(entries of connectors that share a binding may overlap only when one "
 			       "contains the other)",
@@ -1271,16 +687,16 @@ static void check_overlaps(struct pstate *st)
  * directory. A required path without a default must have been given. */
 static void finish_paths(struct pstate *st, unsigned s)
 {
-	char *base = (char *)st->c + sect_base[s];
+	char *base = (char *)st->c + conf_sect_base[s];
 	const struct key *k;
 
-	for (k = keys; k < keys + NKEYS; k++) {
-		if (k->sect == s && k->type == K_PATH && k->min && !st->seen[k - keys] && !base[k->off])
-			err_at(st, st->sect_line[s], "[%s] needs %s = FILE", sect_name[s], k->name);
+	for (k = conf_keys; k < conf_keys + CONF_NKEYS; k++) {
+		if (k->sect == s && k->type == K_PATH && k->min && !st->seen[k - conf_keys] && !base[k->off])
+			conf_err_at(st, st->sect_line[s], "[%s] needs %s = FILE", conf_sect_name[s], k->name);
 	}
-	for (k = keys; k < keys + NKEYS; k++) {
+	for (k = conf_keys; k < conf_keys + CONF_NKEYS; k++) {
 		if (k->sect == s && k->type == K_PATH)
-			resolve_path(st, base + k->off, k->name, st->seen[k - keys]);
+			resolve_path(st, base + k->off, k->name, st->seen[k - conf_keys]);
 	}
 }
 
@@ -1296,15 +712,15 @@ static void finish(struct pstate *st)
 		if (gethostname(h, sizeof h - 1) != 0)
 			h[0] = '\0';
 		h[sizeof h - 1] = '\0';
-		if (!h[0] || !text_ok(h, false))
-			err_at(st, 0, "hostname: the machine's host name is not usable; set hostname in [server]");
+		if (!h[0] || !conf_text_ok(h, false))
+			conf_err_at(st, 0, "hostname: the machine's host name is not usable; set hostname in [server]");
 		else
 			strcpy(s->hostname, h);
 	}
 	finish_paths(st, S_SERVER);
 	/* The resolved path is what bind() gets, so that is what is counted. */
 	if (strlen(s->control) > max)
-		err_at(st, st->seen[G_CONTROL],
+		conf_err_at(st, st->seen[G_CONTROL],
 		       "control: path longer than %zu octets (the limit of a UNIX socket address)", max);
 	for (i = S_TLS; i <= S_AUTH; i++)
 		if (st->sect_line[i])
@@ -1315,7 +731,7 @@ static void finish(struct pstate *st)
 
 	if (st->nconns == 0) {
 		if (!st->bad_connector)
-			err_at(st, 0, "no [connector \"NAME\"] section");
+			conf_err_at(st, 0, "no [connector \"NAME\"] section");
 		return;
 	}
 	for (i = 0; i < st->nconns; i++) {
@@ -1341,7 +757,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	if (err && errlen)
 		err[0] = '\0';
 	if (!path || strlen(path) >= sizeof c->path) {
-		err_at(&st, 0, "path too long");
+		conf_err_at(&st, 0, "path too long");
 		return -1;
 	}
 	strcpy(c->path, path);
@@ -1353,7 +769,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 
 	st.f = fopen(path, "re");
 	if (!st.f) {
-		err_at(&st, 0, "cannot open: %s", strerror(errno));
+		conf_err_at(&st, 0, "cannot open: %s", strerror(errno));
 		return -1;
 	}
 	errno = 0;
@@ -1361,9 +777,9 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	finish_line(&st);
 	fclose(st.f);
 	if (rc == -2)
-		err_at(&st, 0, "out of memory");
+		conf_err_at(&st, 0, "out of memory");
 	if (st.read_errno)
-		err_at(&st, 0, "read error: %s", strerror(st.read_errno));
+		conf_err_at(&st, 0, "read error: %s", strerror(st.read_errno));
 	else
 		finish(&st);
 
@@ -1385,127 +801,4 @@ void config_free(struct config *c)
 	free(c->connectors);
 	c->connectors = NULL;
 	c->nconnectors = 0;
-}
-
-/* ---- fields for show and set --------------------------------------------- */
-
-unsigned conf_field_count(void)
-{
-	return 1 + NCONN;
-}
-
-/* Case-insensitive, '_' ignored: TarpitInterval == tarpit_interval. */
-static bool field_eq(const char *a, const char *b)
-{
-	for (;;) {
-		while (*a == '_')
-			a++;
-		while (*b == '_')
-			b++;
-		if (!*a || !*b)
-			return !*a && !*b;
-		if (util_lower(*a) != util_lower(*b))
-			return false;
-		a++;
-		b++;
-	}
-}
-
-int conf_field_find(const char *name)
-{
-	size_t i;
-
-	if (!name || !*name)
-		return -1;
-	if (field_eq(name, "Name"))
-		return 0;
-	for (i = 0; i < NCONN; i++)
-		if (field_eq(name, conn_keys[i].name) || (conn_keys[i].exch && field_eq(name, conn_keys[i].exch)))
-			return (int)(i + 1);
-	return -1;
-}
-
-const char *conf_field_key(unsigned i)
-{
-	return i >= 1 && i <= NCONN ? conn_keys[i - 1].name : NULL;
-}
-
-const char *conf_field_title(unsigned i)
-{
-	if (i == 0)
-		return "Name";
-	if (i > NCONN)
-		return NULL;
-	return conn_keys[i - 1].exch ? conn_keys[i - 1].exch : conn_keys[i - 1].name;
-}
-
-/* snprintf-style appending: *used counts the full length, the buffer
- * holds what fits. */
-static void append(char *buf, size_t len, size_t *used, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (buf && len && *used < len - 1) {
-		size_t room = len - 1 - *used, k = n < room ? n : room;
-
-		memcpy(buf + *used, s, k);
-		buf[*used + k] = '\0';
-	}
-	*used += n;
-}
-
-size_t conf_field_format(const struct connector_conf *cc, unsigned i, char *buf, size_t len)
-{
-	const struct key *k;
-	const char *field;
-	char t[128];
-	size_t used = 0;
-	unsigned j, n;
-	uint64_t v = 0;
-	uint32_t u;
-	bool b;
-
-	if (buf && len)
-		buf[0] = '\0';
-	if (!cc || i > NCONN)
-		return 0;
-	if (i == 0) {
-		append(buf, len, &used, cc->name);
-		return used;
-	}
-	k = &conn_keys[i - 1];
-	field = (const char *)cc + k->off;
-	switch (k->type) {
-	case K_BOOL:
-		memcpy(&b, field, sizeof b);
-		append(buf, len, &used, b ? "True" : "False");
-		return used;
-	case K_HOST:
-	case K_BANNER:
-		append(buf, len, &used, field);
-		return used;
-	case K_BINDINGS:
-	case K_RANGES:
-		n = k->type == K_BINDINGS ? cc->nbindings : cc->nranges;
-		for (j = 0; j < n && j < (k->type == K_BINDINGS ? CONF_MAX_BINDINGS : CONF_MAX_RANGES); j++) {
-			if (j)
-				append(buf, len, &used, ", ");
-			if (k->type == K_BINDINGS)
-				binding_format(&cc->bindings[j], t, sizeof t);
-			else
-				ip_range_format(&cc->ranges[j], t, sizeof t);
-			append(buf, len, &used, t);
-		}
-		return used;
-	case K_SIZE:
-		memcpy(&v, field, sizeof v);
-		break;
-	default: /* K_UINT, K_TIMESPAN */
-		memcpy(&u, field, sizeof u);
-		v = u;
-		break;
-	}
-	format_number(k->type, v, t, sizeof t);
-	append(buf, len, &used, t);
-	return used;
 }

@@ -1,0 +1,141 @@
+/* conf_int: what the parts of the configuration loader share (config.c
+ * the reader, conf_value.c the values, conf_field.c the show/set fields);
+ * not for other modules.
+ *
+ * Promises: one key table (conf_keys, conf_conn_keys) describes every INI
+ * key once: its name, type, range, field offset and Exchange name, and
+ * each part is table-driven from it (smaller on MIPS16 than code per key).
+ */
+#ifndef TARPITD_CONF_INT_H
+#define TARPITD_CONF_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "ini_line.h"
+#include "log.h"
+#include "util.h"
+
+#define DAY 86400u
+#define KIB 1024u
+
+/* Exchange's own ceiling for MaxMessageSize is 2 GB; a larger message
+ * could not be counted in a 32-bit router's off_t without LFS anyway. */
+#define MSG_SIZE_MIN KIB
+#define MSG_SIZE_MAX (2u * KIB * KIB * KIB)
+
+enum ktype {
+	K_UINT,
+	K_TIMESPAN,
+	K_SIZE,
+	K_BOOL,
+	K_HOST,   /* printable ASCII, no spaces, "" = default */
+	K_BANNER, /* printable ASCII with spaces, "" = default */
+	K_PATH,   /* min 1: must not be empty */
+	K_USER,
+	K_LOG,
+	K_LEVEL,
+	K_BINDINGS,
+	K_RANGES,
+	K_BANCMD, /* a command line split into argv words */
+};
+
+enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
+
+struct key {
+	const char *name;
+	const char *exch; /* Exchange name for show/set, NULL = none */
+	uint32_t min, max;
+	uint16_t off;     /* of the field in its section's struct */
+	uint8_t type;     /* enum ktype */
+	uint8_t sect;     /* enum sect */
+};
+
+/* The largest section struct is [server] with its four paths. */
+_Static_assert(sizeof(struct server_conf) <= UINT16_MAX, "key offsets are 16-bit");
+
+#define KEY(s, st, n, t, f, lo, hi, x) { n, x, lo, hi, offsetof(st, f), t, s }
+#define SK(n, t, f, lo, hi) KEY(S_SERVER, struct server_conf, n, t, f, lo, hi, NULL)
+#define TK(n, t, f, lo, hi) KEY(S_TLS, struct tls_conf, n, t, f, lo, hi, NULL)
+#define AK(n, t, f, lo, hi) KEY(S_AUTH, struct auth_conf, n, t, f, lo, hi, NULL)
+#define HK(n, t, f, lo, hi) KEY(S_HARVEST, struct harvest_conf, n, t, f, lo, hi, NULL)
+#define CK(n, t, f, lo, hi, x) KEY(S_CONNECTOR, struct connector_conf, n, t, f, lo, hi, x)
+
+/* Keys of every section but the connectors, and the connector keys in the
+ * order of SPEC §3 (also the order of the show/set fields). The counts are
+ * checked against the tables where they are defined (config.c). */
+enum { CONF_NKEYS = 17, CONF_NCONN = 22 };
+extern const struct key conf_keys[CONF_NKEYS];
+extern const struct key conf_conn_keys[CONF_NCONN];
+extern const char *const conf_sect_name[S_CONNECTOR];
+extern const uint16_t conf_sect_base[S_CONNECTOR];
+extern const char conf_default_ranges[];
+
+/* Per-connector parse state that the loaded config does not keep. */
+struct conn_extra {
+	bool bad_list[2];   /* bindings, remote_ip_ranges had a bad entry */
+	int seen[CONF_NCONN];    /* line a key was given on, 0 = not given */
+	int binding_line[CONF_MAX_BINDINGS];
+	int range_line[CONF_MAX_RANGES]; /* 0 = the default ranges */
+};
+
+struct pstate {
+	bool bad_connector; /* a connector header was refused: no cascade */
+	/* What the reader handed inih last, to catch lines it swallowed, and
+	 * what an indented line would continue. */
+	bool line_pending;
+	const struct key *last_key; /* continuation target, NULL = ignore */
+
+	struct config *c;
+	FILE *f;
+	int lineno;
+	struct ini_ctx ini;
+	struct errlist errs; /* its path is the INI file's */
+	int read_errno; /* 0, or the errno of a read error */
+
+	enum sect sect;
+	struct connector_conf *conns; /* malloc'd, nconns of them */
+	struct conn_extra *extra;     /* parallel to conns */
+	unsigned nconns;
+	struct connector_conf *conn;  /* the current one, NULL outside */
+	struct conn_extra *cx;
+
+	int seen[CONF_NKEYS];              /* line a key was given on, 0 = not given */
+	int sect_line[S_CONNECTOR];   /* of the section headers, 0 = absent */
+};
+
+/* ---- messages (config.c) ---- */
+
+void conf_err_at(struct pstate *st, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* An error in the value of key k on the current line: "k: message". */
+void conf_kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* "k: 'value' is not a ..." for k's type. */
+void conf_bad_value(struct pstate *st, const struct key *k, const char *v);
+/* Values quoted back in messages are cut and made printable, so a broken
+ * file cannot flood or garble the terminal it is reported on. */
+const char *conf_echo(char *buf, size_t len, const char *s);
+#define ECHO_BUF LOG_ECHO_BUF
+
+/* ---- values (conf_value.c) ---- */
+
+static inline bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* A count, TimeSpan or size as the INI file writes it. */
+void conf_format_number(unsigned type, uint64_t v, char *buf, size_t len);
+/* Printable ASCII (spaces only if asked), shorter than CONF_TEXT_MAX. */
+bool conf_text_ok(const char *s, bool spaces);
+/* Checks v for key k and stores it in its field of base (the section's
+ * struct), or reports why not. */
+void conf_apply(struct pstate *st, const struct key *k, const char *v, char *base);
+/* One line's worth of a list value (bindings, remote_ip_ranges), the
+ * first or a continuation. */
+void conf_apply_list(struct pstate *st, const struct key *k, const char *v);
+
+#endif
