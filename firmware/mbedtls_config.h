@@ -44,7 +44,7 @@
 #define MBEDTLS_SHA512_C
 #define MBEDTLS_SHA256_SMALLER
 
-/* Random numbers: tls.c and auth.c add getrandom() themselves. */
+/* Random numbers: tls.c and passwd.c add getrandom() themselves (random.c). */
 #define MBEDTLS_ENTROPY_C
 #define MBEDTLS_CTR_DRBG_C
 

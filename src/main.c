@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 
 #include "admin.h"
-#include "auth.h"
+#include "users.h"
 #include "config.h"
 #include "log.h"
 #include "recipients.h"

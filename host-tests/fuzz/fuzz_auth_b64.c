@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
+#include "sasl.h"
 
 #include "fuzz_util.h"
 

@@ -18,7 +18,7 @@
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/version.h>
 
-#include "auth.h"
+#include "users.h"
 
 #include "fuzz_util.h"
 
