@@ -22,11 +22,6 @@
 #define DAY 86400u
 #define KIB 1024u
 
-/* Exchange's own ceiling for MaxMessageSize is 2 GB; a larger message
- * could not be counted in a 32-bit router's off_t without LFS anyway. */
-#define MSG_SIZE_MIN KIB
-#define MSG_SIZE_MAX (2u * KIB * KIB * KIB)
-
 enum ktype {
 	K_UINT,
 	K_TIMESPAN,

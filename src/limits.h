@@ -33,6 +33,12 @@
 #define CONF_FIELD_MAX 8192    /* room for any value conf_field_format writes (64 ranges) */
 #define CONF_BAN_WORDS 16      /* argv words of ban_command, the command included */
 #define CONF_BAN_MAX 512       /* octets of all ban_command words, each NUL-terminated */
+/* The other ranges of INI values are in the key table 
+ * conf_keys), beside their keys, and in docs/config.md. */
+#define MSG_SIZE_MIN 1024u     /* max_message_size: 1 KB, the floor docs/config.md gives */
+/* max_message_size: Exchange's own ceiling is 2 GB; a larger message
+ * could not be counted in a 32-bit router's off_t without LFS anyway. */
+#define MSG_SIZE_MAX (2u * 1024u * 1024u * 1024u)
 #define ADMIN_INI_MAX (1024 * 1024)         /* `set`: an INI file larger than this is not ours */
 #define ADMIN_STATS_MAX (4 * 1024 * 1024)   /* `stats`: ditto for the server's answer */
 #define ADMIN_STATS_TIMEOUT_MS 5000         /* `stats`: a server that says nothing for 5 s is stuck */
