@@ -33,7 +33,7 @@
 #define CONF_FIELD_MAX 8192    /* room for any value conf_field_format writes (64 ranges) */
 #define CONF_BAN_WORDS 16      /* argv words of ban_command, the command included */
 #define CONF_BAN_MAX 512       /* octets of all ban_command words, each NUL-terminated */
-/* The other ranges of INI values are in the key table 
+/* The other ranges of INI values are in the key table (config.c's
  * conf_keys), beside their keys, and in docs/config.md. */
 #define MSG_SIZE_MIN 1024u     /* max_message_size: 1 KB, the floor docs/config.md gives */
 /* max_message_size: Exchange's own ceiling is 2 GB; a larger message
