@@ -406,9 +406,10 @@ static char *reader(char *str, int num, void *stream)
 		conf_err_at(st, st->lineno, "expected 'key = value'");
 		break;
 	case INI_KEY:
-		/* Rebuilt from ini_line's spans, unindented and without white
-		 * space, comment or a second separator for inih to judge: inih
-		 * splits it exactly where ini_line did, whatever its options. */
+		/* Rebuilt from ini_line's spans as "key=value": the key holds
+		 * no '=' or ':', neither part has white space at its ends and
+		 * no comment is left, so inih splits and trims it exactly as
+		 * ini_line did, whatever its options. */
 		klen = l.key_e - l.key_s;
 		vlen = l.val_e - l.val_s;
 		memmove(str, str + l.key_s, klen);
