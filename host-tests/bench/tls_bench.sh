@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 dir=$(mktemp -d /tmp/tarpitd-tlsbench-XXXXXX)
 trap 'rm -rf "$dir"' EXIT INT TERM
-cc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Os -Isrc src/tls.c \
+cc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Os -iquote src src/tls.c src/random.c \
 	host-tests/bench/tls_handshake_bench.c -o "$dir/tls_bench" -lmbedtls -lmbedx509 -lmbedcrypto
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
 	-keyout "$dir/ec_key.pem" -out "$dir/ec_cert.pem" -days 2 -subj /CN=localhost 2>/dev/null

@@ -7,8 +7,8 @@
  * there are two) and the server's own CPU time per handshake, which is
  * what a single-core router pays.
  *
- *   cc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Os -Isrc \
- *      src/tls.c host-tests/bench/tls_handshake_bench.c -o /tmp/tls_bench \
+ *   cc -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Os -iquote src \
+ *      src/tls.c src/random.c host-tests/bench/tls_handshake_bench.c -o /tmp/tls_bench \
  *      -lmbedtls -lmbedx509 -lmbedcrypto
  *   /tmp/tls_bench [-s SECONDS] [-n COUNT] CERT KEY
  */
