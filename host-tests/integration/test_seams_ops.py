@@ -648,7 +648,6 @@ def fake_tools(d, native, foreign, installed):
         (d / name).chmod(0o755)
 
 
-@fixme(23)
 def test_item23_prereqs_checks_the_boards_own_musl_dev(tmp_path):
     """Issue 13.23: `firmware/prereqs.sh` checks `musl-dev` without the
     architecture, so after an s390x build (musl-dev:s390x installed)
