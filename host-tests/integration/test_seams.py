@@ -88,7 +88,7 @@ def test_item01_max_auth_failures_above_255_still_ends_the_session(multi, tmp_pa
         c.expect(535, "5.7.8", timeout=10)
     c.expect(535, "5.7.8", timeout=10)
     try:
-        r = c.reply(timeout=3)
+        r = c.reply(timeout=1.5)          # it follows the last 535 at once
     except TimeoutError:
         raise AssertionError(f"no 421 after {limit + 1} failed AUTHs (max_auth_failures = {limit})")
     assert (r.code, r.enh) == (421, "4.7.0"), r
@@ -262,7 +262,8 @@ def test_item07_size_and_limit_count_the_transferred_message(server):
     with srv.client() as c:
         c.greet()
         for declared in (f" SIZE={len(small)}", ""):
-            c.mail_rcpt(sender="s@origin.test" if declared else "t@origin.test")
+            c.expect(250, "2.1.0", f"MAIL FROM:<s@origin.test>{declared}")
+            c.expect(250, "2.1.5", "RCPT TO:<alice@example.org>")
             c.expect(354, None, "DATA")
             c.send(small + b".\r\n")
             c.expect(250, "2.0.0")
@@ -466,7 +467,7 @@ def test_item18_per_source_limit_counts_ipv6_by_64(tmp_path):
 
 # ---------------------------------------------------------------- item 21
 
-RFC3339_UTC = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) ")
+RFC3339_UTC = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d{1,9})?(?:Z|\+00:00) ")
 
 
 @fixme(21)
@@ -485,7 +486,7 @@ def test_item21_stderr_lines_start_with_rfc3339_utc_time(server):
     for ln in lines:
         m = RFC3339_UTC.match(ln)
         assert m, f"no RFC 3339 UTC time at the start of {ln!r}"
-        t = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00"))
+        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
         assert before <= t <= after, ln
 
 
