@@ -13,12 +13,15 @@ arch=$1 triplet=$2 libc=$3 qemu=${4:-}
 
 native=$(dpkg --print-architecture)
 pkgs="make file binutils xz-utils dpkg-dev python3 python3-pytest openssl swaks"
+# The board's libraries are named with their architecture even when it is
+# the native one: dpkg-query reports a bare name as installed when any
+# architecture's instance is, so after an s390x build "musl-dev" would be
+# "installed" (musl-dev:s390x) and the x86-64 build would miss it.
+q=":$arch"
 if [ "$arch" = "$native" ]; then
-	pkgs="$pkgs gcc libc6-dev libinih-dev"
-	q=""
+	pkgs="$pkgs gcc libc6-dev$q libinih-dev$q"
 else
-	pkgs="$pkgs gcc-$triplet libinih-dev:$arch"
-	q=":$arch"
+	pkgs="$pkgs gcc-$triplet libinih-dev$q"
 fi
 [ "$libc" = musl-debian ] && pkgs="$pkgs musl-dev$q"
 [ -n "$qemu" ] && pkgs="$pkgs qemu-user-static"
