@@ -74,7 +74,7 @@ $(FW_RUN): board/$(BOARD).mk
 	@chmod 0755 $@
 
 test-package: fw-check-board $(FW_RUN)
-	@sh firmware/test-package.sh $(FW_OUT) "$(BOARD_PKG_ARCH)" "$(abspath $(FW_RUN))"
+	@sh firmware/test-package.sh $(FW_OUT) "$(BOARD_PKG_ARCH)" "$(abspath $(FW_RUN))" "$(BOARD_QEMU)"
 
 test-feed:
 	@sh host-tests/deps.sh
