@@ -33,7 +33,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 init=$root/firmware/openwrt/tarpitd/files/tarpitd.init
 board=$(basename "$out")
 version=$(sed -n 's/^VERSION *:= *//p' "$root/Makefile")
-maxconn=$(sed -n 's/^BOARD_MAX_CONNECTIONS *:= *//p' "$root/board/$board.mk")
+bval() { sed -n "s/^$1 *:= *//p" "$root/board/$board.mk"; }
+maxconn=$(bval BOARD_MAX_CONNECTIONS) sessions=$(bval BOARD_TLS_MAX_SESSIONS) table=$(bval BOARD_HARVEST_TABLE_SIZE)
 pass=0 fail=0 skip=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
@@ -303,7 +304,7 @@ else
 	inroot /etc/init.d/tarpitd disable
 	mkdir -p "$tmp/up"
 	PKG_RELEASE=2 sh "$root/firmware/mkipk.sh" "$tmp/up" "$arch" "$version" "$out/tarpitd" \
-		"$maxconn" 8 1024 tarpitd > "$tmp/up.out" 2>&1 || bad "mkipk.sh for the upgrade: $(cat "$tmp/up.out")"
+		"$maxconn" "$sessions" "$table" tarpitd > "$tmp/up.out" 2>&1 || bad "mkipk.sh for the upgrade: $(cat "$tmp/up.out")"
 	cp "$R/etc/tarpitd/tarpitd.ini" "$tmp/edited.ini"
 	if opkg install "$tmp/up/tarpitd_${version}-2_${arch}.ipk" > "$tmp/opkg.out" 2>&1; then ok; else
 		bad "opkg upgrade: $(cat "$tmp/opkg.out")"; fi
@@ -381,7 +382,7 @@ else
 	if [ ! -f "$tmp/up/tarpitd-${version}-r2.apk" ]; then
 		mkdir -p "$tmp/up"
 		PKG_RELEASE=2 sh "$root/firmware/mkipk.sh" "$tmp/up" "$arch" "$version" "$out/tarpitd" \
-			"$maxconn" 8 1024 tarpitd > "$tmp/up.out" 2>&1 || bad "mkipk.sh for the upgrade: $(cat "$tmp/up.out")"
+			"$maxconn" "$sessions" "$table" tarpitd > "$tmp/up.out" 2>&1 || bad "mkipk.sh for the upgrade: $(cat "$tmp/up.out")"
 	fi
 	if apk_ add "$tmp/up/tarpitd-${version}-r2.apk" > "$tmp/apk.out" 2>&1; then ok; else
 		bad "apk upgrade: $(cat "$tmp/apk.out")"; fi
