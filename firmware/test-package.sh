@@ -313,6 +313,21 @@ else
 	check "opkg upgrade: the new one is tarpitd.ini-opkg" cmp "$R/etc/tarpitd/tarpitd.ini-opkg" "$etc/tarpitd.ini"
 	inroot PKG_UPGRADE=1 /bin/sh /usr/lib/opkg/info/tarpitd.postinst > /dev/null 2>&1
 	check "opkg upgrade: a disabled service stays disabled (no re-enable)" test ! -e "$R/etc/rc.d/S90tarpitd"
+	# An enabled, running service is restarted, so that the new binary runs
+	# (a plain start would only get it SIGHUP from procd).
+	inroot /etc/init.d/tarpitd enable
+	qemu_wrap "$R"
+	inroot /etc/init.d/tarpitd start > /dev/null 2>&1
+	old=$(cat "$R/tmp/procd.tarpitd.pid" 2>/dev/null || echo none)
+	: > "$R/tmp/rc.actions"
+	inroot PKG_UPGRADE=1 /bin/sh /usr/lib/opkg/info/tarpitd.postinst > /dev/null 2>&1
+	check "opkg upgrade: an enabled service is restarted" grep -qx 'tarpitd restart' "$R/tmp/rc.actions"
+	check "opkg upgrade: and not enabled again" sh -c "! grep -qx 'tarpitd enable' '$R/tmp/rc.actions'"
+	check "opkg upgrade: the old daemon has stopped" sh -c "! kill -0 $old"
+	check "opkg upgrade: a new one runs" sh -c "kill -0 \$(cat '$R/tmp/procd.tarpitd.pid')"
+	inroot /etc/init.d/tarpitd stop > /dev/null 2>&1
+	qemu_unwrap "$R"
+	inroot /etc/init.d/tarpitd disable
 	# tarpitd-nossl over tarpitd: refused.
 	if [ -f "$nossl_ipk" ]; then
 		opkg install "$nossl_ipk" > "$tmp/nossl.out" 2>&1
