@@ -1,10 +1,15 @@
-# Firmware: static cross builds, .ipk packages, size report and tests
-# under emulation. Included by the top Makefile; see docs/firmware.md.
+# Firmware: static cross builds, .ipk and .apk packages, size report and
+# tests under emulation. Included by the top Makefile; see docs/firmware.md.
 #
-#   make firmware BOARD=<board>       build/<board>/tarpitd and its .ipk
+#   make firmware BOARD=<board>       build/<board>/tarpitd, its .ipk and .apk
 #   make test-firmware BOARD=<board>  integration suite against the binary
 #                                     under qemu-user (plus package checks)
-#   make test-package BOARD=<board>   init script and .ipk layout checks
+#   make test-package BOARD=<board>   the packages installed, upgraded and
+#                                     removed by the real opkg and apk in
+#                                     offline roots; the init script under
+#                                     a procd stand-in (needs root; opkg
+#                                     and apk from build/pkg-tools, built
+#                                     from TARPITD_SHARED=../shared)
 #   make test-feed                    the OpenWrt feed package's Makefile,
 #                                     built in a stand-in SDK (host gcc)
 #   make size                         every static board; table into
@@ -74,7 +79,7 @@ $(FW_RUN): board/$(BOARD).mk
 	@chmod 0755 $@
 
 test-package: fw-check-board $(FW_RUN)
-	@sh firmware/test-package.sh $(FW_OUT) "$(BOARD_PKG_ARCH)" "$(abspath $(FW_RUN))"
+	@sh firmware/test-package.sh $(FW_OUT) "$(BOARD_PKG_ARCH)" "$(abspath $(FW_RUN))" "$(BOARD_QEMU)"
 
 test-feed:
 	@sh host-tests/deps.sh
