@@ -29,7 +29,7 @@ ALL="session address config iprange recipients users auth_b64"
 # The src/ files each target links (never main.c or server.c).
 sources() {
 	case $1 in
-	session) echo "src/smtp_session.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/auth.c src/log.c src/fileio.c" ;;
+	session) echo "src/smtp_session.c src/smtp_input.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/auth.c src/log.c src/fileio.c" ;;
 	address) echo "src/address.c" ;;
 	config) echo "src/config.c src/iprange.c src/log.c" ;;
 	iprange) echo "src/iprange.c" ;;
