@@ -23,12 +23,14 @@ struct listener {
 	struct binding b;
 };
 
+/* Zero at start (bss, no bytes in the binary): the one field that starts
+ * at -1 stays apart. */
 static struct {
 	unsigned n;
-	int reserve_fd;
 	uint64_t paused_until;
 	struct listener l[MAX_LISTENERS];
-} L = {.reserve_fd = -1};
+} L;
+static int reserve_fd = -1; /* spent to refuse politely when out of descriptors */
 
 bool same_binding(const struct binding *x, const struct binding *y)
 {
@@ -37,14 +39,14 @@ bool same_binding(const struct binding *x, const struct binding *y)
 
 void listen_init(void)
 {
-	L.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 void listen_fini(void)
 {
-	if (L.reserve_fd >= 0)
-		close(L.reserve_fd);
-	L.reserve_fd = -1;
+	if (reserve_fd >= 0)
+		close(reserve_fd);
+	reserve_fd = -1;
 }
 
 /* A reply that needs nothing of a session. */
@@ -114,13 +116,13 @@ static void pause_accept(uint64_t until)
  * now, not one per pause. */
 static void out_of_descriptors(unsigned li)
 {
-	while (L.reserve_fd >= 0) {
+	while (reserve_fd >= 0) {
 		int fd;
-		close(L.reserve_fd);
+		close(reserve_fd);
 		fd = accept4(L.l[li].fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0)
 			refuse(fd, R_421_FULL, NULL);
-		L.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
 			break;
 	}
@@ -182,8 +184,8 @@ void listen_accept(unsigned li)
 void listen_tick(void)
 {
 	if (L.paused_until && S.now >= L.paused_until) {
-		if (L.reserve_fd < 0)
-			L.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (reserve_fd < 0)
+			reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		pause_accept(0);
 	}
 }
