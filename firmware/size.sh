@@ -109,9 +109,10 @@ $verdict_mipsel; daemon's own code (text+data, without mbedTLS and libc)
   -flto-partition=one\` (board/*.mk; the archive is made with gcc-ar):
   src/ is cut into one module per concern (issue 12), and functions that
   were static in one file now call across files; whole-program
-  optimisation gives back what the cut costs (ramips-mt7621: 65.5 KiB
-  without it, 62.7 KiB with it, against 63.1 KiB before the cut). With
-  LTO the linker map names the daemon's code by its LTRANS object.
+  optimisation gives back what the cut costs (measured 2026-12-03:
+  ramips-mt7621 64.1 KiB without it, 62.7 KiB with it, against 63.1 KiB
+  before the cut; ipq40xx-generic 63.2 / 60.7 / 61.9 KiB). With LTO the
+  linker map names the daemon's code by its LTRANS object.
 - How the daemon came under 64 KiB on these boards (2026-11-27, from 90.6
   KiB on ramips-mt7621): the non-PIC build (−14 KiB), then src/ reworked
   for size without a change in behaviour — one key table for the INI
