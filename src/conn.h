@@ -57,6 +57,7 @@ struct conn {
 	int16_t tls;       /* TLS pool slot, -1 in the clear */
 	struct smtp_input inp; /* framing state; its buffers are in[] and conn_aux() */
 	uint16_t tls_wlen; /* length of a TLS write to repeat after WANT_* */
+	uint16_t peer_port; /* here, not by peer: it fills the gap before timer */
 	struct smtp_reply outq[OUTQ_MAX];
 	struct tw_node timer;
 	uint64_t head_base;     /* ms: tarpit base of the head reply (SPEC §8) */
@@ -65,7 +66,6 @@ struct conn {
 	uint64_t greet_at;      /* ms: greeting delay end, linger or handshake end */
 	struct connector *connector;
 	struct ip_addr peer;
-	uint16_t peer_port;
 	struct sink_msg msg;
 	char queue_id[QUEUE_ID_MAX];
 	struct smtp_session s;

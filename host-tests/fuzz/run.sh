@@ -26,7 +26,8 @@ CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 LIBS="-linih -lmbedtls -lmbedx509 -lmbedcrypto"
 ALL="session address config iprange recipients users auth_b64"
 
-# The src/ files each target links (never main.c or server.c).
+# The src/ files each target links (never main.c or the loop's modules:
+# server, conn, listen, gen, control, ban).
 sources() {
 	case $1 in
 	session) echo "src/smtp_session.c src/smtp_input.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/auth.c src/log.c src/fileio.c" ;;
