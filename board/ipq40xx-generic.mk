@@ -12,7 +12,7 @@ BOARD_MUSL_TRIPLET := arm-linux-musleabihf
 BOARD_CFLAGS      := -mcpu=cortex-a7 -mfpu=neon-vfpv4 -mfloat-abi=hard -mthumb
 # As on MIPS16, a function inlined into its one caller costs Thumb-2 more
 # than the call: 1.3% less code without.
-BOARD_DAEMON_CFLAGS := -fno-inline-functions-called-once
+BOARD_DAEMON_CFLAGS := -fno-inline-functions-called-once -flto -flto-partition=one
 BOARD_PKG_ARCH    := arm_cortex-a7_neon-vfpv4
 BOARD_QEMU        := qemu-arm-static -cpu cortex-a7
 BOARD_FILE_MATCH  := ELF 32-bit LSB executable, ARM, EABI5

@@ -20,7 +20,7 @@ BOARD_EXE_CFLAGS  := -mno-shared -mplt
 # less code for the daemon; mbedTLS keeps MIPS32 for its assembly. A
 # function inlined into its one caller costs MIPS16 more than the call
 # (longer offsets into a bigger frame): 2.5% less code without.
-BOARD_DAEMON_CFLAGS := -mips16 -minterlink-mips16 -fno-inline-functions-called-once
+BOARD_DAEMON_CFLAGS := -mips16 -minterlink-mips16 -fno-inline-functions-called-once -flto -flto-partition=one
 BOARD_PKG_ARCH    := mipsel_24kc
 BOARD_QEMU        := qemu-mipsel-static -cpu 24Kc
 BOARD_FILE_MATCH  := ELF 32-bit LSB executable, MIPS, MIPS32 rel2

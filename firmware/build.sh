@@ -172,9 +172,13 @@ if ! fresh "$DOUT/daemon/.stamp" "$desc"; then
 	echo "$desc" > "$DOUT/daemon/.stamp"
 fi
 say "building the daemon (TLS=$tls)"
+# -flto in BOARD_DAEMON_CFLAGS: the archive needs the LTO plugin's symbol
+# table, which gcc-ar gives.
+ar="$T-ar"
+case " ${BOARD_DAEMON_CFLAGS:-} " in *" -flto "*) ar="$T-gcc-ar" ;; esac
 env -u MAKEFLAGS -u MFLAGS CPPFLAGS="$cppflags" CFLAGS="$cflags" LDFLAGS="$ldflags" LDLIBS="" \
 	make --no-print-directory -j"$JOBS" BUILD="$DOUT/daemon" BACKEND=epoll SAN=0 TLS="$tls" \
-	CC="$CC" AR="$T-ar" "$DOUT/daemon/tarpitd"
+	CC="$CC" AR="$ar" "$DOUT/daemon/tarpitd"
 
 # --- 5. strip, check, package ----------------------------------------------------------
 "$T-strip" --strip-all -R .comment -o "$DOUT/tarpitd" "$DOUT/daemon/tarpitd"

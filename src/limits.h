@@ -87,6 +87,13 @@
 #define MAILDIR_RCPT_MAX 320   /* Received: "for <first recipient>": 64 + 1 + 255 octets */
 #define MAILDIR_DATE_MAX 32    /* Received: an RFC 5322 date */
 
+/* -- the SMTP session (smtp_session, smtp_input) -- */
+#define SMTP_LINE_MAX 512      /* command line, CRLF included: RFC 5321 §4.5.3.1.4 */
+#define SMTP_HELO_MAX 255      /* HELO/EHLO argument: a DNS name is at most 255 */
+/* An AUTH command or response, CRLF included: SPEC §7 asks at least 1024,
+ * room for base64 of a 256-octet password with a 64-octet user name. */
+#define AUTH_LINE_MAX 1024
+
 /* -- replies and the log (smtp_reply, log) -- */
 #define REPLY_MAX 600          /* longest rendered reply (EHLO with a 255-octet fqdn) */
 #define LOG_LINE_MAX 1024      /* one log line; longer lines are cut, never split */
@@ -97,5 +104,31 @@
 #define TW_TICK_MS 16u         /* timer resolution: SMTP's timers are seconds */
 #define TW_SLOTS 1024u         /* one turn = 16.384 s; must be a power of two */
 #define LOOP_BATCH 256         /* epoll events per wait: one call serves many, in 3 KiB */
+
+
+/* -- transport, listeners, control (conn, listen, control) -- */
+
+/* Distinct bindings over all connectors: the listener table is static. */
+#define MAX_LISTENERS 64
+/* Connections accepted per readiness of one listener, so one busy
+ * listener cannot hold the loop. */
+#define ACCEPT_BATCH 64
+/* Lingering close: how long the last reply gets to reach the client
+ * while its further input is discarded. */
+#define LINGER_MS 2000
+/* Housekeeping period: recipient file check, accept resume. */
+#define TICK_MS 1000
+/* A TLS handshake must finish within this. */
+#define HANDSHAKE_MS 30000
+/* Control clients served at once; more are refused. */
+#define CONTROL_CLIENTS 4
+/* Replies queued per connection; then the transport stops reading
+ * (back-pressure). 16 covers a full pipelined group and its 421. */
+#define OUTQ_MAX 16
+/* Shared read buffer: message data is filtered in pieces of this. */
+#define READ_BUF 16384
+/* A TLS read during message data: no larger than the line buffer
+ * (SMTP_LINE_MAX), so what follows the end of data fits there. */
+#define TLS_READ_CHUNK SMTP_LINE_MAX
 
 #endif

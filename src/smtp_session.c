@@ -24,6 +24,16 @@ enum {
 	AS_LOGIN_PASS, /* 334 Password: sent */
 };
 
+void (*smtp_session_tracer)(const struct smtp_session *s, enum smtp_state to);
+
+/* Every change of state after init passes here, so one hook sees them all. */
+static void enter_state(struct smtp_session *s, enum smtp_state to)
+{
+	if (smtp_session_tracer && s->state != to)
+		smtp_session_tracer(s, to);
+	s->state = (uint8_t)to;
+}
+
 void smtp_session_init(struct smtp_session *s, struct smtp_envelope *env, uint16_t max_rcpt)
 {
 	s->state = SMTP_CMD;
@@ -50,7 +60,12 @@ void smtp_session_reset(struct smtp_session *s)
 	s->nrcpt = 0;
 	s->sender[0] = 0;
 	if (s->state != SMTP_CLOSING)
-		s->state = SMTP_CMD;
+		enter_state(s, SMTP_CMD);
+}
+
+void smtp_session_close(struct smtp_session *s)
+{
+	enter_state(s, SMTP_CLOSING);
 }
 
 bool smtp_session_tarpitted(const struct smtp_session *s, const struct smtp_env *e)
@@ -108,7 +123,7 @@ static struct smtp_reply reply(struct smtp_session *s, const struct smtp_env *e,
 	if ((code >= 500 || code == 421) && smtp_session_tarpitted(s, e))
 		r.flags |= RF_TARPIT;
 	if (r.flags & RF_CLOSE)
-		s->state = SMTP_CLOSING;
+		enter_state(s, SMTP_CLOSING);
 	return r;
 }
 
@@ -282,7 +297,7 @@ static enum reply_id cmd_data(struct smtp_session *s, size_t alen)
 		return R_501_ARGS;
 	if (s->nrcpt == 0)
 		return R_554_NORCPT;
-	s->state = SMTP_DATA_WAIT;
+	enter_state(s, SMTP_DATA_WAIT);
 	return R_354;
 }
 
@@ -296,7 +311,7 @@ static enum reply_id cmd_starttls(struct smtp_session *s, const struct smtp_env 
 		return R_454_TLS;
 	if (s->flags & SS_MAIL)
 		return R_503_TLS;
-	s->state = SMTP_TLS_WAIT;
+	enter_state(s, SMTP_TLS_WAIT);
 	return R_220_TLS;
 }
 
@@ -304,7 +319,7 @@ struct smtp_reply smtp_session_starttls_failed(struct smtp_session *s)
 {
 	struct smtp_reply r = {R_454_TLS, 0};
 	if (s->state == SMTP_TLS_WAIT)
-		s->state = SMTP_CMD;
+		enter_state(s, SMTP_CMD);
 	return r;
 }
 
@@ -318,7 +333,7 @@ void smtp_session_tls_started(struct smtp_session *s)
 	s->auth_state = AS_NONE;
 	s->helo[0] = 0;
 	s->helo_len = 0;
-	s->state = SMTP_CMD;
+	enter_state(s, SMTP_CMD);
 }
 
 bool smtp_session_long_line_ok(const struct smtp_session *s, const char *start, size_t len)
@@ -554,7 +569,7 @@ unsigned smtp_session_line(struct smtp_session *s, const struct smtp_env *e,
 void smtp_session_data_begin(struct smtp_session *s)
 {
 	if (s->state == SMTP_DATA_WAIT)
-		s->state = SMTP_DATA;
+		enter_state(s, SMTP_DATA);
 }
 
 struct smtp_reply smtp_session_data_failed(struct smtp_session *s)

@@ -6,7 +6,9 @@
  * and decides *when* each reply goes out; the session decides *which*
  * reply and whether the tarpit applies to it (SPEC §8). Nothing here
  * allocates; a recipient table reference is held for the length of a
- * transaction so a reload cannot invalidate its mailbox ids.
+ * transaction so a reload cannot invalidate its mailbox ids. The state
+ * changes only in here (smtp_session_close() for the transport's own
+ * reasons), each change through one function that a tracer can watch.
  */
 #ifndef TARPITD_SMTP_SESSION_H
 #define TARPITD_SMTP_SESSION_H
@@ -16,14 +18,13 @@
 #include <stdint.h>
 
 #include "address.h"
+#include "limits.h"
 #include "smtp_reply.h"
 
 struct connector_conf;
 struct recipients;
 struct users;
 
-#define SMTP_LINE_MAX 512 /* command line, CRLF included (RFC 5321 §4.5.3.1.4) */
-#define SMTP_HELO_MAX 255
 
 enum smtp_state {
 	SMTP_CMD,       /* reading commands */
@@ -85,6 +86,12 @@ struct smtp_env {
 void smtp_session_init(struct smtp_session *s, struct smtp_envelope *env, uint16_t max_rcpt);
 /* Drops the transaction (and its table reference). */
 void smtp_session_reset(struct smtp_session *s);
+/* A closing reply is queued by the transport (an offence it saw, a
+ * shutdown): the session reads nothing more. */
+void smtp_session_close(struct smtp_session *s);
+/* Called, when set, on every change of state after init (s still holds the
+ * old one): the one place a transport traces transitions. */
+extern void (*smtp_session_tracer)(const struct smtp_session *s, enum smtp_state to);
 
 /* One command line without its line ending. too_long: the line exceeded
  * SMTP_LINE_MAX and was cut; only its start is passed. Writes up to two
@@ -116,7 +123,6 @@ bool smtp_session_in_tls(const struct smtp_session *s);
 /* Whether a line starting with these octets may be longer than
  * SMTP_LINE_MAX (an AUTH command or response, up to AUTH_LINE_MAX). */
 bool smtp_session_long_line_ok(const struct smtp_session *s, const char *start, size_t len);
-#define AUTH_LINE_MAX 1024 /* octets of an AUTH line, CRLF included */
 
 /* The source is discredited (SPEC §8): every RCPT reply waits T. */
 void smtp_session_discredit(struct smtp_session *s);

@@ -1,23 +1,28 @@
 /* fuzz_session: an arbitrary client byte stream through the SMTP session.
  *
- * The harness plays src/server.c's transport without sockets, clock or
- * disk: it splits the stream into lines the way process_input() does (512
- * octets with the line ending, a longer line answered once and skipped to
- * its LF, one CR before the LF stripped, long AUTH lines assembled up to
- * AUTH_LINE_MAX in the envelope memory as process_aux() does), feeds
- * lines only while the session reads commands, streams message data
- * through smtp_data_feed() after a 354 and ends it with the status
- * finish_message() would pick. Every reply is rendered and checked, and
- * the session's promises (tarpit only where SPEC §8 says, close only with
- * a closing reply, one message per DATA, no allocation, no table
- * reference left behind) are asserted; a violation aborts.
+ * The harness plays src/conn.c's transport without sockets, clock or
+ * disk, and frames the stream with the server's own framing module,
+ * src/smtp_input.c (nothing of it is copied here): the stream is "read"
+ * in pieces into the buffers smtp_input_room() names, command lines come
+ * from smtp_input_line() while the session reads commands, message data
+ * goes through smtp_input_data() after a 354 (in the clear the rest stays
+ * in the stream as MSG_PEEK leaves it; inside TLS, pieces of at most
+ * TLS_READ_CHUNK and the rest kept by smtp_input_keep()), and the end of
+ * data gets smtp_input_verdict(). Every reply is rendered and checked,
+ * and the session's promises (tarpit only where SPEC §8 says, close only
+ * with a closing reply, one message per DATA, no allocation, no table
+ * reference left behind) and the framing's (same end and octets as the
+ * filter in one piece, the size and bare-EOL verdicts) are asserted; a
+ * violation aborts.
  *
  * Input: 4 header octets, then the client stream.
  *   h0 bit 0 max_protocol_errors 3 (else 0)   bit 1 tarpit_interval 0 (else 5)
- *      bit 2 octets pipelined after DATA/STARTTLS are a violation (554)
+ *      bit 2 a pipelining client (reads run on past a line's end, octets
+ *      after DATA/STARTTLS are a violation, 554); else every read stops
+ *      at the first LF, as from a client that waits for each reply
  *      bit 3 no [auth]   bit 4 no [tls]   bit 5 255-octet fqdn and banner
  *      bit 6 auth_requires_tls   bit 7 require_tls
- *   h1 bits 0-2 data read size   bit 3 max_message_size 64 (else 10MB)
+ *   h1 bits 0-2 read size   bit 3 max_message_size 64 (else 10MB)
  *      bit 4 tarpit_all_after_unknown off   bit 5 pipelining off
  *      bit 6 connector allows 7 recipients, slots hold 5 (a reload raised it)
  *      bit 7 max_unknown_recipients and max_auth_failures 0 (no limit)
@@ -41,9 +46,11 @@
 
 #include "auth.h"
 #include "config.h"
+#include "limits.h"
 #include "maildir.h"
 #include "recipients.h"
 #include "smtp_data.h"
+#include "smtp_input.h"
 #include "smtp_reply.h"
 #include "smtp_session.h"
 
@@ -224,18 +231,17 @@ struct harness {
 	struct smtp_env e;
 	struct connector_conf conf;
 	struct reply_ctx ctx;
-	struct smtp_data data;
+	struct smtp_input inp;
 	uint32_t rng;
 	bool pipe_violations;
 	size_t chunk;
 	bool closed;   /* a reply with RF_CLOSE went out: nothing more is read */
-	bool skip;     /* discarding the rest of an over-long line */
 	unsigned n354, stored, data_ends;
 	uint32_t errors, unknown, n535;
 };
 
 static struct harness H;
-static char g_line[SMTP_LINE_MAX];        /* a line sits at the end: over-reads hit the redzone */
+static char g_line[SMTP_LINE_MAX];        /* the slot's line buffer (conn.in): over-reads hit the redzone */
 static char g_dout[CHUNK_MAX + 1];        /* smtp_data_feed() output, also end-aligned */
 static char g_ref[INPUT_MAX + 1];         /* the one-shot reference of a message's data */
 static char g_acc[INPUT_MAX + 1];         /* the same, as fed in pieces */
@@ -302,6 +308,7 @@ NOCOV static void setup(const uint8_t h[4])
 	H.rng = ((uint32_t)h[2] << 8 | h[3]) * 2654435761u + 1u;
 
 	smtp_session_init(&H.s, g_envmem, MAX_RCPT);
+	smtp_input_init(&H.inp);
 }
 
 /* A reply renders into REPLY_MAX as CRLF lines "NNN-" ... "NNN ", every
@@ -467,69 +474,87 @@ NOCOV static unsigned run_line(const char *line, size_t len, bool too_long, stru
 	return n;
 }
 
-/* server.c pipe_violation(): the 354 or 220 becomes a closing 554. */
+/* conn.c pipe_violation(): the 354 or 220 becomes a closing 554. */
 NOCOV static void pipe_violation(void)
 {
 	if (g_trace)
 		fprintf(stderr, "S: (554 5.5.0 replaces the last reply: octets pipelined after it)\n");
 	smtp_session_reset(&H.s);
-	H.s.state = SMTP_CLOSING;
+	smtp_session_close(&H.s);
+	smtp_input_drop(&H.inp);
 	H.closed = true;
 	check_session();
 }
 
-/* Message data from in[0..len): returns the octets consumed (the end of
- * data and everything before it), or len when the stream ended first. */
-NOCOV static size_t run_data(const char *in, size_t len)
+/* Octets wait before the 354 or 220 went out: in the line buffer (the
+ * framing says so), or, from a pipelining client, still in the stream. */
+NOCOV static bool early(size_t pos, size_t len)
+{
+	return smtp_input_early(&H.inp, &H.s) || (H.pipe_violations && pos < len);
+}
+
+/* Message data from in[*pos..len), as conn.c read_data() takes it. */
+NOCOV static void run_data(const char *in, size_t len, size_t *pos_io)
 {
 	struct smtp_data ref;
-	size_t ref_used, ref_len, pos = 0, acc_len = 0;
-	bool ref_done, done = false, toobig = false;
-	uint64_t size = 0;
+	size_t ref_used, ref_len, pos = *pos_io, acc_len = 0;
+	bool ref_done, done = false;
+	bool tls = smtp_session_in_tls(&H.s);
 	struct smtp_reply probe[2];
 
 	/* The same stream in one piece: the filter must find the same end
 	 * and give the same octets whatever the split (smtp_data.h). */
 	smtp_data_init(&ref);
-	ref_used = smtp_data_feed(&ref, in, len, g_ref, &ref_len, &ref_done);
-	FUZZ_CHECK(ref_used <= len && (ref_done || ref_used == len) && ref_len <= len + 1);
+	ref_used = smtp_data_feed(&ref, in + pos, len - pos, g_ref, &ref_len, &ref_done);
+	FUZZ_CHECK(ref_used <= len - pos && (ref_done || ref_used == len - pos) && ref_len <= len - pos + 1);
 
 	smtp_session_data_begin(&H.s);
 	FUZZ_CHECK(H.s.state == SMTP_DATA);
-	smtp_data_init(&H.data);
+	smtp_input_data_begin(&H.inp);
+	FUZZ_CHECK(H.inp.len == 0 && H.inp.size == 0);
 	H.n354++;
 	while (pos < len && !done) {
-		size_t n = len - pos < H.chunk ? len - pos : H.chunk, used, olen;
-		char *out = g_dout + sizeof g_dout - (n + 1); /* exactly n + 1 octets */
+		size_t n = len - pos < H.chunk ? len - pos : H.chunk, used, store;
+		char *out;
 
-		used = smtp_data_feed(&H.data, in + pos, n, out, &olen, &done);
-		FUZZ_CHECK(used <= n && (done || used == n) && olen <= n + 1);
-		FUZZ_CHECK(acc_len + olen <= sizeof g_acc);
-		memcpy(g_acc + acc_len, out, olen);
-		acc_len += olen;
-		/* server.c store_data(): sized until too big or refused. */
-		if (!toobig && !H.data.bare_eol && size + olen > H.conf.max_message_size)
-			toobig = true;
-		size += olen;
-		pos += used;
+		if (tls && n > TLS_READ_CHUNK)
+			n = TLS_READ_CHUNK;
+		out = g_dout + sizeof g_dout - (n + 1); /* exactly n + 1 octets */
+		used = smtp_input_data(&H.inp, in + pos, n, out, H.conf.max_message_size, &store, &done);
+		FUZZ_CHECK(used <= n && (done || used == n) && store <= n + 1);
+		FUZZ_CHECK(acc_len + store <= sizeof g_acc);
+		memcpy(g_acc + acc_len, out, store);
+		acc_len += store;
+		if (done && tls) {
+			/* No peeking through TLS: the rest of the piece is read. */
+			smtp_input_keep(&H.inp, g_line, in + pos + used, n - used);
+			FUZZ_CHECK(H.inp.len == n - used);
+			pos += n;
+		} else {
+			pos += used;
+		}
 		/* No reply in the middle of message data. */
 		FUZZ_CHECK(smtp_session_line(&H.s, &H.e, "NOOP", 4, false, probe) == 0);
 		FUZZ_CHECK(H.s.state == SMTP_DATA);
 	}
-	FUZZ_CHECK(done == ref_done && pos == ref_used && acc_len == ref_len &&
-		   memcmp(g_acc, g_ref, acc_len) == 0 && H.data.bare_eol == ref.bare_eol);
+	/* What was stored is the filter's output, cut where the message was
+	 * refused; the size counts all of it. */
+	FUZZ_CHECK(done == ref_done && (tls || pos - *pos_io == ref_used) && H.inp.size == ref_len &&
+		   acc_len <= ref_len && memcmp(g_acc, g_ref, acc_len) == 0 && H.inp.data.bare_eol == ref.bare_eol);
 	if (g_trace)
-		fprintf(stderr, "C: [%zu octets of message data%s]\n", pos, done ? "" : ", no end");
+		fprintf(stderr, "C: [%zu octets of message data%s]\n", pos - *pos_io, done ? "" : ", no end");
+	*pos_io = pos;
 	if (done) {
-		enum smtp_data_status st;
+		enum smtp_data_status st = smtp_input_verdict(&H.inp);
 		struct smtp_reply r;
 
-		if (H.data.bare_eol)
-			st = DATA_BARE_EOL;
-		else if (toobig)
-			st = DATA_TOO_BIG;
-		else
-			st = (rnd() & 7) == 0 ? DATA_STORE_FAILED : DATA_STORED;
+		FUZZ_CHECK(st == (ref.bare_eol ? DATA_BARE_EOL
+				  : ref_len > H.conf.max_message_size ? DATA_TOO_BIG : DATA_STORED));
+		if (st == DATA_STORED) {
+			FUZZ_CHECK(acc_len == ref_len);
+			if ((rnd() & 7) == 0)
+				st = DATA_STORE_FAILED;
+		}
 		r = smtp_session_data_end(&H.s, &H.e, st);
 		H.data_ends++;
 		check_render(r);
@@ -542,21 +567,20 @@ NOCOV static size_t run_data(const char *in, size_t len)
 		FUZZ_CHECK(H.s.state == SMTP_CMD && !smtp_session_in_transaction(&H.s));
 		check_session();
 	}
-	return pos;
 }
 
-/* After a command line: the transport's actions on its replies. Returns
- * the octets of in[0..len) consumed as message data. */
-NOCOV static size_t act(const struct smtp_reply *out, unsigned n, const char *in, size_t len)
+/* After a command line: the transport's actions on its replies, which
+ * may take message data from the stream (*pos). */
+NOCOV static void act(const struct smtp_reply *out, unsigned n, const char *in, size_t len, size_t *pos)
 {
 	struct smtp_reply r = out[n - 1];
 
 	if (r.flags & RF_CLOSE) {
 		H.closed = true;
-		return 0;
+		return;
 	}
 	if (r.flags & RF_STARTTLS) {
-		/* server.c push_replies(): no free TLS context means 454. */
+		/* conn.c run_line(): no free TLS context means 454. */
 		if (rnd() & 1) {
 			struct smtp_reply f = smtp_session_starttls_failed(&H.s);
 			if (g_trace)
@@ -565,27 +589,28 @@ NOCOV static size_t act(const struct smtp_reply *out, unsigned n, const char *in
 			check_render(f);
 			check_tarpit(f);
 			check_session();
-			return 0;
+			return;
 		}
-		if (H.pipe_violations && len > 0) {
+		if (early(*pos, len)) {
 			pipe_violation();
-			return 0;
+			return;
 		}
 		if (g_trace)
 			fprintf(stderr, "   (TLS handshake done)\n");
+		smtp_input_drop(&H.inp); /* conn.c conn_flush() after the 220 */
 		smtp_session_tls_started(&H.s);
 		FUZZ_CHECK(H.s.state == SMTP_CMD && smtp_session_in_tls(&H.s) &&
 			   !smtp_session_in_transaction(&H.s) && !smtp_session_authenticated(&H.s) &&
 			   H.s.helo_len == 0 && !smtp_session_offers_starttls(&H.s, &H.e));
 		check_session();
-		return 0;
+		return;
 	}
 	if (r.flags & RF_DATA) {
-		if (H.pipe_violations && len > 0) {
+		if (early(*pos, len)) {
 			pipe_violation();
-			return 0;
+			return;
 		}
-		/* server.c begin_data_sink(): the store could not be opened. */
+		/* conn.c begin_data_sink(): the store could not be opened. */
 		if ((rnd() & 7) == 0) {
 			struct smtp_reply f = smtp_session_data_failed(&H.s);
 			if (g_trace)
@@ -594,85 +619,62 @@ NOCOV static size_t act(const struct smtp_reply *out, unsigned n, const char *in
 				   !smtp_session_in_transaction(&H.s));
 			check_render(f);
 			check_session();
-			return 0;
+			return;
 		}
-		return run_data(in, len);
+		run_data(in, len, pos);
 	}
-	return 0;
+}
+
+/* One read into the buffer the framing names: at most the read size, and
+ * from a client that waits for each reply, never past a line's LF. */
+NOCOV static void read_some(const char *in, size_t len, size_t *pos)
+{
+	char *at;
+	size_t room = smtp_input_room(&H.inp, g_line, (char *)H.s.env->mbox, &at), n = len - *pos;
+	const char *nl;
+
+	/* Both buffers full and no line in them cannot happen: a full line
+	 * buffer is a line, a skip or an AUTH line moved on; a full AUTH
+	 * buffer is a line. */
+	FUZZ_CHECK(room > 0);
+	if (n > room)
+		n = room;
+	if (n > H.chunk)
+		n = H.chunk;
+	if (!H.pipe_violations && (nl = memchr(in + *pos, '\n', n)) != NULL)
+		n = (size_t)(nl - (in + *pos)) + 1;
+	memcpy(at, in + *pos, n);
+	smtp_input_got(&H.inp, n);
+	*pos += n;
 }
 
 NOCOV static void run_stream(const char *in, size_t len)
 {
 	size_t pos = 0;
-	struct smtp_reply out[2];
-	unsigned n;
 
-	while (pos < len && !H.closed) {
-		const char *p = in + pos;
-		size_t avail = len - pos;
-		const char *nl = memchr(p, '\n', avail < SMTP_LINE_MAX ? avail : SMTP_LINE_MAX);
+	while (!H.closed) {
+		struct smtp_line l;
+		struct smtp_reply out[2];
+		unsigned n;
 
 		FUZZ_CHECK(H.s.state == SMTP_CMD);
 		if ((rnd() & 15) == 0) /* a reload: new transactions use the new table */
 			H.e.rcpts = g_rcpts[(rnd() >> 4) & 1];
-		if (!nl) {
-			if (avail < SMTP_LINE_MAX)
+		if (!smtp_input_line(&H.inp, g_line, (char *)H.s.env->mbox, &H.s, H.e.users != NULL, &l)) {
+			if (pos == len)
 				break; /* an incomplete line at the end: the server waits */
-			if (!H.skip && H.e.users && smtp_session_long_line_ok(&H.s, p, SMTP_LINE_MAX)
-#ifdef FUZZ_AUX_NOT_IN_TRANSACTION
-			    /* Models a fix of regress/session/auth-long-line-in-transaction
-			     * (the line is assembled over the open envelope), so a run
-			     * can look past that bug. */
-			    && !smtp_session_in_transaction(&H.s)
-#endif
-			) {
-				/* server.c process_aux(): assembled in the envelope. */
-				char *aux = (char *)H.s.env->mbox;
-				size_t alen = avail < AUTH_LINE_MAX ? avail : AUTH_LINE_MAX;
-				const char *anl = memchr(p, '\n', alen);
-
-				if (!anl) {
-					if (alen < AUTH_LINE_MAX)
-						break;
-					memcpy(aux, p, AUTH_LINE_MAX);
-					n = run_line(aux, AUTH_LINE_MAX, true, out);
-					H.skip = true;
-					pos += AUTH_LINE_MAX;
-				} else {
-					size_t l = (size_t)(anl - p);
-					memcpy(aux, p, l);
-					pos += l + 1;
-					if (l && aux[l - 1] == '\r')
-						l--;
-					n = run_line(aux, l, l + 2 > AUTH_LINE_MAX, out);
-				}
-			} else {
-				if (!H.skip) {
-					memcpy(g_line, p, SMTP_LINE_MAX);
-					n = run_line(g_line, SMTP_LINE_MAX, true, out);
-				} else {
-					n = 0;
-				}
-				H.skip = true;
-				pos += SMTP_LINE_MAX;
-			}
-		} else {
-			size_t l = (size_t)(nl - p);
-			pos += l + 1;
-			if (H.skip) {
-				H.skip = false;
-				n = 0;
-			} else {
-				char *line;
-				if (l && p[l - 1] == '\r')
-					l--;
-				line = g_line + sizeof g_line - l;
-				memcpy(line, p, l);
-				n = run_line(line, l, false, out);
-			}
+			read_some(in, len, &pos);
+			continue;
 		}
-		if (n)
-			pos += act(out, n, in + pos, len - pos);
+		FUZZ_CHECK(l.len <= (l.text == g_line ? SMTP_LINE_MAX : AUTH_LINE_MAX));
+		FUZZ_CHECK(l.too_long || memchr(l.text, '\n', l.len) == NULL);
+		n = run_line(l.text, l.len, l.too_long, out);
+		smtp_input_consume(&H.inp, g_line, (char *)H.s.env->mbox, &l);
+		act(out, n, in, len, &pos);
+		if (H.s.state == SMTP_DATA) {
+			FUZZ_CHECK(pos == len); /* the stream ended inside message data */
+			break;
+		}
 	}
 	if (H.closed) {
 		struct smtp_reply probe[2];
@@ -691,7 +693,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_allocs = g_frees = 0;
 	g_armed = 1;
 	run_stream((const char *)data + 4, size - 4);
-	/* server.c conn_close(): the slot is released with a reset. */
+	/* conn.c conn_close(): the slot is released with a reset. */
 	smtp_session_reset(&H.s);
 	g_armed = 0;
 	FUZZ_CHECK(H.s.table == NULL);

@@ -26,10 +26,11 @@ CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefin
 LIBS="-linih -lmbedtls -lmbedx509 -lmbedcrypto"
 ALL="session address config iprange recipients users auth_b64"
 
-# The src/ files each target links (never main.c or server.c).
+# The src/ files each target links (never main.c or the loop's modules:
+# server, conn, listen, gen, control, ban).
 sources() {
 	case $1 in
-	session) echo "src/smtp_session.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/sasl.c src/users.c src/passwd.c src/random.c src/log.c src/util.c src/fileio.c" ;;
+	session) echo "src/smtp_session.c src/smtp_input.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/sasl.c src/users.c src/passwd.c src/random.c src/log.c src/util.c src/fileio.c" ;;
 	address) echo "src/address.c" ;;
 	config) echo "src/config.c src/conf_value.c src/conf_field.c src/ini_line.c src/iprange.c src/log.c src/util.c" ;;
 	iprange) echo "src/iprange.c src/util.c" ;;

@@ -1,0 +1,104 @@
+#include "ban.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "conn.h"
+#include "gen.h"
+#include "harvest.h"
+#include "log.h"
+#include "server.h"
+
+static struct {
+	bool fa_ready;
+	uint64_t discredits_total, bans_total, ban_failures;
+	posix_spawn_file_actions_t fa; /* stdin and stdout on /dev/null */
+} B;
+
+void ban_init(void)
+{
+	if (posix_spawn_file_actions_init(&B.fa) == 0) {
+		posix_spawn_file_actions_addopen(&B.fa, 0, "/dev/null", O_RDONLY, 0);
+		posix_spawn_file_actions_addopen(&B.fa, 1, "/dev/null", O_WRONLY, 0);
+		B.fa_ready = true;
+	}
+}
+
+void ban_fini(void)
+{
+	if (B.fa_ready)
+		posix_spawn_file_actions_destroy(&B.fa);
+	B.fa_ready = false;
+}
+
+void ban_counters(uint64_t v[3])
+{
+	v[0] = B.discredits_total;
+	v[1] = B.bans_total;
+	v[2] = B.ban_failures;
+}
+
+static void run_ban(const struct ip_addr *peer, const char *ip)
+{
+	const struct harvest_conf *h = &S.gen->cfg.harvest;
+	char *argv[CONF_BAN_WORDS + 1];
+	static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+	pid_t pid;
+	int rc;
+
+	if (h->ban_argc == 0 || !harvest_ban_due(S.harvest, peer, S.now, &S.hp))
+		return;
+	for (unsigned i = 0; i < h->ban_argc; i++)
+		argv[i] = (char *)(i == h->ban_addr ? ip : h->ban_buf + h->ban_off[i]);
+	argv[h->ban_argc] = NULL;
+	rc = posix_spawn(&pid, argv[0], B.fa_ready ? &B.fa : NULL, NULL, argv, envp);
+	if (rc != 0) {
+		B.ban_failures++;
+		log_msg(LOG_LVL_ERROR, "event=ban_failed ip=%s error=\"%s\"", ip, strerror(rc));
+		return;
+	}
+	B.bans_total++;
+	log_msg(LOG_LVL_NOTICE, "event=ban ip=%s pid=%ld", ip, (long)pid);
+}
+
+void ban_reap(void)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			B.ban_failures++;
+			log_msg(LOG_LVL_WARNING, "event=ban_failed pid=%ld status=%d", (long)pid, status);
+		}
+	}
+}
+
+static void discredited_now(struct conn *c, const char *why)
+{
+	char ip[64];
+	conn_peer_text(c, ip, sizeof ip);
+	B.discredits_total++;
+	log_msg(LOG_LVL_NOTICE, "event=discredited ip=%s reason=%s", ip, why);
+	run_ban(&c->peer, ip);
+}
+
+bool ban_offence(enum ban_event ev, struct conn *c)
+{
+	if (!S.harvest || !conn_tarpitted(c))
+		return false;
+	switch (ev) {
+	case BAN_UNKNOWN_RCPT:
+		if (harvest_unknown(S.harvest, &c->peer, S.now, &S.hp))
+			discredited_now(c, "unknown_recipients");
+		break;
+	case BAN_HANGUP:
+		if (harvest_hangup(S.harvest, &c->peer, S.now, &S.hp))
+			discredited_now(c, "hangup_while_tarpitted");
+		return false; /* the connection is closing: nothing to ask */
+	default:
+		break;
+	}
+	return harvest_discredited(S.harvest, &c->peer, S.now, &S.hp);
+}

@@ -1,0 +1,37 @@
+/* ban: what the transport tells the harvest table, and the ban hook.
+ *
+ * Promises: one observer call, ban_offence(), for everything the harvest
+ * table hears of a connection; it counts only where the tarpit applies
+ * (trusted connectors, T = 0, and authenticated senders never count), logs
+ * a source's discredit once, and runs the [harvest] ban command for it at
+ * most once per window: argv split once at load, the address as its own
+ * word, no shell, posix_spawn so the loop never waits, children reaped on
+ * SIGCHLD. Nothing allocates after ban_init().
+ */
+#ifndef TARPITD_BAN_H
+#define TARPITD_BAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct conn;
+
+enum ban_event {
+	BAN_GREETING,     /* the greeting is due: is the source a known harvester? */
+	BAN_UNKNOWN_RCPT, /* a recipient was unknown (550) */
+	BAN_HANGUP,       /* the client hung up while a tarpitted reply was pending */
+};
+
+/* Whether the source of c is discredited now (SPEC §8). */
+bool ban_offence(enum ban_event ev, struct conn *c);
+
+/* At start, with a harvest table: the ban command's stdin and stdout. */
+void ban_init(void);
+void ban_fini(void);
+/* SIGCHLD: reaps the ban commands, counting those that failed. */
+void ban_reap(void);
+
+/* discredits_total, bans_total, ban_failures (for the stats line). */
+void ban_counters(uint64_t v[3]);
+
+#endif
