@@ -5,6 +5,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "limits.h"
 #include "recipients.h"
 
 enum {
@@ -16,6 +17,24 @@ enum {
 	SS_AUTH = 32u,   /* authenticated: never tarpitted */
 	SS_DISCREDITED = 64u, /* the source is a known harvester (SPEC §8) */
 };
+
+/* The largest value an unsigned field can hold. */
+#define FIELD_MAX(type, f) \
+	(sizeof(((type *)0)->f) >= 8 ? UINT64_MAX : (1ull << (8 * sizeof(((type *)0)->f))) - 1)
+
+/* A session ends when a counter goes past its setting (over()), so each
+ * counter must reach the setting's maximum + 1 without saturating; the
+ * recipient counts stop at the maximum (>=), so they must hold it. */
+_Static_assert(FIELD_MAX(struct smtp_session, auth_failures) > CONF_AUTH_FAILURES_MAX,
+	       "auth_failures narrower than max_auth_failures");
+_Static_assert(FIELD_MAX(struct smtp_session, errors) > CONF_PROTOCOL_ERRORS_MAX,
+	       "errors narrower than max_protocol_errors");
+_Static_assert(FIELD_MAX(struct smtp_session, unknown) > CONF_UNKNOWN_RCPTS_MAX,
+	       "unknown narrower than max_unknown_recipients");
+_Static_assert(FIELD_MAX(struct smtp_session, nrcpt) >= CONF_RCPTS_PER_MESSAGE_MAX &&
+		       FIELD_MAX(struct smtp_session, max_rcpt) >= CONF_RCPTS_PER_MESSAGE_MAX &&
+		       FIELD_MAX(struct smtp_envelope, nmbox) >= CONF_RCPTS_PER_MESSAGE_MAX,
+	       "recipient counts narrower than max_recipients_per_message");
 
 enum {
 	AS_NONE,
@@ -340,7 +359,7 @@ static enum reply_id auth_verdict(struct smtp_session *s, const struct smtp_env 
 		s->flags |= SS_AUTH;
 		return R_235_AUTH;
 	}
-	if (s->auth_failures < UINT8_MAX)
+	if (s->auth_failures < UINT16_MAX)
 		s->auth_failures++;
 	return R_535_AUTH;
 }

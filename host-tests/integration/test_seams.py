@@ -72,7 +72,6 @@ def plain(user, pw):
 
 # ---------------------------------------------------------------- item 1
 
-@fixme(1)
 @pytest.mark.parametrize("limit", [256, 1000])
 def test_item01_max_auth_failures_above_255_still_ends_the_session(multi, tmp_path, limit):
     """SPEC §3: `max_auth_failures = 3 ; then 421 4.7.0` (its range is

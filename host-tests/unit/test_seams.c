@@ -17,6 +17,7 @@
 #include "address.h"
 #include "auth.h"
 #include "check.h"
+#include "conf_int.h"
 #include "config.h"
 #include "recipients.h"
 #include "smtp_session.h"
@@ -104,7 +105,6 @@ int main(void)
 	hello();
 	CHECK(say("MAIL FROM:<a@b.example> SIZE=1001") == 552 && reply_is("552 5.3.4"));
 
-#ifdef SEAMS_FIXED
 	/* Item 1: max_auth_failures up to 1000 must end the session; the
 	 * counter was 8 bits and saturated at 255. */
 	{
@@ -127,6 +127,28 @@ int main(void)
 		cf.max_auth_failures = 3;
 	}
 
+	/* Item 1: no setting a session counter is compared with allows more
+	 * than limits.h says, and so than the counter can count (the counter
+	 * widths are checked against limits.h at compile time). */
+	{
+		static const struct {
+			const char *key;
+			uint32_t max;
+		} ranges[] = {
+			{"max_auth_failures", CONF_AUTH_FAILURES_MAX},
+			{"max_protocol_errors", CONF_PROTOCOL_ERRORS_MAX},
+			{"max_unknown_recipients", CONF_UNKNOWN_RCPTS_MAX},
+			{"max_recipients_per_message", CONF_RCPTS_PER_MESSAGE_MAX},
+		};
+		for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+			size_t k = 0;
+			while (k < CONF_NCONN && strcmp(conf_conn_keys[k].name, ranges[i].key) != 0)
+				k++;
+			CHECK(k < CONF_NCONN && conf_conn_keys[k].max == ranges[i].max);
+		}
+	}
+
+#ifdef SEAMS_FIXED
 	/* Item 5: SIZE= not a number or out of range is 501 5.5.4. */
 	{
 		static const char *const bad[] = {"SIZE=abc", "SIZE=", "SIZE=111111111111111111111111111111",
