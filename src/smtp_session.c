@@ -179,12 +179,35 @@ static enum reply_id cmd_helo(struct smtp_session *s, const char *arg, size_t al
 	return ehlo ? R_EHLO : R_HELO;
 }
 
+/* SIZE=n (RFC 1870: 1*20DIGIT). A value that is no such number is a
+ * syntax error, 501 5.5.4 (SPEC §7); a number above max_message_size,
+ * even one past 64 bits, is 552. */
+static enum reply_id size_param(const struct smtp_env *e, const char *v, size_t vl)
+{
+	uint64_t n = 0;
+	bool huge = false;
+
+	if (vl == 0 || vl > 20)
+		return R_501_ARGS;
+	for (size_t k = 0; k < vl; k++) {
+		if (v[k] < '0' || v[k] > '9')
+			return R_501_ARGS;
+		if (n > (UINT64_MAX - 9) / 10)
+			huge = true; /* absurd sizes are just too big */
+		else
+			n = n * 10 + (uint64_t)(v[k] - '0');
+	}
+	return huge || n > e->conn->max_message_size ? R_552_SIZE : R_NONE;
+}
+
 /* MAIL parameters: SIZE=n and BODY=7BIT|8BITMIME; anything else is 555. */
 static enum reply_id mail_params(const struct smtp_env *e, const char *p, size_t len)
 {
 	size_t i = 0;
 	while (i < len) {
 		size_t st = i, eq = 0, vl;
+		const char *v;
+		enum reply_id r;
 		while (i < len && p[i] != ' ')
 			i++;
 		for (size_t k = st; k < i; k++)
@@ -194,24 +217,13 @@ static enum reply_id mail_params(const struct smtp_env *e, const char *p, size_t
 			}
 		if (eq == 0)
 			return R_555_PARAM;
+		v = p + eq + 1;
 		vl = i - eq - 1;
 		if (word_is(p + st, eq - st, "SIZE")) {
-			uint64_t v = 0;
-			bool huge = false;
-			if (vl == 0)
-				return R_555_PARAM;
-			for (size_t k = eq + 1; k < i; k++) {
-				if (p[k] < '0' || p[k] > '9')
-					return R_555_PARAM;
-				if (v > (UINT64_MAX - 9) / 10)
-					huge = true; /* absurd sizes are just too big */
-				else
-					v = v * 10 + (uint64_t)(p[k] - '0');
-			}
-			if (huge || v > e->conn->max_message_size)
-				return R_552_SIZE;
+			if ((r = size_param(e, v, vl)) != R_NONE)
+				return r;
 		} else if (word_is(p + st, eq - st, "BODY")) {
-			if (!word_is(p + eq + 1, vl, "7BIT") && !word_is(p + eq + 1, vl, "8BITMIME"))
+			if (!word_is(v, vl, "7BIT") && !word_is(v, vl, "8BITMIME"))
 				return R_555_PARAM;
 		} else {
 			return R_555_PARAM;
