@@ -200,8 +200,34 @@ static enum reply_id size_param(const struct smtp_env *e, const char *v, size_t 
 	return huge || n > e->conn->max_message_size ? R_552_SIZE : R_NONE;
 }
 
-/* MAIL parameters: SIZE=n and BODY=7BIT|8BITMIME; anything else is 555. */
-static enum reply_id mail_params(const struct smtp_env *e, const char *p, size_t len)
+/* AUTH=<> or AUTH=xtext (RFC 4954 §5, RFC 3461 §4): only its syntax is
+ * checked. Its value is never trusted or used: the session is
+ * authenticated by an AUTH command alone, and nothing else here would
+ * change with the value (no relaying, no header carries it). */
+static bool auth_param_ok(const char *v, size_t vl)
+{
+	if (vl == 0)
+		return false;
+	for (size_t k = 0; k < vl; k++) {
+		unsigned char c = (unsigned char)v[k];
+		if (c == '+') {
+			for (int h = 1; h <= 2; h++) {
+				unsigned char x = k + (size_t)h < vl ? (unsigned char)v[k + (size_t)h] : 0;
+				if (!((x >= '0' && x <= '9') || (x >= 'A' && x <= 'F')))
+					return false;
+			}
+			k += 2;
+		} else if (c < 0x21 || c > 0x7e || c == '=') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* MAIL parameters: SIZE=n, BODY=7BIT|8BITMIME, and AUTH= where AUTH is
+ * offered; anything else is 555. */
+static enum reply_id mail_params(const struct smtp_session *s, const struct smtp_env *e,
+				 const char *p, size_t len)
 {
 	size_t i = 0;
 	while (i < len) {
@@ -225,6 +251,9 @@ static enum reply_id mail_params(const struct smtp_env *e, const char *p, size_t
 		} else if (word_is(p + st, eq - st, "BODY")) {
 			if (!word_is(v, vl, "7BIT") && !word_is(v, vl, "8BITMIME"))
 				return R_555_PARAM;
+		} else if (word_is(p + st, eq - st, "AUTH") && smtp_session_offers_auth(s, e)) {
+			if (!auth_param_ok(v, vl))
+				return R_501_ARGS;
 		} else {
 			return R_555_PARAM;
 		}
@@ -251,7 +280,7 @@ static enum reply_id cmd_mail(struct smtp_session *s, const struct smtp_env *e,
 	    address_parse_path(arg, alen, addr, &addr_len, &rest) != 0 ||
 	    (addr_len > 0 && memchr(addr, '@', addr_len) == NULL))
 		return R_501_SENDER;
-	pr = mail_params(e, arg + rest, alen - rest);
+	pr = mail_params(s, e, arg + rest, alen - rest);
 	if (pr != R_NONE)
 		return pr;
 	memcpy(s->sender, addr, addr_len + 1);

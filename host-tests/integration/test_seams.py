@@ -202,7 +202,6 @@ def test_item05_bad_size_value_is_501(shared, value):
 
 # ---------------------------------------------------------------- item 6
 
-@fixme(6)
 def test_item06_auth_parameter_accepted_where_auth_is_offered(multi, tmp_path):
     """SPEC §7: "`AUTH=` is known wherever AUTH is offered, RFC 4954 §5:
     accepted, its value not trusted". Exim and Postfix send it once

@@ -160,7 +160,6 @@ int main(void)
 		}
 	}
 
-#ifdef SEAMS_FIXED
 	/* Item 6: AUTH= is known where AUTH is offered; its value is not
 	 * trusted (the session is not authenticated by it). */
 	hello();
@@ -169,7 +168,19 @@ int main(void)
 	hello();
 	CHECK(say("MAIL FROM:<a@b.example> AUTH=alice@example.org") == 250);
 	CHECK(!smtp_session_authenticated(&s));
+	/* Its syntax is still checked: xtext (RFC 3461 §4), not empty. */
+	hello();
+	CHECK(say("MAIL FROM:<a@b.example> AUTH=") == 501 && reply_is("501 5.5.4"));
+	CHECK(say("MAIL FROM:<a@b.example> AUTH=a+zz@b.example") == 501 && reply_is("501 5.5.4"));
+	CHECK(say("MAIL FROM:<a@b.example> AUTH=a=b") == 501 && reply_is("501 5.5.4"));
+	CHECK(say("MAIL FROM:<a@b.example> AUTH=a+2Bb@b.example SIZE=10") == 250);
+	/* Where AUTH waits for TLS it is not offered yet, nor is AUTH=. */
+	cf.auth_requires_tls = true;
+	hello();
+	CHECK(say("MAIL FROM:<a@b.example> AUTH=<>") == 555 && reply_is("555 5.5.4"));
+	cf.auth_requires_tls = false;
 
+#ifdef SEAMS_FIXED
 	/* Item 8: a label that starts or ends with '-' is a syntax error;
 	 * "alice" quoted needlessly is alice. */
 	CHECK(parse("<a@xn--->") != 0);
