@@ -92,10 +92,13 @@ int main(void)
 	CHECK(parse("<a@llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.org>") != 0);
 	CHECK(parse("<a@foo-bar.org>") == 0);
 	CHECK(parse("<a@xn--bcher-kva.example>") == 0);
-	env.users = NULL;
-	hello();
-	CHECK(say("MAIL FROM:<a@b.example> AUTH=<>") == 555 && reply_is("555 5.5.4"));
-	env.users = users_load(users, err, sizeof err);
+	{
+		const struct users *u = env.users;
+		env.users = NULL;
+		hello();
+		CHECK(say("MAIL FROM:<a@b.example> AUTH=<>") == 555 && reply_is("555 5.5.4"));
+		env.users = u; /* not reloaded: the first table would leak */
+	}
 	/* Item 5: SIZE over the limit stays 552. */
 	hello();
 	CHECK(say("MAIL FROM:<a@b.example> SIZE=1001") == 552 && reply_is("552 5.3.4"));
