@@ -16,27 +16,28 @@ static bool is_let_dig(unsigned char c)
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-/* Domain labels as Postfix accepts them: letters, digits, '-' and '_'
- * (seen in the wild), no empty label. */
+/* Domain labels: letters, digits, '-' and '_' (seen in the wild, as
+ * Postfix accepts it); no label empty, over 63 octets, or starting or
+ * ending with '-' (RFC 5321 §4.1.2 Ldh-str, SPEC §7). */
 static bool valid_domain(const char *d, size_t n)
 {
 	size_t label = 0;
 	if (n == 0 || n > ADDR_DOMAIN_MAX)
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)d[i];
+	for (size_t i = 0; i <= n; i++) {
+		unsigned char c = i < n ? (unsigned char)d[i] : '.';
 		if (c == '.') {
-			if (label == 0)
+			if (label == 0 || d[i - 1] == '-')
 				return false;
 			label = 0;
-		} else if (is_let_dig(c) || c == '-' || c == '_') {
+		} else if (is_let_dig(c) || c == '_' || (c == '-' && label > 0)) {
 			if (++label > 63)
 				return false;
 		} else {
 			return false;
 		}
 	}
-	return label > 0;
+	return true;
 }
 
 static bool valid_literal(const char *d, size_t n)
@@ -103,6 +104,24 @@ static size_t scan_mailbox(const char *s, size_t len, bool *has_domain)
 	return i;
 }
 
+/* A quoted local part "q" (quotes included, n octets) that needs no
+ * quoting — its content, quoted pairs decoded, is a Dot-string — is the
+ * same mailbox as the plain one (RFC 5321 §4.1.2): writes that to out and
+ * returns its length; 0 when the quoting is needed and stays. */
+static size_t unquote_local(const char *q, size_t n, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 1; i + 1 < n; i++) {
+		unsigned char c = (unsigned char)q[i];
+		if (c == '\\')
+			c = (unsigned char)q[++i]; /* scan_mailbox saw it in range */
+		if (c == '.' ? o == 0 || out[o - 1] == '.' : !is_atext(c))
+			return 0;
+		out[o++] = (char)c;
+	}
+	return o > 0 && out[o - 1] != '.' ? o : 0;
+}
+
 /* "@a,@b:" — accepted and ignored (RFC 5321 §4.1.2 says MUST accept). */
 static size_t skip_source_route(const char *s, size_t len)
 {
@@ -119,7 +138,7 @@ static size_t skip_source_route(const char *s, size_t len)
 
 int address_parse_path(const char *s, size_t len, char *out, size_t *out_len, size_t *rest)
 {
-	size_t i = 0, start, mlen, pathlen;
+	size_t i = 0, start, mlen, olen, pathlen;
 	bool bracket, has_domain;
 
 	while (i < len && s[i] == ' ')
@@ -130,7 +149,7 @@ int address_parse_path(const char *s, size_t len, char *out, size_t *out_len, si
 		size_t r;
 		i++;
 		if (i < len && s[i] == '>') {
-			mlen = 0;
+			olen = 0;
 			i++;
 			goto done_path;
 		}
@@ -140,9 +159,24 @@ int address_parse_path(const char *s, size_t len, char *out, size_t *out_len, si
 		i += r;
 	}
 	mlen = scan_mailbox(s + i, len - i, &has_domain);
-	if (mlen == 0)
+	if (mlen == 0 || mlen > ADDRESS_MAX)
 		return -1;
-	memcpy(out, s + i, mlen < ADDRESS_MAX ? mlen : ADDRESS_MAX);
+	olen = 0;
+	if (s[i] == '"') {
+		const char *q = s + i, *end = q + 1;
+		while (*end != '"')
+			end += *end == '\\' ? 2 : 1;
+		olen = unquote_local(q, (size_t)(end + 1 - q), out);
+		if (olen > 0) {
+			size_t dl = mlen - (size_t)(end + 1 - q);
+			memcpy(out + olen, end + 1, dl); /* "@domain", or nothing */
+			olen += dl;
+		}
+	}
+	if (olen == 0) {
+		memcpy(out, s + i, mlen);
+		olen = mlen;
+	}
 	i += mlen;
 	if (bracket) {
 		if (i >= len || s[i] != '>')
@@ -151,15 +185,13 @@ int address_parse_path(const char *s, size_t len, char *out, size_t *out_len, si
 	}
 done_path:
 	pathlen = (i - start) + (bracket ? 0 : 2);
-	if (pathlen > ADDRESS_MAX || mlen > ADDRESS_MAX)
+	if (pathlen > ADDRESS_MAX)
 		return -1;
-	if (mlen == 0)
-		memcpy(out, "", 1);
 	/* The path must end at a space or the end of the line. */
 	if (i < len && s[i] != ' ')
 		return -1;
-	out[mlen] = 0;
-	*out_len = mlen;
+	out[olen] = 0;
+	*out_len = olen;
 	while (i < len && s[i] == ' ')
 		i++;
 	*rest = i;

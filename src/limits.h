@@ -35,6 +35,15 @@
 #define CONF_BAN_MAX 512       /* octets of all ban_command words, each NUL-terminated */
 /* The other ranges of INI values are in the key table (config.c's
  * conf_keys), beside their keys, and in docs/config.md. */
+/* The maxima of the settings a session counter is compared with: each
+ * counter in struct smtp_session is checked against these at compile time
+ * (smtp_session.c), and the unit tests check that the key table allows no
+ * more than these (host-tests/unit/test_seams.c), so neither can widen a
+ * range past what its counter can count. */
+#define CONF_AUTH_FAILURES_MAX 1000u        /* max_auth_failures */
+#define CONF_PROTOCOL_ERRORS_MAX 1000000u   /* max_protocol_errors */
+#define CONF_UNKNOWN_RCPTS_MAX 1000000u     /* max_unknown_recipients */
+#define CONF_RCPTS_PER_MESSAGE_MAX 1000u    /* max_recipients_per_message */
 #define MSG_SIZE_MIN 1024u     /* max_message_size: 1 KB, the floor docs/config.md gives */
 /* max_message_size: Exchange's own ceiling is 2 GB; a larger message
  * could not be counted in a 32-bit router's off_t without LFS anyway. */

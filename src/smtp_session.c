@@ -5,6 +5,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "limits.h"
 #include "recipients.h"
 
 enum {
@@ -16,6 +17,24 @@ enum {
 	SS_AUTH = 32u,   /* authenticated: never tarpitted */
 	SS_DISCREDITED = 64u, /* the source is a known harvester (SPEC §8) */
 };
+
+/* The largest value an unsigned field can hold. */
+#define FIELD_MAX(type, f) \
+	(sizeof(((type *)0)->f) >= 8 ? UINT64_MAX : (1ull << (8 * sizeof(((type *)0)->f))) - 1)
+
+/* A session ends when a counter goes past its setting (over()), so each
+ * counter must reach the setting's maximum + 1 without saturating; the
+ * recipient counts stop at the maximum (>=), so they must hold it. */
+_Static_assert(FIELD_MAX(struct smtp_session, auth_failures) > CONF_AUTH_FAILURES_MAX,
+	       "auth_failures narrower than max_auth_failures");
+_Static_assert(FIELD_MAX(struct smtp_session, errors) > CONF_PROTOCOL_ERRORS_MAX,
+	       "errors narrower than max_protocol_errors");
+_Static_assert(FIELD_MAX(struct smtp_session, unknown) > CONF_UNKNOWN_RCPTS_MAX,
+	       "unknown narrower than max_unknown_recipients");
+_Static_assert(FIELD_MAX(struct smtp_session, nrcpt) >= CONF_RCPTS_PER_MESSAGE_MAX &&
+		       FIELD_MAX(struct smtp_session, max_rcpt) >= CONF_RCPTS_PER_MESSAGE_MAX &&
+		       FIELD_MAX(struct smtp_envelope, nmbox) >= CONF_RCPTS_PER_MESSAGE_MAX,
+	       "recipient counts narrower than max_recipients_per_message");
 
 enum {
 	AS_NONE,
@@ -175,12 +194,61 @@ static enum reply_id cmd_helo(struct smtp_session *s, const char *arg, size_t al
 	return ehlo ? R_EHLO : R_HELO;
 }
 
-/* MAIL parameters: SIZE=n and BODY=7BIT|8BITMIME; anything else is 555. */
-static enum reply_id mail_params(const struct smtp_env *e, const char *p, size_t len)
+/* SIZE=n (RFC 1870: 1*20DIGIT). A value that is no such number is a
+ * syntax error, 501 5.5.4 (SPEC §7); a number above max_message_size,
+ * even one past 64 bits, is 552. */
+static enum reply_id size_param(const struct smtp_env *e, const char *v, size_t vl)
+{
+	uint64_t n = 0;
+	bool huge = false;
+
+	if (vl == 0 || vl > 20)
+		return R_501_ARGS;
+	for (size_t k = 0; k < vl; k++) {
+		if (v[k] < '0' || v[k] > '9')
+			return R_501_ARGS;
+		if (n > (UINT64_MAX - 9) / 10)
+			huge = true; /* absurd sizes are just too big */
+		else
+			n = n * 10 + (uint64_t)(v[k] - '0');
+	}
+	return huge || n > e->conn->max_message_size ? R_552_SIZE : R_NONE;
+}
+
+/* AUTH=<> or AUTH=xtext (RFC 4954 §5, RFC 3461 §4): only its syntax is
+ * checked. Its value is never trusted or used: the session is
+ * authenticated by an AUTH command alone, and nothing else here would
+ * change with the value (no relaying, no header carries it). */
+static bool auth_param_ok(const char *v, size_t vl)
+{
+	if (vl == 0)
+		return false;
+	for (size_t k = 0; k < vl; k++) {
+		unsigned char c = (unsigned char)v[k];
+		if (c == '+') {
+			for (int h = 1; h <= 2; h++) {
+				unsigned char x = k + (size_t)h < vl ? (unsigned char)v[k + (size_t)h] : 0;
+				if (!((x >= '0' && x <= '9') || (x >= 'A' && x <= 'F')))
+					return false;
+			}
+			k += 2;
+		} else if (c < 0x21 || c > 0x7e || c == '=') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* MAIL parameters: SIZE=n, BODY=7BIT|8BITMIME, and AUTH= where AUTH is
+ * offered; anything else is 555. */
+static enum reply_id mail_params(const struct smtp_session *s, const struct smtp_env *e,
+				 const char *p, size_t len)
 {
 	size_t i = 0;
 	while (i < len) {
 		size_t st = i, eq = 0, vl;
+		const char *v;
+		enum reply_id r;
 		while (i < len && p[i] != ' ')
 			i++;
 		for (size_t k = st; k < i; k++)
@@ -190,25 +258,17 @@ static enum reply_id mail_params(const struct smtp_env *e, const char *p, size_t
 			}
 		if (eq == 0)
 			return R_555_PARAM;
+		v = p + eq + 1;
 		vl = i - eq - 1;
 		if (word_is(p + st, eq - st, "SIZE")) {
-			uint64_t v = 0;
-			bool huge = false;
-			if (vl == 0)
-				return R_555_PARAM;
-			for (size_t k = eq + 1; k < i; k++) {
-				if (p[k] < '0' || p[k] > '9')
-					return R_555_PARAM;
-				if (v > (UINT64_MAX - 9) / 10)
-					huge = true; /* absurd sizes are just too big */
-				else
-					v = v * 10 + (uint64_t)(p[k] - '0');
-			}
-			if (huge || v > e->conn->max_message_size)
-				return R_552_SIZE;
+			if ((r = size_param(e, v, vl)) != R_NONE)
+				return r;
 		} else if (word_is(p + st, eq - st, "BODY")) {
-			if (!word_is(p + eq + 1, vl, "7BIT") && !word_is(p + eq + 1, vl, "8BITMIME"))
+			if (!word_is(v, vl, "7BIT") && !word_is(v, vl, "8BITMIME"))
 				return R_555_PARAM;
+		} else if (word_is(p + st, eq - st, "AUTH") && smtp_session_offers_auth(s, e)) {
+			if (!auth_param_ok(v, vl))
+				return R_501_ARGS;
 		} else {
 			return R_555_PARAM;
 		}
@@ -235,7 +295,7 @@ static enum reply_id cmd_mail(struct smtp_session *s, const struct smtp_env *e,
 	    address_parse_path(arg, alen, addr, &addr_len, &rest) != 0 ||
 	    (addr_len > 0 && memchr(addr, '@', addr_len) == NULL))
 		return R_501_SENDER;
-	pr = mail_params(e, arg + rest, alen - rest);
+	pr = mail_params(s, e, arg + rest, alen - rest);
 	if (pr != R_NONE)
 		return pr;
 	memcpy(s->sender, addr, addr_len + 1);
@@ -355,7 +415,7 @@ static enum reply_id auth_verdict(struct smtp_session *s, const struct smtp_env 
 		s->flags |= SS_AUTH;
 		return R_235_AUTH;
 	}
-	if (s->auth_failures < UINT8_MAX)
+	if (s->auth_failures < UINT16_MAX)
 		s->auth_failures++;
 	return R_535_AUTH;
 }

@@ -63,12 +63,16 @@ struct smtp_session {
 	uint8_t state;   /* enum smtp_state */
 	uint8_t flags;   /* SS_* in smtp_session.c */
 	uint8_t auth_state;    /* AS_* in smtp_session.c: inside an AUTH exchange */
-	uint8_t auth_failures;
+	/* Each counter is wider than its setting's range (limits.h, checked
+	 * in smtp_session.c): a counter that saturates at or below its limit
+	 * never ends the session. The 16-bit one fills the byte of padding
+	 * before the other 16-bit fields, so the slot keeps its size. */
+	uint16_t auth_failures; /* max_auth_failures: 0..1000 */
 	uint16_t nrcpt;  /* RCPTs accepted in this transaction */
 	uint16_t max_rcpt; /* capacity of env->mbox */
 	uint16_t helo_len;
-	uint32_t errors;   /* protocol errors in this session */
-	uint32_t unknown;  /* unknown recipients in this session */
+	uint32_t errors;   /* protocol errors in this session: max_protocol_errors 0..10^6 */
+	uint32_t unknown;  /* unknown recipients in this session: max_unknown_recipients 0..10^6 */
 	struct smtp_envelope *env;
 	struct recipients *table; /* referenced while a transaction is open */
 	char helo[SMTP_HELO_MAX + 1];   /* neutered: Received-safe */

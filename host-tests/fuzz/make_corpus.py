@@ -152,6 +152,11 @@ def session_corpus(consts):
         "AUTH PLAIN " + base64.b64encode(b"x\0u\0p").decode(), "NOOP"))
     c.add("auth-long", hdr() + EHLO + b"AUTH PLAIN " + b"QUFB" * 200 + CRLF + b"AUTH PLAIN\r\n" +
           b"QUFB" * 300 + CRLF + b"AUTH LOGIN\r\n" + b"A" * 1100 + b"\r\nNOOP\r\n")
+    c.add("mail-params", hdr(h0=64) + EHLO + lines(
+        "MAIL FROM:<a@origin.test> SIZE=abc", "MAIL FROM:<a@origin.test> SIZE=" + "9" * 21,
+        "MAIL FROM:<a@origin.test> SIZE=" + "9" * 20, "MAIL FROM:<a@origin.test> AUTH=a+zz",
+        "MAIL FROM:<a@origin.test> AUTH=<> SIZE=10 BODY=8BITMIME", 'RCPT TO:<"alice"@example.org>',
+        'RCPT TO:<"al ice"@example.org>', "RCPT TO:<a@foo->", "NOOP"))
     c.add("auth-no-users", hdr(h0=8 | 16) + EHLO + lines(
         "AUTH PLAIN AGFsaWNlAHNlY3JldA==", "STARTTLS", "NOOP"))
     c.add("long-lines", hdr(h0=32) + EHLO + b"NOOP " + b"x" * 505 + CRLF + b"NOOP " + b"x" * 506 +
@@ -176,7 +181,9 @@ def address_corpus(consts):
         c.add(f"tests-{i:02d}", a)
     for i, a in enumerate([b"<>", b" <a@b.c> SIZE=10", b"<@r1.test,@r2.test:u@x.test>",
                            b'<"quoted \\" local"@x.test>', b"<u@[IPv6:2001:db8::1]>",
-                           b"<u@[192.0.2.1]> BODY=7BIT", b"postmaster", b"<a.b..c@d-e_f.g>"]):
+                           b"<u@[192.0.2.1]> BODY=7BIT", b"postmaster", b"<a.b..c@d-e_f.g>",
+                           b'<"alice"@example.org>', b'<"al\\ice"@x.test> AUTH=<>', b'"a.b"@x-y.test',
+                           b'<"a..b"@x.test>', b"<a@xn--->", b"<a@-foo>", b"<a@foo.-bar.org>"]):
         c.add(f"extra-{i:02d}", a)
     return c
 

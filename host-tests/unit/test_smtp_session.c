@@ -114,9 +114,11 @@ int main(void)
 		{"MAIL FROM:a@b.c", 250},
 		{"mail from:<a@b.c> SIZE=1000", 250},
 		{"MAIL FROM:<a@b.c> SIZE=1001", 552},
-		{"MAIL FROM:<a@b.c> SIZE=99999999999999999999999", 552},
-		{"MAIL FROM:<a@b.c> SIZE=", 555},
-		{"MAIL FROM:<a@b.c> SIZE=1x", 555},
+		{"MAIL FROM:<a@b.c> SIZE=99999999999999999999", 552}, /* 20 digits, past 64 bits */
+		{"MAIL FROM:<a@b.c> SIZE=999999999999999999999", 501}, /* 21: not RFC 1870's 1*20DIGIT */
+		{"MAIL FROM:<a@b.c> SIZE=", 501},
+		{"MAIL FROM:<a@b.c> SIZE=1x", 501},
+		{"MAIL FROM:<a@b.c> AUTH=<>", 555}, /* no AUTH offered here */
 		{"MAIL FROM:<a@b.c> BODY=8BITMIME", 250},
 		{"MAIL FROM:<a@b.c> BODY=BINARYMIME", 555},
 		{"MAIL FROM:<a@b.c> SMTPUTF8", 555},
