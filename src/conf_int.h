@@ -29,7 +29,7 @@ enum ktype {
 	K_BOOL,
 	K_HOST,   /* printable ASCII, no spaces, "" = default */
 	K_BANNER, /* printable ASCII with spaces, "" = default */
-	K_PATH,   /* min 1: must not be empty */
+	K_PATH,   /* min 1: must not be empty; max: its enum path_role */
 	K_USER,
 	K_LOG,
 	K_LEVEL,
@@ -37,6 +37,11 @@ enum ktype {
 	K_RANGES,
 	K_BANCMD, /* a command line split into argv words */
 };
+
+/* What a path names, so the checks of SPEC §3 are table-driven: a file
+ * the daemon reads must be a regular file; `check` and `run` also look
+ * at the spool, pidfile and control socket as the server would. */
+enum path_role { P_FILE = 1, P_SPOOL, P_PIDFILE, P_CONTROL };
 
 enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
 
@@ -110,6 +115,9 @@ void conf_kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* "k: 'value' is not a ..." for k's type. */
 void conf_bad_value(struct pstate *st, const struct key *k, const char *v);
+/* The line key k (not a connector key) was given on, else its section
+ * header's. */
+int conf_key_line(const struct pstate *st, const struct key *k);
 /* Values quoted back in messages are cut and made printable, so a broken
  * file cannot flood or garble the terminal it is reported on. */
 const char *conf_echo(char *buf, size_t len, const char *s);

@@ -257,7 +257,6 @@ def unblock_fifo(path):
         pass
 
 
-@fixme(14)
 def test_item14_recipients_fifo_never_blocks_the_loop(server):
     """SPEC §3: "A file the INI names (recipients, …) must be a regular
     file: a FIFO, device or directory is an error at `check`, at start and
@@ -280,7 +279,6 @@ def test_item14_recipients_fifo_never_blocks_the_loop(server):
         unblock_fifo(srv.recipients)
 
 
-@fixme(14)
 def test_item14_ini_fifo_on_sighup_never_blocks_the_loop(server):
     """SPEC §3 (as above), at reload: the INI replaced by a FIFO, SIGHUP;
     the old configuration stays and the server still answers."""
@@ -300,7 +298,6 @@ def test_item14_ini_fifo_on_sighup_never_blocks_the_loop(server):
         unblock_fifo(srv.ini)
 
 
-@fixme(14)
 def test_item14_check_refuses_a_fifo_at_once(tmp_path):
     """SPEC §3 (as above), at `check`: status 1 with the file named,
     promptly."""

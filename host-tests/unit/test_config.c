@@ -3,8 +3,10 @@
  * relative paths, comments, continuations, the value parsers' edges,
  * several connectors and the checks across them, and the show/set field
  * table. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -456,7 +458,7 @@ static void test_errors(void)
 	CHECK(cfg.connectors == NULL);
 	snprintf(path, sizeof path, "%s", dir);
 	CHECK(config_load(&cfg, path, err, sizeof err) == -1);
-	CHECK_STR(err, E(" read error: Is a directory"));
+	CHECK_STR(err, E(" is a directory, not a regular file"));
 	CHECK(config_load(&cfg, NULL, err, sizeof err) == -1);
 	CHECK(err[0] != '\0');
 
@@ -828,6 +830,41 @@ static void test_control(void)
 	}
 	CHECK(load("[server]\ncontrol = x\ncontrol = y\n" CONN) == -1);
 	CHECK_STR(err, E("3: duplicate key 'control' (first at line 2)"));
+}
+
+/* SPEC §3: a file the INI names must be a regular file (a FIFO, device
+ * or directory is an error at every load, at the key's line), and an INI
+ * that is a FIFO is refused at once, never waited on. */
+static void test_not_regular(void)
+{
+	char fifo[300], text[400];
+
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	snprintf(text, sizeof text, "[server]\nrecipients = fifo\n" CONN);
+	CHECK(load(text) == -1);
+	snprintf(text, sizeof text, "2: recipients: %s is a FIFO, not a regular file", fifo);
+	CHECK_STR(err, E(text));
+	/* The default file name, at the section header's line. */
+	unlink(fifo);
+	snprintf(fifo, sizeof fifo, "%s/recipients", dir);
+	CHECK(mkdir(fifo, 0700) == 0);
+	CHECK(load("\n[server]\n" CONN) == -1);
+	snprintf(text, sizeof text, "2: recipients: %s is a directory, not a regular file", fifo);
+	CHECK_STR(err, E(text));
+	CHECK(load("[server]\nrecipients = /dev/null\n" CONN) == -1);
+	CHECK_STR(err, E("2: recipients: /dev/null is a device, not a regular file"));
+	rmdir(fifo);
+	/* A missing file is the loader's to report, not config_load's. */
+	CHECK(load("[server]\nrecipients = nowhere\n" CONN) == 0);
+	/* The INI itself. */
+	unload();
+	snprintf(fifo, sizeof fifo, "%s/fifo.ini", dir);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	CHECK(config_load(&cfg, fifo, err, sizeof err) == -1);
+	snprintf(text, sizeof text, "%s: is a FIFO, not a regular file", fifo);
+	CHECK_STR(err, text);
+	unlink(fifo);
 }
 
 #define TWO(a_extra, b_extra) \
@@ -1324,6 +1361,7 @@ int main(void)
 	test_size_bool_uint();
 	test_connectors();
 	test_control();
+	test_not_regular();
 	test_overlaps();
 	test_wildcards();
 	if (WITH_TLS)
