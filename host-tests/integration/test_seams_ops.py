@@ -225,7 +225,6 @@ def test_item12_run_refuses_greeting_delay_not_below_connection_timeout(tmp_path
 
 # ---------------------------------------------------------------- item 13
 
-@fixme(13)
 def test_item13_concurrent_sets_lose_no_change(tmp_path):
     """SPEC §2: "Concurrent `set`s never lose a change: each rewrite sees
     the one before it (a lock on the INI)." Two `set`s on two connectors
