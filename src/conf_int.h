@@ -123,6 +123,16 @@ int conf_key_line(const struct pstate *st, const struct key *k);
 const char *conf_echo(char *buf, size_t len, const char *s);
 #define ECHO_BUF LOG_ECHO_BUF
 
+/* 0.0.0.0 or :: (config.c). */
+bool conf_is_wildcard(const struct binding *b);
+
+/* ---- what `run` would refuse on this host (conf_host.c) ---- */
+
+/* The user exists; the pidfile and control socket have their directory
+ * and name no file but tarpitd's own; the spool can be made; every
+ * address bound is one an interface has. Each error at its INI line. */
+void conf_check_host(struct pstate *st);
+
 /* ---- values (conf_value.c) ---- */
 
 static inline bool is_digit(char c)

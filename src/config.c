@@ -58,7 +58,7 @@ const struct key conf_keys[] = {
 
 /* Connector keys in the order of SPEC §3, which is also the order of the
  * show/set fields. */
-enum { C_BINDINGS = 1, C_RANGES = 2, C_REQUIRE_TLS = 19 };
+enum { C_BINDINGS = 1, C_RANGES = 2, C_CONN_TIMEOUT = 11, C_GREETING = 16, C_REQUIRE_TLS = 19 };
 
 const struct key conf_conn_keys[] = {
 	CK("enabled", K_BOOL, enabled, 0, 0, "Enabled"),
@@ -75,13 +75,13 @@ const struct key conf_conn_keys[] = {
 	   "MaxInboundConnection"),
 	CK("max_inbound_connections_per_source", K_UINT, max_inbound_connections_per_source, 1, 1000000,
 	   "MaxInboundConnectionPerSource"),
-	CK("connection_timeout", K_TIMESPAN, connection_timeout, 1, DAY, "ConnectionTimeout"),
+	[C_CONN_TIMEOUT] = CK("connection_timeout", K_TIMESPAN, connection_timeout, 1, DAY, "ConnectionTimeout"),
 	CK("connection_inactivity_timeout", K_TIMESPAN, connection_inactivity_timeout, 1, DAY,
 	   "ConnectionInactivityTimeout"),
 	CK("max_protocol_errors", K_UINT, max_protocol_errors, 0, 1000000, "MaxProtocolErrors"),
 	CK("max_unknown_recipients", K_UINT, max_unknown_recipients, 0, 1000000, NULL),
 	CK("max_auth_failures", K_UINT, max_auth_failures, 0, 1000, NULL),
-	CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600, NULL),
+	[C_GREETING] = CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600, NULL),
 	CK("pipelining", K_BOOL, pipelining, 0, 0, "PipeliningEnabled"),
 	CK("starttls", K_BOOL, starttls, 0, 0, NULL),
 	[C_REQUIRE_TLS] = CK("require_tls", K_BOOL, require_tls, 0, 0, "RequireTLS"),
@@ -533,6 +533,17 @@ static void finish_connector(struct pstate *st)
 		else if (!cc->starttls)
 			conf_err_at(st, l ? l : cc->line, "require_tls needs starttls = yes");
 	}
+	/* Every session would end before its greeting (SPEC §3). */
+	if (cc->greeting_delay && cc->greeting_delay >= cc->connection_timeout) {
+		char g[24], t[24];
+
+		l = cx->seen[C_GREETING] ? cx->seen[C_GREETING] : cx->seen[C_CONN_TIMEOUT];
+		format_timespan(cc->greeting_delay, g, sizeof g);
+		format_timespan(cc->connection_timeout, t, sizeof t);
+		conf_err_at(st, l ? l : cc->line,
+			    "greeting_delay: %s is not below connection_timeout %s (every session would end before its greeting)",
+			    g, t);
+	}
 	if (!cc->fqdn[0])
 		strcpy(cc->fqdn, s->hostname);
 	if (!cc->banner[0]) {
@@ -548,7 +559,7 @@ static void finish_connector(struct pstate *st)
 	}
 }
 
-static bool is_wildcard(const struct binding *b)
+bool conf_is_wildcard(const struct binding *b)
 {
 	static const struct ip_addr any6 = {{0}};
 	static const struct ip_addr any4 = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0}};
@@ -575,7 +586,7 @@ static const struct binding *wildcard_clash(const struct pstate *st, unsigned i,
 		if (!active(st, *pi))
 			continue;
 		for (ab = a->bindings; ab < a->bindings + a->nbindings && ab != bb; ab++)
-			if (ab->port == bb->port && ab->v6 == bb->v6 && is_wildcard(ab) != is_wildcard(bb))
+			if (ab->port == bb->port && ab->v6 == bb->v6 && conf_is_wildcard(ab) != conf_is_wildcard(bb))
 				return ab;
 	}
 	return NULL;
@@ -806,7 +817,7 @@ static int open_ini(struct pstate *st, const char *path)
 	return 0;
 }
 
-int config_load(struct config *c, const char *path, char *err, size_t errlen)
+static int load(struct config *c, const char *path, char *err, size_t errlen, bool host)
 {
 	struct pstate st;
 	int rc;
@@ -840,6 +851,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		conf_err_at(&st, 0, "read error: %s", strerror(st.read_errno));
 	else
 		finish(&st);
+	if (host && st.errs.n == 0)
+		conf_check_host(&st);
 
 	free(st.extra);
 	if (st.errs.n) {
@@ -859,4 +872,14 @@ void config_free(struct config *c)
 	free(c->connectors);
 	c->connectors = NULL;
 	c->nconnectors = 0;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	return load(c, path, err, errlen, false);
+}
+
+int config_load_host(struct config *c, const char *path, char *err, size_t errlen)
+{
+	return load(c, path, err, errlen, true);
 }

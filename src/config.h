@@ -4,8 +4,11 @@
  * (defaults applied, ranges checked, relative paths made relative to the
  * INI file's directory, connectors checked against each other: unique
  * names, nesting RemoteIPRanges on shared bindings, no wildcard/specific
- * bind clash) or returns -1 with one "FILE:LINE: message" line
- * per error found. Allocation happens only here (at start and on reload),
+ * bind clash, greeting_delay below connection_timeout, every file it
+ * names for reading a regular one) or returns -1 with one
+ * "FILE:LINE: message" line per error found. It never blocks on a file
+ * (O_NONBLOCK) and never changes one; config_load_host() also asks the
+ * host what `run` would find there. Allocation happens only here (at start and on reload),
  * never while serving. The value parsers are exported for the CLI and the
  * fuzzers.
  */
@@ -110,6 +113,13 @@ struct config {
 /* 0 ok; -1 with errors in err (lines joined by '\n', NUL-terminated,
  * truncated to errlen). On error *c holds nothing to free. */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
+/* config_load, and then what `run` would refuse on this host (SPEC §3):
+ * an unknown user, a pidfile or control socket in a missing directory or
+ * naming a file that is not tarpitd's own pidfile or socket, a spool that
+ * cannot be made, an address no interface has. For `check` and for `run`
+ * before it starts, never for a reload (the server's own files and
+ * sockets exist then). */
+int config_load_host(struct config *c, const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
 
 /* Value parsers: 0 ok, -1 invalid. */

@@ -177,7 +177,6 @@ CHECK_REFUSES = {
 }
 
 
-@fixme(12)
 @pytest.mark.parametrize("case", list(CHECK_REFUSES))
 def test_item12_check_refuses_what_run_refuses(tmp_path, case):
     """SPEC §3: "`check` also refuses what `run` would refuse (an unknown
@@ -215,7 +214,6 @@ def test_item12_guard_run_does_refuse(tmp_path, case):
     run_refuses(tmp_path, case)
 
 
-@fixme(12)
 def test_item12_run_refuses_greeting_delay_not_below_connection_timeout(tmp_path):
     """SPEC §3 names `a greeting_delay not below connection_timeout` among
     what `run` refuses (every session would end before its greeting);

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -867,6 +869,57 @@ static void test_not_regular(void)
 	unlink(fifo);
 }
 
+/* config_load_host: what `run` would refuse, each at its line. */
+static int load_host(const char *text)
+{
+	unload();
+	write_file("t.ini", text, strlen(text));
+	if (config_load_host(&cfg, path, err, sizeof err) != 0)
+		return -1;
+	loaded = true;
+	return 0;
+}
+
+static void test_host(void)
+{
+	char text[600], want[600];
+
+	/* greeting_delay not below connection_timeout: every load. */
+	CHECK(load(CONN "connection_timeout = 00:00:10\ngreeting_delay = 00:00:10\n") == -1);
+	CHECK_STR(err, E("4: greeting_delay: 00:00:10 is not below connection_timeout 00:00:10 "
+			 "(every session would end before its greeting)"));
+	CHECK(load(CONN "greeting_delay = 00:00:05\nconnection_timeout = 00:00:04\n") == -1);
+	CHECK(strstr(err, ":3: greeting_delay: 00:00:05 is not below") != NULL);
+	CHECK(load(CONN "connection_timeout = 00:00:10\ngreeting_delay = 00:00:09\n") == 0);
+
+	CHECK(load_host("[server]\nspool = sp\n" CONN) == 0);
+	CHECK(load_host("[server]\nuser = no-such-user-tarpitd\n" CONN) == -1);
+	CHECK_STR(err, E("2: user: no user 'no-such-user-tarpitd' on this system"));
+	CHECK(load("[server]\nuser = no-such-user-tarpitd\n" CONN) == 0); /* reload: not asked */
+	CHECK(load_host("[server]\n\npidfile = none/t.pid\n" CONN) == -1);
+	snprintf(want, sizeof want, "3: pidfile: directory %s does not exist", dirpath("none"));
+	CHECK_STR(err, E(want));
+	CHECK(load_host("[server]\ncontrol = t.ini/x\n" CONN) == -1);
+	snprintf(want, sizeof want, "2: control: directory %s is not a directory", dirpath("t.ini"));
+	CHECK_STR(err, E(want));
+	CHECK(load_host("[server]\nspool = /proc/tarpitd/spool\n" CONN) == -1);
+	CHECK_STR(err, E("2: spool: /proc/tarpitd/spool is on /proc, where no spool can be made"));
+	CHECK(load_host("[server]\nspool = t.ini/spool\n" CONN) == -1);
+	snprintf(want, sizeof want, "2: spool: %s is not a directory", dirpath("t.ini"));
+	CHECK_STR(err, E(want));
+	/* An address no interface has; wildcards and loopback bind. */
+	CHECK(load_host("[connector \"A\"]\nbindings = 0.0.0.0:25, 127.0.0.2:2525\n") == 0);
+	snprintf(text, sizeof text, "[connector \"A\"]\nbindings = 127.0.0.1:25,\n  192.0.2.1:2525\n");
+	CHECK(load_host(text) == -1);
+	CHECK_STR(err, E("3: bindings: 192.0.2.1:2525: no interface has this address"));
+	/* In file order: [server] keys by line, then the bindings. */
+	CHECK(load_host("[server]\ncontrol = none/x\nuser = no-such-user-tarpitd\n"
+			"[connector \"A\"]\nbindings = 192.0.2.1:2525\n") == -1);
+	CHECK(strstr(err, ":2: control") && strstr(err, ":3: user") && strstr(err, ":5: bindings") &&
+	      strstr(err, ":2: control") < strstr(err, ":3: user") && strstr(err, ":3: user") < strstr(err, ":5: bindings"));
+	unload();
+}
+
 #define TWO(a_extra, b_extra) \
 	"[connector \"A\"]\nbindings = 0.0.0.0:25\n" a_extra "[connector \"B\"]\nbindings = 0.0.0.0:25\n" b_extra
 
@@ -1362,6 +1415,7 @@ int main(void)
 	test_connectors();
 	test_control();
 	test_not_regular();
+	test_host();
 	test_overlaps();
 	test_wildcards();
 	if (WITH_TLS)
