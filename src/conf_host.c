@@ -12,6 +12,7 @@
 #include "conf_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -71,11 +72,48 @@ static bool dir_exists(struct pstate *st, const struct key *k, const char *path)
 	return false;
 }
 
-/* The pidfile and the control socket are made by `run`: their
- * directory must exist. */
+/* What write_pidfile() left: a PID and a newline (or nothing, if it
+ * stopped between creating and writing). Anything else is someone
+ * else's file, which `run` would truncate. */
+static bool is_pidfile(const char *path, const struct stat *sb)
+{
+	char buf[32];
+	ssize_t n, i = 0;
+	int fd;
+
+	if (!S_ISREG(sb->st_mode) || sb->st_size >= (off_t)sizeof buf)
+		return false;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof buf);
+	close(fd);
+	if (n < 0)
+		return false;
+	while (i < n && is_digit(buf[i]))
+		i++;
+	if (i < n && buf[i] == '\n')
+		i++;
+	return i == n;
+}
+
+/* SPEC §3: the pidfile and the control socket must not name an existing
+ * file that is not tarpitd's own, since `run` writes over the one and
+ * unlinks the other. A symbolic link is refused as well: root would write
+ * through it. */
 static void check_run_file(struct pstate *st, const struct key *k, const char *path)
 {
-	dir_exists(st, k, path);
+	struct stat sb;
+	bool control = k->max == P_CONTROL;
+	const char *is;
+
+	if (!dir_exists(st, k, path) || lstat(path, &sb) != 0)
+		return;
+	if (control ? S_ISSOCK(sb.st_mode) : is_pidfile(path, &sb))
+		return;
+	is = S_ISLNK(sb.st_mode) ? "a symbolic link" : util_not_regular(sb.st_mode);
+	conf_err_at(st, conf_key_line(st, k), "%s: %s exists and is %s, not %s (run would %s it)", k->name, path,
+		    is ? is : "a file", control ? "a socket" : "a pidfile", control ? "replace" : "overwrite");
 }
 
 /* The server makes the spool like mkdir -p: the nearest part of the

@@ -133,7 +133,6 @@ def free_base():
     return BASE.replace("2599", str(free_port()))
 
 
-@fixme(11)
 @pytest.mark.parametrize("key", ["control", "pidfile"])
 def test_item11_control_or_pidfile_naming_another_file_is_refused(tmp_path, key):
     """SPEC §3: "The `control` and `pidfile` paths must not name an

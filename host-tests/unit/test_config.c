@@ -869,7 +869,8 @@ static void test_not_regular(void)
 	unlink(fifo);
 }
 
-/* config_load_host: what `run` would refuse, each at its line. */
+/* config_load_host: what `run` would refuse, each at its line; and what
+ * it must keep accepting (its own pidfile and socket of an earlier run). */
 static int load_host(const char *text)
 {
 	unload();
@@ -882,7 +883,9 @@ static int load_host(const char *text)
 
 static void test_host(void)
 {
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char text[600], want[600];
+	int fd;
 
 	/* greeting_delay not below connection_timeout: every load. */
 	CHECK(load(CONN "connection_timeout = 00:00:10\ngreeting_delay = 00:00:10\n") == -1);
@@ -902,6 +905,30 @@ static void test_host(void)
 	CHECK(load_host("[server]\ncontrol = t.ini/x\n" CONN) == -1);
 	snprintf(want, sizeof want, "2: control: directory %s is not a directory", dirpath("t.ini"));
 	CHECK_STR(err, E(want));
+	/* Another file: refused, never written over or unlinked. */
+	CHECK(load_host("[server]\npidfile = t.ini\n" CONN) == -1);
+	snprintf(want, sizeof want, "2: pidfile: %s exists and is a file, not a pidfile (run would overwrite it)",
+		 dirpath("t.ini"));
+	CHECK_STR(err, E(want));
+	CHECK(load_host("[server]\ncontrol = t.ini\n" CONN) == -1);
+	snprintf(want, sizeof want, "2: control: %s exists and is a file, not a socket (run would replace it)",
+		 dirpath("t.ini"));
+	CHECK_STR(err, E(want));
+	/* tarpitd's own, of an earlier run: a PID, or empty; a socket. */
+	write_file("old.pid", "4242\n", 5);
+	CHECK(load_host("[server]\npidfile = old.pid\n" CONN) == 0);
+	write_file("old.pid", "", 0);
+	CHECK(load_host("[server]\npidfile = old.pid\n" CONN) == 0);
+	write_file("old.pid", "4242\nx\n", 7);
+	CHECK(load_host("[server]\npidfile = old.pid\n" CONN) == -1);
+	snprintf(path, sizeof path, "%s/old.pid", dir);
+	unlink(path);
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s/old.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0);
+	close(fd);
+	CHECK(load_host("[server]\ncontrol = old.sock\n" CONN) == 0);
+	unlink(sun.sun_path);
 	CHECK(load_host("[server]\nspool = /proc/tarpitd/spool\n" CONN) == -1);
 	CHECK_STR(err, E("2: spool: /proc/tarpitd/spool is on /proc, where no spool can be made"));
 	CHECK(load_host("[server]\nspool = t.ini/spool\n" CONN) == -1);
@@ -913,7 +940,7 @@ static void test_host(void)
 	CHECK(load_host(text) == -1);
 	CHECK_STR(err, E("3: bindings: 192.0.2.1:2525: no interface has this address"));
 	/* In file order: [server] keys by line, then the bindings. */
-	CHECK(load_host("[server]\ncontrol = none/x\nuser = no-such-user-tarpitd\n"
+	CHECK(load_host("[server]\ncontrol = t.ini\nuser = no-such-user-tarpitd\n"
 			"[connector \"A\"]\nbindings = 192.0.2.1:2525\n") == -1);
 	CHECK(strstr(err, ":2: control") && strstr(err, ":3: user") && strstr(err, ":5: bindings") &&
 	      strstr(err, ":2: control") < strstr(err, ":3: user") && strstr(err, ":3: user") < strstr(err, ":5: bindings"));
