@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -211,8 +212,14 @@ static void check_key(struct pstate *st, const struct key *k)
 {
 	const char *v = (const char *)&st->c->server + k->off;
 
+	struct group *g;
+
 	if (k->type == K_USER && v[0] && !getpwnam(v))
 		conf_err_at(st, conf_key_line(st, k), "%s: no user '%s' on this system", k->name, v);
+	else if (k->type == K_GROUP && v[0] && (g = getgrnam(v)) == NULL)
+		conf_err_at(st, conf_key_line(st, k), "%s: no group '%s' on this system", k->name, v);
+	else if (k->type == K_GROUP && v[0])
+		st->c->server.spool_gid = (uint32_t)g->gr_gid;
 	else if (k->type == K_PATH && v[0] && (k->max == P_PIDFILE || k->max == P_CONTROL))
 		check_run_file(st, k, v);
 	else if (k->type == K_PATH && k->max == P_SPOOL)

@@ -40,6 +40,7 @@ const struct key conf_keys[] = {
 	SK("log", K_LOG, log_syslog, 0, 0),
 	SK("log_level", K_LEVEL, log_level, 0, 0),
 	[G_CONTROL] = SK("control", K_PATH, control, 0, P_CONTROL),
+	SK("spool_group", K_GROUP, spool_group, 0, 0),
 
 	/* A pool slot is a full mbedTLS SSL context (tens of KB with its
 	 * record buffers): 1024 of them is already more than a router has. */
@@ -137,6 +138,7 @@ static const char *const bad_text[] = {
 	[K_SIZE] = "is not a size (bytes, or a number with KB, MB or GB)",
 	[K_BOOL] = "is not a boolean (yes/no, true/false, on/off, 1/0)",
 	[K_USER] = "is not a valid user name",
+	[K_GROUP] = "is not a valid group name",
 	[K_LOG] = "must be syslog or stderr",
 	[K_LEVEL] = "must be error, warning, notice, info or debug",
 	[K_BINDINGS] = "is not ip:port or [ipv6]:port",
@@ -161,6 +163,7 @@ static void set_server_defaults(struct server_conf *s)
 	strcpy(s->spool, "/var/spool/tarpitd");
 	s->log_syslog = true;
 	s->log_level = LOG_LVL_INFO;
+	s->spool_gid = CONF_NO_GID;
 }
 
 static void set_conn_defaults(struct connector_conf *cc)

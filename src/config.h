@@ -55,14 +55,19 @@ struct connector_conf {
 	struct ip_range ranges[CONF_MAX_RANGES];
 };
 
+/* spool_gid when there is no spool_group (as chown's "no change"). */
+#define CONF_NO_GID UINT32_MAX
+
 struct server_conf {
 	uint32_t max_connections;
 	bool log_syslog;
 	enum log_level log_level;
+	uint32_t spool_gid; /* spool_group's gid, found by config_load_host; else CONF_NO_GID */
 	char hostname[CONF_TEXT_MAX];
 	char recipients[PATH_MAX];
 	char spool[PATH_MAX];
 	char user[64];      /* "" = keep the starting user */
+	char spool_group[64]; /* "" = none: the spool is the daemon user's alone (SPEC §5) */
 	char pidfile[PATH_MAX]; /* "" = none */
 	char control[PATH_MAX]; /* UNIX socket for stats, "" = none */
 };
@@ -116,7 +121,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen);
 /* config_load, and then what `run` would refuse on this host (SPEC §3):
  * an unknown user, a pidfile or control socket in a missing directory or
  * naming a file that is not tarpitd's own pidfile or socket, a spool that
- * cannot be made, an address no interface has. For `check` and for `run`
+ * cannot be made, an address no interface has, a spool_group this system
+ * does not know (and fills in spool_gid). For `check` and for `run`
  * before it starts, never for a reload (the server's own files and
  * sockets exist then). */
 int config_load_host(struct config *c, const char *path, char *err, size_t errlen);

@@ -9,6 +9,7 @@
 #include "users.h"
 #include "config.h"
 #include "log.h"
+#include "maildir.h"
 #include "recipients.h"
 #include "server.h"
 #include "tls.h"
@@ -50,6 +51,8 @@ static int cmd_run(const char *path, int argc, char **argv)
 	if (load(path) != 0)
 		return 1;
 	log_init(cfg.server.log_syslog, cfg.server.log_level);
+	/* The server opens the spool itself, after dropping privileges. */
+	maildir_use_group(cfg.server.spool_gid);
 	return server_run(&cfg);
 }
 

@@ -580,7 +580,6 @@ def test_item20_harvest_lists_and_forgives(harvest_server):
 # ---------------------------------------------------------------- item 22
 
 @needs_root
-@fixme(22)
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv")
 def test_item22_spool_group_lets_an_imap_user_read(open_dir):
     """SPEC §5: "Files are mode 0600 and directories 0700, owned by the

@@ -899,6 +899,18 @@ static void test_host(void)
 	CHECK(load_host("[server]\nuser = no-such-user-tarpitd\n" CONN) == -1);
 	CHECK_STR(err, E("2: user: no user 'no-such-user-tarpitd' on this system"));
 	CHECK(load("[server]\nuser = no-such-user-tarpitd\n" CONN) == 0); /* reload: not asked */
+	/* spool_group (SPEC §5): a group name, resolved by the host checks. */
+	CHECK(load("[server]\nspool_group = root\n" CONN) == 0);
+	CHECK_STR(cfg.server.spool_group, "root");
+	CHECK(cfg.server.spool_gid == CONF_NO_GID);
+	CHECK(load_host("[server]\nspool_group = root\n" CONN) == 0);
+	CHECK(cfg.server.spool_gid == 0);
+	CHECK(load_host(CONN) == 0);
+	CHECK(cfg.server.spool_gid == CONF_NO_GID);
+	CHECK(load_host("[server]\nspool_group = no-such-group-tarpitd\n" CONN) == -1);
+	CHECK_STR(err, E("2: spool_group: no group 'no-such-group-tarpitd' on this system"));
+	CHECK(load("[server]\nspool_group = -g\n" CONN) == -1);
+	CHECK_STR(err, E("2: spool_group: '-g' is not a valid group name"));
 	CHECK(load_host("[server]\n\npidfile = none/t.pid\n" CONN) == -1);
 	snprintf(want, sizeof want, "3: pidfile: directory %s does not exist", dirpath("none"));
 	CHECK_STR(err, E(want));
