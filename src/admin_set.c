@@ -6,6 +6,12 @@
  * Lines are read by ini_line, config_load's own line model (comments,
  * quoted section names, indented continuation lines), so the line it
  * edits is the line config_load reads the key from.
+ *
+ * Two sets at once must not lose a change (SPEC §2): each holds an
+ * exclusive flock() on the INI file from its read to the rename (and the
+ * reload signal), so the second reads what the first wrote. No lock file
+ * is left behind, and an editor or the daemon, which take no lock, still
+ * see the old file or the new one (the rename is atomic).
  */
 #include "admin_int.h"
 
@@ -15,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -244,6 +251,44 @@ int admin_value_ok(const char *v)
 	return 0;
 }
 
+/* The INI file (tg->dest) opened and locked: the descriptor, or -1 after
+ * saying why. A set that had to wait may have locked the file the one
+ * before it has just renamed away; it then starts over on the file now
+ * in place, so every rewrite reads the one before. tg->st becomes the
+ * locked file's (its mode and owner go to the new one). */
+static int lock_ini(struct replacement *tg, const char *path)
+{
+	struct stat now;
+	const char *what;
+	int fd, e;
+
+	for (;;) {
+		fd = open(tg->dest, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		if (fd < 0)
+			break;
+		if (fstat(fd, &tg->st) != 0)
+			break;
+		what = util_not_regular(tg->st.st_mode);
+		if (what) {
+			fprintf(stderr, "%s: is %s, not a regular file\n", path, what);
+			close(fd);
+			return -1;
+		}
+		while ((e = flock(fd, LOCK_EX)) != 0 && errno == EINTR)
+			;
+		if (e != 0 || stat(tg->dest, &now) != 0)
+			break;
+		if (now.st_dev == tg->st.st_dev && now.st_ino == tg->st.st_ino)
+			return fd;
+		close(fd);
+	}
+	e = errno;
+	fprintf(stderr, "%s: cannot open: %s\n", path, strerror(e));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
 /* Writes text to a new temporary file and loads it: 0 with *cfg filled,
  * -1 after printing why (the temporary file is then gone). config_load's
  * lines name the temporary file; the user knows the real one. */
@@ -361,7 +406,7 @@ int admin_set(const char *path, int argc, char **argv)
 	size_t nedits, len1 = 0, len2 = 0, nch = 0, pairs = 0, i;
 	unsigned nsect = 0, c;
 	bool all, orig_ok = false, loaded_new = false;
-	int status = 1, fd, r;
+	int status = 1, fd = -1, r;
 
 	r = parse_set_args(argc, argv, &all, &name, edits, &nedits);
 	if (r != 0)
@@ -375,14 +420,14 @@ int admin_set(const char *path, int argc, char **argv)
 		fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
 		goto out;
 	}
-	fd = open(tg.dest, O_RDONLY | O_CLOEXEC);
-	r = fd < 0 ? RD_ERR : admin_read_all(fd, &in, ADMIN_INI_MAX, 0);
-	if (r != 0)
-		fprintf(stderr, "%s: cannot read: %s\n", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	if (r != 0)
+	fd = lock_ini(&tg, path);
+	if (fd < 0)
 		goto out;
+	r = admin_read_all(fd, &in, ADMIN_INI_MAX, 0);
+	if (r != 0) {
+		fprintf(stderr, "%s: cannot read: %s\n", path, strerror(errno));
+		goto out;
+	}
 	admin_put(&in, "", 0);
 	if (in.oom)
 		goto oom;
@@ -473,6 +518,8 @@ oom:
 	admin_out_of_memory();
 out:
 	replace_drop(&tg);
+	if (fd >= 0)
+		close(fd); /* the lock goes with it */
 	if (loaded_new)
 		config_free(&neu);
 	if (orig_ok)

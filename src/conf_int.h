@@ -29,14 +29,20 @@ enum ktype {
 	K_BOOL,
 	K_HOST,   /* printable ASCII, no spaces, "" = default */
 	K_BANNER, /* printable ASCII with spaces, "" = default */
-	K_PATH,   /* min 1: must not be empty */
+	K_PATH,   /* min 1: must not be empty; max: its enum path_role */
 	K_USER,
+	K_GROUP,  /* a group name, as K_USER */
 	K_LOG,
 	K_LEVEL,
 	K_BINDINGS,
 	K_RANGES,
 	K_BANCMD, /* a command line split into argv words */
 };
+
+/* What a path names, so the checks of SPEC §3 are table-driven: a file
+ * the daemon reads must be a regular file; `check` and `run` also look
+ * at the spool, pidfile and control socket as the server would. */
+enum path_role { P_FILE = 1, P_SPOOL, P_PIDFILE, P_CONTROL };
 
 enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
 
@@ -62,7 +68,7 @@ _Static_assert(sizeof(struct server_conf) <= UINT16_MAX, "key offsets are 16-bit
 /* Keys of every section but the connectors, and the connector keys in the
  * order of SPEC §3 (also the order of the show/set fields). The counts are
  * checked against the tables where they are defined (config.c). */
-enum { CONF_NKEYS = 17, CONF_NCONN = 22 };
+enum { CONF_NKEYS = 18, CONF_NCONN = 22 };
 extern const struct key conf_keys[CONF_NKEYS];
 extern const struct key conf_conn_keys[CONF_NCONN];
 extern const char *const conf_sect_name[S_CONNECTOR];
@@ -110,10 +116,23 @@ void conf_kerr(struct pstate *st, const struct key *k, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* "k: 'value' is not a ..." for k's type. */
 void conf_bad_value(struct pstate *st, const struct key *k, const char *v);
+/* The line key k (not a connector key) was given on, else its section
+ * header's. */
+int conf_key_line(const struct pstate *st, const struct key *k);
 /* Values quoted back in messages are cut and made printable, so a broken
  * file cannot flood or garble the terminal it is reported on. */
 const char *conf_echo(char *buf, size_t len, const char *s);
 #define ECHO_BUF LOG_ECHO_BUF
+
+/* 0.0.0.0 or :: (config.c). */
+bool conf_is_wildcard(const struct binding *b);
+
+/* ---- what `run` would refuse on this host (conf_host.c) ---- */
+
+/* The user exists; the pidfile and control socket have their directory
+ * and name no file but tarpitd's own; the spool can be made; every
+ * address bound is one an interface has. Each error at its INI line. */
+void conf_check_host(struct pstate *st);
 
 /* ---- values (conf_value.c) ---- */
 

@@ -464,6 +464,7 @@ void conf_apply(struct pstate *st, const struct key *k, const char *v, char *bas
 		memcpy(field, v, n + 1);
 		return;
 	case K_USER:
+	case K_GROUP:
 		if (!user_ok(v))
 			break;
 		memcpy(field, v, n + 1);

@@ -15,12 +15,14 @@
 #include "conf_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -31,21 +33,22 @@ enum { G_CONTROL = 8 };
 const struct key conf_keys[] = {
 	SK("hostname", K_HOST, hostname, 0, 0),
 	SK("max_connections", K_UINT, max_connections, 1, 1000000),
-	SK("recipients", K_PATH, recipients, 1, 0),
-	SK("spool", K_PATH, spool, 1, 0),
+	SK("recipients", K_PATH, recipients, 1, P_FILE),
+	SK("spool", K_PATH, spool, 1, P_SPOOL),
 	SK("user", K_USER, user, 0, 0),
-	SK("pidfile", K_PATH, pidfile, 0, 0),
+	SK("pidfile", K_PATH, pidfile, 0, P_PIDFILE),
 	SK("log", K_LOG, log_syslog, 0, 0),
 	SK("log_level", K_LEVEL, log_level, 0, 0),
-	[G_CONTROL] = SK("control", K_PATH, control, 0, 0),
+	[G_CONTROL] = SK("control", K_PATH, control, 0, P_CONTROL),
+	SK("spool_group", K_GROUP, spool_group, 0, 0),
 
 	/* A pool slot is a full mbedTLS SSL context (tens of KB with its
 	 * record buffers): 1024 of them is already more than a router has. */
-	TK("certificate", K_PATH, certificate, 1, 0),
-	TK("key", K_PATH, key, 1, 0),
+	TK("certificate", K_PATH, certificate, 1, P_FILE),
+	TK("key", K_PATH, key, 1, P_FILE),
 	TK("max_sessions", K_UINT, max_sessions, 1, 1024),
 
-	AK("users", K_PATH, users, 1, 0),
+	AK("users", K_PATH, users, 1, P_FILE),
 
 	/* A million entries is tens of MB: already more than any router has. */
 	HK("table_size", K_UINT, table_size, 0, 1000000),
@@ -56,7 +59,7 @@ const struct key conf_keys[] = {
 
 /* Connector keys in the order of SPEC §3, which is also the order of the
  * show/set fields. */
-enum { C_BINDINGS = 1, C_RANGES = 2, C_REQUIRE_TLS = 19 };
+enum { C_BINDINGS = 1, C_RANGES = 2, C_CONN_TIMEOUT = 11, C_GREETING = 16, C_REQUIRE_TLS = 19 };
 
 const struct key conf_conn_keys[] = {
 	CK("enabled", K_BOOL, enabled, 0, 0, "Enabled"),
@@ -73,13 +76,13 @@ const struct key conf_conn_keys[] = {
 	   "MaxInboundConnection"),
 	CK("max_inbound_connections_per_source", K_UINT, max_inbound_connections_per_source, 1, 1000000,
 	   "MaxInboundConnectionPerSource"),
-	CK("connection_timeout", K_TIMESPAN, connection_timeout, 1, DAY, "ConnectionTimeout"),
+	[C_CONN_TIMEOUT] = CK("connection_timeout", K_TIMESPAN, connection_timeout, 1, DAY, "ConnectionTimeout"),
 	CK("connection_inactivity_timeout", K_TIMESPAN, connection_inactivity_timeout, 1, DAY,
 	   "ConnectionInactivityTimeout"),
 	CK("max_protocol_errors", K_UINT, max_protocol_errors, 0, CONF_PROTOCOL_ERRORS_MAX, "MaxProtocolErrors"),
 	CK("max_unknown_recipients", K_UINT, max_unknown_recipients, 0, CONF_UNKNOWN_RCPTS_MAX, NULL),
 	CK("max_auth_failures", K_UINT, max_auth_failures, 0, CONF_AUTH_FAILURES_MAX, NULL),
-	CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600, NULL),
+	[C_GREETING] = CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600, NULL),
 	CK("pipelining", K_BOOL, pipelining, 0, 0, "PipeliningEnabled"),
 	CK("starttls", K_BOOL, starttls, 0, 0, NULL),
 	[C_REQUIRE_TLS] = CK("require_tls", K_BOOL, require_tls, 0, 0, "RequireTLS"),
@@ -135,6 +138,7 @@ static const char *const bad_text[] = {
 	[K_SIZE] = "is not a size (bytes, or a number with KB, MB or GB)",
 	[K_BOOL] = "is not a boolean (yes/no, true/false, on/off, 1/0)",
 	[K_USER] = "is not a valid user name",
+	[K_GROUP] = "is not a valid group name",
 	[K_LOG] = "must be syslog or stderr",
 	[K_LEVEL] = "must be error, warning, notice, info or debug",
 	[K_BINDINGS] = "is not ip:port or [ipv6]:port",
@@ -159,6 +163,7 @@ static void set_server_defaults(struct server_conf *s)
 	strcpy(s->spool, "/var/spool/tarpitd");
 	s->log_syslog = true;
 	s->log_level = LOG_LVL_INFO;
+	s->spool_gid = CONF_NO_GID;
 }
 
 static void set_conn_defaults(struct connector_conf *cc)
@@ -531,6 +536,17 @@ static void finish_connector(struct pstate *st)
 		else if (!cc->starttls)
 			conf_err_at(st, l ? l : cc->line, "require_tls needs starttls = yes");
 	}
+	/* Every session would end before its greeting (SPEC §3). */
+	if (cc->greeting_delay && cc->greeting_delay >= cc->connection_timeout) {
+		char g[24], t[24];
+
+		l = cx->seen[C_GREETING] ? cx->seen[C_GREETING] : cx->seen[C_CONN_TIMEOUT];
+		format_timespan(cc->greeting_delay, g, sizeof g);
+		format_timespan(cc->connection_timeout, t, sizeof t);
+		conf_err_at(st, l ? l : cc->line,
+			    "greeting_delay: %s is not below connection_timeout %s (every session would end before its greeting)",
+			    g, t);
+	}
 	if (!cc->fqdn[0])
 		strcpy(cc->fqdn, s->hostname);
 	if (!cc->banner[0]) {
@@ -546,7 +562,7 @@ static void finish_connector(struct pstate *st)
 	}
 }
 
-static bool is_wildcard(const struct binding *b)
+bool conf_is_wildcard(const struct binding *b)
 {
 	static const struct ip_addr any6 = {{0}};
 	static const struct ip_addr any4 = {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0}};
@@ -573,7 +589,7 @@ static const struct binding *wildcard_clash(const struct pstate *st, unsigned i,
 		if (!active(st, *pi))
 			continue;
 		for (ab = a->bindings; ab < a->bindings + a->nbindings && ab != bb; ab++)
-			if (ab->port == bb->port && ab->v6 == bb->v6 && is_wildcard(ab) != is_wildcard(bb))
+			if (ab->port == bb->port && ab->v6 == bb->v6 && conf_is_wildcard(ab) != conf_is_wildcard(bb))
 				return ab;
 	}
 	return NULL;
@@ -684,6 +700,29 @@ static void check_overlaps(struct pstate *st)
 	}
 }
 
+/* The line a key of a section other than the connectors was given on,
+ * else its section's header (0 when neither is in the file). */
+int conf_key_line(const struct pstate *st, const struct key *k)
+{
+	int l = st->seen[k - conf_keys];
+
+	return l ? l : st->sect_line[k->sect];
+}
+
+/* SPEC §3: a file the daemon reads must be a regular file, at every load
+ * (check, start, reload, set): opening a FIFO or a device could block,
+ * and the loaders open without waiting but would then refuse it anyway,
+ * without the INI line. stat() itself never blocks. A missing file is
+ * the loader's to report. */
+static void check_file(struct pstate *st, const struct key *k, const char *path)
+{
+	struct stat sb;
+	const char *what;
+
+	if (path[0] && stat(path, &sb) == 0 && (what = util_not_regular(sb.st_mode)) != NULL)
+		conf_err_at(st, conf_key_line(st, k), "%s: %s is %s, not a regular file", k->name, path, what);
+}
+
 /* Makes the section's relative paths relative to the INI file's
  * directory. A required path without a default must have been given. */
 static void finish_paths(struct pstate *st, unsigned s)
@@ -699,6 +738,9 @@ static void finish_paths(struct pstate *st, unsigned s)
 		if (k->sect == s && k->type == K_PATH)
 			resolve_path(st, base + k->off, k->name, st->seen[k - conf_keys]);
 	}
+	for (k = conf_keys; k < conf_keys + CONF_NKEYS; k++)
+		if (k->sect == s && k->type == K_PATH && k->max == P_FILE)
+			check_file(st, k, base + k->off);
 }
 
 static void finish(struct pstate *st)
@@ -746,7 +788,39 @@ static void finish(struct pstate *st)
 	check_overlaps(st);
 }
 
-int config_load(struct config *c, const char *path, char *err, size_t errlen)
+/* O_NONBLOCK: an INI replaced by a FIFO must not hang the loop at a
+ * SIGHUP, nor `check` (SPEC §3); a regular file ignores the flag. */
+static int open_ini(struct pstate *st, const char *path)
+{
+	struct stat sb;
+	const char *what;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0) {
+		conf_err_at(st, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0) {
+		conf_err_at(st, 0, "cannot stat: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	what = util_not_regular(sb.st_mode);
+	if (what) {
+		conf_err_at(st, 0, "is %s, not a regular file", what);
+		close(fd);
+		return -1;
+	}
+	st->f = fdopen(fd, "r");
+	if (!st->f) {
+		conf_err_at(st, 0, "cannot open: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+static int load(struct config *c, const char *path, char *err, size_t errlen, bool host)
 {
 	struct pstate st;
 	int rc;
@@ -768,11 +842,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	c->harvest.threshold = 10;
 	c->harvest.window = 3600;
 
-	st.f = fopen(path, "re");
-	if (!st.f) {
-		conf_err_at(&st, 0, "cannot open: %s", strerror(errno));
+	if (open_ini(&st, path) != 0)
 		return -1;
-	}
 	errno = 0;
 	rc = ini_parse_stream(reader, &st, handler, &st);
 	finish_line(&st);
@@ -783,6 +854,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		conf_err_at(&st, 0, "read error: %s", strerror(st.read_errno));
 	else
 		finish(&st);
+	if (host && st.errs.n == 0)
+		conf_check_host(&st);
 
 	free(st.extra);
 	if (st.errs.n) {
@@ -802,4 +875,14 @@ void config_free(struct config *c)
 	free(c->connectors);
 	c->connectors = NULL;
 	c->nconnectors = 0;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	return load(c, path, err, errlen, false);
+}
+
+int config_load_host(struct config *c, const char *path, char *err, size_t errlen)
+{
+	return load(c, path, err, errlen, true);
 }

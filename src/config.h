@@ -4,8 +4,11 @@
  * (defaults applied, ranges checked, relative paths made relative to the
  * INI file's directory, connectors checked against each other: unique
  * names, nesting RemoteIPRanges on shared bindings, no wildcard/specific
- * bind clash) or returns -1 with one "FILE:LINE: message" line
- * per error found. Allocation happens only here (at start and on reload),
+ * bind clash, greeting_delay below connection_timeout, every file it
+ * names for reading a regular one) or returns -1 with one
+ * "FILE:LINE: message" line per error found. It never blocks on a file
+ * (O_NONBLOCK) and never changes one; config_load_host() also asks the
+ * host what `run` would find there. Allocation happens only here (at start and on reload),
  * never while serving. The value parsers are exported for the CLI and the
  * fuzzers.
  */
@@ -52,14 +55,19 @@ struct connector_conf {
 	struct ip_range ranges[CONF_MAX_RANGES];
 };
 
+/* spool_gid when there is no spool_group (as chown's "no change"). */
+#define CONF_NO_GID UINT32_MAX
+
 struct server_conf {
 	uint32_t max_connections;
 	bool log_syslog;
 	enum log_level log_level;
+	uint32_t spool_gid; /* spool_group's gid, found by config_load_host; else CONF_NO_GID */
 	char hostname[CONF_TEXT_MAX];
 	char recipients[PATH_MAX];
 	char spool[PATH_MAX];
 	char user[64];      /* "" = keep the starting user */
+	char spool_group[64]; /* "" = none: the spool is the daemon user's alone (SPEC §5) */
 	char pidfile[PATH_MAX]; /* "" = none */
 	char control[PATH_MAX]; /* UNIX socket for stats, "" = none */
 };
@@ -110,6 +118,14 @@ struct config {
 /* 0 ok; -1 with errors in err (lines joined by '\n', NUL-terminated,
  * truncated to errlen). On error *c holds nothing to free. */
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
+/* config_load, and then what `run` would refuse on this host (SPEC §3):
+ * an unknown user, a pidfile or control socket in a missing directory or
+ * naming a file that is not tarpitd's own pidfile or socket, a spool that
+ * cannot be made, an address no interface has, a spool_group this system
+ * does not know (and fills in spool_gid). For `check` and for `run`
+ * before it starts, never for a reload (the server's own files and
+ * sockets exist then). */
+int config_load_host(struct config *c, const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
 
 /* Value parsers: 0 ok, -1 invalid. */

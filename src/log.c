@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 static bool to_syslog;
@@ -50,6 +51,25 @@ bool log_enabled(enum log_level level)
 	return (int)level <= (int)cur_level;
 }
 
+/* "2026-12-03T10:04:24.123Z info: ": syslog stamps its own lines, a
+ * file or terminal behind stderr does not (SPEC §3). UTC, so the text
+ * never depends on the zone the daemon was started in. */
+static size_t stamp(char *buf, size_t len, const char *level)
+{
+	struct timespec ts;
+	struct tm tm;
+	int r;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || !gmtime_r(&ts.tv_sec, &tm)) {
+		memset(&tm, 0, sizeof tm);
+		ts.tv_nsec = 0;
+	}
+	r = snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s: ", tm.tm_year + 1900,
+		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		     (int)(ts.tv_nsec / 1000000), level);
+	return r > 0 ? (size_t)r : 0;
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	/* Static keeps the frame small (short stack accesses on MIPS16): the
@@ -63,10 +83,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (!log_enabled(level))
 		return;
 	level = clamp(level);
-	if (!to_syslog) {
-		r = snprintf(buf, sizeof buf, "%s: ", level_name[level]);
-		n = r > 0 ? (size_t)r : 0;
-	}
+	if (!to_syslog)
+		n = stamp(buf, sizeof buf, level_name[level]);
 	start = n;
 	va_start(ap, fmt);
 	r = vsnprintf(buf + n, sizeof buf - n, fmt, ap);
@@ -96,19 +114,35 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 size_t log_neuter(char *dst, size_t dstlen, const char *src, size_t srclen)
 {
-	size_t i;
+	static const char hex[] = "0123456789abcdef";
+	size_t i, o = 0;
 
 	if (!dst || dstlen == 0)
 		return 0;
 	if (!src)
 		srclen = 0;
-	for (i = 0; i < srclen && i + 1 < dstlen; i++) {
+	for (i = 0; i < srclen; i++) {
 		unsigned char ch = (unsigned char)src[i];
+		size_t w = ch == '"' || ch == '\\' ? 2 : ch < 0x20 || ch > 0x7e ? 4 : 1;
 
-		dst[i] = (ch < 0x21 || ch > 0x7e || ch == '"' || ch == '\\' || ch == '=') ? '?' : (char)ch;
+		/* An escape is written whole or not at all: a cut one would
+		 * read as another octet. */
+		if (o + w >= dstlen)
+			break;
+		if (w == 1) {
+			dst[o++] = (char)ch;
+		} else if (w == 2) {
+			dst[o++] = '\\';
+			dst[o++] = (char)ch;
+		} else {
+			memcpy(dst + o, "\\x", 2);
+			dst[o + 2] = hex[ch >> 4];
+			dst[o + 3] = hex[ch & 15];
+			o += 4;
+		}
 	}
-	dst[i] = '\0';
-	return i;
+	dst[o] = '\0';
+	return o;
 }
 
 const char *log_echo(char *buf, size_t len, const char *s, size_t n)

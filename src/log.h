@@ -1,9 +1,13 @@
 /* log: one line per event, to stderr or syslog, filtered by level.
  *
  * Promises: no allocation; a line longer than the internal buffer is cut,
- * never split. Client-supplied text must pass through log_neuter() first:
- * it replaces every octet that is not printable ASCII (and '"', '\\') so no
- * client octet can forge a line, a field or a terminal escape.
+ * never split. A stderr line starts with its RFC 3339 UTC time
+ * (2026-12-03T10:04:24.123Z), as syslog adds its own (SPEC §3).
+ * Client-supplied text must pass through log_neuter() first and be logged
+ * inside double quotes (key="..."): it escapes every octet that could
+ * end the value, forge a line or a field, or reach a terminal raw, and
+ * keeps the rest, spaces included, so a logged command still reads
+ * RCPT TO:<...> (SPEC §7).
  */
 #ifndef TARPITD_LOG_H
 #define TARPITD_LOG_H
@@ -21,9 +25,11 @@ void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Copies at most srclen octets of src into dst (NUL-terminated, cut to
- * dstlen), each octet outside 0x21..0x7e or in "\"\\=" replaced by '?'.
- * Returns the length written. */
+/* The value of a quoted log field (key="<dst>"): at most srclen octets of
+ * src into dst (NUL-terminated, cut to dstlen, never inside an escape).
+ * Printable ASCII (0x20..0x7e) is kept, '"' and '\\' become \" and \\,
+ * every other octet (controls, DEL, NUL, 8-bit) becomes \xHH. Returns
+ * the length written. */
 size_t log_neuter(char *dst, size_t dstlen, const char *src, size_t srclen);
 
 /* A faulty value quoted back in an error message: at most LOG_ECHO_MAX

@@ -33,6 +33,9 @@ struct maildir {
 	int spool_fd;
 	int tmp_fd;
 	uint32_t pid;
+	gid_t gid;     /* (gid_t)-1: no spool group */
+	mode_t fmode, dmode;
+	bool chmod;    /* the umask would take the group's bits */
 	char host[MAILDIR_HOST_MAX + 1];
 };
 
@@ -40,15 +43,35 @@ struct maildir {
  * opened so a reopen on reload cannot repeat a name. */
 static uint32_t seq_counter;
 
+static gid_t spool_gid = (gid_t)-1;
+
+void maildir_use_group(uint32_t gid)
+{
+	spool_gid = (gid_t)gid;
+}
+
+/* A directory or file just made (or the spool, found) given to the spool
+ * group with its mode: chown can fail (the daemon's user must be in the
+ * group), chmod only undoes the umask. Nothing to do without a group. */
+static int give(const struct maildir *md, int fd, mode_t mode)
+{
+	if (md->gid == (gid_t)-1)
+		return 0;
+	if (fchown(fd, (uid_t)-1, md->gid) != 0)
+		return -1;
+	return md->chmod || S_ISDIR(mode) ? fchmod(fd, mode & 07777) : 0;
+}
+
 static void set_err(char *err, size_t errlen, const char *spool, const char *what)
 {
 	if (err && errlen)
 		snprintf(err, errlen, "%s: %s: %s", spool, what, strerror(errno));
 }
 
-/* mkdir -p: the last component gets 0700 (it holds mail), the parents the
- * usual 0755 so a spool under a fresh /var/spool still works. */
-static int make_path(const char *path)
+/* mkdir -p: the last component gets mode (0700 or 0750: it holds mail),
+ * the parents the usual 0755 so a spool under a fresh /var/spool still
+ * works. */
+static int make_path(const char *path, mode_t mode)
 {
 	/* Static keeps the frame small (short stack accesses on MIPS16);
 	 * single-threaded, and no caller sees the buffer. */
@@ -70,7 +93,7 @@ static int make_path(const char *path)
 			return -1;
 		buf[i] = '/';
 	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
 		return -1;
 	return 0;
 }
@@ -146,19 +169,34 @@ struct maildir *maildir_open(const char *spool, const char *hostname,
 		return NULL;
 	}
 	md->spool_fd = md->tmp_fd = -1;
+	md->gid = spool_gid;
+	md->fmode = md->gid == (gid_t)-1 ? 0600 : 0640;
+	md->dmode = md->gid == (gid_t)-1 ? 0700 : 0750;
+	{
+		mode_t um = umask(077);
+
+		umask(um);
+		md->chmod = (um & (md->fmode | md->dmode)) != 0;
+	}
 	what = "mkdir";
-	if (make_path(spool) < 0)
+	if (make_path(spool, md->dmode) < 0)
 		goto fail;
 	what = "open";
 	md->spool_fd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (md->spool_fd < 0)
 		goto fail;
 	what = "mkdir tmp";
-	if (mkdirat(md->spool_fd, "tmp", 0700) < 0 && errno != EEXIST)
+	if (mkdirat(md->spool_fd, "tmp", md->dmode) < 0 && errno != EEXIST)
 		goto fail;
 	what = "open tmp";
 	md->tmp_fd = openat(md->spool_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (md->tmp_fd < 0)
+		goto fail;
+	/* The spool and tmp/ existing from before spool_group was set get
+	 * the group too; so the daemon finds out now, not at the first
+	 * message, if it may not give files to the group. */
+	what = "spool_group: the daemon's user cannot give the spool to that group";
+	if (give(md, md->spool_fd, S_IFDIR | md->dmode) < 0 || give(md, md->tmp_fd, S_IFDIR | md->dmode) < 0)
 		goto fail;
 	what = "clean tmp";
 	if (remove_leftovers(md->tmp_fd) < 0)
@@ -256,10 +294,13 @@ int maildir_begin(struct maildir *md, struct sink_msg *m,
 			errno = ENAMETOOLONG;
 			return -1;
 		}
-		m->fd = openat(md->tmp_fd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		m->fd = openat(md->tmp_fd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, md->fmode);
 		if (m->fd < 0 && (errno != EEXIST || tries >= 8))
 			return -1;
 	}
+	/* Its links in new/ are this inode: given once, here. */
+	if (give(md, m->fd, S_IFREG | md->fmode) < 0)
+		goto fail;
 	snprintf(qid, sizeof(qid), "%08" PRIX32 "%05" PRIX32 "%" PRIX32, m->sec, m->usec, m->seq);
 	if (format_date(m->sec, date, sizeof(date)) < 0) {
 		errno = EOVERFLOW;
@@ -302,13 +343,21 @@ void maildir_write(struct sink_msg *m, const char *buf, size_t len)
 	m->size += len;
 }
 
-static int ensure_dir(int dirfd, const char *name, bool *created)
+static int ensure_dir(const struct maildir *md, int dirfd, const char *name, bool *created)
 {
-	if (mkdirat(dirfd, name, 0700) == 0) {
-		*created = true;
+	int fd, r;
+
+	if (mkdirat(dirfd, name, md->dmode) != 0)
+		return errno == EEXIST ? 0 : -1;
+	*created = true;
+	if (md->gid == (gid_t)-1)
 		return 0;
-	}
-	return errno == EEXIST ? 0 : -1;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -1;
+	r = give(md, fd, S_IFDIR | md->dmode);
+	close(fd);
+	return r;
 }
 
 /* Links tmp/<name> into <mailbox>/new/ and makes that durable. *linked
@@ -320,7 +369,7 @@ static int deliver_one(const struct maildir *md, const char *mbox, const char *n
 	int mfd = -1, nfd = -1, rc = -1, saved;
 
 	*linked = false;
-	if (ensure_dir(md->spool_fd, mbox, &created) < 0)
+	if (ensure_dir(md, md->spool_fd, mbox, &created) < 0)
 		return -1;
 	if (sync && created && fsync(md->spool_fd) < 0)
 		return -1;
@@ -328,8 +377,8 @@ static int deliver_one(const struct maildir *md, const char *mbox, const char *n
 	if (mfd < 0)
 		return -1;
 	created = false;
-	if (ensure_dir(mfd, "tmp", &created) < 0 || ensure_dir(mfd, "new", &created) < 0 ||
-	    ensure_dir(mfd, "cur", &created) < 0)
+	if (ensure_dir(md, mfd, "tmp", &created) < 0 || ensure_dir(md, mfd, "new", &created) < 0 ||
+	    ensure_dir(md, mfd, "cur", &created) < 0)
 		goto out;
 	if (sync && created && fsync(mfd) < 0)
 		goto out;

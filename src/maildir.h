@@ -8,6 +8,10 @@
  * allocates after maildir_open(). The functions block on the disk: they
  * are called from the loop, one message at a time.
  *
+ * Files are 0600 and directories 0700; with a spool group (SPEC §5,
+ * spool_group) they are 0640 and 0750 and belong to that group, whatever
+ * the umask, so an IMAP server of that group can read the mail.
+ *
  * The same begin/write/commit/abort shape will serve a store-and-forward
  * relay sink, so the server only sees `struct sink_msg` and these calls.
  */
@@ -43,8 +47,15 @@ struct sink_envelope {
 	unsigned nmailboxes;
 };
 
+/* The group the spool is given to from the next maildir_open() on
+ * (spool_group's gid), or (uint32_t)-1 for none. Set once, before the
+ * server starts: the server opens the spool itself, after dropping
+ * privileges. */
+void maildir_use_group(uint32_t gid);
+
 /* Creates <spool> and <spool>/tmp if missing and removes leftovers in
- * <spool>/tmp. NULL with a message in err on failure. */
+ * <spool>/tmp; with a group, gives <spool> and <spool>/tmp to it (0750),
+ * existing ones too. NULL with a message in err on failure. */
 struct maildir *maildir_open(const char *spool, const char *hostname,
 			     char *err, size_t errlen);
 void maildir_close(struct maildir *md);

@@ -503,7 +503,9 @@ struct recipients *recipients_load(const char *path, char *err, size_t errlen)
 
 	if (err && errlen)
 		err[0] = '\0';
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO put in the file's place must not hang the
+	 * loop in open() at the once-a-second look (SPEC §3). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		lerr(&L, "%s", strerror(errno));
 		if (fd >= 0)
@@ -511,7 +513,10 @@ struct recipients *recipients_load(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size > (off_t)RCPT_FILE_MAX) {
-		lerr(&L, "%s", S_ISREG(st.st_mode) ? "file too large" : "not a regular file");
+		if (S_ISREG(st.st_mode))
+			lerr(&L, "file too large");
+		else
+			lerr(&L, "is %s, not a regular file", util_not_regular(st.st_mode));
 		close(fd);
 		return NULL;
 	}

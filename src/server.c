@@ -80,7 +80,11 @@ static int drop_privileges(const char *user)
 		log_msg(LOG_LVL_ERROR, "user '%s' does not exist", user);
 		return -1;
 	}
-	if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+	/* spool_group stays a supplementary group: the Maildir writer gives
+	 * each new file and directory to it (SPEC §5). */
+	gid_t gs[2] = { pw->pw_gid, (gid_t)S.boot.spool_gid };
+	size_t ng = S.boot.spool_gid != CONF_NO_GID && S.boot.spool_gid != pw->pw_gid ? 2 : 1;
+	if (setgroups(ng, gs) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
 		log_msg(LOG_LVL_ERROR, "cannot become user '%s': %s", user, strerror(errno));
 		return -1;
 	}

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 size_t put_text(char *buf, size_t len, const char *s)
@@ -17,6 +18,14 @@ size_t put_text(char *buf, size_t len, const char *s)
 	}
 	memcpy(buf, s, n + 1);
 	return n;
+}
+
+const char *util_not_regular(unsigned m)
+{
+	if (S_ISREG(m))
+		return NULL;
+	return S_ISFIFO(m) ? "a FIFO" : S_ISDIR(m) ? "a directory" : S_ISSOCK(m) ? "a socket"
+	       : S_ISCHR(m) || S_ISBLK(m) ? "a device" : "not a regular file";
 }
 
 uint64_t util_now_ms(void)

@@ -30,6 +30,12 @@ static inline char util_lower(char c)
  * whole one. */
 size_t put_text(char *buf, size_t len, const char *s);
 
+/* What a file of mode m is when it is not a regular file ("a FIFO", "a
+ * directory", ...), for "X is not a regular file" messages; NULL for a
+ * regular file. SPEC §3: every file the INI names must be a regular file,
+ * since opening a FIFO or a device can block. */
+const char *util_not_regular(unsigned m);
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t util_now_ms(void);
 

@@ -461,7 +461,6 @@ def test_item18_per_source_limit_counts_ipv6_by_64(tmp_path):
 RFC3339_UTC = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d{1,9})?(?:Z|\+00:00) ")
 
 
-@fixme(21)
 def test_item21_stderr_lines_start_with_rfc3339_utc_time(server):
     """SPEC §3: `log = syslog ; syslog | stderr (stderr lines start with an
     RFC 3339 UTC time)`."""
@@ -484,7 +483,6 @@ def test_item21_stderr_lines_start_with_rfc3339_utc_time(server):
 LOGGED_COMMAND = re.compile(r'command="((?:[^"\\]|\\.)*)"(?: |$)')
 
 
-@fixme(21)
 def test_item21_logged_command_keeps_its_spaces(server):
     """SPEC §7: "in log values, spaces are kept inside the quoted value;
     control octets, `"`, `\\` and non-ASCII are escaped, so a logged

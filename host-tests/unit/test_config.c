@@ -3,8 +3,12 @@
  * relative paths, comments, continuations, the value parsers' edges,
  * several connectors and the checks across them, and the show/set field
  * table. */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -456,7 +460,7 @@ static void test_errors(void)
 	CHECK(cfg.connectors == NULL);
 	snprintf(path, sizeof path, "%s", dir);
 	CHECK(config_load(&cfg, path, err, sizeof err) == -1);
-	CHECK_STR(err, E(" read error: Is a directory"));
+	CHECK_STR(err, E(" is a directory, not a regular file"));
 	CHECK(config_load(&cfg, NULL, err, sizeof err) == -1);
 	CHECK(err[0] != '\0');
 
@@ -828,6 +832,131 @@ static void test_control(void)
 	}
 	CHECK(load("[server]\ncontrol = x\ncontrol = y\n" CONN) == -1);
 	CHECK_STR(err, E("3: duplicate key 'control' (first at line 2)"));
+}
+
+/* SPEC §3: a file the INI names must be a regular file (a FIFO, device
+ * or directory is an error at every load, at the key's line), and an INI
+ * that is a FIFO is refused at once, never waited on. */
+static void test_not_regular(void)
+{
+	char fifo[300], text[400];
+
+	snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	snprintf(text, sizeof text, "[server]\nrecipients = fifo\n" CONN);
+	CHECK(load(text) == -1);
+	snprintf(text, sizeof text, "2: recipients: %s is a FIFO, not a regular file", fifo);
+	CHECK_STR(err, E(text));
+	/* The default file name, at the section header's line. */
+	unlink(fifo);
+	snprintf(fifo, sizeof fifo, "%s/recipients", dir);
+	CHECK(mkdir(fifo, 0700) == 0);
+	CHECK(load("\n[server]\n" CONN) == -1);
+	snprintf(text, sizeof text, "2: recipients: %s is a directory, not a regular file", fifo);
+	CHECK_STR(err, E(text));
+	CHECK(load("[server]\nrecipients = /dev/null\n" CONN) == -1);
+	CHECK_STR(err, E("2: recipients: /dev/null is a device, not a regular file"));
+	rmdir(fifo);
+	/* A missing file is the loader's to report, not config_load's. */
+	CHECK(load("[server]\nrecipients = nowhere\n" CONN) == 0);
+	/* The INI itself. */
+	unload();
+	snprintf(fifo, sizeof fifo, "%s/fifo.ini", dir);
+	CHECK(mkfifo(fifo, 0600) == 0);
+	CHECK(config_load(&cfg, fifo, err, sizeof err) == -1);
+	snprintf(text, sizeof text, "%s: is a FIFO, not a regular file", fifo);
+	CHECK_STR(err, text);
+	unlink(fifo);
+}
+
+/* config_load_host: what `run` would refuse, each at its line; and what
+ * it must keep accepting (its own pidfile and socket of an earlier run). */
+static int load_host(const char *text)
+{
+	unload();
+	write_file("t.ini", text, strlen(text));
+	if (config_load_host(&cfg, path, err, sizeof err) != 0)
+		return -1;
+	loaded = true;
+	return 0;
+}
+
+static void test_host(void)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char text[600], want[600];
+	int fd;
+
+	/* greeting_delay not below connection_timeout: every load. */
+	CHECK(load(CONN "connection_timeout = 00:00:10\ngreeting_delay = 00:00:10\n") == -1);
+	CHECK_STR(err, E("4: greeting_delay: 00:00:10 is not below connection_timeout 00:00:10 "
+			 "(every session would end before its greeting)"));
+	CHECK(load(CONN "greeting_delay = 00:00:05\nconnection_timeout = 00:00:04\n") == -1);
+	CHECK(strstr(err, ":3: greeting_delay: 00:00:05 is not below") != NULL);
+	CHECK(load(CONN "connection_timeout = 00:00:10\ngreeting_delay = 00:00:09\n") == 0);
+
+	CHECK(load_host("[server]\nspool = sp\n" CONN) == 0);
+	CHECK(load_host("[server]\nuser = no-such-user-tarpitd\n" CONN) == -1);
+	CHECK_STR(err, E("2: user: no user 'no-such-user-tarpitd' on this system"));
+	CHECK(load("[server]\nuser = no-such-user-tarpitd\n" CONN) == 0); /* reload: not asked */
+	/* spool_group (SPEC §5): a group name, resolved by the host checks. */
+	CHECK(load("[server]\nspool_group = root\n" CONN) == 0);
+	CHECK_STR(cfg.server.spool_group, "root");
+	CHECK(cfg.server.spool_gid == CONF_NO_GID);
+	CHECK(load_host("[server]\nspool_group = root\n" CONN) == 0);
+	CHECK(cfg.server.spool_gid == 0);
+	CHECK(load_host(CONN) == 0);
+	CHECK(cfg.server.spool_gid == CONF_NO_GID);
+	CHECK(load_host("[server]\nspool_group = no-such-group-tarpitd\n" CONN) == -1);
+	CHECK_STR(err, E("2: spool_group: no group 'no-such-group-tarpitd' on this system"));
+	CHECK(load("[server]\nspool_group = -g\n" CONN) == -1);
+	CHECK_STR(err, E("2: spool_group: '-g' is not a valid group name"));
+	CHECK(load_host("[server]\n\npidfile = none/t.pid\n" CONN) == -1);
+	snprintf(want, sizeof want, "3: pidfile: directory %s does not exist", dirpath("none"));
+	CHECK_STR(err, E(want));
+	CHECK(load_host("[server]\ncontrol = t.ini/x\n" CONN) == -1);
+	snprintf(want, sizeof want, "2: control: directory %s is not a directory", dirpath("t.ini"));
+	CHECK_STR(err, E(want));
+	/* Another file: refused, never written over or unlinked. */
+	CHECK(load_host("[server]\npidfile = t.ini\n" CONN) == -1);
+	snprintf(want, sizeof want, "2: pidfile: %s exists and is a file, not a pidfile (run would overwrite it)",
+		 dirpath("t.ini"));
+	CHECK_STR(err, E(want));
+	CHECK(load_host("[server]\ncontrol = t.ini\n" CONN) == -1);
+	snprintf(want, sizeof want, "2: control: %s exists and is a file, not a socket (run would replace it)",
+		 dirpath("t.ini"));
+	CHECK_STR(err, E(want));
+	/* tarpitd's own, of an earlier run: a PID, or empty; a socket. */
+	write_file("old.pid", "4242\n", 5);
+	CHECK(load_host("[server]\npidfile = old.pid\n" CONN) == 0);
+	write_file("old.pid", "", 0);
+	CHECK(load_host("[server]\npidfile = old.pid\n" CONN) == 0);
+	write_file("old.pid", "4242\nx\n", 7);
+	CHECK(load_host("[server]\npidfile = old.pid\n" CONN) == -1);
+	snprintf(path, sizeof path, "%s/old.pid", dir);
+	unlink(path);
+	snprintf(sun.sun_path, sizeof sun.sun_path, "%s/old.sock", dir);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0);
+	close(fd);
+	CHECK(load_host("[server]\ncontrol = old.sock\n" CONN) == 0);
+	unlink(sun.sun_path);
+	CHECK(load_host("[server]\nspool = /proc/tarpitd/spool\n" CONN) == -1);
+	CHECK_STR(err, E("2: spool: /proc/tarpitd/spool is on /proc, where no spool can be made"));
+	CHECK(load_host("[server]\nspool = t.ini/spool\n" CONN) == -1);
+	snprintf(want, sizeof want, "2: spool: %s is not a directory", dirpath("t.ini"));
+	CHECK_STR(err, E(want));
+	/* An address no interface has; wildcards and loopback bind. */
+	CHECK(load_host("[connector \"A\"]\nbindings = 0.0.0.0:25, 127.0.0.2:2525\n") == 0);
+	snprintf(text, sizeof text, "[connector \"A\"]\nbindings = 127.0.0.1:25,\n  192.0.2.1:2525\n");
+	CHECK(load_host(text) == -1);
+	CHECK_STR(err, E("3: bindings: 192.0.2.1:2525: no interface has this address"));
+	/* In file order: [server] keys by line, then the bindings. */
+	CHECK(load_host("[server]\ncontrol = t.ini\nuser = no-such-user-tarpitd\n"
+			"[connector \"A\"]\nbindings = 192.0.2.1:2525\n") == -1);
+	CHECK(strstr(err, ":2: control") && strstr(err, ":3: user") && strstr(err, ":5: bindings") &&
+	      strstr(err, ":2: control") < strstr(err, ":3: user") && strstr(err, ":3: user") < strstr(err, ":5: bindings"));
+	unload();
 }
 
 #define TWO(a_extra, b_extra) \
@@ -1324,6 +1453,8 @@ int main(void)
 	test_size_bool_uint();
 	test_connectors();
 	test_control();
+	test_not_regular();
+	test_host();
 	test_overlaps();
 	test_wildcards();
 	if (WITH_TLS)

@@ -15,19 +15,21 @@ static void test_neuter(void)
 
 	CHECK(log_neuter(d, sizeof d, "hello", 5) == 5);
 	CHECK_STR(d, "hello");
-	CHECK(log_neuter(d, sizeof d, "a\r\nb\tc\x1b[31m", 11) == 11);
-	CHECK_STR(d, "a??b?c?[31m");
-	CHECK(log_neuter(d, sizeof d, "a b", 3) == 3);
-	CHECK_STR(d, "a?b");
-	CHECK(log_neuter(d, sizeof d, "\xc3\xa9\xff\x80", 4) == 4);
-	CHECK_STR(d, "????");
-	CHECK(log_neuter(d, sizeof d, "say \"hi\" \\ k=v", 14) == 14);
-	CHECK_STR(d, "say??hi????k?v");
-	CHECK(log_neuter(d, sizeof d, "!~\x7f", 3) == 3);
-	CHECK_STR(d, "!~?");
+	CHECK(log_neuter(d, sizeof d, "a\r\nb\tc\x1b[31m", 11) == 23);
+	CHECK_STR(d, "a\\x0d\\x0ab\\x09c\\x1b[31m");
+	/* Spaces stay: a logged command still reads "RCPT TO:<...>". */
+	CHECK(log_neuter(d, sizeof d, "RCPT TO:<a b@c>", 15) == 15);
+	CHECK_STR(d, "RCPT TO:<a b@c>");
+	CHECK(log_neuter(d, sizeof d, "\xc3\xa9\xff\x80", 4) == 16);
+	CHECK_STR(d, "\\xc3\\xa9\\xff\\x80");
+	/* Nothing can end the quoted value early. */
+	CHECK(log_neuter(d, sizeof d, "say \"hi\" \\ k=v", 14) == 17);
+	CHECK_STR(d, "say \\\"hi\\\" \\\\ k=v");
+	CHECK(log_neuter(d, sizeof d, "!~\x7f", 3) == 6);
+	CHECK_STR(d, "!~\\x7f");
 	/* NUL is just another octet: it must not end the copy early. */
-	CHECK(log_neuter(d, sizeof d, "a\0b", 3) == 3);
-	CHECK_STR(d, "a?b");
+	CHECK(log_neuter(d, sizeof d, "a\0b", 3) == 6);
+	CHECK_STR(d, "a\\x00b");
 	/* srclen bounds the read; dstlen bounds the write. */
 	CHECK(log_neuter(d, sizeof d, "abcdef", 2) == 2);
 	CHECK_STR(d, "ab");
@@ -35,6 +37,13 @@ static void test_neuter(void)
 	CHECK_STR(d, "abc");
 	CHECK(log_neuter(d, 1, "abcdef", 6) == 0);
 	CHECK_STR(d, "");
+	/* An escape is never cut: it goes whole or not at all. */
+	CHECK(log_neuter(d, 5, "ab\x01", 3) == 2);
+	CHECK_STR(d, "ab");
+	CHECK(log_neuter(d, 7, "ab\x01", 3) == 6);
+	CHECK_STR(d, "ab\\x01");
+	CHECK(log_neuter(d, 3, "a\"", 2) == 1);
+	CHECK_STR(d, "a");
 	d[0] = 'Z';
 	CHECK(log_neuter(d, 0, "abcdef", 6) == 0);
 	CHECK(d[0] == 'Z');
@@ -43,16 +52,20 @@ static void test_neuter(void)
 	CHECK(log_neuter(d, sizeof d, NULL, 5) == 0);
 	CHECK_STR(d, "");
 
-	/* Every octet: only safe printable ones survive, each as itself. */
+	/* Every octet: printable ASCII but '"' and '\' survive as itself,
+	 * those two as \" and \\, the rest as \xHH; never a raw control. */
 	for (c = 0; c < 256; c++) {
-		char s = (char)c;
-		bool keep = c >= 0x21 && c <= 0x7e && c != '"' && c != '\\' && c != '=';
+		char s = (char)c, want[8];
+		size_t n = log_neuter(d, sizeof d, &s, 1);
 
-		CHECK(log_neuter(d, sizeof d, &s, 1) == 1 && d[1] == '\0');
-		if (keep)
-			CHECK(d[0] == s);
+		if (c == '"' || c == '\\')
+			snprintf(want, sizeof want, "\\%c", (char)c);
+		else if (c >= 0x20 && c <= 0x7e)
+			snprintf(want, sizeof want, "%c", (char)c);
 		else
-			CHECK(d[0] == '?');
+			snprintf(want, sizeof want, "\\x%02x", c);
+		CHECK(n == strlen(want));
+		CHECK_STR(d, want);
 	}
 }
 
@@ -80,6 +93,36 @@ static size_t captured(void (*fn)(void))
 	out[n] = '\0';
 	return (size_t)n;
 }
+
+/* Each line of out must start with an RFC 3339 UTC time and a space
+ * (SPEC §3: "stderr lines start with an RFC 3339 UTC time"); removes
+ * them in place and returns how many lines lacked one. */
+static unsigned unstamp(void)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ ";
+	char *r = out, *w = out;
+	unsigned bad = 0;
+
+	while (*r) {
+		size_t k;
+
+		for (k = 0; shape[k] && r[k]; k++)
+			if (shape[k] == 'd' ? (r[k] < '0' || r[k] > '9') : r[k] != shape[k])
+				break;
+		if (shape[k])
+			bad++;
+		else
+			r += k;
+		while (*r && *r != '\n')
+			*w++ = *r++;
+		if (*r)
+			*w++ = *r++;
+	}
+	*w = '\0';
+	return bad;
+}
+
+#define STAMP sizeof "2026-12-03T10:04:24.123Z"
 
 static int saved_errno;
 
@@ -116,6 +159,7 @@ static void test_msg(void)
 	size_t n;
 
 	captured(log_basic);
+	CHECK(unstamp() == 0);
 	CHECK_STR(out, "info: hello 42\n"
 		       "error: bad thing\n"
 		       "warning: w\n"
@@ -125,13 +169,15 @@ static void test_msg(void)
 		       "debug: dbg\n");
 	CHECK(saved_errno == ERANGE);
 
-	/* A long line is cut to 1024 octets, newline included, never split. */
+	/* A long line is cut to 1024 octets, newline and time included,
+	 * never split. */
 	n = captured(log_long);
-	CHECK(n == 1024 + strlen("info: after\n"));
-	CHECK(strncmp(out, "info: xxx", 9) == 0);
+	CHECK(n == 1024 + STAMP + strlen("info: after\n"));
 	CHECK(out[1022] == 'x' && out[1023] == '\n');
-	CHECK_STR(out + 1024, "info: after\n");
 	CHECK(memchr(out, '\n', 1023) == NULL);
+	CHECK(unstamp() == 0);
+	CHECK(strncmp(out, "info: xxx", 9) == 0);
+	CHECK_STR(out + 1024 - STAMP, "info: after\n");
 
 	log_init(false, LOG_LVL_NOTICE);
 	CHECK(log_enabled(LOG_LVL_ERROR));

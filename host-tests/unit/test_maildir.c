@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <stdbool.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -467,6 +470,109 @@ static void test_batch(void)
 	CHECK(results[0] == 0 && total_new() == before + 4 && count("tmp", NULL, 0) == 0);
 }
 
+static bool has(const char *path, mode_t mode, gid_t gid)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && (st.st_mode & 07777) == mode && st.st_gid == gid;
+}
+
+/* SPEC §5: with spool_group, files 0640 and directories 0750 of that
+ * group, whatever the umask; a spool (and tmp/) that existed before gets
+ * them too. Without the daemon's right to give files to the group, open
+ * fails at once, saying so. */
+static void test_group(void)
+{
+	char sp[256], p[640], err[256];
+	gid_t gid = geteuid() == 0 ? 4242 : getegid();
+	uint32_t ids[1] = { id_of("alice@example.org") };
+	struct sink_envelope env;
+	struct maildir *g;
+	struct sink_msg m;
+	mode_t um = umask(077);
+	char name[300];
+
+	snprintf(sp, sizeof sp, "%s/grp", base);
+	CHECK(mkdir(sp, 0700) == 0);
+	snprintf(sp, sizeof sp, "%s/grp/spool", base);
+	CHECK(mkdir(sp, 0700) == 0);
+	maildir_use_group(gid);
+	g = maildir_open(sp, "h", err, sizeof err);
+	CHECK(g != NULL);
+	if (!g) {
+		fprintf(stderr, "%s\n", err);
+		maildir_use_group(UINT32_MAX);
+		umask(um);
+		return;
+	}
+	CHECK(has(sp, 0750, gid));
+	snprintf(p, sizeof p, "%s/tmp", sp);
+	CHECK(has(p, 0750, gid));
+	base_env(&env, ids, 1);
+	CHECK(maildir_begin(g, &m, &env, NULL) == 0);
+	maildir_write(&m, body, sizeof body - 1);
+	CHECK(maildir_commit(g, &m, &env) == 0);
+	static const char *const dirs[] = { "alice@example.org", "alice@example.org/new",
+					    "alice@example.org/cur", "alice@example.org/tmp" };
+	for (unsigned i = 0; i < 4; i++) {
+		snprintf(p, sizeof p, "%s/%s", sp, dirs[i]);
+		CHECK(has(p, 0750, gid));
+	}
+	{
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(p, sizeof p, "%s/alice@example.org/new", sp);
+		d = opendir(p);
+		name[0] = '\0';
+		while (d && (e = readdir(d)) != NULL)
+			if (e->d_name[0] != '.')
+				snprintf(name, sizeof name, "%s", e->d_name);
+		if (d)
+			closedir(d);
+		snprintf(p, sizeof p, "%s/alice@example.org/new/%s", sp, name);
+		CHECK(name[0] && has(p, 0640, gid));
+	}
+	maildir_close(g);
+
+	/* A user that may not give files to the group. */
+	if (geteuid() == 0) {
+		pid_t pid;
+		int status = -1;
+
+		char top[] = "/tmp/test_maildir_nobody.XXXXXX";
+
+		/* base is root's alone: nobody needs a path to its spool */
+		CHECK(mkdtemp(top) != NULL && chmod(top, 0755) == 0);
+		snprintf(sp, sizeof sp, "%s/spool", top);
+		CHECK(mkdir(sp, 0700) == 0 && chown(sp, 65534, 65534) == 0);
+		pid = fork();
+		if (pid == 0) {
+			gid_t none = 65534;
+
+			if (setgroups(1, &none) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+				_exit(3);
+			g = maildir_open(sp, "h", err, sizeof err);
+			if (!g && !(strstr(err, "spool_group") && strstr(err, "Operation not permitted")))
+				fprintf(stderr, "%s\n", err);
+			_exit(g ? 1 : strstr(err, "spool_group") && strstr(err, "Operation not permitted") ? 0 : 2);
+		}
+		CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		snprintf(p, sizeof p, "%s/tmp", sp);
+		rmdir(p);
+		rmdir(sp);
+		CHECK(rmdir(top) == 0);
+	}
+	maildir_use_group(UINT32_MAX);
+	umask(um);
+	/* Without a group, as before: 0700 and 0600. */
+	snprintf(sp, sizeof sp, "%s/grp/plain", base);
+	g = maildir_open(sp, "h", err, sizeof err);
+	CHECK(g != NULL && has(sp, 0700, getegid()));
+	maildir_close(g);
+}
+
 int main(void)
 {
 	static const char rfile[] = "alice@example.org\n"
@@ -500,6 +606,7 @@ int main(void)
 	test_link_failure();
 	test_bad_envelope();
 	test_batch();
+	test_group();
 	maildir_close(md);
 	recipients_unref(rc);
 	{

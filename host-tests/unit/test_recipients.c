@@ -375,6 +375,14 @@ static void test_open_errors(void)
 	CHECK(strstr(err, "nonexistent: No such file") != NULL);
 	CHECK(recipients_load(dir, err, sizeof(err)) == NULL);
 	CHECK(strstr(err, "not a regular file") != NULL);
+	/* A FIFO in the file's place is refused at once (SPEC §3): without
+	 * O_NONBLOCK open() waits for a writer, and the alarm ends the test. */
+	snprintf(exp, sizeof(exp), "%s/fifo", dir);
+	CHECK(mkfifo(exp, 0600) == 0);
+	alarm(5);
+	CHECK(recipients_load(exp, err, sizeof(err)) == NULL);
+	alarm(0);
+	CHECK(strstr(err, "is a FIFO, not a regular file") != NULL);
 }
 
 static long long now_ms(void)
