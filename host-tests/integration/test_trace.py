@@ -5,7 +5,7 @@ with the session id), and not at info."""
 import re
 import time
 
-STATE = re.compile(r"^debug: event=state id=(\d+) from=(\w+) to=(\w+)$")
+STATE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z debug: event=state id=(\d+) from=(\w+) to=(\w+)$")
 
 
 def states(srv):
