@@ -14,6 +14,7 @@
  */
 #include "config.h"
 #include "log.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -47,6 +48,7 @@ enum ktype {
 	K_BINDINGS,
 	K_RANGES,
 	K_BANCMD, /* a command line split into argv words */
+	K_TLSVER, /* 1.2 | 1.3, stored as 12 | 13 */
 };
 
 enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
@@ -90,6 +92,9 @@ static const struct key keys[] = {
 	TK("certificate", K_PATH, certificate, 1, 0),
 	TK("key", K_PATH, key, 1, 0),
 	TK("max_sessions", K_UINT, max_sessions, 1, 1024),
+	TK("max_sessions_per_source", K_UINT, max_sessions_per_source, 1, 1024),
+	TK("min_version", K_TLSVER, min_version, 0, 0),
+	TK("session_tickets", K_BOOL, session_tickets, 0, 0),
 
 	AK("users", K_PATH, users, 1, 0),
 
@@ -229,6 +234,7 @@ static const char *const bad_text[] = {
 	[K_RANGES] = "is not an address, a CIDR block or a range a-b",
 	/* of its first word */
 	[K_BANCMD] = "must be an absolute path (the command runs without a shell or PATH search)",
+	[K_TLSVER] = "must be 1.2 or 1.3",
 };
 
 static void bad_value(struct pstate *st, const struct key *k, const char *v)
@@ -738,6 +744,18 @@ static void apply(struct pstate *st, const struct key *k, const char *v, char *b
 		return;
 	case K_BANCMD:
 		apply_ban(st, k, v, &st->c->harvest);
+		return;
+	case K_TLSVER:
+		if (strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0)
+			break;
+		/* Known at build time: the library either has a TLS 1.3 server
+		 * or not, so this is the configuration's error, with its line. */
+		if (v[2] == '3' && tls_max_version() < 13) {
+			kerr(st, k, "1.3: this tarpitd's mbedTLS (%s) has no TLS 1.3; use 1.2",
+			     tls_library_version());
+			return;
+		}
+		memcpy(field, &(uint32_t){ v[2] == '3' ? 13u : 12u }, sizeof(uint32_t));
 		return;
 	}
 	bad_value(st, k, v);
@@ -1372,7 +1390,12 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	}
 	strcpy(c->path, path);
 	set_server_defaults(&c->server);
-	c->tls.max_sessions = 16;
+	c->tls.max_sessions = 32;
+	/* The default per-source connection limit: a Postfix with its 20
+	 * parallel deliveries is never refused, one address never holds all. */
+	c->tls.max_sessions_per_source = 20;
+	c->tls.min_version = 12;
+	c->tls.session_tickets = true;
 	c->harvest.table_size = 1024;
 	c->harvest.threshold = 10;
 	c->harvest.window = 3600;

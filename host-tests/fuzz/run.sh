@@ -31,7 +31,7 @@ sources() {
 	case $1 in
 	session) echo "src/smtp_session.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/auth.c src/log.c src/fileio.c" ;;
 	address) echo "src/address.c" ;;
-	config) echo "src/config.c src/iprange.c src/log.c" ;;
+	config) echo "src/config.c src/iprange.c src/log.c src/tls.c" ;;
 	iprange) echo "src/iprange.c" ;;
 	recipients) echo "src/recipients.c src/log.c" ;;
 	users | auth_b64) echo "src/auth.c src/log.c src/fileio.c" ;;

@@ -214,17 +214,23 @@ static int drive(struct tls *t, int idx, struct client *c, int *srv)
 			*srv = r;
 			if (r == 0)
 				sdone = true;
-			else if (!wants(r))
+			else if (!wants(r)) {
+				printf("tls: drive: the server failed: %d\n", r);
 				return -1;
+			}
 		}
 		if (!cdone) {
 			int r = mbedtls_ssl_handshake(&c->ssl);
 			if (r == 0)
 				cdone = true;
-			else if (!cl_wants(r))
+			else if (!cl_wants(r)) {
+				printf("tls: drive: the client failed: -0x%04x\n", (unsigned)-r);
 				return -1;
+			}
 		}
 	}
+	if (!(sdone && cdone))
+		printf("tls: drive: server %d, client %s\n", *srv, cdone ? "done" : "not done");
 	return sdone && cdone ? 0 : -1;
 }
 
