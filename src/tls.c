@@ -636,13 +636,17 @@ int tls_acquire_from(struct tls *t, int fd, const struct ip_addr *peer)
 	struct ip_addr k;
 	unsigned i;
 
-	if (!t || !t->slots || fd < 0 || t->used >= t->max)
+	if (!t || !t->slots || fd < 0)
 		return TLS_POOL_FULL;
+	/* The share first: a source over it is told so even when the pool
+	 * happens to be full as well. */
 	if (peer) {
 		source_key(peer, &k);
-		if (count_source(t, &k) >= t->per_source)
+		if (t->per_source < t->max && count_source(t, &k) >= t->per_source)
 			return TLS_SOURCE_FULL;
 	}
+	if (t->used >= t->max)
+		return TLS_POOL_FULL;
 	for (i = 0; i < t->max; i++)
 		if (!t->slots[i].in_use) {
 			s = &t->slots[i];
