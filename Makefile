@@ -59,9 +59,12 @@ LDLIBS    += -linih $(M36_DIR)/library/libmbedcrypto.a
 else
 LDLIBS    += -linih $(M36_LIBS)
 endif
-# Another source than the one it was built from: build it again.
+# Another source than the one it was built from: build it again (with no
+# source at hand, a library already built is used as it is).
+ifneq ($(M36_FROM),)
 ifneq ($(shell cat $(M36_STAMP) 2>/dev/null),$(M36_FROM))
 .PHONY: $(M36_STAMP)
+endif
 endif
 endif
 
