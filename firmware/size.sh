@@ -40,6 +40,7 @@ linked() {
 		END { printf "%d %d %d %d %d\n", d, m, n2, c, o }' "$1"
 }
 
+first=$1
 rows=""
 mipsel_total="" over="" under=""
 for b in "$@"; do
@@ -62,7 +63,13 @@ for b in "$@"; do
 	else over="$over, $b $(kib "$daemon")"; fi
 done
 
-mbedver=$(ls -d "$root"/build/src/mbedtls-[0-9]* 2>/dev/null | head -n 1 | sed 's/.*mbedtls-//')
+# The source the first board's mbedTLS was built from (firmware/build.sh's
+# stamp): the vendored 3.6 release, or Debian's 2.28 as the fallback.
+mbedver=$(awk '{ print $2; exit }' "$root/build/$first/mbedtls/.stamp" 2>/dev/null | sed 's/.*mbedtls-//')
+case $mbedver in
+2.*) mbedcfg=firmware/mbedtls-2.28_config.h ;;
+*) mbedcfg=firmware/mbedtls_config.h ;;
+esac
 gccver=$(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion)
 musl=$(dpkg-query -W -f='${Version}\n' musl-dev 2>/dev/null | head -n 1)
 verdict_mipsel="not built"
@@ -80,7 +87,7 @@ cat > "$section" <<EOF
 firmware BOARD=…\` and \`make firmware BOARD=… TLS=0\`, see
 docs/firmware.md) and writes this table. Static binaries, stripped;
 measured $(date -u +%Y-%m-%d) with Debian 12's cross gcc $gccver, musl
-$musl and mbedTLS $mbedver (firmware/mbedtls_config.h). Binaries in
+$musl and mbedTLS $mbedver ($mbedcfg). Binaries in
 bytes (KiB); the other columns in KiB, from the linker map
 (\`build/<board>/daemon/tarpitd.map\`, \`build/<board>/notls/daemon/tarpitd.map\`):
 what the link keeps of each part after \`--gc-sections\` (code, read-only
