@@ -121,6 +121,13 @@ $verdict_mipsel; daemon's own code (text+data, without mbedTLS and libc)
   C: 8-byte pointers in every table and fixed 4-byte instructions
   (AArch64) or long encodings (x86-64, s390x); the 32-bit router cores
   have compact encodings (MIPS16e, Thumb-2).
+- mbedTLS 3.6 LTS (TLS 1.3, session tickets, PSA crypto underneath)
+  in place of 2.28 (TLS 1.2 only), 2026-12-03, ramips-mt7621: binary
+  with TLS 309,536 → 361,032 bytes (302.3 → 352.6 KiB; mbedTLS 138.0 →
+  190.7 KiB: the TLS 1.3 state machine and key schedule, PSA's core,
+  RSA-PSS for TLS 1.3 with RSA certificates, the ticket code), TLS=0
+  187,180 → 186,584 bytes. Without the vendored 3.6 source the build
+  falls back to Debian's 2.28 (firmware/mbedtls-2.28_config.h).
 - TLS=0 leaves out STARTTLS (src/tls_none.c; a [tls] section is then a
   configuration error at its line); AUTH stays, with mbedTLS's SHA-256,
   PBKDF2 and CTR-DRBG only.
