@@ -119,7 +119,6 @@ struct tls {
 	struct creds c;
 	mbedtls_ssl_config conf;
 #ifdef TLS_HAVE_TICKETS
-	bool tickets;
 	mbedtls_ssl_ticket_context ticket;
 #endif
 	/* The config keeps pointers to these lists: they live as long as it. */
@@ -427,7 +426,6 @@ static int configure(struct tls *t, const struct tls_opts *o, char *err, size_t 
 					       ticket_cipher(), TLS_TICKET_LIFETIME);
 		if (ret != 0)
 			return fail(err, errlen, "tls", "set up session tickets", ret, NULL);
-		t->tickets = true;
 		mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
 #endif
 	}
