@@ -10,25 +10,62 @@ SAN       ?= 0
 TLS       ?= 1
 PYTHON    ?= /usr/bin/python3
 NOTLS     := $(if $(filter 0,$(TLS)),-notls)
+# MBEDTLS=3.6: build and link mbedTLS 3.6 LTS (what OpenWrt 24.10 and later
+# ship; it has TLS 1.3) instead of the system's (Debian 12: 2.28). The
+# source is MBEDTLS_SRC=DIR (any unpacked 3.6 tree, copied, never built in
+# place) or else MBEDTLS_TARBALL; the library goes to build/mbedtls-3.6/,
+# shared by the variants, each of which keeps a build dir of its own.
+MBEDTLS   ?=
+MBEDTLS_TARBALL ?= $(abspath $(CURDIR)/../shared/vendor/mbedtls-3.6.6-lib.tar.xz)
+MBEDTLS_SRC ?=
+M36       := $(if $(filter 3.6,$(MBEDTLS)),-mbedtls3.6)
+ifneq ($(filter-out 3.6,$(MBEDTLS)),)
+$(error MBEDTLS=$(MBEDTLS): say MBEDTLS=3.6, or leave it out for the system's mbedTLS)
+endif
 
 ifeq ($(SAN),1)
-BUILD     ?= build/host-san-$(BACKEND)$(NOTLS)
+BUILD     ?= build/host-san-$(BACKEND)$(NOTLS)$(M36)
 CFLAGS    += -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 LDFLAGS   += -fsanitize=address,undefined
 else ifeq ($(BACKEND),epoll)
-BUILD     ?= build/host$(NOTLS)
+BUILD     ?= build/host$(NOTLS)$(M36)
 CFLAGS    += -Os -g
 else
-BUILD     ?= build/host-$(BACKEND)$(NOTLS)
+BUILD     ?= build/host-$(BACKEND)$(NOTLS)$(M36)
 CFLAGS    += -Os -g
 endif
 
 CFLAGS    += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -DTARPITD_VERSION='"$(VERSION)"'
+ifeq ($(M36),)
+M36_STAMP :=
 ifeq ($(TLS),0)
 CFLAGS    += -DTARPITD_NO_TLS
 LDLIBS    += -linih -lmbedcrypto
 else
 LDLIBS    += -linih -lmbedtls -lmbedx509 -lmbedcrypto
+endif
+else
+# The library with its own default configuration (include/mbedtls/
+# mbedtls_config.h), which is close to OpenWrt's: TLS 1.3, tickets, PSA.
+M36_DIR   := build/mbedtls-3.6
+M36_STAMP := $(M36_DIR)/.built
+M36_CC    ?= cc
+M36_FROM  := $(if $(MBEDTLS_SRC),$(abspath $(MBEDTLS_SRC)),$(wildcard $(MBEDTLS_TARBALL)))
+CPPFLAGS  += -isystem $(M36_DIR)/include
+M36_LIBS  := $(M36_DIR)/library/libmbedtls.a $(M36_DIR)/library/libmbedx509.a $(M36_DIR)/library/libmbedcrypto.a
+ifeq ($(TLS),0)
+CFLAGS    += -DTARPITD_NO_TLS
+LDLIBS    += -linih $(M36_DIR)/library/libmbedcrypto.a
+else
+LDLIBS    += -linih $(M36_LIBS)
+endif
+# Another source than the one it was built from: build it again (with no
+# source at hand, a library already built is used as it is).
+ifneq ($(M36_FROM),)
+ifneq ($(shell cat $(M36_STAMP) 2>/dev/null),$(M36_FROM))
+.PHONY: $(M36_STAMP)
+endif
+endif
 endif
 
 LIB_SRCS  := $(filter-out src/main.c src/loop_epoll.c src/loop_poll.c src/tls.c src/tls_none.c,$(wildcard src/*.c)) \
@@ -43,18 +80,39 @@ all: $(BUILD)/tarpitd
 # V=1 shows the full commands.
 Q := $(if $(V),,@)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) | $(BUILD)/obj $(M36_STAMP)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj:
 	mkdir -p $@
 
+# mbedTLS 3.6 (MBEDTLS=3.6): unpacked or copied, then its own `make lib`
+# with nothing of this Makefile's command line (MAKEFLAGS) but -j.
+ifneq ($(M36),)
+$(M36_STAMP):
+	@if [ -z "$(M36_FROM)" ]; then \
+		echo "MBEDTLS=3.6: no mbedTLS 3.6 source: $(MBEDTLS_TARBALL) is missing;" >&2; \
+		echo "  give MBEDTLS_TARBALL=FILE.tar.xz or MBEDTLS_SRC=DIR (an unpacked 3.6 tree)" >&2; \
+		exit 2; fi
+	@if [ -n "$(MBEDTLS_SRC)" ] && [ ! -f "$(MBEDTLS_SRC)/include/mbedtls/build_info.h" ]; then \
+		echo "MBEDTLS_SRC=$(MBEDTLS_SRC): not an mbedTLS 3.x tree (no include/mbedtls/build_info.h)" >&2; \
+		exit 2; fi
+	@echo "  MBEDTLS $(M36_FROM) -> $(M36_DIR)"
+	$(Q)rm -rf $(M36_DIR) && mkdir -p $(M36_DIR)
+	$(Q)if [ -n "$(MBEDTLS_SRC)" ]; then cp -R "$(M36_FROM)/." $(M36_DIR)/; \
+	else tar -xf "$(M36_FROM)" -C $(M36_DIR) --strip-components=1; fi
+	$(Q)env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(MAKE) -C $(M36_DIR) -j2 lib \
+		CC="$(M36_CC)" CFLAGS="-O2" >$(M36_DIR)/build.log 2>&1 || \
+		{ tail -20 $(M36_DIR)/build.log; echo "mbedTLS 3.6 build failed: $(M36_DIR)/build.log" >&2; exit 1; }
+	$(Q)echo "$(M36_FROM)" > $@
+endif
+
 $(BUILD)/libtarpitd.a: $(LIB_OBJS)
 	rm -f $@; $(AR) rcs $@ $^
 
-$(BUILD)/tarpitd: $(BUILD)/obj/main.o $(BUILD)/libtarpitd.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/tarpitd: $(BUILD)/obj/main.o $(BUILD)/libtarpitd.a $(M36_STAMP)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out $(M36_STAMP),$^) $(LDLIBS)
 
 $(BUILD)/test_%: host-tests/unit/test_%.c host-tests/unit/check.h $(BUILD)/libtarpitd.a
 	@$(if $(Q),echo "  CC      $<")

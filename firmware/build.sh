@@ -7,7 +7,9 @@
 #   1. libc: Debian's musl for the board (musl-dev:<arch> and the
 #      musl-gcc.specs it ships), or for soft-float boards musl rebuilt from
 #      Debian's source with -msoft-float plus glibc's soft-fp routines;
-#   2. mbedTLS from Debian's source package, with firmware/mbedtls_config.h;
+#   2. mbedTLS 3.6 (the vendored release, or MBEDTLS_SRC) with
+#      firmware/mbedtls_config.h; without its source, Debian's 2.28 source
+#      package with firmware/mbedtls-2.28_config.h (TLS 1.2 only);
 #   3. libinih.a from libinih-dev:<arch>, as Debian ships it;
 #   4. the daemon through the project's Makefile (CC on the command line,
 #      CPPFLAGS/CFLAGS/LDFLAGS in the environment, which it appends to);
@@ -30,8 +32,6 @@ say() { echo "firmware[$BOARD]: $*"; }
 fresh() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 common="$BOARD_CFLAGS ${BOARD_EXE_CFLAGS:-} -Os -ffunction-sections -fdata-sections -fno-pie -fno-asynchronous-unwind-tables -fno-unwind-tables"
-mbed_config=$ROOT/firmware/mbedtls_config.h
-mbed_define="-DMBEDTLS_CONFIG_FILE='\"$mbed_config\"'"
 
 # FPU instructions (coprocessor 1) in a MIPS disassembly.
 fpu_re='[[:space:]](lwc1|swc1|ldc1|sdc1|lwxc1|swxc1|ldxc1|sdxc1|mtc1|mfc1|mthc1|mfhc1|cfc1|ctc1|bc1[ft]l?|[a-z]+\.(s|d|w|l|ps))[[:space:]]'
@@ -131,14 +131,32 @@ esac
 CC="$T-gcc -specs $specs"
 
 # --- 2. mbedTLS ----------------------------------------------------------------
-mbed_src=$(sh "$ROOT/firmware/sources.sh" "$SRC" mbedtls)
+rc=0
+mbed_src=$(sh "$ROOT/firmware/sources.sh" "$SRC" mbedtls3) || rc=$?
+if [ "$rc" = 0 ]; then
+	mbed_config=$ROOT/firmware/mbedtls_config.h
+elif [ "$rc" = 3 ]; then
+	say "no mbedTLS 3.6 source (${MBEDTLS_TARBALL:-../shared/vendor/mbedtls-3.6.6-lib.tar.xz}; or MBEDTLS_SRC=DIR):"
+	say "falling back to Debian's mbedTLS 2.28 source: TLS 1.2 only"
+	mbed_src=$(sh "$ROOT/firmware/sources.sh" "$SRC" mbedtls)
+	mbed_config=$ROOT/firmware/mbedtls-2.28_config.h
+else
+	exit 1
+fi
+mbed_define="-DMBEDTLS_CONFIG_FILE='\"$mbed_config\"'"
 desc="mbedtls $(basename "$mbed_src") $CC $common $(cksum < "$mbed_config")"
 if ! fresh "$OUT/mbedtls/.stamp" "$desc"; then
 	say "building $(basename "$mbed_src")"
 	rm -rf "$OUT/mbedtls"
 	mkdir -p "$OUT/mbedtls"
-	cp -R "$mbed_src/library" "$mbed_src/include" "$mbed_src/3rdparty" "$OUT/mbedtls/"
-	make -C "$OUT/mbedtls/library" -j"$JOBS" libmbedcrypto.a libmbedx509.a libmbedtls.a \
+	# 3.x's library Makefile names the generator scripts as (order-only)
+	# prerequisites of the generated sources, which release trees ship:
+	# scripts/ must be there, and -p keeps the sources newer than their
+	# inputs so that nothing is generated again.
+	for d in library include 3rdparty framework scripts; do
+		if [ -d "$mbed_src/$d" ]; then cp -Rp "$mbed_src/$d" "$OUT/mbedtls/"; fi
+	done
+	env -u MAKEFLAGS -u MFLAGS make -C "$OUT/mbedtls/library" -j"$JOBS" libmbedcrypto.a libmbedx509.a libmbedtls.a \
 		CC="$CC" AR="$T-ar" CFLAGS="$common $mbed_define" >"$OUT/mbedtls/build.log" 2>&1 || {
 		tail -30 "$OUT/mbedtls/build.log"; say "mbedTLS build failed"; exit 1; }
 	echo "$desc" > "$OUT/mbedtls/.stamp"
@@ -177,7 +195,7 @@ say "building the daemon (TLS=$tls)"
 ar="$T-ar"
 case " ${BOARD_DAEMON_CFLAGS:-} " in *" -flto "*) ar="$T-gcc-ar" ;; esac
 env -u MAKEFLAGS -u MFLAGS CPPFLAGS="$cppflags" CFLAGS="$cflags" LDFLAGS="$ldflags" LDLIBS="" \
-	make --no-print-directory -j"$JOBS" BUILD="$DOUT/daemon" BACKEND=epoll SAN=0 TLS="$tls" \
+	make --no-print-directory -j"$JOBS" BUILD="$DOUT/daemon" BACKEND=epoll SAN=0 TLS="$tls" MBEDTLS= \
 	CC="$CC" AR="$ar" "$DOUT/daemon/tarpitd"
 
 # --- 5. strip, check, package ----------------------------------------------------------

@@ -1,17 +1,23 @@
-/* mbedTLS 2.28 configuration for the static firmware builds (make firmware).
+/* mbedTLS 3.6 LTS configuration for the static firmware builds (make
+ * firmware), the default; firmware/mbedtls-2.28_config.h is the fallback
+ * when only Debian's 2.28 source is at hand.
  *
- * Replaces mbedtls/config.h through MBEDTLS_CONFIG_FILE, for the library
- * and for the daemon alike: the two must agree, since the option set
- * changes the layout of the structures the daemon allocates.
+ * Replaces include/mbedtls/mbedtls_config.h through MBEDTLS_CONFIG_FILE,
+ * for the library and for the daemon alike: the two must agree, since the
+ * option set changes the layout of the structures the daemon allocates.
+ * build_info.h adds what these options imply (the PSA_WANT_* set) and
+ * check_config.h, so neither is included here.
  *
  * What tarpitd needs and nothing more, to stay within the flash budget of
- * small routers: a TLS 1.2 server (STARTTLS) with ECDHE key exchange and
- * AEAD suites only (ChaCha20-Poly1305 first, then AES-GCM), RSA and ECDSA
- * certificates in PEM, the curves X25519, P-256 and P-384, a CTR-DRBG, and
- * PBKDF2-HMAC-SHA256 for the users file. No client, no DTLS, no PSA, no
- * session cache or tickets, no renegotiation, no threading (the daemon has
- * one thread). tls.c filters its suite and curve lists against what is
- * compiled in, so trimming here never breaks the build, only the offer.
+ * small routers: a TLS 1.2 and TLS 1.3 server (STARTTLS) with ECDHE key
+ * exchange and AEAD suites only (ChaCha20-Poly1305 first, then AES-GCM),
+ * TLS 1.3 resumption with a PSK and ECDHE, session tickets for both
+ * versions, RSA (PKCS#1 v1.5 for TLS 1.2, PSS for 1.3) and ECDSA
+ * certificates in PEM, the groups X25519, P-256 and P-384, a CTR-DRBG, and
+ * PBKDF2-HMAC-SHA256 for the users file. No client, no DTLS, no session
+ * cache, no renegotiation, no early data, no PSA key storage, no threading
+ * (the daemon has one thread). tls.c filters its suite list against what
+ * is compiled in, so trimming here never breaks the build, only the offer.
  */
 #ifndef TARPITD_MBEDTLS_CONFIG_H
 #define TARPITD_MBEDTLS_CONFIG_H
@@ -34,17 +40,23 @@
 #define MBEDTLS_AES_ROM_TABLES
 #define MBEDTLS_AES_FEWER_TABLES
 
-/* Hashes: SHA-256 (PRF, PBKDF2), SHA-384 for the AES-256-GCM suites and
- * for ECDSA/RSA signatures over P-384 certificates; SHA-1 only because
- * client hellos still list it among signature algorithms and old
- * certificates carry it. */
+/* Hashes: SHA-256 (PRF, HKDF, PBKDF2), SHA-384 for the AES-256-GCM suites
+ * and for signatures over P-384 certificates; SHA-1 only because client
+ * hellos still list it among signature algorithms and old certificates
+ * carry it. HKDF is TLS 1.3's key schedule. */
 #define MBEDTLS_MD_C
 #define MBEDTLS_SHA1_C
+#define MBEDTLS_SHA224_C
 #define MBEDTLS_SHA256_C
+#define MBEDTLS_SHA384_C
 #define MBEDTLS_SHA512_C
 #define MBEDTLS_SHA256_SMALLER
+#define MBEDTLS_SHA512_SMALLER
+#define MBEDTLS_HKDF_C
 
-/* Random numbers: tls.c and passwd.c add getrandom() themselves (random.c). */
+/* Random numbers: the platform source is getrandom() (PSA seeds itself
+ * from it too); tls.c and passwd.c add getrandom() themselves as well
+ * (random.c). */
 #define MBEDTLS_ENTROPY_C
 #define MBEDTLS_CTR_DRBG_C
 
@@ -52,6 +64,7 @@
 #define MBEDTLS_BIGNUM_C
 #define MBEDTLS_RSA_C
 #define MBEDTLS_PKCS1_V15
+#define MBEDTLS_PKCS1_V21
 #define MBEDTLS_ECP_C
 #define MBEDTLS_ECDH_C
 #define MBEDTLS_ECDSA_C
@@ -61,7 +74,7 @@
 #define MBEDTLS_ECP_NIST_OPTIM
 /* A smaller comb table for the fixed base point: less RAM per curve and
  * less code, at some cost in signing speed (a handful of handshakes a
- * minute on a mail tarpit). */
+ * minute on a mail tarpit, fewer still with tickets). */
 #define MBEDTLS_ECP_WINDOW_SIZE 4
 #define MBEDTLS_ECP_FIXED_POINT_OPTIM 0
 #define MBEDTLS_PK_C
@@ -75,19 +88,43 @@
 #define MBEDTLS_X509_USE_C
 #define MBEDTLS_X509_CRT_PARSE_C
 
-/* TLS: a 1.2 server only */
+/* PSA crypto: TLS 1.3 runs on it in 3.6. Keys are volatile only (no
+ * storage on flash), and tarpitd never hands PSA a buffer another party
+ * could change under it. */
+#define MBEDTLS_PSA_CRYPTO_C
+#define MBEDTLS_PSA_ASSUME_EXCLUSIVE_BUFFERS
+
+/* TLS: a 1.2 and 1.3 server only */
 #define MBEDTLS_SSL_TLS_C
 #define MBEDTLS_SSL_SRV_C
 #define MBEDTLS_SSL_PROTO_TLS1_2
+#define MBEDTLS_SSL_PROTO_TLS1_3
 #define MBEDTLS_KEY_EXCHANGE_ECDHE_ECDSA_ENABLED
 #define MBEDTLS_KEY_EXCHANGE_ECDHE_RSA_ENABLED
 #define MBEDTLS_SSL_EXTENDED_MASTER_SECRET
-/* A fallback SCSV from a client is answered properly. */
-#define MBEDTLS_SSL_FALLBACK_SCSV
+/* TLS 1.3: a full handshake is ECDHE; a resumed one PSK with ECDHE (tls.c
+ * allows nothing else, so resumption keeps forward secrecy). The current
+ * 1.3 code needs the peer-certificate option even with no client
+ * certificates. Compatibility mode: the middlebox-friendly dummy
+ * ChangeCipherSpec that OpenSSL and most clients expect. */
+#define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ENABLED
+#define MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_PSK_EPHEMERAL_ENABLED
+#define MBEDTLS_SSL_TLS1_3_COMPATIBILITY_MODE
+#define MBEDTLS_SSL_KEEP_PEER_CERTIFICATE
+/* Tickets (RFC 5077 and TLS 1.3): a resumed handshake skips the
+ * certificate's signature; the key lives in RAM (tls.c). */
+#define MBEDTLS_SSL_SESSION_TICKETS
+#define MBEDTLS_SSL_TICKET_C
+/* Record buffers: see docs/benchmarks.md, "TLS". A client may send
+ * records of 16 KiB (the maximum, and what OpenSSL sends with DATA), so
+ * the input buffer keeps that size. The output buffer only has to hold
+ * our largest record, and handshake messages are not split across
+ * records: the Certificate message (the chain) must fit. */
+#define MBEDTLS_SSL_IN_CONTENT_LEN 16384
+#define MBEDTLS_SSL_OUT_CONTENT_LEN 16384
+
 /* Error texts make "check" and the log say what is wrong with a
  * certificate or key; they cost about 10 KiB. */
 #define MBEDTLS_ERROR_C
-
-#include "mbedtls/check_config.h"
 
 #endif

@@ -42,6 +42,7 @@ linked() {
 		END { printf "%d %d %d %d %d\n", d, m, n2, c, o }' "$1"
 }
 
+first=$1
 rows=""
 mipsel_total="" over="" under=""
 for b in "$@"; do
@@ -64,7 +65,13 @@ for b in "$@"; do
 	else over="$over, $b $(kib "$daemon")"; fi
 done
 
-mbedver=$(ls -d "$root"/build/src/mbedtls-[0-9]* 2>/dev/null | head -n 1 | sed 's/.*mbedtls-//')
+# The source the first board's mbedTLS was built from (firmware/build.sh's
+# stamp): the vendored 3.6 release, or Debian's 2.28 as the fallback.
+mbedver=$(awk '{ print $2; exit }' "$root/build/$first/mbedtls/.stamp" 2>/dev/null | sed 's/.*mbedtls-//')
+case $mbedver in
+2.*) mbedcfg=firmware/mbedtls-2.28_config.h ;;
+*) mbedcfg=firmware/mbedtls_config.h ;;
+esac
 gccver=$(gcc -dumpfullversion 2>/dev/null || gcc -dumpversion)
 musl=$(dpkg-query -W -f='${Version}\n' musl-dev 2>/dev/null | head -n 1)
 verdict_mipsel="not built"
@@ -82,7 +89,7 @@ cat > "$section" <<EOF
 firmware BOARD=…\` and \`make firmware BOARD=… TLS=0\`, see
 docs/firmware.md) and writes this table. Static binaries, stripped;
 measured $(date -u +%Y-%m-%d) with Debian 12's cross gcc $gccver, musl
-$musl and mbedTLS $mbedver (firmware/mbedtls_config.h). Binaries in
+$musl and mbedTLS $mbedver ($mbedcfg). Binaries in
 bytes (KiB); the other columns in KiB, from the linker map
 (\`build/<board>/daemon/tarpitd.map\`, \`build/<board>/notls/daemon/tarpitd.map\`):
 what the link keeps of each part after \`--gc-sections\` (code, read-only
@@ -124,6 +131,13 @@ $verdict_mipsel; daemon's own code (text+data, without mbedTLS and libc)
   C: 8-byte pointers in every table and fixed 4-byte instructions
   (AArch64) or long encodings (x86-64, s390x); the 32-bit router cores
   have compact encodings (MIPS16e, Thumb-2).
+- mbedTLS 3.6 LTS (TLS 1.3, session tickets, PSA crypto underneath)
+  in place of 2.28 (TLS 1.2 only), 2026-12-03, ramips-mt7621: binary
+  with TLS 309,536 → 361,032 bytes (302.3 → 352.6 KiB; mbedTLS 138.0 →
+  190.7 KiB: the TLS 1.3 state machine and key schedule, PSA's core,
+  RSA-PSS for TLS 1.3 with RSA certificates, the ticket code), TLS=0
+  187,180 → 186,584 bytes. Without the vendored 3.6 source the build
+  falls back to Debian's 2.28 (firmware/mbedtls-2.28_config.h).
 - TLS=0 leaves out STARTTLS (src/tls_none.c; a [tls] section is then a
   configuration error at its line); AUTH stays, with mbedTLS's SHA-256,
   PBKDF2 and CTR-DRBG only.

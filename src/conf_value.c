@@ -2,6 +2,7 @@
  * checking and storing a value in its field (conf_apply), table-driven by
  * the key's type and range. */
 #include "conf_int.h"
+#include "tls.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -490,6 +491,18 @@ void conf_apply(struct pstate *st, const struct key *k, const char *v, char *bas
 		return;
 	case K_BANCMD:
 		apply_ban(st, k, v, &st->c->harvest);
+		return;
+	case K_TLSVER:
+		if (strcmp(v, "1.2") != 0 && strcmp(v, "1.3") != 0)
+			break;
+		/* Known at build time: the library either has a TLS 1.3 server
+		 * or not, so this is the configuration's error, with its line. */
+		if (v[2] == '3' && tls_max_version() < 13) {
+			conf_kerr(st, k, "1.3: this tarpitd's mbedTLS (%s) has no TLS 1.3; use 1.2",
+				  tls_library_version());
+			return;
+		}
+		memcpy(field, &(uint32_t){ v[2] == '3' ? 13u : 12u }, sizeof(uint32_t));
 		return;
 	}
 	conf_bad_value(st, k, v);

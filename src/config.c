@@ -47,6 +47,9 @@ const struct key conf_keys[] = {
 	TK("certificate", K_PATH, certificate, 1, P_FILE),
 	TK("key", K_PATH, key, 1, P_FILE),
 	TK("max_sessions", K_UINT, max_sessions, 1, 1024),
+	TK("max_sessions_per_source", K_UINT, max_sessions_per_source, 1, 1024),
+	TK("min_version", K_TLSVER, min_version, 0, 0),
+	TK("session_tickets", K_BOOL, session_tickets, 0, 0),
 
 	AK("users", K_PATH, users, 1, P_FILE),
 
@@ -145,6 +148,7 @@ static const char *const bad_text[] = {
 	[K_RANGES] = "is not an address, a CIDR block or a range a-b",
 	/* of its first word */
 	[K_BANCMD] = "must be an absolute path (the command runs without a shell or PATH search)",
+	[K_TLSVER] = "must be 1.2 or 1.3",
 };
 
 void conf_bad_value(struct pstate *st, const struct key *k, const char *v)
@@ -837,7 +841,12 @@ static int load(struct config *c, const char *path, char *err, size_t errlen, bo
 	}
 	strcpy(c->path, path);
 	set_server_defaults(&c->server);
-	c->tls.max_sessions = 16;
+	c->tls.max_sessions = 32;
+	/* The default per-source connection limit: a Postfix with its 20
+	 * parallel deliveries is never refused, one address never holds all. */
+	c->tls.max_sessions_per_source = 20;
+	c->tls.min_version = 12;
+	c->tls.session_tickets = true;
 	c->harvest.table_size = 1024;
 	c->harvest.threshold = 10;
 	c->harvest.window = 3600;

@@ -76,6 +76,9 @@ struct server_conf {
 struct tls_conf {
 	bool enabled;
 	uint32_t max_sessions; /* 1..1024 */
+	uint32_t max_sessions_per_source; /* 1..1024: one source's share of the pool */
+	uint32_t min_version;  /* 12 | 13 (13 only where the mbedTLS build has it) */
+	bool session_tickets;  /* RFC 5077 / TLS 1.3 tickets, key in RAM */
 	char certificate[PATH_MAX];
 	char key[PATH_MAX];
 };

@@ -18,6 +18,7 @@
  * 3.x, or MBEDTLS_CONFIG_FILE), so every feature test below sees the
  * options the library was built with. */
 #include <mbedtls/version.h>
+#include <mbedtls/cipher.h>
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
@@ -26,6 +27,10 @@
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
+#if defined(MBEDTLS_SSL_SESSION_TICKETS) && defined(MBEDTLS_SSL_TICKET_C)
+#include <mbedtls/ssl_ticket.h>
+#define TLS_HAVE_TICKETS 1
+#endif
 #include <mbedtls/x509_crt.h>
 
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_PSA_CRYPTO_C)
@@ -81,24 +86,42 @@ struct creds {
 	mbedtls_pk_context key;
 };
 
+/* close_notify progress of a slot (tls_close_notify). */
+enum { CN_NONE, CN_QUEUED, CN_SENT };
+
 /* Our own fields before mbedTLS's large ones: MIPS16 and Thumb reach
  * the first 128 octets of a struct with shorter instructions. */
 struct slot {
 	bool in_use;
 	bool set_up;
+	bool has_src;
+	/* The last send() left part of a record in mbedTLS's output buffer:
+	 * the next close_notify call only flushes it (both library versions
+	 * flush before they write an alert), so the alert needs one more. */
+	bool out_pending;
+	bool resumed;
+	bool shaken; /* the handshake has completed */
+	uint8_t cn;
 	int fd;
 	/* Octets of the current tls_write() already taken by mbedTLS: the
 	 * caller repeats the whole buffer after TLS_WANT_*, and the records
 	 * before the blocked one must not be sent twice. */
 	size_t wr_done;
+	struct ip_addr src; /* the source's key: IPv4, or IPv6 /64 */
 	mbedtls_ssl_context ssl;
 };
 
 struct tls {
 	struct slot *slots;
-	unsigned max, used;
+	/* The slot whose handshake is running: the ticket callbacks get no
+	 * SSL context, and there is one thread. */
+	struct slot *cur;
+	unsigned max, used, per_source;
 	struct creds c;
 	mbedtls_ssl_config conf;
+#ifdef TLS_HAVE_TICKETS
+	mbedtls_ssl_ticket_context ticket;
+#endif
 	/* The config keeps pointers to these lists: they live as long as it. */
 	int suites[N_WANTED + 1];
 #if MBEDTLS_VERSION_NUMBER < 0x03000000 && defined(MBEDTLS_ECP_C)
@@ -273,7 +296,45 @@ int tls_check_files(const char *cert_path, const char *key_path, char *err, size
 	return ret;
 }
 
-static int configure(struct tls *t, char *err, size_t errlen)
+#ifdef TLS_HAVE_TICKETS
+/* mbedTLS's own ticket parser; a ticket it opens means the handshake
+ * resumes (TLS 1.2: an abbreviated handshake; TLS 1.3: a PSK with ECDHE,
+ * no certificate signature), which the log and the benchmark want to know
+ * and neither library version tells through its public API. */
+static int ticket_parse(void *p, mbedtls_ssl_session *session, unsigned char *buf, size_t len)
+{
+	struct tls *t = p;
+	int ret = mbedtls_ssl_ticket_parse(&t->ticket, session, buf, len);
+
+	if (ret == 0 && t->cur)
+		t->cur->resumed = true;
+	return ret;
+}
+
+/* The two callbacks share one context pointer: ours, around mbedTLS's. */
+static int ticket_write(void *p, const mbedtls_ssl_session *session, unsigned char *start,
+			const unsigned char *end, size_t *tlen, uint32_t *lifetime)
+{
+	struct tls *t = p;
+
+	return mbedtls_ssl_ticket_write(&t->ticket, session, start, end, tlen, lifetime);
+}
+
+/* AES-256-GCM where the build has it, else ChaCha20-Poly1305: both AEAD
+ * with a 256-bit key, which is what mbedtls_ssl_ticket_setup() takes. */
+static mbedtls_cipher_type_t ticket_cipher(void)
+{
+	static const mbedtls_cipher_type_t want[] = { MBEDTLS_CIPHER_AES_256_GCM,
+						      MBEDTLS_CIPHER_CHACHA20_POLY1305 };
+
+	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+		if (mbedtls_cipher_info_from_type(want[i]))
+			return want[i];
+	return MBEDTLS_CIPHER_NONE;
+}
+#endif
+
+static int configure(struct tls *t, const struct tls_opts *o, char *err, size_t errlen)
 {
 	size_t n = 0;
 	int ret;
@@ -285,10 +346,15 @@ static int configure(struct tls *t, char *err, size_t errlen)
 	mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->c.drbg);
 
 #if MBEDTLS_VERSION_NUMBER >= 0x03020000
-	mbedtls_ssl_conf_min_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_2);
 #ifdef TLS_HAVE_13
+	mbedtls_ssl_conf_min_tls_version(&t->conf, o->min_version == 13 ? MBEDTLS_SSL_VERSION_TLS1_3
+									 : MBEDTLS_SSL_VERSION_TLS1_2);
 	mbedtls_ssl_conf_max_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_3);
+	/* Resumption keeps forward secrecy: PSK only together with ECDHE. */
+	mbedtls_ssl_conf_tls13_key_exchange_modes(&t->conf,
+						  MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL_ALL);
 #else
+	mbedtls_ssl_conf_min_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_2);
 	mbedtls_ssl_conf_max_tls_version(&t->conf, MBEDTLS_SSL_VERSION_TLS1_2);
 #endif
 #else
@@ -327,14 +393,61 @@ static int configure(struct tls *t, char *err, size_t errlen)
 	ret = mbedtls_ssl_conf_own_cert(&t->conf, &t->c.crt, &t->c.key);
 	if (ret != 0)
 		return fail(err, errlen, "tls", "use the certificate", ret, NULL);
+
+	if (o->session_tickets) {
+#ifdef TLS_HAVE_TICKETS
+		/* The key is drawn from the DRBG and never leaves RAM: a restart
+		 * makes every ticket worthless, which costs one full handshake. */
+		ret = mbedtls_ssl_ticket_setup(&t->ticket, mbedtls_ctr_drbg_random, &t->c.drbg,
+					       ticket_cipher(), TLS_TICKET_LIFETIME);
+		if (ret != 0)
+			return fail(err, errlen, "tls", "set up session tickets", ret, NULL);
+		mbedtls_ssl_conf_session_tickets_cb(&t->conf, ticket_write, ticket_parse, t);
+#endif
+	}
 	return 0;
+}
+
+unsigned tls_max_version(void)
+{
+#ifdef TLS_HAVE_13
+	return 13;
+#else
+	return 12;
+#endif
+}
+
+const char *tls_library_version(void)
+{
+	return MBEDTLS_VERSION_STRING_FULL;
 }
 
 struct tls *tls_new(const char *cert_path, const char *key_path, unsigned max_sessions,
 		    char *err, size_t errlen)
 {
+	const struct tls_opts o = { .certificate = cert_path,
+				    .key = key_path,
+				    .max_sessions = max_sessions,
+				    .min_version = 12,
+				    .session_tickets = true };
+
+	return tls_open(&o, err, errlen);
+}
+
+struct tls *tls_open(const struct tls_opts *o, char *err, size_t errlen)
+{
+	unsigned max_sessions = o->max_sessions;
 	struct tls *t;
 
+	if (o->min_version != 12 && o->min_version != 13) {
+		set_err(err, errlen, "tls: min_version must be 1.2 or 1.3");
+		return NULL;
+	}
+	if (o->min_version > tls_max_version()) {
+		set_err(err, errlen, "tls: min_version 1.3: %s has no TLS 1.3",
+			tls_library_version());
+		return NULL;
+	}
 	if (max_sessions == 0) {
 		set_err(err, errlen, "tls: max_sessions must be at least 1");
 		return NULL;
@@ -350,10 +463,15 @@ struct tls *tls_new(const char *cert_path, const char *key_path, unsigned max_se
 	}
 	creds_init(&t->c);
 	mbedtls_ssl_config_init(&t->conf);
+#ifdef TLS_HAVE_TICKETS
+	mbedtls_ssl_ticket_init(&t->ticket);
+#endif
 	t->max = max_sessions;
+	t->per_source = o->max_per_source && o->max_per_source < max_sessions ? o->max_per_source
+									     : max_sessions;
 
-	if (creds_load(&t->c, cert_path, key_path, err, errlen) != 0 ||
-	    configure(t, err, errlen) != 0) {
+	if (creds_load(&t->c, o->certificate, o->key, err, errlen) != 0 ||
+	    configure(t, o, err, errlen) != 0) {
 		tls_free(t);
 		return NULL;
 	}
@@ -382,6 +500,9 @@ void tls_free(struct tls *t)
 		free(t->slots);
 	}
 	mbedtls_ssl_config_free(&t->conf);
+#ifdef TLS_HAVE_TICKETS
+	mbedtls_ssl_ticket_free(&t->ticket);
+#endif
 	creds_free(&t->c);
 	free(t);
 }
@@ -400,12 +521,17 @@ static int bio_result(ssize_t n, int again, int failed)
 
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
-	const struct slot *s = ctx;
+	struct slot *s = ctx;
+	int n;
 
 	if (s->fd < 0)
 		return MBEDTLS_ERR_NET_INVALID_CONTEXT;
-	return bio_result(send(s->fd, buf, len > INT_MAX ? INT_MAX : len, MSG_NOSIGNAL),
-			  MBEDTLS_ERR_SSL_WANT_WRITE, MBEDTLS_ERR_NET_SEND_FAILED);
+	n = bio_result(send(s->fd, buf, len > INT_MAX ? INT_MAX : len, MSG_NOSIGNAL),
+		       MBEDTLS_ERR_SSL_WANT_WRITE, MBEDTLS_ERR_NET_SEND_FAILED);
+	/* mbedTLS always hands over everything it holds (out_left): only
+	 * a short or blocked send leaves some of it behind. */
+	s->out_pending = n == MBEDTLS_ERR_SSL_WANT_WRITE || (n >= 0 && (size_t)n < len);
+	return n;
 }
 
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
@@ -441,33 +567,87 @@ static int map_err(int ret)
 	}
 }
 
+/* The harvest table's notion of a source: one customer gets a whole
+ * IPv6 /64, so its host part says nothing. */
+static void source_key(const struct ip_addr *a, struct ip_addr *k)
+{
+	*k = *a;
+	if (!ip_is_v4(a))
+		memset(k->a + 8, 0, 8);
+}
+
+/* A scan of the pool: it is small (max_sessions, default 32), and this
+ * runs once per STARTTLS, so no second table to keep in step. */
+static unsigned count_source(const struct tls *t, const struct ip_addr *k)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < t->max; i++)
+		if (t->slots[i].in_use && t->slots[i].has_src &&
+		    memcmp(t->slots[i].src.a, k->a, sizeof k->a) == 0)
+			n++;
+	return n;
+}
+
+unsigned tls_source_count(const struct tls *t, const struct ip_addr *peer)
+{
+	struct ip_addr k;
+
+	if (!t || !t->slots || !peer)
+		return 0;
+	source_key(peer, &k);
+	return count_source(t, &k);
+}
+
 int tls_acquire(struct tls *t, int fd)
 {
+	return tls_acquire_from(t, fd, NULL);
+}
+
+int tls_acquire_from(struct tls *t, int fd, const struct ip_addr *peer)
+{
 	struct slot *s = NULL;
+	struct ip_addr k;
 	unsigned i;
 
-	if (!t || !t->slots || fd < 0 || t->used >= t->max)
-		return -1;
+	if (!t || !t->slots || fd < 0)
+		return TLS_POOL_FULL;
+	/* The share first: a source over it is told so even when the pool
+	 * happens to be full as well. */
+	if (peer) {
+		source_key(peer, &k);
+		if (t->per_source < t->max && count_source(t, &k) >= t->per_source)
+			return TLS_SOURCE_FULL;
+	}
+	if (t->used >= t->max)
+		return TLS_POOL_FULL;
 	for (i = 0; i < t->max; i++)
 		if (!t->slots[i].in_use) {
 			s = &t->slots[i];
 			break;
 		}
 	if (!s)
-		return -1;
+		return TLS_POOL_FULL;
 	if (!s->set_up) {
 		if (mbedtls_ssl_setup(&s->ssl, &t->conf) != 0) {
 			/* Back to a pristine context, so a later acquire
 			 * retries instead of using a half-built one. */
 			mbedtls_ssl_free(&s->ssl);
 			mbedtls_ssl_init(&s->ssl);
-			return -1;
+			return TLS_POOL_FULL;
 		}
 		s->set_up = true;
 	}
 	mbedtls_ssl_set_bio(&s->ssl, s, bio_send, bio_recv, NULL);
 	s->fd = fd;
 	s->wr_done = 0;
+	s->out_pending = false;
+	s->resumed = false;
+	s->shaken = false;
+	s->cn = CN_NONE;
+	s->has_src = peer != NULL;
+	if (peer)
+		s->src = k;
 	s->in_use = true;
 	t->used++;
 	return (int)i;
@@ -489,6 +669,7 @@ void tls_release(struct tls *t, int idx)
 	}
 	s->fd = -1;
 	s->wr_done = 0;
+	s->has_src = false;
 	s->in_use = false;
 	t->used--;
 }
@@ -505,8 +686,47 @@ int tls_handshake(struct tls *t, int idx)
 
 	if (!s)
 		return TLS_ERROR;
+	t->cur = s;
 	ret = mbedtls_ssl_handshake(&s->ssl);
+	t->cur = NULL;
+	if (ret == 0)
+		s->shaken = true;
 	return ret == 0 ? 0 : map_err(ret);
+}
+
+bool tls_resumed(struct tls *t, int idx)
+{
+	struct slot *s = slot_get(t, idx);
+
+	return s && s->resumed;
+}
+
+int tls_close_notify(struct tls *t, int idx)
+{
+	struct slot *s = slot_get(t, idx);
+
+	if (!s)
+		return TLS_ERROR;
+	/* No session yet: nothing to end (3.x would not even flush). */
+	if (!s->shaken)
+		return 0;
+	/* At most: flush what was left, write the alert, flush it. */
+	for (int i = 0; i < 3; i++) {
+		int ret;
+
+		if (s->cn == CN_QUEUED && !s->out_pending)
+			s->cn = CN_SENT;
+		if (s->cn == CN_SENT)
+			return 0;
+		/* Nothing left from before: this call writes the alert (and
+		 * nothing at all before the handshake has finished). */
+		if (s->cn == CN_NONE && !s->out_pending)
+			s->cn = CN_QUEUED;
+		ret = mbedtls_ssl_close_notify(&s->ssl);
+		if (ret != 0)
+			return map_err(ret);
+	}
+	return s->cn == CN_SENT || (s->cn == CN_QUEUED && !s->out_pending) ? 0 : TLS_WANT_WRITE;
 }
 
 ssize_t tls_read(struct tls *t, int idx, void *buf, size_t len)

@@ -13,14 +13,31 @@
 
 static const char no_tls[] = "this tarpitd is built without TLS (TLS=0): remove the [tls] section";
 
+struct tls *tls_open(const struct tls_opts *o, char *err, size_t errlen)
+{
+	(void)o;
+	if (err && errlen)
+		snprintf(err, errlen, "%s", no_tls);
+	return NULL;
+}
+
 struct tls *tls_new(const char *cert_path, const char *key_path, unsigned max_sessions,
 		    char *err, size_t errlen)
 {
 	(void)cert_path;
 	(void)key_path;
 	(void)max_sessions;
-	snprintf(err, errlen, "%s", no_tls);
-	return NULL;
+	return tls_open(NULL, err, errlen);
+}
+
+unsigned tls_max_version(void)
+{
+	return 0;
+}
+
+const char *tls_library_version(void)
+{
+	return "no TLS (TLS=0)";
 }
 
 void tls_free(struct tls *t)
@@ -33,11 +50,38 @@ int tls_check_files(const char *cert_path, const char *key_path, char *err, size
 	return tls_new(cert_path, key_path, 0, err, errlen) ? 0 : -1;
 }
 
-int tls_acquire(struct tls *t, int fd)
+int tls_acquire_from(struct tls *t, int fd, const struct ip_addr *peer)
 {
 	(void)t;
 	(void)fd;
-	return -1;
+	(void)peer;
+	return TLS_POOL_FULL;
+}
+
+int tls_acquire(struct tls *t, int fd)
+{
+	return tls_acquire_from(t, fd, NULL);
+}
+
+unsigned tls_source_count(const struct tls *t, const struct ip_addr *peer)
+{
+	(void)t;
+	(void)peer;
+	return 0;
+}
+
+bool tls_resumed(struct tls *t, int idx)
+{
+	(void)t;
+	(void)idx;
+	return false;
+}
+
+int tls_close_notify(struct tls *t, int idx)
+{
+	(void)t;
+	(void)idx;
+	return TLS_ERROR;
 }
 
 void tls_release(struct tls *t, int idx)

@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "tls.h"
 
 static char dir[64];
 static char path[256];
@@ -158,7 +159,10 @@ static void test_defaults(void)
 	CHECK(!cfg.tls.enabled && !cfg.auth.enabled);
 	CHECK_STR(cfg.tls.certificate, "");
 	CHECK_STR(cfg.auth.users, "");
-	CHECK(cfg.tls.max_sessions == 16);
+	CHECK(cfg.tls.max_sessions == 32);
+	CHECK(cfg.tls.max_sessions_per_source == 20);
+	CHECK(cfg.tls.min_version == 12);
+	CHECK(cfg.tls.session_tickets);
 	/* No [harvest]: the table is on with SPEC's defaults, no ban command. */
 	CHECK(cfg.harvest.enabled);
 	CHECK(cfg.harvest.table_size == 1024);
@@ -1085,7 +1089,10 @@ static void test_tls_auth(void)
 	CHECK(cfg.tls.enabled && cfg.auth.enabled);
 	CHECK_STR(cfg.tls.certificate, dirpath("c.pem"));
 	CHECK_STR(cfg.tls.key, dirpath("k.pem"));
-	CHECK(cfg.tls.max_sessions == 16);
+	CHECK(cfg.tls.max_sessions == 32);
+	CHECK(cfg.tls.max_sessions_per_source == 20);
+	CHECK(cfg.tls.min_version == 12);
+	CHECK(cfg.tls.session_tickets);
 	CHECK_STR(cfg.auth.users, "/etc/tarpitd/users");
 	CHECK(load(CONN "[tls]\nkey = k.pem\ncertificate = c.pem ; comment\nmax_sessions = 1\n") == 0);
 	CHECK_STR(cfg.tls.certificate, dirpath("c.pem"));
@@ -1112,6 +1119,30 @@ static void test_tls_auth(void)
 	CHECK_STR(err, E("6: max_sessions: 1025 is above the maximum 1024"));
 	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmax_sessions = many\n") == -1);
 	CHECK_STR(err, E("6: max_sessions: 'many' is not a number"));
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmax_sessions_per_source = 4\n"
+		   "min_version = 1.2\nsession_tickets = no\n") == 0);
+	CHECK(cfg.tls.max_sessions_per_source == 4);
+	CHECK(cfg.tls.min_version == 12);
+	CHECK(!cfg.tls.session_tickets);
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmax_sessions_per_source = 0\n") == -1);
+	CHECK_STR(err, E("6: max_sessions_per_source: 0 is below the minimum 1"));
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmin_version = 1.1\n") == -1);
+	CHECK_STR(err, E("6: min_version: '1.1' must be 1.2 or 1.3"));
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmin_version = 1.3x\n") == -1);
+	CHECK_STR(err, E("6: min_version: '1.3x' must be 1.2 or 1.3"));
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nsession_tickets = maybe\n") == -1);
+	/* 1.3 exactly where the library has it, else an error at its line */
+	if (tls_max_version() >= 13) {
+		CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmin_version = 1.3\n") == 0);
+		CHECK(cfg.tls.min_version == 13);
+	} else {
+		char want[256];
+
+		snprintf(want, sizeof want, "6: min_version: 1.3: this tarpitd's mbedTLS (%s) has no TLS 1.3; use 1.2",
+			 tls_library_version());
+		CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nmin_version = 1.3\n") == -1);
+		CHECK_STR(err, E(want));
+	}
 	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\nusers = u\n") == -1);
 	CHECK_STR(err, E("6: unknown key 'users' in [tls]"));
 	CHECK(load(CONN "[auth]\nusers = u\ncertificate = c\n") == -1);

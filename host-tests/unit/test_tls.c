@@ -26,6 +26,8 @@ static char dir[64];
 static char ec_cert[128], ec_key[128], ec2_key[128], rsa_cert[128], rsa_key[128];
 static char enc_key[128], garbage[128], missing[128], fifo[128], huge[128];
 
+/* TEST_TLS_VERBOSE=1: say why a handshake failed (many fail on purpose). */
+static bool verbose;
 static mbedtls_entropy_context cl_entropy;
 static mbedtls_ctr_drbg_context cl_drbg;
 
@@ -35,7 +37,12 @@ struct client {
 	int fd;
 };
 
-enum { CL_PLAIN, CL_CBC_ONLY, CL_TLS11, CL_FRAG512, CL_RENEGO };
+enum { CL_PLAIN, CL_CBC_ONLY, CL_TLS11, CL_FRAG512, CL_RENEGO, CL_TLS12, CL_TICKET13 };
+
+#if MBEDTLS_VERSION_NUMBER >= 0x03060000 && defined(MBEDTLS_SSL_PROTO_TLS1_3) && \
+	defined(MBEDTLS_SSL_SESSION_TICKETS)
+#define HAVE_TICKET13 1
+#endif
 
 static int run(const char *cmd)
 {
@@ -176,6 +183,20 @@ static int client_open(struct client *c, int fd, int mode)
 		mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_ENABLED);
 		break;
 #endif
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
+	case CL_TLS12:
+		mbedtls_ssl_conf_max_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+		break;
+#endif
+#ifdef HAVE_TICKET13
+	case CL_TICKET13:
+		/* The ticket comes after the handshake; mbedtls_ssl_read()
+		 * says so instead of dropping it. */
+		mbedtls_ssl_conf_min_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_3);
+		mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+			&c->conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+		break;
+#endif
 	default:
 		break;
 	}
@@ -214,17 +235,25 @@ static int drive(struct tls *t, int idx, struct client *c, int *srv)
 			*srv = r;
 			if (r == 0)
 				sdone = true;
-			else if (!wants(r))
+			else if (!wants(r)) {
+				if (verbose)
+					printf("tls: drive: the server failed: %d\n", r);
 				return -1;
+			}
 		}
 		if (!cdone) {
 			int r = mbedtls_ssl_handshake(&c->ssl);
 			if (r == 0)
 				cdone = true;
-			else if (!cl_wants(r))
+			else if (!cl_wants(r)) {
+				if (verbose)
+					printf("tls: drive: the client failed: -0x%04x\n", (unsigned)-r);
 				return -1;
+			}
 		}
 	}
+	if (verbose && !(sdone && cdone))
+		printf("tls: drive: server %d, client %s\n", *srv, cdone ? "done" : "not done");
 	return sdone && cdone ? 0 : -1;
 }
 
@@ -700,6 +729,349 @@ static void test_hostile(void)
 	tls_free(t);
 }
 
+/* The per-source share: IPv4 by address, IPv6 by /64, while other
+ * sources still get contexts. */
+static void test_per_source(void)
+{
+	char err[256];
+	struct tls_opts o = { .certificate = ec_cert, .key = ec_key, .max_sessions = 5,
+			      .max_per_source = 2, .min_version = 12, .session_tickets = true };
+	struct tls *t = tls_open(&o, err, sizeof err);
+	struct ip_addr a, a_mapped, b, v6a, v6a2, v6b, c;
+	int s[8];
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	CHECK(ip_parse("192.0.2.1", &a) == 0);
+	CHECK(ip_parse("::ffff:192.0.2.1", &a_mapped) == 0);
+	CHECK(ip_parse("192.0.2.2", &b) == 0);
+	CHECK(ip_parse("2001:db8:1:2::1", &v6a) == 0);
+	CHECK(ip_parse("2001:db8:1:2:ffff:ffff:ffff:ffff", &v6a2) == 0);
+	CHECK(ip_parse("2001:db8:1:3::1", &v6b) == 0);
+	CHECK(ip_parse("198.51.100.7", &c) == 0);
+
+	s[0] = tls_acquire_from(t, 10, &a);
+	s[1] = tls_acquire_from(t, 11, &a_mapped); /* the same source */
+	CHECK(s[0] == 0 && s[1] == 1);
+	CHECK(tls_source_count(t, &a) == 2);
+	CHECK(tls_acquire_from(t, 12, &a) == TLS_SOURCE_FULL);
+	CHECK(tls_available(t) == 3);
+	/* others still get theirs */
+	s[2] = tls_acquire_from(t, 13, &b);
+	CHECK(s[2] == 2);
+	s[3] = tls_acquire_from(t, 14, &v6a);
+	s[4] = tls_acquire_from(t, 15, &v6a2); /* same /64 */
+	CHECK(s[3] == 3 && s[4] == 4);
+	CHECK(tls_source_count(t, &v6a) == 2);
+	CHECK(tls_source_count(t, &v6b) == 0);
+	CHECK(tls_acquire_from(t, 16, &v6a) == TLS_SOURCE_FULL);
+	/* pool empty: the source's share is not the reason */
+	CHECK(tls_acquire_from(t, 17, &v6b) == TLS_POOL_FULL);
+	CHECK(tls_acquire_from(t, 18, &c) == TLS_POOL_FULL);
+	CHECK(tls_acquire(t, 19) == TLS_POOL_FULL);
+	/* released: counted no more */
+	tls_release(t, s[0]);
+	CHECK(tls_source_count(t, &a) == 1);
+	CHECK(tls_acquire_from(t, 20, &c) == 0);
+	CHECK(tls_source_count(t, &c) == 1);
+	tls_release(t, 0);
+	tls_release(t, s[3]);
+	CHECK(tls_acquire_from(t, 21, &v6b) == 0);
+	CHECK(tls_acquire_from(t, 22, &v6a) == 3);
+	CHECK(tls_source_count(t, &v6a2) == 2);
+	for (int i = 0; i < 5; i++)
+		tls_release(t, i);
+	CHECK(tls_available(t) == 5);
+	CHECK(tls_source_count(t, &v6a) == 0);
+	/* a context acquired without a source is in no share */
+	CHECK(tls_acquire(t, 30) == 0);
+	CHECK(tls_source_count(t, &a) == 0);
+	tls_release(t, 0);
+	CHECK(tls_source_count(NULL, &a) == 0);
+	CHECK(tls_source_count(t, NULL) == 0);
+	tls_free(t);
+
+	/* no share (0), or one at least the pool: the whole pool */
+	for (unsigned share = 0; share <= 7; share += 7) {
+		o.max_sessions = 3;
+		o.max_per_source = share;
+		t = tls_open(&o, err, sizeof err);
+		CHECK(t != NULL);
+		if (!t)
+			continue;
+		for (int i = 0; i < 3; i++)
+			CHECK(tls_acquire_from(t, 40 + i, &a) == i);
+		CHECK(tls_acquire_from(t, 43, &a) == TLS_POOL_FULL);
+		tls_free(t);
+	}
+}
+
+/* One handshake on a fresh socketpair; the client offers `in` to resume
+ * and keeps what the server gave it in `out`. 0 when the handshake
+ * completed, with *resumed as the server saw it. */
+static int ticket_round(struct tls *t, int mode, const mbedtls_ssl_session *in,
+			mbedtls_ssl_session *out, bool *resumed)
+{
+	struct client c;
+	int sv[2], idx, srv, rc = -1;
+	unsigned char b[16];
+
+	*resumed = false;
+	if (pair(sv) != 0)
+		return -1;
+	idx = tls_acquire(t, sv[0]);
+	if (client_open(&c, sv[1], mode) == 0 && (!in || mbedtls_ssl_set_session(&c.ssl, in) == 0) &&
+	    idx >= 0 && drive(t, idx, &c, &srv) == 0) {
+		rc = 0;
+		*resumed = tls_resumed(t, idx);
+#ifdef HAVE_TICKET13
+		if (mode == CL_TICKET13) {
+			int r = MBEDTLS_ERR_SSL_WANT_READ;
+			for (int i = 0; i < 3 && r == MBEDTLS_ERR_SSL_WANT_READ; i++)
+				r = mbedtls_ssl_read(&c.ssl, b, sizeof b);
+			if (r != MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET && out)
+				rc = -1; /* no ticket came */
+		}
+#endif
+		(void)b;
+		if (rc == 0 && out && mbedtls_ssl_get_session(&c.ssl, out) != 0)
+			rc = -3;
+	}
+	client_close(&c);
+	if (idx >= 0)
+		tls_release(t, idx);
+	close(sv[0]);
+	close(sv[1]);
+	return rc;
+}
+
+static void tickets_with(int mode, const char *what)
+{
+	char err[256];
+	struct tls_opts o = { .certificate = ec_cert, .key = ec_key, .max_sessions = 1,
+			      .min_version = 12, .session_tickets = true };
+	struct tls *t = tls_open(&o, err, sizeof err), *other = tls_open(&o, err, sizeof err);
+	mbedtls_ssl_session sess, sess2;
+	bool resumed;
+
+	mbedtls_ssl_session_init(&sess);
+	mbedtls_ssl_session_init(&sess2);
+	CHECK(t != NULL && other != NULL);
+	if (t && other) {
+		int rc = ticket_round(t, mode, NULL, &sess, &resumed);
+		CHECK(rc == 0);
+		if (rc)
+			printf("tls: %s: first round %d\n", what, rc);
+		CHECK(!resumed);
+		/* the second connection resumes from the ticket */
+		CHECK(ticket_round(t, mode, &sess, NULL, &resumed) == 0);
+		CHECK(resumed);
+		/* another instance (a restart) has another key: a full handshake */
+		CHECK(ticket_round(other, mode, &sess, NULL, &resumed) == 0);
+		CHECK(!resumed);
+		printf("tls: %s: resumed from a ticket; another key makes a full handshake\n", what);
+	}
+	tls_free(t);
+	tls_free(other);
+
+	/* session_tickets = no: nothing to resume from, no cache either */
+	o.session_tickets = false;
+	t = tls_open(&o, err, sizeof err);
+	CHECK(t != NULL);
+	if (t) {
+		if (mode == CL_TICKET13) {
+			CHECK(ticket_round(t, mode, NULL, &sess2, &resumed) == -1); /* none sent */
+		} else {
+			CHECK(ticket_round(t, mode, NULL, &sess2, &resumed) == 0);
+			CHECK(ticket_round(t, mode, &sess2, NULL, &resumed) == 0);
+			CHECK(!resumed);
+		}
+	}
+	tls_free(t);
+	mbedtls_ssl_session_free(&sess);
+	mbedtls_ssl_session_free(&sess2);
+}
+
+static void test_tickets(void)
+{
+	tickets_with(MBEDTLS_VERSION_NUMBER >= 0x03020000 ? CL_TLS12 : CL_PLAIN, "TLS 1.2 (RFC 5077)");
+#ifdef HAVE_TICKET13
+	tickets_with(CL_TICKET13, "TLS 1.3");
+#else
+	printf("tls: TLS 1.3 tickets: not in this mbedTLS (%s)\n", tls_library_version());
+#endif
+}
+
+static void test_min_version(void)
+{
+	char err[256];
+	struct tls_opts o = { .certificate = ec_cert, .key = ec_key, .max_sessions = 1,
+			      .min_version = 13, .session_tickets = true };
+	struct tls *t;
+
+	err[0] = 0;
+	t = tls_open(&o, err, sizeof err);
+	if (tls_max_version() < 13) {
+		CHECK(t == NULL);
+		CHECK(strstr(err, "has no TLS 1.3") != NULL);
+		printf("tls: min_version 1.3: refused by %s (%s)\n", tls_library_version(), err);
+		return;
+	}
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	struct client c;
+	int sv[2], idx, srv;
+	/* a 1.2-only client is refused, a 1.3 one served */
+	if (pair(sv) == 0) {
+		idx = tls_acquire(t, sv[0]);
+		CHECK(client_open(&c, sv[1], CL_TLS12) == 0);
+		CHECK(drive(t, idx, &c, &srv) == -1);
+		CHECK(srv == TLS_ERROR);
+		client_close(&c);
+		tls_release(t, idx);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	if (pair(sv) == 0) {
+		idx = tls_acquire(t, sv[0]);
+		CHECK(client_open(&c, sv[1], CL_PLAIN) == 0);
+		CHECK(drive(t, idx, &c, &srv) == 0);
+		CHECK_STR(tls_version_name(t, idx), "TLSv1.3");
+		client_close(&c);
+		tls_release(t, idx);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	tls_free(t);
+	o.min_version = 11;
+	CHECK(tls_open(&o, err, sizeof err) == NULL);
+	printf("tls: min_version 1.3: a TLS 1.2 client refused\n");
+}
+
+/* Octets waiting on the client's socket (without reading them). */
+static ssize_t peek_len(int fd)
+{
+	unsigned char b[64];
+
+	return recv(fd, b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+}
+
+static void test_close_notify(void)
+{
+	char err[256];
+	struct tls *t = tls_new(ec_cert, ec_key, 1, err, sizeof err);
+	struct client c;
+	int sv[2], idx, srv;
+	unsigned char buf[64];
+
+	CHECK(t != NULL);
+	if (!t)
+		return;
+	CHECK(tls_close_notify(t, 0) == TLS_ERROR); /* no such session */
+
+	/* before the handshake: nothing to end, nothing sent */
+	if (pair(sv) == 0) {
+		idx = tls_acquire(t, sv[0]);
+		CHECK(tls_close_notify(t, idx) == 0);
+		CHECK(peek_len(sv[1]) == -1 && errno == EAGAIN);
+		tls_release(t, idx);
+		close(sv[0]);
+		close(sv[1]);
+	}
+
+	/* after it: the alert, once, however often asked */
+	if (pair(sv) == 0) {
+		idx = tls_acquire(t, sv[0]);
+		CHECK(client_open(&c, sv[1], CL_PLAIN) == 0);
+		CHECK(drive(t, idx, &c, &srv) == 0);
+		CHECK(tls_write(t, idx, "221 bye\r\n", 9) == 9);
+		CHECK(tls_close_notify(t, idx) == 0);
+		CHECK(tls_close_notify(t, idx) == 0);
+		CHECK(mbedtls_ssl_read(&c.ssl, buf, sizeof buf) == 9);
+		CHECK(mbedtls_ssl_read(&c.ssl, buf, sizeof buf) == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+		CHECK(peek_len(sv[1]) == -1 && errno == EAGAIN); /* no second alert */
+		client_close(&c);
+		tls_release(t, idx);
+		close(sv[0]);
+		close(sv[1]);
+	}
+
+	/* behind a write the socket could not take: that first, then the
+	 * alert, each call returning at once */
+	if (pair(sv) == 0) {
+		int sndbuf = 1024, waits = 0;
+		static unsigned char big[16384], got[16384 + 64];
+		size_t have = 0;
+		int r = TLS_WANT_WRITE, cr = 0;
+
+		setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+		idx = tls_acquire(t, sv[0]);
+		CHECK(client_open(&c, sv[1], CL_FRAG512) == 0);
+		CHECK(drive(t, idx, &c, &srv) == 0);
+		memset(big, 'x', sizeof big);
+		CHECK(tls_write(t, idx, big, sizeof big) == TLS_WANT_WRITE);
+		/* the session ends there: the rest of that write is dropped */
+		for (int i = 0; i < 10000 && r != 0; i++) {
+			r = tls_close_notify(t, idx);
+			if (r == TLS_WANT_WRITE)
+				waits++;
+			else if (r != 0)
+				break;
+			cr = mbedtls_ssl_read(&c.ssl, got + have, sizeof got - have);
+			if (cr > 0)
+				have += (size_t)cr;
+			else if (cr != MBEDTLS_ERR_SSL_WANT_READ)
+				break;
+		}
+		CHECK(r == 0);
+		CHECK(waits > 0);
+		for (int i = 0; i < 1000 && cr != MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY; i++) {
+			cr = mbedtls_ssl_read(&c.ssl, got + have, sizeof got - have);
+			if (cr > 0)
+				have += (size_t)cr;
+			else if (cr != MBEDTLS_ERR_SSL_WANT_READ)
+				break;
+		}
+		CHECK(cr == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+		CHECK(have > 0 && have < sizeof big);
+		printf("tls: close_notify behind a blocked write: %d waits, %zu octets before it\n",
+		       waits, have);
+		client_close(&c);
+		tls_release(t, idx);
+		close(sv[0]);
+		close(sv[1]);
+	}
+
+	/* the peer's close_notify reads as EOF; ours still goes out; a
+	 * peer that is gone makes it fail, not block */
+	if (pair(sv) == 0) {
+		idx = tls_acquire(t, sv[0]);
+		CHECK(client_open(&c, sv[1], CL_PLAIN) == 0);
+		CHECK(drive(t, idx, &c, &srv) == 0);
+		CHECK(mbedtls_ssl_close_notify(&c.ssl) == 0);
+		CHECK(tls_read(t, idx, buf, sizeof buf) == 0);
+		CHECK(tls_close_notify(t, idx) == 0);
+		CHECK(mbedtls_ssl_read(&c.ssl, buf, sizeof buf) == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY);
+		client_close(&c);
+		tls_release(t, idx);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	if (pair(sv) == 0) {
+		idx = tls_acquire(t, sv[0]);
+		CHECK(client_open(&c, sv[1], CL_PLAIN) == 0);
+		CHECK(drive(t, idx, &c, &srv) == 0);
+		client_close(&c);
+		close(sv[1]);
+		CHECK(tls_close_notify(t, idx) == TLS_CLOSED);
+		tls_release(t, idx);
+		close(sv[0]);
+	}
+	tls_free(t);
+}
+
 /* Heap taken by the server side of one session, with the client in a child
  * process so its allocations do not count. Informational. */
 static void measure_memory(void)
@@ -793,6 +1165,7 @@ int main(void)
 {
 	static const unsigned char pers[] = "test_tls client";
 
+	verbose = getenv("TEST_TLS_VERBOSE") != NULL;
 	mbedtls_entropy_init(&cl_entropy);
 	mbedtls_ctr_drbg_init(&cl_drbg);
 	if (mbedtls_ctr_drbg_seed(&cl_drbg, mbedtls_entropy_func, &cl_entropy, pers,
@@ -809,6 +1182,10 @@ int main(void)
 	test_handshake_ec();
 	test_handshake_rsa();
 	test_hostile();
+	test_per_source();
+	test_tickets();
+	test_min_version();
+	test_close_notify();
 	measure_memory();
 
 	remove_files();
