@@ -419,6 +419,13 @@ static void run_line(struct conn *c, const struct smtp_env *e, const struct smtp
 			if (c->tls < 0)
 				r = smtp_session_starttls_failed(&c->s);
 		}
+		/* Another session of this source may have discredited it since
+		 * this one began (SPEC §8): one O(1) lookup per RCPT reply not
+		 * delayed anyway, until this session knows. */
+		if ((r.flags & (RF_RCPT | RF_TARPIT)) == RF_RCPT && ban_offence(BAN_RCPT, c)) {
+			smtp_session_discredit(&c->s);
+			r.flags |= RF_TARPIT;
+		}
 		outq_push(c, r);
 		if (r.id == R_550_UNKNOWN || r.id == R_550_RELAY)
 			log_rcpt_reject(c, l->text, len, (enum reply_id)r.id);

@@ -97,7 +97,6 @@ def test_item01_max_auth_failures_above_255_still_ends_the_session(multi, tmp_pa
 
 # ---------------------------------------------------------------- item 2
 
-@fixme(2)
 def test_item02_discredit_reaches_sessions_already_open(harvest_server):
     """SPEC §8: "The delay applies from the moment of discredit to every
     session of that source, including those already open." A session
