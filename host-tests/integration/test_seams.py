@@ -411,7 +411,6 @@ needs_netns = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"
 
 
 @needs_netns
-@fixme(18)
 def test_item18_per_source_limit_counts_ipv6_by_64(tmp_path):
     """SPEC §8 (the harvest table "counts IPv6 sources by /64") and issue
     13.18: max_inbound_connections_per_source counts an IPv6 /64 as one
