@@ -245,7 +245,6 @@ def body_of(transferred):
     return body
 
 
-@fixme(7)
 def test_item07_size_and_limit_count_the_transferred_message(server):
     """SPEC §7: "`max_message_size` and `SIZE=` count the same thing: the
     message as transferred (RFC 1870: CRLF line ends, before
@@ -276,6 +275,46 @@ def test_item07_size_and_limit_count_the_transferred_message(server):
             f"{len(big)} octets transferred ({stored} stored) without SIZE=: {r.lines}, "
             f"while SIZE={len(big)} is refused at MAIL")
     assert len(srv.new_files("alice@example.org")) == 2
+
+
+def stuffed_body_of(transferred):
+    """Like body_of, but every line starts with a stuffed dot: as sent
+    `..x...`, stored `.x...`, so the stored form is smaller still."""
+    line = b".." + b"x" * 74 + b"\r\n"
+    n, rest = divmod(transferred - 2, len(line))
+    body = line * n + b"y" * rest + b"\r\n"
+    assert len(body) == transferred
+    return body
+
+
+def test_item07_limit_boundary_counts_as_sent_both_ways(server):
+    """SPEC §7 (RFC 1870: CRLF line ends, before dot-unstuffing): a
+    message of exactly max_message_size octets as transferred is
+    accepted with `SIZE=` that size and without; one octet more is `552
+    5.3.4` at MAIL with `SIZE=` and after the end of data without."""
+    srv = server(max_message_size="1MB")
+    limit = 1024 * 1024
+    exact, over = stuffed_body_of(limit), stuffed_body_of(limit + 1)
+    with srv.client() as c:
+        c.greet()
+        for declared in (f" SIZE={limit}", ""):
+            c.expect(250, "2.1.0", f"MAIL FROM:<s@origin.test>{declared}")
+            c.expect(250, "2.1.5", "RCPT TO:<alice@example.org>")
+            c.expect(354, None, "DATA")
+            c.send(exact + b".\r\n")
+            c.expect(250, "2.0.0", timeout=20)
+        c.expect(552, "5.3.4", f"MAIL FROM:<s@origin.test> SIZE={limit + 1}")
+        c.mail_rcpt()
+        c.expect(354, None, "DATA")
+        c.send(over + b".\r\n")
+        c.expect(552, "5.3.4", timeout=20)
+        c.expect(250, "2.0.0", "NOOP")          # the session goes on
+    files = srv.new_files("alice@example.org")
+    assert len(files) == 2
+    stored = b"\n".join(ln[1:] if ln.startswith(b".") else ln for ln in exact.split(b"\r\n"))
+    assert len(stored) < limit
+    for f in files:                             # stored whole, unstuffed, LF line ends
+        assert f.read_bytes().endswith(b"\n" + stored)
 
 
 # ---------------------------------------------------------------- item 8
