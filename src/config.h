@@ -54,6 +54,7 @@ struct connector_conf {
 
 struct server_conf {
 	uint32_t max_connections;
+	uint32_t shutdown_timeout; /* seconds: SIGTERM's bound on DATA in progress */
 	bool log_syslog;
 	enum log_level log_level;
 	char hostname[CONF_TEXT_MAX];

@@ -720,6 +720,12 @@ static void conn_timeout(struct conn *c)
 {
 	char buf[128];
 	struct reply_ctx ctx = {0};
+	/* Stopping, mid-message: no reply in the middle of message data, and
+	 * none is owed: nothing was answered 250, the client retries. */
+	if (c->cflags & CF_STOP) {
+		conn_close(c, "shutdown_timeout");
+		return;
+	}
 	/* Best effort (the socket is non-blocking): a client that stopped
 	 * reading must not keep the slot. */
 	if (c->out_off == 0 && c->s.state != SMTP_CLOSING && c->phase != P_HANDSHAKE) {
@@ -838,7 +844,13 @@ void conn_shutdown(struct conn *c)
 	struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
 
 	if (c->s.state == SMTP_DATA) {
+		/* The message may finish within shutdown_timeout (SPEC §9);
+		 * the deadline then closes it unanswered (conn_timeout). */
+		uint64_t end = S.now + ms(S.gen->cfg.server.shutdown_timeout);
 		c->cflags |= CF_STOP;
+		if (end < c->deadline)
+			c->deadline = end;
+		conn_update(c);
 		return;
 	}
 	/* Keep only a reply that is partly written, then say goodbye. */

@@ -59,7 +59,8 @@ static void on_signal(int sig)
 
 /* SIGTERM: stop listening; sessions between commands get 421 4.3.2 at
  * once (a pending tarpitted reply is dropped for it); a message being
- * received finishes first. */
+ * received may finish within shutdown_timeout, then its session is closed
+ * unanswered (SPEC §9), so the exit is bounded. */
 static void begin_shutdown(void)
 {
 	S.stopping = true;
@@ -70,7 +71,8 @@ static void begin_shutdown(void)
 			continue;
 		conn_shutdown(c);
 	}
-	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u", S.tab->size - S.tab->nfree);
+	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u shutdown_timeout=%u", S.tab->size - S.tab->nfree,
+		S.gen->cfg.server.shutdown_timeout);
 }
 
 static int drop_privileges(const char *user)

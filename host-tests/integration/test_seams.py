@@ -366,7 +366,6 @@ def test_item08_needlessly_quoted_local_part_is_the_same_mailbox(server):
 
 # ---------------------------------------------------------------- item 9
 
-@fixme(9)
 def test_item09_sigterm_bounds_a_stalled_data_transfer(server):
     """SPEC §3 `shutdown_timeout = 00:00:20 ; SIGTERM: how long DATA in
     progress may take`; SPEC §9: "SIGTERM ends sessions between commands
