@@ -244,7 +244,7 @@ service_checks() { # label postinst-output
 	check "$L: spool owned by tarpitd" test "$(stat -c %u "$R/var/spool/tarpitd")" = "$uid"
 	check "$L: /var/run/tarpitd owned by tarpitd" test "$(stat -c %u "$R/var/run/tarpitd")" = "$uid"
 	log=$R/tmp/procd.tarpitd.log
-	nofile=$((2 * maxconn + 100))
+	nofile=$((2 * maxconn + 81))
 	for line in "param command /usr/sbin/tarpitd -c /etc/tarpitd/tarpitd.ini run" \
 		"param term_timeout 30" "param reload_signal HUP" \
 		"param limits nofile=$nofile $nofile" \

@@ -497,7 +497,6 @@ def test_item17_init_script_limit_serves_max_connections(tmp_path):
     assert wrong == [], f"nofile {nofile} (from the init script): {len(wrong)} of 64 sessions refused: {wrong}"
 
 
-@fixme(17)
 def test_item17_start_up_message_names_the_descriptors_needed(tmp_path):
     """SPEC §9: "the daemon checks its `RLIMIT_NOFILE` against
     `max_connections` at start and says exactly what it needs". Under a
@@ -522,6 +521,30 @@ def test_item17_start_up_message_names_the_descriptors_needed(tmp_path):
     finally:
         stop_all([srv])
     assert wrong == [], f"nofile {need[0]} (as the daemon said): {len(wrong)} of 64 sessions refused: {wrong}"
+
+
+def named_need(srv):
+    """The descriptor need a server under a short limit names (its first
+    number above the limit), waiting for the start-up line."""
+    end = time.monotonic() + 5
+    while "descriptor" not in srv.stderr() and time.monotonic() < end:
+        time.sleep(0.05)
+    line = next(ln for ln in srv.stderr().splitlines() if "descriptor" in ln)
+    return [int(x) for x in re.findall(r"\b\d+\b", line) if int(x) > srv.nofile][0]
+
+
+@pytest.mark.parametrize("max_connections", [64, 300])
+def test_item17_init_script_gives_what_the_daemon_needs(tmp_path, max_connections):
+    """Issue 13.17: "make the init script's `limits nofile` match the
+    INI": procd's limit is the need the daemon itself names
+    (docs/config.md: 2 x max_connections + 81), no less, and no guess."""
+    nofile = init_script_nofile(tmp_path, render_ini(2525, server={"max_connections": str(max_connections)}))
+    srv = limited_server(tmp_path, 100, max_connections=max_connections)
+    try:
+        need = named_need(srv)
+    finally:
+        stop_all([srv])
+    assert nofile == need == 2 * max_connections + 81, (nofile, need)
 
 
 # ---------------------------------------------------------------- item 19
