@@ -55,7 +55,7 @@ trap cleanup EXIT INT TERM
 check "sh -n $init" sh -n "$init"
 for pat in '^#!/bin/sh /etc/rc.common' '^USE_PROCD=1' '^START=[0-9]' '^extra_command "check"' \
 	'procd_set_param command "\$PROG" -c "\$CONF" run' 'procd_set_param respawn' \
-	'procd_set_param term_timeout 30' 'procd_set_param reload_signal HUP' \
+	'procd_set_param term_timeout \$((shutdown + 10))' 'procd_set_param reload_signal HUP' \
 	'procd_add_jail tarpitd log' 'procd_add_reload_trigger "tarpitd"'; do
 	check "init script has: $pat" grep -q -- "$pat" "$init"
 done
@@ -244,7 +244,7 @@ service_checks() { # label postinst-output
 	check "$L: spool owned by tarpitd" test "$(stat -c %u "$R/var/spool/tarpitd")" = "$uid"
 	check "$L: /var/run/tarpitd owned by tarpitd" test "$(stat -c %u "$R/var/run/tarpitd")" = "$uid"
 	log=$R/tmp/procd.tarpitd.log
-	nofile=$((2 * maxconn + 100))
+	nofile=$((2 * maxconn + 81))
 	for line in "param command /usr/sbin/tarpitd -c /etc/tarpitd/tarpitd.ini run" \
 		"param term_timeout 30" "param reload_signal HUP" \
 		"param limits nofile=$nofile $nofile" \

@@ -20,6 +20,7 @@ enum ban_event {
 	BAN_GREETING,     /* the greeting is due: is the source a known harvester? */
 	BAN_UNKNOWN_RCPT, /* a recipient was unknown (550) */
 	BAN_HANGUP,       /* the client hung up while a tarpitted reply was pending */
+	BAN_RCPT,         /* a RCPT reply is due: was the source discredited meanwhile? */
 };
 
 /* Whether the source of c is discredited now (SPEC §8). */

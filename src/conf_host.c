@@ -211,14 +211,14 @@ static void check_binding(struct pstate *st, const struct binding *b, int line)
 static void check_key(struct pstate *st, const struct key *k)
 {
 	const char *v = (const char *)&st->c->server + k->off;
-
-	struct group *g;
+	/* Looked up once, here: getgrnam's result is static. */
+	struct group *g = k->type == K_GROUP && v[0] ? getgrnam(v) : NULL;
 
 	if (k->type == K_USER && v[0] && !getpwnam(v))
 		conf_err_at(st, conf_key_line(st, k), "%s: no user '%s' on this system", k->name, v);
-	else if (k->type == K_GROUP && v[0] && (g = getgrnam(v)) == NULL)
+	else if (k->type == K_GROUP && v[0] && !g)
 		conf_err_at(st, conf_key_line(st, k), "%s: no group '%s' on this system", k->name, v);
-	else if (k->type == K_GROUP && v[0])
+	else if (g)
 		st->c->server.spool_gid = (uint32_t)g->gr_gid;
 	else if (k->type == K_PATH && v[0] && (k->max == P_PIDFILE || k->max == P_CONTROL))
 		check_run_file(st, k, v);

@@ -41,6 +41,9 @@ const struct key conf_keys[] = {
 	SK("log_level", K_LEVEL, log_level, 0, 0),
 	[G_CONTROL] = SK("control", K_PATH, control, 0, P_CONTROL),
 	SK("spool_group", K_GROUP, spool_group, 0, 0),
+	/* SIGTERM gives DATA in progress this long (SPEC §9); ten minutes is
+	 * already past any service manager's patience. */
+	SK("shutdown_timeout", K_TIMESPAN, shutdown_timeout, 1, 600),
 
 	/* A pool slot is a full mbedTLS SSL context (tens of KB with its
 	 * record buffers): 1024 of them is already more than a router has. */
@@ -163,6 +166,7 @@ void conf_bad_value(struct pstate *st, const struct key *k, const char *v)
 static void set_server_defaults(struct server_conf *s)
 {
 	s->max_connections = 256;
+	s->shutdown_timeout = 20;
 	strcpy(s->recipients, "recipients");
 	strcpy(s->spool, "/var/spool/tarpitd");
 	s->log_syslog = true;

@@ -60,6 +60,7 @@ struct connector_conf {
 
 struct server_conf {
 	uint32_t max_connections;
+	uint32_t shutdown_timeout; /* seconds: SIGTERM's bound on DATA in progress */
 	bool log_syslog;
 	enum log_level log_level;
 	uint32_t spool_gid; /* spool_group's gid, found by config_load_host; else CONF_NO_GID */

@@ -419,6 +419,13 @@ static void run_line(struct conn *c, const struct smtp_env *e, const struct smtp
 			if (c->tls < 0)
 				r = smtp_session_starttls_failed(&c->s);
 		}
+		/* Another session of this source may have discredited it since
+		 * this one began (SPEC §8): one O(1) lookup per RCPT reply not
+		 * delayed anyway, until this session knows. */
+		if ((r.flags & (RF_RCPT | RF_TARPIT)) == RF_RCPT && ban_offence(BAN_RCPT, c)) {
+			smtp_session_discredit(&c->s);
+			r.flags |= RF_TARPIT;
+		}
 		outq_push(c, r);
 		if (r.id == R_550_UNKNOWN || r.id == R_550_RELAY)
 			log_rcpt_reject(c, l->text, len, (enum reply_id)r.id);
@@ -713,6 +720,12 @@ static void conn_timeout(struct conn *c)
 {
 	char buf[128];
 	struct reply_ctx ctx = {0};
+	/* Stopping, mid-message: no reply in the middle of message data, and
+	 * none is owed: nothing was answered 250, the client retries. */
+	if (c->cflags & CF_STOP) {
+		conn_close(c, "shutdown_timeout");
+		return;
+	}
 	/* Best effort (the socket is non-blocking): a client that stopped
 	 * reading must not keep the slot. */
 	if (c->out_off == 0 && c->s.state != SMTP_CLOSING && c->phase != P_HANDSHAKE) {
@@ -831,7 +844,13 @@ void conn_shutdown(struct conn *c)
 	struct smtp_reply bye = {R_421_SHUTDOWN, RF_CLOSE};
 
 	if (c->s.state == SMTP_DATA) {
+		/* The message may finish within shutdown_timeout (SPEC §9);
+		 * the deadline then closes it unanswered (conn_timeout). */
+		uint64_t end = S.now + ms(S.gen->cfg.server.shutdown_timeout);
 		c->cflags |= CF_STOP;
+		if (end < c->deadline)
+			c->deadline = end;
+		conn_update(c);
 		return;
 	}
 	/* Keep only a reply that is partly written, then say goodbye. */

@@ -94,8 +94,9 @@ void conn_on_event(struct conn *c, unsigned events);
 void conn_on_timer(struct conn *c);
 /* One sync round for the messages that ended in this loop pass. */
 void conn_run_commits(void);
-/* SIGTERM: 421 to a session between commands, after the message to one
- * receiving data. */
+/* SIGTERM: 421 to a session between commands at once; one receiving data
+ * gets [server] shutdown_timeout to finish its message (then the 250 and
+ * the 421), or is closed unanswered when that runs out. */
 void conn_shutdown(struct conn *c);
 /* Whether the tarpit applies to this session now. */
 bool conn_tarpitted(struct conn *c);

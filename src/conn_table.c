@@ -88,30 +88,37 @@ static uint32_t src_hash(const struct ip_addr *a)
 	return h;
 }
 
-static uint32_t src_find(const struct conn_table *t, const struct ip_addr *addr)
+/* The bucket of addr's source (ip_source_key: an IPv6 /64 is one source,
+ * SPEC §8), and that key in *key. */
+static uint32_t src_find(const struct conn_table *t, const struct ip_addr *addr, struct ip_addr *key)
 {
-	uint32_t i = src_hash(addr) & t->src_mask;
-	while (t->src[i].count && memcmp(&t->src[i].addr, addr, sizeof *addr) != 0)
+	uint32_t i;
+	ip_source_key(addr, key);
+	i = src_hash(key) & t->src_mask;
+	while (t->src[i].count && memcmp(&t->src[i].addr, key, sizeof *key) != 0)
 		i = (i + 1) & t->src_mask;
 	return i;
 }
 
 uint32_t src_count_inc(struct conn_table *t, const struct ip_addr *addr)
 {
-	uint32_t i = src_find(t, addr);
+	struct ip_addr key;
+	uint32_t i = src_find(t, addr, &key);
 	if (t->src[i].count == 0)
-		t->src[i].addr = *addr;
+		t->src[i].addr = key;
 	return ++t->src[i].count;
 }
 
 uint32_t src_count_get(const struct conn_table *t, const struct ip_addr *addr)
 {
-	return t->src[src_find(t, addr)].count;
+	struct ip_addr key;
+	return t->src[src_find(t, addr, &key)].count;
 }
 
 void src_count_dec(struct conn_table *t, const struct ip_addr *addr)
 {
-	uint32_t i = src_find(t, addr), j;
+	struct ip_addr key;
+	uint32_t i = src_find(t, addr, &key), j;
 	if (t->src[i].count == 0 || --t->src[i].count > 0)
 		return;
 	/* Backward-shift deletion keeps every probe chain unbroken. */

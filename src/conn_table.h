@@ -34,7 +34,7 @@ struct conn_table {
 };
 
 struct src_count {
-	struct ip_addr addr;
+	struct ip_addr addr; /* the source: IPv4 address or IPv6 /64 */
 	uint32_t count; /* 0 = empty bucket */
 };
 
@@ -48,7 +48,8 @@ static inline uint32_t conn_index(const struct conn_table *t, const struct conn 
 	return (uint32_t)(c - t->slots);
 }
 
-/* Connections currently open from addr, after counting one more / less. */
+/* Connections currently open from addr's source — the address, or for
+ * IPv6 its /64 (ip_source_key) — after counting one more / less. */
 uint32_t src_count_inc(struct conn_table *t, const struct ip_addr *addr);
 void src_count_dec(struct conn_table *t, const struct ip_addr *addr);
 uint32_t src_count_get(const struct conn_table *t, const struct ip_addr *addr);

@@ -129,14 +129,6 @@ static void seed(struct harvest *h)
 
 /* ---- table ---------------------------------------------------------------- */
 
-static void source_key(const struct ip_addr *a, struct ip_addr *k)
-{
-	*k = *a;
-	/* One customer gets a whole /64, so its host part says nothing. */
-	if (!ip_is_v4(a))
-		memset(k->a + 8, 0, 8);
-}
-
 /* Multiply-shift instead of a mask lets the slot count be exactly 2×size. */
 static uint32_t home(const struct harvest *h, const struct ip_addr *k)
 {
@@ -250,7 +242,7 @@ static uint32_t get(struct harvest *h, const struct ip_addr *a, uint64_t now, bo
 	uint32_t s, free_slot = NIL, x;
 	struct entry *e;
 
-	source_key(a, &k);
+	ip_source_key(a, &k);
 	s = find_slot(h, &k, &free_slot);
 	if (s != NIL) {
 		touch(h, h->slot[s]);

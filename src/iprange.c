@@ -20,6 +20,13 @@ bool ip_is_v4(const struct ip_addr *a)
 	return memcmp(a->a, v4_prefix, sizeof v4_prefix) == 0;
 }
 
+void ip_source_key(const struct ip_addr *a, struct ip_addr *k)
+{
+	*k = *a;
+	if (!ip_is_v4(a))
+		memset(k->a + 8, 0, 8);
+}
+
 int ip_cmp(const struct ip_addr *x, const struct ip_addr *y)
 {
 	int r = memcmp(x->a, y->a, sizeof x->a);

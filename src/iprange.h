@@ -28,6 +28,11 @@ struct binding {
 };
 
 bool ip_is_v4(const struct ip_addr *a);
+/* The address a source is counted by (SPEC §8): an IPv4 address as it is,
+ * an IPv6 one as its /64 (host part zeroed): one customer gets a whole
+ * /64, so its host part says nothing. Used by the harvest table and the
+ * per-source connection limit alike. */
+void ip_source_key(const struct ip_addr *a, struct ip_addr *k);
 int ip_cmp(const struct ip_addr *x, const struct ip_addr *y);
 
 /* "192.0.2.1" or "2001:db8::1" (no brackets). 0 ok, -1 invalid. */

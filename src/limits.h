@@ -140,4 +140,16 @@
  * (SMTP_LINE_MAX), so what follows the end of data fits there. */
 #define TLS_READ_CHUNK SMTP_LINE_MAX
 
+/* Descriptors the daemon may hold beside its sessions' (each session: its
+ * socket and, in DATA, its message file), counted at their bound so a
+ * reload can never need more: stdin, stdout, stderr (3); the syslog
+ * socket; the loop (epoll); the signal pipe (2); the accept reserve; the
+ * spool and its tmp/ (2); the control socket and its clients; every
+ * listener the table can hold (a reload may add bindings up to it); and 2
+ * held for a moment (a delivery's mailbox and new/ directories, a file
+ * read at reload, musl's posix_spawn pipe). The daemon needs
+ * 2 x max_connections + FD_RESERVED (docs/config.md, "Descriptor needs");
+ * the init script computes the same number from the INI. */
+#define FD_RESERVED (3 + 1 + 1 + 2 + 1 + 2 + 1 + CONTROL_CLIENTS + MAX_LISTENERS + 2)
+
 #endif

@@ -59,7 +59,8 @@ static void on_signal(int sig)
 
 /* SIGTERM: stop listening; sessions between commands get 421 4.3.2 at
  * once (a pending tarpitted reply is dropped for it); a message being
- * received finishes first. */
+ * received may finish within shutdown_timeout, then its session is closed
+ * unanswered (SPEC §9), so the exit is bounded. */
 static void begin_shutdown(void)
 {
 	S.stopping = true;
@@ -70,7 +71,8 @@ static void begin_shutdown(void)
 			continue;
 		conn_shutdown(c);
 	}
-	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u", S.tab->size - S.tab->nfree);
+	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u shutdown_timeout=%u", S.tab->size - S.tab->nfree,
+		S.gen->cfg.server.shutdown_timeout);
 }
 
 static int drop_privileges(const char *user)
@@ -111,6 +113,7 @@ static int setup(struct config *cfg)
 	static char err[2048]; /* static: a small frame is cheaper code on MIPS16 */
 	struct rlimit rl;
 	uint32_t maxfds;
+	_Static_assert(FD_RESERVED == 81, "docs/config.md and the init script say 2 x max_connections + 81");
 	struct sigaction sa = {.sa_handler = on_signal};
 	static const int signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD};
 
@@ -125,16 +128,19 @@ static int setup(struct config *cfg)
 			S.max_rcpt = (uint16_t)S.gen->connectors[i].cf->max_recipients_per_message;
 
 	/* Every slot may need two descriptors (its socket and the message it
-	 * is receiving), plus the listeners, the control socket and its
-	 * clients, the signal pipe, the reserve and a commit's directories. */
-	maxfds = 2 * S.boot.max_connections + MAX_LISTENERS + CONTROL_CLIENTS + 32;
+	 * is receiving), plus FD_RESERVED (limits.h). The soft limit is
+	 * raised as far as the hard one allows; if that is short, say by how
+	 * much and serve anyway: what does not fit is refused politely (421
+	 * at accept, 452 at DATA), never lost (SPEC §9). */
+	maxfds = 2 * S.boot.max_connections + FD_RESERVED;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
 		rl.rlim_cur = rl.rlim_max < maxfds ? rl.rlim_max : maxfds;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
-		log_msg(LOG_LVL_WARNING, "descriptor limit %llu is below max_connections %u: connections beyond it are refused",
-			(unsigned long long)rl.rlim_cur, S.boot.max_connections);
+		log_msg(LOG_LVL_WARNING, "needs %u descriptors (2 x max_connections + %u), limit is %llu: "
+			"sessions beyond it are refused (421) or deferred at DATA (452); raise it (ulimit -n)",
+			maxfds, FD_RESERVED, (unsigned long long)rl.rlim_cur);
 		maxfds = (uint32_t)rl.rlim_cur;
 	}
 

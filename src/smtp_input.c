@@ -156,15 +156,23 @@ size_t smtp_input_data(struct smtp_input *in, const char *p, size_t n, char *out
 {
 	size_t olen, used = smtp_data_feed(&in->data, p, n, out, &olen, done);
 
+	/* The size is the message as transferred, the thing SIZE= declares
+	 * (RFC 1870, SPEC §7): CRLF line ends, before dot-unstuffing, without
+	 * the ".\r\n" that ends the data — counted in `used`, so taken off
+	 * once done. Before the end, up to two counted octets (".\r" at a
+	 * line start) may still turn out to be that end: only a size beyond
+	 * the limit by more than that is refused early. */
+	in->size += used;
+	if (*done)
+		in->size -= 3;
 	/* A refused message is read to its end, and no longer stored. */
 	*store = 0;
 	if (!(in->flags & SI_TOOBIG) && !in->data.bare_eol) {
-		if (in->size + olen > max_size)
+		if (in->size > max_size + (*done ? 0 : 2))
 			in->flags |= SI_TOOBIG;
 		else
 			*store = olen;
 	}
-	in->size += olen;
 	return used;
 }
 

@@ -30,7 +30,7 @@ struct smtp_input {
 	uint16_t aux_len; /* octets of a long AUTH line in aux */
 	uint8_t flags;    /* SI_* in smtp_input.c */
 	struct smtp_data data;
-	uint64_t size;    /* octets of message data so far */
+	uint64_t size;    /* octets of the message as transferred (RFC 1870); exact once done */
 };
 
 /* A command line found in buf or aux, valid until smtp_input_consume(). */
@@ -68,9 +68,11 @@ void smtp_input_drop(struct smtp_input *in);
 /* Message data begins (the 354 went out). */
 void smtp_input_data_begin(struct smtp_input *in);
 /* Filters n octets of message data into out (n + 1 octets of room) and
- * counts them against max_size. Returns the octets consumed: n, or fewer
- * at the end of data (*done; the rest belongs to the next command).
- * *store: the stored octets in out to write, 0 once the message is refused. */
+ * counts them against max_size as transferred, as SIZE= is (CRLF line
+ * ends, dots as sent, the final ".CRLF" not counted). Returns the octets
+ * consumed: n, or fewer at the end of data (*done; the rest belongs to
+ * the next command). *store: the stored octets in out to write, 0 once
+ * the message is refused. */
 size_t smtp_input_data(struct smtp_input *in, const char *p, size_t n, char *out, uint64_t max_size,
 		       size_t *store, bool *done);
 /* Octets that followed the end of data in the same read (at most

@@ -602,6 +602,8 @@ unsigned smtp_session_line(struct smtp_session *s, const struct smtp_env *e,
 		id = dispatch(s, e, line, len, &verb);
 	}
 	out[0] = reply(s, e, id);
+	if (verb == V_RCPT)
+		out[0].flags |= RF_RCPT;
 	/* Sendmail's BAD_RCPT_THROTTLE: once a session has named an unknown
 	 * recipient, every RCPT reply waits, so timing tells nothing. */
 	if (verb == V_RCPT &&

@@ -40,6 +40,10 @@ enum {
 	RF_CLOSE = 2u,  /* close the connection once it is sent */
 	RF_DATA = 4u,   /* the message data starts once it is sent (354) */
 	RF_STARTTLS = 8u, /* the TLS handshake starts once it is sent (220) */
+	/* A reply to RCPT: a source discredited by another of its sessions
+	 * since this one began must wait T here too (SPEC §8), which only the
+	 * transport can ask the harvest table (smtp_session_discredit). */
+	RF_RCPT = 16u,
 };
 
 struct smtp_reply {

@@ -497,7 +497,7 @@ NOCOV static bool early(size_t pos, size_t len)
 NOCOV static void run_data(const char *in, size_t len, size_t *pos_io)
 {
 	struct smtp_data ref;
-	size_t ref_used, ref_len, pos = *pos_io, acc_len = 0;
+	size_t ref_used, ref_len, ref_size, pos = *pos_io, acc_len = 0;
 	bool ref_done, done = false;
 	bool tls = smtp_session_in_tls(&H.s);
 	struct smtp_reply probe[2];
@@ -538,8 +538,10 @@ NOCOV static void run_data(const char *in, size_t len, size_t *pos_io)
 		FUZZ_CHECK(H.s.state == SMTP_DATA);
 	}
 	/* What was stored is the filter's output, cut where the message was
-	 * refused; the size counts all of it. */
-	FUZZ_CHECK(done == ref_done && (tls || pos - *pos_io == ref_used) && H.inp.size == ref_len &&
+	 * refused; the size counts the message as transferred (RFC 1870):
+	 * every octet consumed but the ".\r\n" that ended it. */
+	ref_size = ref_used - (ref_done ? 3 : 0);
+	FUZZ_CHECK(done == ref_done && (tls || pos - *pos_io == ref_used) && H.inp.size == ref_size &&
 		   acc_len <= ref_len && memcmp(g_acc, g_ref, acc_len) == 0 && H.inp.data.bare_eol == ref.bare_eol);
 	if (g_trace)
 		fprintf(stderr, "C: [%zu octets of message data%s]\n", pos - *pos_io, done ? "" : ", no end");
@@ -549,7 +551,7 @@ NOCOV static void run_data(const char *in, size_t len, size_t *pos_io)
 		struct smtp_reply r;
 
 		FUZZ_CHECK(st == (ref.bare_eol ? DATA_BARE_EOL
-				  : ref_len > H.conf.max_message_size ? DATA_TOO_BIG : DATA_STORED));
+				  : ref_size > H.conf.max_message_size ? DATA_TOO_BIG : DATA_STORED));
 		if (st == DATA_STORED) {
 			FUZZ_CHECK(acc_len == ref_len);
 			if ((rnd() & 7) == 0)

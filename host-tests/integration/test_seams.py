@@ -96,7 +96,6 @@ def test_item01_max_auth_failures_above_255_still_ends_the_session(multi, tmp_pa
 
 # ---------------------------------------------------------------- item 2
 
-@fixme(2)
 def test_item02_discredit_reaches_sessions_already_open(harvest_server):
     """SPEC §8: "The delay applies from the moment of discredit to every
     session of that source, including those already open." A session
@@ -243,7 +242,6 @@ def body_of(transferred):
     return body
 
 
-@fixme(7)
 def test_item07_size_and_limit_count_the_transferred_message(server):
     """SPEC §7: "`max_message_size` and `SIZE=` count the same thing: the
     message as transferred (RFC 1870: CRLF line ends, before
@@ -274,6 +272,46 @@ def test_item07_size_and_limit_count_the_transferred_message(server):
             f"{len(big)} octets transferred ({stored} stored) without SIZE=: {r.lines}, "
             f"while SIZE={len(big)} is refused at MAIL")
     assert len(srv.new_files("alice@example.org")) == 2
+
+
+def stuffed_body_of(transferred):
+    """Like body_of, but every line starts with a stuffed dot: as sent
+    `..x...`, stored `.x...`, so the stored form is smaller still."""
+    line = b".." + b"x" * 74 + b"\r\n"
+    n, rest = divmod(transferred - 2, len(line))
+    body = line * n + b"y" * rest + b"\r\n"
+    assert len(body) == transferred
+    return body
+
+
+def test_item07_limit_boundary_counts_as_sent_both_ways(server):
+    """SPEC §7 (RFC 1870: CRLF line ends, before dot-unstuffing): a
+    message of exactly max_message_size octets as transferred is
+    accepted with `SIZE=` that size and without; one octet more is `552
+    5.3.4` at MAIL with `SIZE=` and after the end of data without."""
+    srv = server(max_message_size="1MB")
+    limit = 1024 * 1024
+    exact, over = stuffed_body_of(limit), stuffed_body_of(limit + 1)
+    with srv.client() as c:
+        c.greet()
+        for declared in (f" SIZE={limit}", ""):
+            c.expect(250, "2.1.0", f"MAIL FROM:<s@origin.test>{declared}")
+            c.expect(250, "2.1.5", "RCPT TO:<alice@example.org>")
+            c.expect(354, None, "DATA")
+            c.send(exact + b".\r\n")
+            c.expect(250, "2.0.0", timeout=20)
+        c.expect(552, "5.3.4", f"MAIL FROM:<s@origin.test> SIZE={limit + 1}")
+        c.mail_rcpt()
+        c.expect(354, None, "DATA")
+        c.send(over + b".\r\n")
+        c.expect(552, "5.3.4", timeout=20)
+        c.expect(250, "2.0.0", "NOOP")          # the session goes on
+    files = srv.new_files("alice@example.org")
+    assert len(files) == 2
+    stored = b"\n".join(ln[1:] if ln.startswith(b".") else ln for ln in exact.split(b"\r\n"))
+    assert len(stored) < limit
+    for f in files:                             # stored whole, unstuffed, LF line ends
+        assert f.read_bytes().endswith(b"\n" + stored)
 
 
 # ---------------------------------------------------------------- item 8
@@ -319,7 +357,6 @@ def test_item08_needlessly_quoted_local_part_is_the_same_mailbox(server):
 
 # ---------------------------------------------------------------- item 9
 
-@fixme(9)
 def test_item09_sigterm_bounds_a_stalled_data_transfer(server):
     """SPEC §3 `shutdown_timeout = 00:00:20 ; SIGTERM: how long DATA in
     progress may take`; SPEC §9: "SIGTERM ends sessions between commands
@@ -403,7 +440,6 @@ needs_netns = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"
 
 
 @needs_netns
-@fixme(18)
 def test_item18_per_source_limit_counts_ipv6_by_64(tmp_path):
     """SPEC §8 (the harvest table "counts IPv6 sources by /64") and issue
     13.18: max_inbound_connections_per_source counts an IPv6 /64 as one

@@ -436,23 +436,46 @@ def all_sessions_deliver(srv, n=64):
             c.close()
 
 
-def init_script_nofile(tmp_path, ini_text):
-    """The `limits nofile` the procd init script computes for this INI."""
+def init_script_params(tmp_path, ini_text):
+    """What the procd init script's start_service gives procd for this INI:
+    {param: value} of its procd_set_param calls. rc.common's, UCI's and
+    procd's functions are stubbed (UCI gives the defaults: enabled, and the
+    config path as the script says); prepare_dirs is skipped."""
     conf = tmp_path / "init" / "tarpitd.ini"
     conf.parent.mkdir()
     conf.write_text(ini_text)
     init = REPO / "firmware" / "openwrt" / "tarpitd" / "files" / "tarpitd.init"
-    script = (f'. "{init}"\nCONF="{conf}"\n'
+    script = ('extra_command() { :; }\nconfig_load() { :; }\n'
+              'config_get() { eval "$1=\\$4"; }\nconfig_get_bool() { eval "$1=\\$4"; }\n'
+              f'. "{init}"\nCONF="{conf}"\n'
+              'prepare_dirs() { :; }\n'     # mkdir and chown of /var/run/tarpitd: not here
               'procd_open_instance() { :; }\nprocd_close_instance() { :; }\n'
-              'procd_set_param() { [ "$1" = limits ] && echo "$2"; }\nstart_service\n')
+              'procd_add_jail() { :; }\nprocd_add_jail_mount() { :; }\nprocd_add_jail_mount_rw() { :; }\n'
+              'procd_set_param() { k=$1; shift; echo "$k $*"; }\nstart_service\n')
     p = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=10)
-    assert p.returncode == 0, p.stderr
-    m = re.search(r"nofile=(\d+) (\d+)", p.stdout)
-    assert m, p.stdout
+    assert p.returncode == 0, p.stdout + p.stderr
+    return dict(line.split(" ", 1) for line in p.stdout.splitlines() if " " in line)
+
+
+def init_script_nofile(tmp_path, ini_text):
+    """The `limits nofile` the procd init script computes for this INI."""
+    limits = init_script_params(tmp_path, ini_text).get("limits", "")
+    m = re.search(r"nofile=(\d+) (\d+)", limits)
+    assert m, limits
     return int(m.group(1))
 
 
-@fixme(17)
+@pytest.mark.parametrize("value, seconds", [(None, 20), ("00:01:00", 60), ("00:10:00", 600)])
+def test_item09_init_script_waits_longer_than_shutdown_timeout(tmp_path, value, seconds):
+    """SPEC §9: SIGTERM "exits 0 — always before the service manager's
+    kill timeout": procd's term_timeout follows shutdown_timeout (default
+    00:00:20) with room for the 2 s linger after the last reply."""
+    server = {"shutdown_timeout": value} if value else {}
+    term = int(init_script_params(tmp_path, render_ini(2525, server=server))["term_timeout"])
+    assert term >= seconds + 2 + 5, f"shutdown_timeout {value}: term_timeout {term}"
+    assert term <= seconds + 30
+
+
 def test_item17_init_script_limit_serves_max_connections(tmp_path):
     """SPEC §9: "Memory, listen sockets and file descriptors are bounded by
     the INI file; running out of file descriptors or slots refuses
@@ -467,7 +490,6 @@ def test_item17_init_script_limit_serves_max_connections(tmp_path):
     assert wrong == [], f"nofile {nofile} (from the init script): {len(wrong)} of 64 sessions refused: {wrong}"
 
 
-@fixme(17)
 def test_item17_start_up_message_names_the_descriptors_needed(tmp_path):
     """SPEC §9: "the daemon checks its `RLIMIT_NOFILE` against
     `max_connections` at start and says exactly what it needs". Under a
@@ -493,6 +515,30 @@ def test_item17_start_up_message_names_the_descriptors_needed(tmp_path):
     finally:
         stop_all([srv])
     assert wrong == [], f"nofile {need[0]} (as the daemon said): {len(wrong)} of 64 sessions refused: {wrong}"
+
+
+def named_need(srv):
+    """The descriptor need a server under a short limit names (its first
+    number above the limit), waiting for the start-up line."""
+    end = time.monotonic() + 5
+    while "descriptor" not in srv.stderr() and time.monotonic() < end:
+        time.sleep(0.05)
+    line = next(ln for ln in srv.stderr().splitlines() if "descriptor" in ln)
+    return [int(x) for x in re.findall(r"\b\d+\b", line) if int(x) > srv.nofile][0]
+
+
+@pytest.mark.parametrize("max_connections", [64, 300])
+def test_item17_init_script_gives_what_the_daemon_needs(tmp_path, max_connections):
+    """Issue 13.17: "make the init script's `limits nofile` match the
+    INI": procd's limit is the need the daemon itself names
+    (docs/config.md: 2 x max_connections + 81), no less, and no guess."""
+    nofile = init_script_nofile(tmp_path, render_ini(2525, server={"max_connections": str(max_connections)}))
+    srv = limited_server(tmp_path, 100, max_connections=max_connections)
+    try:
+        need = named_need(srv)
+    finally:
+        stop_all([srv])
+    assert nofile == need == 2 * max_connections + 81, (nofile, need)
 
 
 # ---------------------------------------------------------------- item 19

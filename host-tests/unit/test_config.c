@@ -122,6 +122,7 @@ static void test_defaults(void)
 	CHECK_STR(cfg.server.pidfile, "");
 	CHECK(cfg.server.log_syslog);
 	CHECK(cfg.server.log_level == LOG_LVL_INFO);
+	CHECK(cfg.server.shutdown_timeout == 20);
 
 	c = C;
 	CHECK_STR(c->name, "A");
@@ -367,6 +368,12 @@ static void test_errors(void)
 	CHECK_STR(err, E("3: connection_timeout: 1.00:00:01 is above the maximum 1.00:00:00"));
 	CHECK(load(CONN "connection_inactivity_timeout = 2.00:00:00\n") == -1);
 	CHECK_STR(err, E("3: connection_inactivity_timeout: 2.00:00:00 is above the maximum 1.00:00:00"));
+	CHECK(load("[server]\nshutdown_timeout = 00:10:00\n" CONN) == 0 && cfg.server.shutdown_timeout == 600);
+	CHECK(load("[server]\nshutdown_timeout = 00:00:01\n" CONN) == 0 && cfg.server.shutdown_timeout == 1);
+	CHECK(load("[server]\nshutdown_timeout = 00:00:00\n" CONN) == -1);
+	CHECK_STR(err, E("2: shutdown_timeout: 00:00:00 is below the minimum 00:00:01"));
+	CHECK(load("[server]\nshutdown_timeout = 00:10:01\n" CONN) == -1);
+	CHECK_STR(err, E("2: shutdown_timeout: 00:10:01 is above the maximum 00:10:00"));
 	CHECK(load(CONN "greeting_delay = 00:10:01\n") == -1);
 	CHECK_STR(err, E("3: greeting_delay: 00:10:01 is above the maximum 00:10:00"));
 	CHECK(load(CONN "max_recipients_per_message = 0\n") == -1);

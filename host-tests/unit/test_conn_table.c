@@ -77,6 +77,24 @@ int main(void)
 		src_count_dec(t, &none);
 		CHECK(src_count_get(t, &none) == 0);
 	}
+	/* One IPv6 /64 is one source (SPEC §8); IPv4 counts per address. */
+	{
+		struct ip_addr a, b, other, v4a, v4b;
+		CHECK(ip_parse("2001:db8:1::a", &a) == 0 && ip_parse("2001:db8:1:0:ffff:ffff:ffff:ffff", &b) == 0);
+		CHECK(ip_parse("2001:db8:1:1::a", &other) == 0);
+		CHECK(ip_parse("192.0.2.1", &v4a) == 0 && ip_parse("192.0.2.2", &v4b) == 0);
+		CHECK(src_count_inc(t, &a) == 1 && src_count_inc(t, &b) == 2 && src_count_get(t, &a) == 2);
+		CHECK(src_count_get(t, &other) == 0 && src_count_inc(t, &other) == 1);
+		CHECK(src_count_inc(t, &v4a) == 1 && src_count_inc(t, &v4b) == 1);
+		src_count_dec(t, &a);
+		CHECK(src_count_get(t, &b) == 1);
+		src_count_dec(t, &b);
+		CHECK(src_count_get(t, &a) == 0 && src_count_get(t, &other) == 1);
+		src_count_dec(t, &other);
+		src_count_dec(t, &v4a);
+		src_count_dec(t, &v4b);
+		CHECK(src_count_get(t, &other) == 0 && src_count_get(t, &v4b) == 0);
+	}
 	conn_table_free(t);
 	return check_summary("conn_table");
 }

@@ -199,6 +199,18 @@ int main(void)
 	CHECK(say("RCPT TO:<alice@example.org> NOTIFY=NEVER") == 555);
 	CHECK(say("RCPT TO:<x@foreign.example>") == 550 && id() == R_550_RELAY && (out[0].flags & RF_TARPIT));
 
+	/* Every RCPT reply, and only those, lets the transport ask whether the
+	 * source was discredited meanwhile (SPEC §8); once told, the session
+	 * delays every RCPT reply itself. */
+	transaction();
+	CHECK(say("RCPT TO:<alice@example.org>") == 250 && (out[0].flags & RF_RCPT) && !(out[0].flags & RF_TARPIT));
+	CHECK(say("RCPT TO:<nobody>") == 501 && (out[0].flags & RF_RCPT));
+	CHECK(say("NOOP") == 250 && !(out[0].flags & RF_RCPT));
+	CHECK(say("MAIL FROM:<s@example.com>") == 503 && !(out[0].flags & RF_RCPT));
+	smtp_session_discredit(&s);
+	CHECK(say("RCPT TO:<bob@example.org>") == 250 && (out[0].flags & RF_TARPIT));
+	CHECK(say("NOOP") == 250 && !(out[0].flags & RF_TARPIT));
+
 	/* Unknown recipients: tarpit everything after, then 421. */
 	transaction();
 	CHECK(say("RCPT TO:<nobody@example.org>") == 550 && id() == R_550_UNKNOWN && (out[0].flags & RF_TARPIT));
