@@ -524,6 +524,7 @@ def named_need(srv):
     while "descriptor" not in srv.stderr() and time.monotonic() < end:
         time.sleep(0.05)
     line = next(ln for ln in srv.stderr().splitlines() if "descriptor" in ln)
+    line = re.sub(r"^\d{4}-\d\d-\d\dT[\d:.]+Z ", "", line)   # the time stamp's digits are no figures
     return [int(x) for x in re.findall(r"\b\d+\b", line) if int(x) > srv.nofile][0]
 
 
