@@ -225,7 +225,7 @@ static bool addr_ok(const char *a)
 		if (n >= ADDRESS_MAX || ch <= 0x20 || ch >= 0x7f || ch == '<' || ch == '>')
 			return false;
 	}
-	return true;
+	return n > 0;
 }
 
 void smtp_client_init(struct smtp_client *c, const struct smtp_client_conf *conf)
