@@ -355,7 +355,7 @@ static void advance_write(struct smtp_client *c)
 	if (c->w_phase == P_RCPT) {
 		c->w_rcpt = next_rcpt(c, 0);
 		if (c->w_rcpt >= c->msg->nrcpt)
-			c->w_phase = P_DATA; /* cannot happen: message() ends those */
+			c->w_phase = P_DATA; /* cannot happen: message() takes none without one */
 	}
 }
 
@@ -760,6 +760,8 @@ void smtp_client_message(struct smtp_client *c, struct smtp_client_msg *m)
 	if (c->state != ST_IDLE || !m)
 		return;
 	c->msg = m;
+	if (m->nrcpt == 0)
+		return; /* nothing to send: SC_IDLE again */
 	c->accepted = 0;
 	c->inflight = 0;
 	c->aborted = false;

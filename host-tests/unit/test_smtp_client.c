@@ -230,6 +230,11 @@ static void test_no_pipelining(void)
 				  "RSET\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n[BODY]QUIT\r\n");
 		CHECK(r.outcome[0] == SC_R_FAILED && r.outcome[4] == SC_R_SENT && r.done_ok);
 	}
+	/* A message without recipients sends nothing. */
+	m = msg1(0);
+	drive(&r, &plain, GREET EHLO_PLAIN "221 bye\r\n", 4096, &m, 1, true);
+	CHECK_STR(r.wire, "EHLO gw.example.org\r\nQUIT\r\n");
+	CHECK(r.results == 0 && r.done_ok);
 	/* EHLO refused: HELO, and no extensions. */
 	m = msg1(1);
 	m.size = 10;
