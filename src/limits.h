@@ -152,4 +152,48 @@
  * the init script computes the same number from the INI. */
 #define FD_RESERVED (3 + 1 + 1 + 2 + 1 + 2 + 1 + CONTROL_CLIENTS + MAX_LISTENERS + 2)
 
+/* -- forwarding (smtp_client, queue) -- */
+/* A reply line from a next hop, CRLF included: RFC 5321 §4.5.3.1.5 says
+ * 512; a longer one is a protocol failure, never a split line. */
+#define CLIENT_LINE_MAX 512
+/* Lines of one multi-line reply: an EHLO lists a dozen keywords; a server
+ * that streams continuation lines for ever is broken. */
+#define CLIENT_REPLY_LINES_MAX 64
+/* The reply text kept for the log and the envelope: the lines joined by a
+ * space, cut here (the enhanced code and the reason come first). */
+#define CLIENT_TEXT_MAX 200
+/* Commands written at once: MAIL and a few RCPTs of a pipelined group,
+ * or the longest single command (AUTH PLAIN with a 64-octet user and a
+ * 256-octet password is 446 octets); a larger group goes in batches. */
+#define CLIENT_OUT_MAX 2048
+/* Waits of the client (RFC 5321 §4.5.3.2, the minimum values it asks a
+ * client to allow): greeting 5 min, MAIL and RCPT 5 min, DATA's 354
+ * 2 min, each piece of the body 3 min, the reply to the final dot 10 min.
+ * EHLO, STARTTLS, AUTH and RSET are given the 5 minutes of a command; QUIT
+ * only 10 s, since nothing depends on its answer. The connect is not in
+ * the RFC: 30 s, then the next hop counts as down. */
+#define CLIENT_CONNECT_MS 30000u
+#define CLIENT_GREETING_MS 300000u
+#define CLIENT_COMMAND_MS 300000u
+#define CLIENT_DATA_INIT_MS 120000u
+#define CLIENT_DATA_BLOCK_MS 180000u
+#define CLIENT_DATA_TERM_MS 600000u
+#define CLIENT_QUIT_MS 10000u
+/* The forwarding queue. An envelope file is read whole into a buffer of
+ * this size; queue_add() refuses an envelope that could outgrow it when
+ * every recipient's reply text is at its longest, so every envelope the
+ * queue wrote can be read back. 64 KiB holds 200 recipients of 64 octets
+ * with room for their replies. */
+#define QUEUE_ENV_MAX 65536u
+/* Recipients of one queued message: what one message can have. */
+#define QUEUE_RCPTS_MAX CONF_RCPTS_PER_MESSAGE_MAX
+/* A recipient's last reply as stored (before %-escaping). */
+#define QUEUE_REPLY_MAX 160
+/* Directory entries a recovery step looks at, so 10,000 queued messages
+ * are recovered in many short steps between other work. */
+#define QUEUE_RECOVER_STEP 64
+/* The original headers attached to a DSN: the rest is cut (RFC 3464 asks
+ * only for the headers, and a DSN must not become a large message). */
+#define DSN_HEADERS_MAX 16384u
+
 #endif

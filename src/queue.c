@@ -1,0 +1,873 @@
+/* queue: see queue.h.
+ *
+ * The envelope file, one field per line, fields separated by one space,
+ * text fields %-escaped (queue_escape) so none holds a space or a line end:
+ *
+ *   tarpitd-queue 1
+ *   id <id>
+ *   accepted <unix seconds>
+ *   size <octets>
+ *   flags <QUEUE_F_* as a number>
+ *   sender <address, may be empty>
+ *   rcpt <P|S|F> <attempts> <next attempt> <relay> <address> <last reply, may be empty>
+ *   ...
+ *   end <number of rcpt lines>
+ *
+ * The "end" line makes a cut file (which fsync + rename should never
+ * leave) a parse error instead of an envelope with recipients missing.
+ */
+#include "queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+
+#define NAME_BUF (QUEUE_ID_MAX + 8) /* "<id>.env" */
+#define ENV_MAGIC "tarpitd-queue 1\n"
+
+enum { QE_USED = 1, QE_BUSY = 2, QE_LIVE = 4 };
+
+struct queue_entry {
+	char id[QUEUE_ID_MAX];
+	uint32_t next;     /* the earliest next attempt of a pending recipient */
+	uint32_t accepted;
+	uint8_t flags;     /* QE_* */
+};
+
+struct queue {
+	int dir_fd, tmp_fd;
+	DIR *scan;          /* the recovery's directory stream, while recovering */
+	unsigned max, count, nlive, overflow;
+	unsigned free_at;   /* where the search for a free entry starts */
+	char scratch[QUEUE_ENV_MAX];
+	struct queue_entry e[];
+};
+
+/* ---- names and text ---- */
+
+static bool id_ok(const char *id)
+{
+	size_t n = 0;
+
+	for (; id[n]; n++) {
+		char c = id[n];
+
+		if (n >= QUEUE_ID_MAX - 1 || !((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
+			return false;
+	}
+	return n > 0;
+}
+
+static void name_of(char *buf, const char *id, const char *ext)
+{
+	snprintf(buf, NAME_BUF, "%s.%s", id, ext);
+}
+
+size_t queue_escape(char *dst, size_t dstlen, const char *src, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		if (c > 0x20 && c < 0x7f && c != '%') {
+			if (o + 1 >= dstlen)
+				goto cut;
+			dst[o++] = (char)c;
+		} else {
+			if (o + 3 >= dstlen)
+				goto cut;
+			dst[o++] = '%';
+			dst[o++] = hex[c >> 4];
+			dst[o++] = hex[c & 15];
+		}
+	}
+	if (dstlen)
+		dst[o] = '\0';
+	return o;
+cut:
+	if (dstlen)
+		dst[0] = '\0';
+	return 0;
+}
+
+static int hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* In place: s shrinks. -1 on a bad escape or a raw octet escaping forbids. */
+static int unescape(char *s)
+{
+	char *o = s;
+
+	for (char *p = s; *p; p++) {
+		if (*p == '%') {
+			int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
+
+			if (l < 0)
+				return -1;
+			*o++ = (char)(h * 16 + l);
+			p += 2;
+		} else {
+			*o++ = *p;
+		}
+	}
+	*o = '\0';
+	return 0;
+}
+
+static bool parse_u64(const char *s, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || x > (UINT64_MAX - 9) / 10)
+			return false;
+		x = x * 10 + (uint64_t)(*s - '0');
+	}
+	*v = x;
+	return true;
+}
+
+static bool parse_u32(const char *s, uint32_t *v)
+{
+	uint64_t x;
+
+	if (!parse_u64(s, &x) || x > UINT32_MAX)
+		return false;
+	*v = (uint32_t)x;
+	return true;
+}
+
+/* ---- the envelope file ---- */
+
+/* The longest an envelope can become: every reply at QUEUE_REPLY_MAX. */
+static size_t env_bound(const struct queue_env *env)
+{
+	size_t n = sizeof(ENV_MAGIC) + 16 + QUEUE_ID_MAX + 3 * 20 + 40 + 3 * strlen(env->sender);
+
+	for (unsigned i = 0; i < env->nrcpt; i++)
+		n += 48 + 3 * (strlen(env->rcpt[i].relay) + strlen(env->rcpt[i].addr) + QUEUE_REPLY_MAX);
+	return n;
+}
+
+static bool env_ok(const struct queue_env *env)
+{
+	if (!id_ok(env->id) || !env->sender || env->nrcpt == 0 || env->nrcpt > QUEUE_RCPTS_MAX || !env->rcpt)
+		return false;
+	for (unsigned i = 0; i < env->nrcpt; i++) {
+		const struct queue_rcpt *r = &env->rcpt[i];
+
+		if (!r->relay || !r->relay[0] || !r->addr || !r->addr[0] || r->state > QR_FAILED)
+			return false;
+	}
+	return true;
+}
+
+/* Appends one field, escaped, to q->scratch at *o. */
+static bool put_esc(struct queue *q, size_t *o, const char *s, size_t max)
+{
+	size_t n = strlen(s), w;
+
+	if (n > max)
+		n = max;
+	if (n == 0)
+		return true;
+	w = queue_escape(q->scratch + *o, sizeof q->scratch - *o, s, n);
+	if (w == 0)
+		return false;
+	*o += w;
+	return true;
+}
+
+static bool put_fmt(struct queue *q, size_t *o, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool put_fmt(struct queue *q, size_t *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(q->scratch + *o, sizeof q->scratch - *o, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof q->scratch - *o)
+		return false;
+	*o += (size_t)n;
+	return true;
+}
+
+/* The envelope's text in q->scratch: its length, or 0 when it does not fit. */
+static size_t env_format(struct queue *q, const struct queue_env *env)
+{
+	static const char st[] = "PSF";
+	size_t o = 0;
+
+	if (!put_fmt(q, &o, ENV_MAGIC "id %s\naccepted %" PRIu32 "\nsize %" PRIu64 "\nflags %u\nsender ", env->id,
+		     env->accepted, env->size, (unsigned)env->flags) ||
+	    !put_esc(q, &o, env->sender, ADDRESS_MAX) || !put_fmt(q, &o, "\n"))
+		return 0;
+	for (unsigned i = 0; i < env->nrcpt; i++) {
+		const struct queue_rcpt *r = &env->rcpt[i];
+
+		if (!put_fmt(q, &o, "rcpt %c %" PRIu32 " %" PRIu32 " ", st[r->state], r->attempts, r->next) ||
+		    !put_esc(q, &o, r->relay, CONF_NAME_MAX) || !put_fmt(q, &o, " ") ||
+		    !put_esc(q, &o, r->addr, ADDRESS_MAX) || !put_fmt(q, &o, " ") ||
+		    !put_esc(q, &o, r->reply ? r->reply : "", QUEUE_REPLY_MAX) || !put_fmt(q, &o, "\n"))
+			return 0;
+	}
+	if (!put_fmt(q, &o, "end %u\n", env->nrcpt))
+		return 0;
+	return o;
+}
+
+/* Splits line into at most max fields at single spaces: the count. */
+static unsigned split(char *line, char **f, unsigned max)
+{
+	unsigned n = 0;
+
+	f[n++] = line;
+	for (char *p = line; *p && n < max; p++)
+		if (*p == ' ') {
+			*p = '\0';
+			f[n++] = p + 1;
+		}
+	return n;
+}
+
+/* Parses the envelope text in buf[0..len) in place. 0, or -1 (EINVAL). */
+static int env_parse(char *buf, size_t len, struct queue_env *env, struct queue_rcpt *rcpt, unsigned maxrcpt)
+{
+	static const char *const keys[] = { "id", "accepted", "size", "flags", "sender" };
+	char *p = buf, *end = buf + len;
+	unsigned line = 0, nr = 0;
+	bool ended = false;
+
+	memset(env, 0, sizeof *env);
+	env->rcpt = rcpt;
+	if (len < sizeof ENV_MAGIC - 1 || memcmp(buf, ENV_MAGIC, sizeof ENV_MAGIC - 1) != 0)
+		goto bad;
+	p += sizeof ENV_MAGIC - 1;
+	while (p < end) {
+		char *nl = memchr(p, '\n', (size_t)(end - p)), *f[7];
+		unsigned n;
+
+		if (!nl || ended)
+			goto bad;
+		*nl = '\0';
+		if (memchr(p, '\0', (size_t)(nl - p)))
+			goto bad;
+		n = split(p, f, 7);
+		if (line < 5) {
+			uint64_t v;
+
+			if (n != 2 || strcmp(f[0], keys[line]) != 0)
+				goto bad;
+			switch (line) {
+			case 0:
+				if (!id_ok(f[1]))
+					goto bad;
+				memcpy(env->id, f[1], strlen(f[1]) + 1);
+				break;
+			case 1:
+				if (!parse_u32(f[1], &env->accepted))
+					goto bad;
+				break;
+			case 2:
+				if (!parse_u64(f[1], &env->size))
+					goto bad;
+				break;
+			case 3:
+				if (!parse_u64(f[1], &v) || v > 255)
+					goto bad;
+				env->flags = (uint8_t)v;
+				break;
+			default:
+				if (unescape(f[1]) < 0)
+					goto bad;
+				env->sender = f[1];
+				break;
+			}
+		} else if (n == 7 && strcmp(f[0], "rcpt") == 0) {
+			struct queue_rcpt *r;
+			const char *s = strchr("PSF", f[1][0]);
+
+			if (nr >= maxrcpt || !s || !f[1][0] || f[1][1])
+				goto bad;
+			r = &rcpt[nr++];
+			r->state = (uint8_t)(s - "PSF");
+			if (!parse_u32(f[2], &r->attempts) || !parse_u32(f[3], &r->next) || unescape(f[4]) < 0 ||
+			    unescape(f[5]) < 0 || unescape(f[6]) < 0 || !f[4][0] || !f[5][0])
+				goto bad;
+			r->relay = f[4];
+			r->addr = f[5];
+			r->reply = f[6];
+		} else if (n == 2 && strcmp(f[0], "end") == 0) {
+			uint64_t v;
+
+			if (!parse_u64(f[1], &v) || v != nr || nr == 0)
+				goto bad;
+			ended = true;
+		} else {
+			goto bad;
+		}
+		line++;
+		p = nl + 1;
+	}
+	if (!ended)
+		goto bad;
+	env->nrcpt = nr;
+	return 0;
+bad:
+	errno = EINVAL;
+	return -1;
+}
+
+/* Reads dir_fd/name whole into buf (NUL after it). The length, or -1. */
+static ssize_t read_env(int dir_fd, const char *name, char *buf, size_t buflen)
+{
+	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	size_t got = 0;
+
+	if (fd < 0)
+		return -1;
+	for (;;) {
+		ssize_t n;
+
+		if (got + 1 >= buflen) {
+			close(fd);
+			errno = E2BIG;
+			return -1;
+		}
+		n = read(fd, buf + got, buflen - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	return (ssize_t)got;
+}
+
+/* The earliest next attempt of a pending recipient; UINT32_MAX: none. */
+static uint32_t env_next(const struct queue_env *env)
+{
+	uint32_t t = UINT32_MAX;
+
+	for (unsigned i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].state == QR_PENDING && env->rcpt[i].next < t)
+			t = env->rcpt[i].next;
+	return t;
+}
+
+/* tmp/<id>.env with the text in scratch, fsynced, renamed over <id>.env,
+ * queue/ fsynced. 0, or -1 with errno (tmp/ left clean; when only the
+ * final directory sync failed, the new envelope is in place). */
+static int env_commit(struct queue *q, const char *id, size_t len)
+{
+	char name[NAME_BUF];
+	int fd, e;
+
+	name_of(name, id, "env");
+	fd = openat(q->tmp_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return -1;
+	if (fd_write_all(fd, q->scratch, len) < 0 || fsync(fd) < 0) {
+		e = errno;
+		close(fd);
+		unlinkat(q->tmp_fd, name, 0);
+		errno = e;
+		return -1;
+	}
+	if (close(fd) < 0 || renameat(q->tmp_fd, name, q->dir_fd, name) < 0) {
+		e = errno;
+		unlinkat(q->tmp_fd, name, 0);
+		errno = e;
+		return -1;
+	}
+	return fsync(q->dir_fd);
+}
+
+/* ---- the table ---- */
+
+static int take_entry(struct queue *q)
+{
+	for (unsigned k = 0; k < q->max; k++) {
+		unsigned i = (q->free_at + k) % q->max;
+
+		if (!(q->e[i].flags & QE_USED)) {
+			q->free_at = (i + 1) % q->max;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+static void put_entry(struct queue *q, int i, const char *id, uint32_t accepted, uint32_t next, uint8_t flags)
+{
+	struct queue_entry *e = &q->e[i];
+
+	memset(e->id, 0, sizeof e->id);
+	memcpy(e->id, id, strlen(id));
+	e->accepted = accepted;
+	e->next = next;
+	e->flags = (uint8_t)(QE_USED | flags);
+	q->count++;
+	if (flags & QE_LIVE)
+		q->nlive++;
+}
+
+static void drop_entry(struct queue *q, int i)
+{
+	if (q->e[i].flags & QE_LIVE)
+		q->nlive--;
+	q->e[i].flags = 0;
+	q->count--;
+}
+
+static bool valid_idx(const struct queue *q, int i)
+{
+	return i >= 0 && (unsigned)i < q->max && (q->e[i].flags & QE_USED);
+}
+
+static int clean_dir(int dir_fd)
+{
+	int fd = dup(dir_fd);
+	DIR *d;
+	struct dirent *de;
+
+	if (fd < 0)
+		return -1;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -1;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (fstatat(dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+			unlinkat(dir_fd, de->d_name, 0);
+	}
+	closedir(d);
+	return 0;
+}
+
+struct queue *queue_open(const char *dir, unsigned max, char *err, size_t errlen)
+{
+	struct queue *q;
+	const char *what = "malloc";
+	int fd;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (max == 0 || max > (1u << 24)) {
+		errno = EINVAL;
+		what = "max_queued";
+		q = NULL;
+		goto fail;
+	}
+	q = calloc(1, sizeof *q + (size_t)max * sizeof q->e[0]);
+	if (!q)
+		goto fail;
+	q->dir_fd = q->tmp_fd = -1;
+	q->max = max;
+	what = "mkdir";
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		goto fail;
+	what = "open";
+	q->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (q->dir_fd < 0)
+		goto fail;
+	what = "mkdir tmp";
+	if (mkdirat(q->dir_fd, "tmp", 0700) < 0 && errno != EEXIST)
+		goto fail;
+	what = "open tmp";
+	q->tmp_fd = openat(q->dir_fd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (q->tmp_fd < 0)
+		goto fail;
+	what = "clean tmp";
+	if (clean_dir(q->tmp_fd) < 0)
+		goto fail;
+	what = "scan";
+	fd = dup(q->dir_fd);
+	if (fd < 0)
+		goto fail;
+	q->scan = fdopendir(fd);
+	if (!q->scan) {
+		close(fd);
+		goto fail;
+	}
+	return q;
+fail:
+	if (err && errlen)
+		snprintf(err, errlen, "%s: %s: %s", dir, what, strerror(errno));
+	queue_close(q);
+	return NULL;
+}
+
+void queue_close(struct queue *q)
+{
+	if (!q)
+		return;
+	if (q->scan)
+		closedir(q->scan);
+	if (q->tmp_fd >= 0)
+		close(q->tmp_fd);
+	if (q->dir_fd >= 0)
+		close(q->dir_fd);
+	free(q);
+}
+
+bool queue_recovering(const struct queue *q)
+{
+	return q->scan != NULL;
+}
+
+unsigned queue_count(const struct queue *q)
+{
+	return q->count;
+}
+
+bool queue_full(const struct queue *q)
+{
+	return q->count >= q->max;
+}
+
+unsigned queue_overflow(const struct queue *q)
+{
+	return q->overflow;
+}
+
+/* True when the name is "<valid id>.<ext>"; the id into id. */
+static bool split_name(const char *name, char *id, const char **ext)
+{
+	const char *dot = strrchr(name, '.');
+	size_t n;
+
+	if (!dot || (n = (size_t)(dot - name)) == 0 || n >= QUEUE_ID_MAX)
+		return false;
+	memcpy(id, name, n);
+	id[n] = '\0';
+	*ext = dot + 1;
+	return id_ok(id);
+}
+
+static bool is_file(int dir_fd, const char *name)
+{
+	struct stat st;
+
+	return fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A live entry (added while recovering) with this id. */
+static bool live_has(const struct queue *q, const char *id)
+{
+	if (q->nlive == 0)
+		return false;
+	for (unsigned i = 0; i < q->max; i++)
+		if ((q->e[i].flags & QE_LIVE) && strcmp(q->e[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+/* One directory entry seen by the recovery. */
+static void recover_one(struct queue *q, const char *name)
+{
+	char id[QUEUE_ID_MAX], other[NAME_BUF];
+	const char *ext;
+	struct queue_env env;
+	static struct queue_rcpt rcpt[QUEUE_RCPTS_MAX];
+	ssize_t len;
+	uint32_t next;
+	int i;
+
+	if (!split_name(name, id, &ext) || !is_file(q->dir_fd, name))
+		return; /* not ours: left alone */
+	if (strcmp(ext, "msg") == 0) {
+		/* Data without an envelope: never answered 250, or the
+		 * second half of a removal. */
+		name_of(other, id, "env");
+		if (!is_file(q->dir_fd, other))
+			unlinkat(q->dir_fd, name, 0);
+		return;
+	}
+	if (strcmp(ext, "env") != 0 || live_has(q, id))
+		return;
+	name_of(other, id, "msg");
+	if (!is_file(q->dir_fd, other)) {
+		/* An envelope without data: its directory sync never
+		 * happened, so it was never answered 250. */
+		unlinkat(q->dir_fd, name, 0);
+		return;
+	}
+	len = read_env(q->dir_fd, name, q->scratch, sizeof q->scratch);
+	if (len < 0 || env_parse(q->scratch, (size_t)len, &env, rcpt, QUEUE_RCPTS_MAX) < 0 ||
+	    strcmp(env.id, id) != 0) {
+		/* Kept for the operator (`tarpitd queue` shows the file
+		 * system's truth); never delivered, never deleted here. */
+		q->overflow++;
+		return;
+	}
+	next = env_next(&env);
+	if (next == UINT32_MAX) {
+		/* Nothing pending: a removal the crash cut short. */
+		unlinkat(q->dir_fd, name, 0);
+		unlinkat(q->dir_fd, other, 0);
+		fsync(q->dir_fd);
+		return;
+	}
+	i = take_entry(q);
+	if (i < 0) {
+		q->overflow++;
+		return;
+	}
+	put_entry(q, i, id, env.accepted, next, 0);
+}
+
+int queue_recover_step(struct queue *q)
+{
+	if (!q->scan)
+		return 0;
+	for (unsigned k = 0; k < QUEUE_RECOVER_STEP; k++) {
+		struct dirent *de;
+
+		errno = 0;
+		de = readdir(q->scan);
+		if (!de) {
+			int e = errno;
+
+			closedir(q->scan);
+			q->scan = NULL;
+			/* Entries added meanwhile are ordinary ones now. */
+			for (unsigned i = 0; i < q->max; i++)
+				q->e[i].flags &= (uint8_t)~QE_LIVE;
+			q->nlive = 0;
+			if (e) {
+				errno = e;
+				return -1;
+			}
+			return 0;
+		}
+		if (de->d_name[0] != '.')
+			recover_one(q, de->d_name);
+	}
+	return 1;
+}
+
+int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_env *env)
+{
+	char msg[NAME_BUF], envn[NAME_BUF];
+	size_t len;
+	int i, e;
+
+	if (!env || !name || !env_ok(env)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (env_bound(env) > QUEUE_ENV_MAX) {
+		errno = E2BIG;
+		return -1;
+	}
+	if (queue_find(q, env->id) >= 0) {
+		errno = EEXIST;
+		return -1;
+	}
+	i = take_entry(q);
+	if (i < 0) {
+		errno = ENOSPC;
+		return -1;
+	}
+	len = env_format(q, env);
+	if (len == 0) {
+		errno = E2BIG;
+		return -1;
+	}
+	name_of(msg, env->id, "msg");
+	name_of(envn, env->id, "env");
+	if (linkat(dirfd, name, q->dir_fd, msg, 0) < 0)
+		return -1;
+	if (env_commit(q, env->id, len) < 0) {
+		/* Not durable: nothing of it may stay, or a message the
+		 * client was refused (and will resend) would go out too. */
+		e = errno;
+		unlinkat(q->dir_fd, envn, 0);
+		unlinkat(q->dir_fd, msg, 0);
+		errno = e;
+		return -1;
+	}
+	put_entry(q, i, env->id, env->accepted, env_next(env), q->scan ? QE_LIVE : 0);
+	return i;
+}
+
+int queue_due(const struct queue *q, uint32_t now)
+{
+	int best = -1;
+
+	for (unsigned i = 0; i < q->max; i++) {
+		const struct queue_entry *e = &q->e[i];
+
+		if ((e->flags & (QE_USED | QE_BUSY)) != QE_USED || e->next > now)
+			continue;
+		if (best < 0 || e->accepted < q->e[best].accepted ||
+		    (e->accepted == q->e[best].accepted && strcmp(e->id, q->e[best].id) < 0))
+			best = (int)i;
+	}
+	return best;
+}
+
+uint32_t queue_next_time(const struct queue *q)
+{
+	uint32_t t = UINT32_MAX;
+
+	for (unsigned i = 0; i < q->max; i++)
+		if ((q->e[i].flags & (QE_USED | QE_BUSY)) == QE_USED && q->e[i].next < t)
+			t = q->e[i].next;
+	return t;
+}
+
+void queue_set_busy(struct queue *q, int idx, bool busy)
+{
+	if (!valid_idx(q, idx))
+		return;
+	if (busy)
+		q->e[idx].flags |= QE_BUSY;
+	else
+		q->e[idx].flags &= (uint8_t)~QE_BUSY;
+}
+
+void queue_flush(struct queue *q, uint32_t now)
+{
+	for (unsigned i = 0; i < q->max; i++)
+		if ((q->e[i].flags & QE_USED) && q->e[i].next > now)
+			q->e[i].next = now;
+}
+
+const char *queue_id(const struct queue *q, int idx)
+{
+	return valid_idx(q, idx) ? q->e[idx].id : NULL;
+}
+
+int queue_find(const struct queue *q, const char *id)
+{
+	for (unsigned i = 0; i < q->max; i++)
+		if ((q->e[i].flags & QE_USED) && strcmp(q->e[i].id, id) == 0)
+			return (int)i;
+	return -1;
+}
+
+int queue_iter(const struct queue *q, int from)
+{
+	for (unsigned i = from < 0 ? 0 : (unsigned)from; i < q->max; i++)
+		if (q->e[i].flags & QE_USED)
+			return (int)i;
+	return -1;
+}
+
+int queue_load(const struct queue *q, int idx, struct queue_env *env, char *buf, size_t buflen,
+	       struct queue_rcpt *rcpt, unsigned maxrcpt)
+{
+	char name[NAME_BUF];
+	ssize_t len;
+
+	if (!valid_idx(q, idx)) {
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(name, q->e[idx].id, "env");
+	len = read_env(q->dir_fd, name, buf, buflen);
+	if (len < 0)
+		return -1;
+	if (env_parse(buf, (size_t)len, env, rcpt, maxrcpt) < 0 || strcmp(env->id, q->e[idx].id) != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+int queue_open_data(const struct queue *q, int idx)
+{
+	char name[NAME_BUF];
+
+	if (!valid_idx(q, idx)) {
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(name, q->e[idx].id, "msg");
+	return openat(q->dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+}
+
+int queue_update(struct queue *q, int idx, const struct queue_env *env)
+{
+	uint32_t next;
+	size_t len;
+
+	if (!valid_idx(q, idx) || !env || !env_ok(env) || strcmp(env->id, q->e[idx].id) != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	next = env_next(env);
+	if (next == UINT32_MAX)
+		return queue_remove(q, idx) < 0 ? -1 : 1;
+	len = env_format(q, env);
+	if (len == 0) {
+		errno = E2BIG;
+		return -1;
+	}
+	if (env_commit(q, env->id, len) < 0)
+		return -1;
+	q->e[idx].next = next;
+	return 0;
+}
+
+int queue_remove(struct queue *q, int idx)
+{
+	char name[NAME_BUF];
+
+	if (!valid_idx(q, idx)) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* The envelope first: it is the commit point of the removal. */
+	name_of(name, q->e[idx].id, "env");
+	if (unlinkat(q->dir_fd, name, 0) < 0 && errno != ENOENT)
+		return -1;
+	name_of(name, q->e[idx].id, "msg");
+	unlinkat(q->dir_fd, name, 0);
+	drop_entry(q, idx);
+	return fsync(q->dir_fd);
+}
+
+uint32_t queue_retry_delay(uint32_t attempts, uint32_t retry_min, uint32_t retry_max, uint32_t rnd)
+{
+	uint32_t d = retry_min ? retry_min : 1;
+
+	if (retry_max < d)
+		retry_max = d;
+	for (uint32_t k = 1; k < attempts && d < retry_max; k++)
+		d = d > retry_max / 2 ? retry_max : d * 2;
+	if (d > retry_max)
+		d = retry_max;
+	d -= rnd % (d / 8 + 1);
+	return d ? d : 1;
+}

@@ -1,0 +1,156 @@
+/* queue: the durable forwarding queue of the gateway role (SPEC §10),
+ * under <spool>/queue/, durable exactly as SPEC §5.
+ *
+ * Layout. A queued message is two files in queue/, named by its queue id
+ * (the id maildir_begin() gave it, so the log lines of the accept and of
+ * each attempt share it):
+ *   <id>.msg  the message as stored (LF line ends, Return-Path: and
+ *             Received: first), a hard link of the file the receiving
+ *             side wrote and synced — the data is written once, whether
+ *             the message also goes to Maildirs or not; never changed.
+ *   <id>.env  the envelope, text (format in queue.c): sender, flags (may
+ *             the sender get a DSN), accepted time, size, and per
+ *             recipient its next hop's name, state pending/sent/failed,
+ *             attempts, next attempt time and last reply (%-escaped, so
+ *             no octet of a next hop's reply reaches the file raw).
+ *   tmp/      envelopes being written; emptied at open.
+ * The .env is the commit point: an entry exists exactly when its .env
+ * does and its .msg does too.
+ *
+ * Promises:
+ * - queue_add(): the caller has synced the data file; it is linked as
+ *   <id>.msg, the envelope written to tmp/<id>.env and fsynced, renamed
+ *   to <id>.env, and queue/ fsynced — only then does it return 0, and
+ *   only then may the 250 go out. A failure at any step removes what it
+ *   made (-1, errno; the table unchanged).
+ * - Crash cases, as recovery reads them. Before the directory sync either
+ *   name may be missing after a crash (a file system may persist the two
+ *   entries in either order): a .msg without .env, or an .env without
+ *   .msg, was never answered 250 and is deleted. After the sync both
+ *   exist and the entry is recovered. An envelope update (after an
+ *   attempt) writes tmp/<id>.env, fsyncs, renames over <id>.env and
+ *   fsyncs queue/: a crash leaves the old envelope or the new, never a
+ *   mix — with the old one, recipients the next hop had already accepted
+ *   are sent again (the duplicate window of SPEC §10). Removal, once no
+ *   recipient is pending, unlinks <id>.env first (the commit point), then
+ *   <id>.msg, then fsyncs queue/; whatever half of it a crash keeps is
+ *   either deleted by recovery (one name left) or removed again (an .env
+ *   with nothing pending). Leftovers in tmp/ are deleted at open.
+ * - Memory: one table of max_queued entries allocated at queue_open()
+ *   with one scratch buffer of QUEUE_ENV_MAX, nothing after; an entry
+ *   holds the id, the accepted and next-attempt times and a few flags;
+ *   the recipients stay on disk and are read by queue_load() when the
+ *   entry is due. Message data is never read here.
+ * - Recovery is sliced: queue_open() only opens the directory;
+ *   queue_recover_step() looks at QUEUE_RECOVER_STEP directory entries
+ *   per call, so 10,000 queued messages cost the loop many short steps.
+ *   The queue works meanwhile (entries added while recovering are not
+ *   counted twice). Envelopes beyond max_queued stay on disk, counted in
+ *   queue_overflow(), and are picked up at the next start.
+ * - The retry schedule is integer arithmetic only.
+ * The calls block on the disk (a few small writes and syncs), like the
+ * Maildir's; they run on the loop one at a time.
+ */
+#ifndef TARPITD_QUEUE_H
+#define TARPITD_QUEUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limits.h"
+
+enum queue_rstate { QR_PENDING, QR_SENT, QR_FAILED };
+
+/* Envelope flags. */
+enum {
+	QUEUE_F_DSN_SENDER = 1, /* a DSN may go to the sender (local, or the session authenticated) */
+	QUEUE_F_8BIT = 2,       /* the body has 8-bit octets (BODY=8BITMIME when offered) */
+};
+
+struct queue_rcpt {
+	const char *relay;   /* the next hop's [relay "NAME"] */
+	const char *addr;    /* without brackets */
+	const char *reply;   /* the last reply or reason, "" for none (stored cut to QUEUE_REPLY_MAX) */
+	uint32_t attempts;
+	uint32_t next;       /* unix seconds of the next attempt (pending ones) */
+	uint8_t state;       /* enum queue_rstate */
+};
+
+struct queue_env {
+	char id[QUEUE_ID_MAX];
+	const char *sender;  /* without brackets; "" for <> */
+	uint64_t size;       /* octets of the data file */
+	uint32_t accepted;   /* unix seconds */
+	uint8_t flags;       /* QUEUE_F_* */
+	unsigned nrcpt;
+	struct queue_rcpt *rcpt;
+};
+
+struct queue;
+
+/* Opens (creating, 0700) <dir> and <dir>/tmp, empties tmp/ and starts the
+ * recovery; max: [server] max_queued. NULL with a message in err. */
+struct queue *queue_open(const char *dir, unsigned max, char *err, size_t errlen);
+void queue_close(struct queue *q);
+/* One step of the recovery: 1 more to do, 0 done (also when there was
+ * none to do), -1 a read error ended it (errno). */
+int queue_recover_step(struct queue *q);
+bool queue_recovering(const struct queue *q);
+unsigned queue_count(const struct queue *q);
+bool queue_full(const struct queue *q);
+unsigned queue_overflow(const struct queue *q);
+
+/* Enqueues the message whose synced data is dirfd/name, with env (its id
+ * a name of 1..QUEUE_ID_MAX-1 letters and digits, every recipient
+ * pending). The entry index, or -1 with errno: ENOSPC table full, E2BIG
+ * an envelope that could outgrow QUEUE_ENV_MAX, EINVAL a bad envelope,
+ * EEXIST the id is queued, or the file system's error. */
+int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_env *env);
+
+/* The entry to attempt next: due (next attempt <= now), not busy, the
+ * earliest accepted first; -1 when none. */
+int queue_due(const struct queue *q, uint32_t now);
+/* The earliest next attempt of an entry that is not busy; UINT32_MAX if none. */
+uint32_t queue_next_time(const struct queue *q);
+/* An attempt is running for the entry: queue_due() skips it. */
+void queue_set_busy(struct queue *q, int idx, bool busy);
+/* Makes every entry due at now (`tarpitd queue flush`). */
+void queue_flush(struct queue *q, uint32_t now);
+const char *queue_id(const struct queue *q, int idx);
+/* The index of a queued id, or -1. */
+int queue_find(const struct queue *q, const char *id);
+/* First used index >= from, for listing; -1 at the end. */
+int queue_iter(const struct queue *q, int from);
+
+/* Reads the envelope of entry idx: strings point into buf (QUEUE_ENV_MAX
+ * octets do), recipients into rcpt[maxrcpt]. 0, or -1 with errno. */
+int queue_load(const struct queue *q, int idx, struct queue_env *env, char *buf, size_t buflen,
+	       struct queue_rcpt *rcpt, unsigned maxrcpt);
+/* The data file, opened read-only: an fd, or -1 with errno. */
+int queue_open_data(const struct queue *q, int idx);
+/* After an attempt: the new envelope (same id and recipients, states,
+ * attempts, next times and replies updated) replaces the old atomically,
+ * or, with no recipient pending, the message is removed. 0 updated, 1
+ * removed, -1 with errno (the old envelope stays in force). */
+int queue_update(struct queue *q, int idx, const struct queue_env *env);
+/* Removes the message (`tarpitd queue delete`, or all done). 0, -1. */
+int queue_remove(struct queue *q, int idx);
+
+/* Seconds until the retry after `attempts` failed attempts (1 = the
+ * first): retry_min doubling up to retry_max, then less up to an eighth
+ * of it at random (rnd), so retries of many messages deferred at once
+ * spread out but never come later than the schedule. At least 1. */
+uint32_t queue_retry_delay(uint32_t attempts, uint32_t retry_min, uint32_t retry_max, uint32_t rnd);
+/* The message has outlived max_queue_lifetime: its pending recipients fail. */
+static inline bool queue_expired(uint32_t accepted, uint32_t now, uint32_t lifetime)
+{
+	return now >= accepted && now - accepted >= lifetime;
+}
+
+/* %-escaping of the envelope's text fields: every octet outside
+ * 0x21..0x7e, and '%', becomes %HH. Returns the length written (dst holds
+ * 3 * n + 1), or 0 when dstlen is too small (dst = ""). */
+size_t queue_escape(char *dst, size_t dstlen, const char *src, size_t n);
+
+#endif
