@@ -2,9 +2,11 @@
  *
  * Promises: a UNIX socket (mode 0600) that answers "stats" with one
  * logfmt line for the server and one per connector configured now, and
- * closes; at most CONTROL_CLIENTS at once, each answered once its request
- * has arrived and in one write, so no client can hold the loop. SIGUSR1
- * logs the same lines. Allocates nothing.
+ * closes. The answer is rendered and sent a line at a time, resuming where
+ * the socket filled, so it is never cut, whatever the number of
+ * connectors. At most CONTROL_CLIENTS at once, each answered once its
+ * request has arrived.
+ * SIGUSR1 logs the same lines. Allocates nothing.
  */
 #ifndef TARPITD_CONTROL_H
 #define TARPITD_CONTROL_H

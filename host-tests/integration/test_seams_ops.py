@@ -335,7 +335,6 @@ tarpit_interval = 00:00:00
     return names + ["Default Frontend"], text
 
 
-@fixme(15)
 def test_item15_stats_and_sigusr1_are_never_cut(multi):
     """SPEC §2: `stats` prints one `scope=server` line and one
     `scope=connector name="…"` line per connector, with every counter;
