@@ -17,6 +17,7 @@
 #include "log.h"
 #include "loop.h"
 #include "server.h"
+#include "timer_wheel.h"
 
 /* What a client is being sent. */
 enum { A_NONE, A_STATS, A_DONE };
@@ -33,6 +34,7 @@ struct client {
 	uint16_t off, len; /* of line: sent, rendered */
 	uint32_t next;    /* the next line to render */
 	struct gen *gen;  /* the connectors a stats answer lists: held until done */
+	struct tw_node deadline;
 	char req[CONTROL_REQ_MAX];
 	char line[CONTROL_LINE_MAX];
 };
@@ -108,6 +110,7 @@ void control_log_stats(void)
 
 static void client_close(struct client *c)
 {
+	tw_cancel(&S.wheel, &c->deadline);
 	loop_del(S.loop, c->fd);
 	close(c->fd);
 	c->fd = -1;
@@ -130,7 +133,8 @@ static bool next_line(struct client *c)
 
 /* Sends what c has to send, a bounded number of lines per call so that
  * one client never holds the loop; the rest follows at the next
- * readiness. */
+ * readiness. Every write that makes progress moves the deadline on: only
+ * a client that reads nothing for CONTROL_DEADLINE_MS is closed. */
 static void client_pump(struct client *c, unsigned tag)
 {
 	for (unsigned lines = 0; lines < CONTROL_LINES_PER_EVENT; lines++) {
@@ -148,6 +152,7 @@ static void client_pump(struct client *c, unsigned tag)
 			return;
 		}
 		c->off = (uint16_t)(c->off + w);
+		tw_arm(&S.wheel, &c->deadline, S.now + CONTROL_DEADLINE_MS);
 	}
 	loop_mod(S.loop, c->fd, LOOP_WRITE, tag);
 }
@@ -196,8 +201,9 @@ static void on_request(unsigned i, unsigned tag)
 }
 
 /* A control client is answered once its request has arrived (closing a
- * UNIX socket with its request unread would reset the answer); a few
- * fixed places are all a client gets. */
+ * UNIX socket with its request unread would reset the answer). When every
+ * place is taken, the client that has waited longest gives its place up
+ * (an idle one first), so idle clients can never lock `stats` out. */
 static void on_accept(void)
 {
 	int fd = accept4(K.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -205,16 +211,26 @@ static void on_accept(void)
 
 	if (fd < 0)
 		return;
-	for (unsigned i = 0; i < CONTROL_CLIENTS && !c; i++)
-		if (K.c[i].fd < 0)
-			c = &K.c[i];
-	if (!c || loop_add(S.loop, fd, LOOP_READ, TAG_CONTROL | (unsigned)(c - K.c + 1)) != 0) {
+	for (unsigned i = 0; i < CONTROL_CLIENTS; i++) {
+		struct client *x = &K.c[i];
+		if (x->fd < 0) {
+			c = x;
+			break;
+		}
+		if (!c || (x->answer == A_NONE) > (c->answer == A_NONE) ||
+		    ((x->answer == A_NONE) == (c->answer == A_NONE) && x->deadline.expires < c->deadline.expires))
+			c = x;
+	}
+	if (c->fd >= 0)
+		client_close(c);
+	if (loop_add(S.loop, fd, LOOP_READ, TAG_CONTROL | (unsigned)(c - K.c + 1)) != 0) {
 		close(fd);
 		return;
 	}
 	c->fd = fd;
 	c->answer = A_NONE;
 	c->rlen = 0;
+	tw_arm(&S.wheel, &c->deadline, S.now + CONTROL_DEADLINE_MS);
 }
 
 void control_event(unsigned tag)
@@ -225,13 +241,27 @@ void control_event(unsigned tag)
 		on_request((tag & 0xffu) - 1, tag);
 }
 
+bool control_timer(struct tw_node *n)
+{
+	for (unsigned i = 0; i < CONTROL_CLIENTS; i++) {
+		if (n == &K.c[i].deadline) {
+			if (K.c[i].fd >= 0)
+				client_close(&K.c[i]);
+			return true;
+		}
+	}
+	return false;
+}
+
 int control_open(const char *path)
 {
 	struct sockaddr_un sun;
 	int fd;
 
-	for (unsigned i = 0; i < CONTROL_CLIENTS; i++)
+	for (unsigned i = 0; i < CONTROL_CLIENTS; i++) {
 		K.c[i].fd = -1;
+		tw_node_init(&K.c[i].deadline);
+	}
 	memset(&sun, 0, sizeof sun);
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sun.sun_path) {

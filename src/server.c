@@ -293,7 +293,7 @@ int server_run(struct config *cfg)
 		while ((node = tw_expire(&S.wheel, S.now)) != NULL) {
 			if (node == &R.tick)
 				on_tick();
-			else
+			else if (!control_timer(node))
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
 		conn_run_commits();
