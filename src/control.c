@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ban.h"
@@ -20,7 +21,7 @@
 #include "timer_wheel.h"
 
 /* What a client is being sent. */
-enum { A_NONE, A_STATS, A_DONE };
+enum { A_NONE, A_STATS, A_HARVEST, A_DONE };
 
 /* One control client. Its answer is rendered a line at a time into its
  * own line buffer and sent from there, so a client that reads slowly
@@ -108,6 +109,56 @@ void control_log_stats(void)
 	}
 }
 
+/* A monotonic time of the harvest table as RFC 3339 UTC wall-clock time. */
+static void wall_time(uint64_t mono_ms, char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	t -= (time_t)((S.now > mono_ms ? S.now - mono_ms : 0) / 1000);
+	t += (time_t)((mono_ms > S.now ? mono_ms - S.now : 0) / 1000);
+	if (!gmtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "-");
+}
+
+/* The next discredited source at or after *i as a logfmt line (SPEC §2:
+ * address or /64, offences, discredited since, until); 0 past the last. */
+static size_t harvest_line(uint32_t *i, char *buf, size_t len)
+{
+	struct harvest_info hi;
+	char ip[64], since[32], until[32];
+
+	while (*i < harvest_used(S.harvest)) {
+		if (!harvest_entry(S.harvest, (*i)++, S.now, &S.hp, &hi))
+			continue;
+		ip_format(&hi.source, ip, sizeof ip);
+		wall_time(hi.since_ms, since, sizeof since);
+		wall_time(hi.until_ms, until, sizeof until);
+		return (size_t)snprintf(buf, len, "source=%s%s offences=%u since=%s until=%s\n", ip,
+					ip_is_v4(&hi.source) ? "" : "/64", hi.offences, since, until);
+	}
+	return 0;
+}
+
+/* `forgive ADDR|all`: clears the mark (ADDR may be a listed "PREFIX/64"). */
+static size_t forgive(char *arg, char *buf, size_t len)
+{
+	struct ip_addr a;
+	uint32_t n;
+	char *slash = strchr(arg, '/');
+	bool all = strcmp(arg, "all") == 0;
+
+	if (!S.harvest)
+		return (size_t)snprintf(buf, len, "error=no_harvest_table\n");
+	if (slash && strcmp(slash, "/64") == 0)
+		*slash = 0;
+	if (!all && ip_parse(arg, &a) != 0)
+		return (size_t)snprintf(buf, len, "error=bad_address\n");
+	n = harvest_forgive(S.harvest, all ? NULL : &a, S.now, &S.hp);
+	log_msg(LOG_LVL_NOTICE, "event=forgiven source=%s count=%u", all ? "all" : arg, n);
+	return (size_t)snprintf(buf, len, "forgiven=%u\n", n);
+}
+
 static void client_close(struct client *c)
 {
 	tw_cancel(&S.wheel, &c->deadline);
@@ -126,6 +177,8 @@ static bool next_line(struct client *c)
 
 	if (c->answer == A_STATS)
 		n = stats_line_at(c->gen, c->next++, c->line, sizeof c->line);
+	else if (c->answer == A_HARVEST)
+		n = harvest_line(&c->next, c->line, sizeof c->line);
 	c->off = 0;
 	c->len = (uint16_t)n;
 	return n > 0;
@@ -169,6 +222,14 @@ static void client_answer(struct client *c)
 		c->answer = A_STATS;
 		c->gen = S.gen;
 		c->gen->refs++;
+	} else if (strcmp(c->req, "harvest") == 0) {
+		c->answer = S.harvest ? A_HARVEST : A_DONE;
+		if (!S.harvest)
+			c->len = (uint16_t)snprintf(c->line, sizeof c->line, "error=no_harvest_table\n");
+	} else if (strncmp(c->req, "forgive ", 8) == 0) {
+		c->len = (uint16_t)forgive(c->req + 8, c->line, sizeof c->line);
+	} else {
+		c->len = (uint16_t)snprintf(c->line, sizeof c->line, "error=unknown_request\n");
 	}
 }
 

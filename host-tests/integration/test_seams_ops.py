@@ -549,7 +549,6 @@ tarpit_all_after_unknown = no
 
 # ---------------------------------------------------------------- item 20
 
-@fixme(20)
 def test_item20_harvest_lists_and_forgives(harvest_server):
     """SPEC §2: "`harvest` lists the discredited sources of the running
     server (address or /64, offences, discredited since, until), one per
