@@ -129,6 +129,8 @@
 #define CONTROL_REQ_MAX 64      /* one request line ("forgive ADDR") */
 #define CONTROL_LINE_MAX 1024   /* one answer line: the longest stats line fits */
 #define CONTROL_LINES_PER_EVENT 32 /* answer lines sent per readiness: no client holds the loop */
+/* Ban commands the privileged helper runs at once; more fail (counted). */
+#define PRIV_CHILDREN 8
 /* Replies queued per connection; then the transport stops reading
  * (back-pressure). 16 covers a full pipelined group and its 421. */
 #define OUTQ_MAX 16

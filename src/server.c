@@ -24,6 +24,7 @@
 #include "log.h"
 #include "loop.h"
 #include "maildir.h"
+#include "priv.h"
 #include "recipients.h"
 #include "tls.h"
 #include "util.h"
@@ -119,6 +120,9 @@ static int setup(struct config *cfg)
 	for (unsigned i = 0; i < S.gen->n; i++)
 		if (S.gen->connectors[i].cf->max_recipients_per_message > S.max_rcpt)
 			S.max_rcpt = (uint16_t)S.gen->connectors[i].cf->max_recipients_per_message;
+	/* Before any socket or file is opened: the helper holds none of them. */
+	if (priv_start(&S.gen->cfg) != 0)
+		return -1;
 
 	/* Every slot may need two descriptors (its socket and the message it
 	 * is receiving), plus the listeners, the control socket and its
@@ -141,6 +145,8 @@ static int setup(struct config *cfg)
 			S.boot.max_connections);
 		return -1;
 	}
+	if (priv_fd() >= 0 && loop_add(S.loop, priv_fd(), LOOP_READ, TAG_PRIV) != 0)
+		return -1;
 	S.rcpts = recipients_load(S.boot.recipients, err, sizeof err);
 	if (!S.rcpts)
 		goto failed;
@@ -257,6 +263,8 @@ static void dispatch(const struct loop_event *ev)
 		char b[64];
 		while (read(R.sigpipe[0], b, sizeof b) > 0)
 			;
+	} else if (ev->tag == TAG_PRIV) {
+		ban_helper_event();
 	} else if ((ev->tag & ~0xffu) == TAG_CONTROL) {
 		control_event(ev->tag);
 	} else if (ev->tag & TAG_LISTENER) {

@@ -82,7 +82,6 @@ def discredit_by_hangup(m, source):
 # ---------------------------------------------------------------- item 10
 
 @needs_root
-@fixme(10)
 def test_item10_clean_stop_removes_pidfile_and_socket_after_privilege_drop(open_dir):
     """SPEC §2: "A clean stop removes the pidfile and the control socket."
     Issue 13.10: also when `user =` dropped privileges after creating them
@@ -505,7 +504,6 @@ CAP_NET_ADMIN = 12
 
 
 @needs_root
-@fixme(19)
 def test_item19_ban_command_runs_with_the_rights_it_needs(open_dir):
     """Issue 13.19: "`ban_command` after `user =` ... the README's `nft`
     recipe can never work. Make it work ... and test that the command is
@@ -545,6 +543,33 @@ tarpit_all_after_unknown = no
     caps = int(capeff.split()[1], 16)
     assert uid.strip() == "0" or caps & (1 << CAP_NET_ADMIN), (
         f"ban command ran as uid {uid.strip()} with CapEff {caps:#x}: nft cannot change a set")
+
+
+@needs_root
+def test_item19_helper_ban_failure_is_counted(open_dir):
+    """The privileged helper answers each ban command's status: a command
+    that fails is logged and counted in `ban_failures`, as without `user =`
+    (and the helper never holds up the daemon's clean stop)."""
+    spool = nobody_spool(open_dir)
+    m = Multi(open_dir, """\
+[connector "Default Frontend"]
+bindings = 127.0.0.1:{port}
+tarpit_interval = 00:00:02
+tarpit_all_after_unknown = no
+""", server_extra="user = nobody\n" + harvest_section(threshold=1, window="00:01:00", ban="/bin/false %a"),
+        spool=str(spool))
+    try:
+        m.wait_log("event=start")
+        discredit_by_hangup(m, "127.0.0.71")
+        m.wait_log(r"event=ban_failed via=helper status=256")
+        p = m.tarpitd("stats")
+        assert p.returncode == 0, p.stderr
+        server = logfmt(p.stdout.splitlines()[0])
+        assert (server["bans_total"], server["ban_failures"]) == ("1", "1"), server
+    finally:
+        m.stop()
+        print(m.stderr())
+    assert m.proc.returncode == 0
 
 
 # ---------------------------------------------------------------- item 20
