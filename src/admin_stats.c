@@ -27,6 +27,8 @@ static int control_request(const char *req, struct buf *b)
 	uint64_t deadline;
 	int fd = -1, status = 1;
 	size_t n = strlen(req);
+	struct ucred cr;
+	socklen_t crlen = sizeof cr;
 
 	if (!admin_cfg.server.control[0])
 		return admin_fail(1, "no control socket configured ([server] control)");
@@ -46,6 +48,15 @@ static int control_request(const char *req, struct buf *b)
 			admin_fail(1, "the server does not answer (control socket %s)", sock);
 		else
 			admin_fail(1, "cannot connect to the control socket %s: %s", sock, strerror(errno));
+		goto out;
+	}
+	/* SPEC §2: only a running tarpitd is talked to. The process that
+	 * holds the socket must run tarpitd or be the one the pidfile names
+	 * (a server run under a wrapper such as valgrind has another name). */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0 && cr.pid > 0 &&
+	    !admin_pid_is_tarpitd(cr.pid) && admin_read_pidfile(admin_cfg.server.pidfile) != cr.pid) {
+		admin_fail(1, "the control socket %s is held by pid %ld, which is not a running tarpitd", sock,
+			   (long)cr.pid);
 		goto out;
 	}
 	if (send(fd, req, n, MSG_NOSIGNAL) != (ssize_t)n) {

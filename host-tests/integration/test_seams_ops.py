@@ -106,7 +106,6 @@ tarpit_interval = 00:00:00
     assert left == [], f"left behind after a clean stop: {left}"
 
 
-@fixme(10)
 def test_item10_set_never_signals_a_stale_pid(tmp_path):
     """SPEC §2: "`set` and `stats` act on the server named by the pidfile
     only when that process is a running tarpitd; a stale pidfile (the PID
@@ -122,6 +121,41 @@ def test_item10_set_never_signals_a_stale_pid(tmp_path):
         assert other.poll() is None, f"set signalled pid {other.pid} (sleep): {p.stdout!r} {p.stderr!r}"
         assert str(other.pid) in p.stderr, f"the stale pidfile is not reported: {p.stderr!r}"
     finally:
+        other.kill()
+        other.wait()
+
+
+def test_item10_stats_talks_only_to_a_tarpitd(tmp_path):
+    """SPEC §2: `stats` acts on the server only when that process is a
+    running tarpitd. A control socket held by another program (this test
+    process, which the pidfile does not name) is reported, its answer not
+    printed; the same socket named by the pidfile is believed."""
+    other = subprocess.Popen(["sleep", "30"])
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        (tmp_path / "tarpitd.pid").write_text(f"{other.pid}\n")
+        ini = write(tmp_path, TWO.replace("log = stderr\n", "log = stderr\npidfile = tarpitd.pid\ncontrol = ctl.sock\n"))
+        srv.bind(str(tmp_path / "ctl.sock"))
+        srv.listen(4)
+        srv.settimeout(5)
+        p = run_bounded(["-c", ini, "stats"])
+        assert p.returncode == 1 and str(os.getpid()) in p.stderr and "not a running tarpitd" in p.stderr, p
+        assert p.stdout == ""
+        (tmp_path / "tarpitd.pid").write_text(f"{os.getpid()}\n")
+        t = subprocess.Popen([str(BIN), "-c", str(ini), "stats"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        while True:   # the refused attempt left a connection in the backlog
+            c, _ = srv.accept()
+            c.settimeout(5)
+            if c.recv(100) == b"stats\n":
+                break
+            c.close()
+        c.sendall(b"scope=server connections_total=0\n")
+        c.close()
+        out, err = t.communicate(timeout=5)
+        assert t.returncode == 0 and out == "scope=server connections_total=0\n", err
+    finally:
+        srv.close()
         other.kill()
         other.wait()
 
