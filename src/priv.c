@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,8 +99,28 @@ static void answer(int fd, int32_t status)
 	(void)r; /* a loop that does not read loses the count, nothing else */
 }
 
+/* Whether a process listens on the UNIX socket at path: the daemon has
+ * closed its own by now, so one that still answers is another instance's
+ * (a second start that failed must not remove the running one's). */
+static bool socket_in_use(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, r;
+
+	if (strlen(path) >= sizeof sa.sun_path)
+		return true;
+	memcpy(sa.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return true;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+	r = r == 0 || errno != ECONNREFUSED;
+	close(fd);
+	return r;
+}
+
 /* The pidfile only while it still names the daemon; the control socket
- * only while it is a socket. */
+ * only while it is a socket nobody listens on. */
 static void clean_up(const struct server_conf *sv, pid_t daemon)
 {
 	struct stat st;
@@ -117,7 +138,7 @@ static void clean_up(const struct server_conf *sv, pid_t daemon)
 				unlink(sv->pidfile);
 		}
 	}
-	if (sv->control[0] && lstat(sv->control, &st) == 0 && S_ISSOCK(st.st_mode))
+	if (sv->control[0] && lstat(sv->control, &st) == 0 && S_ISSOCK(st.st_mode) && !socket_in_use(sv->control))
 		unlink(sv->control);
 }
 

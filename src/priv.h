@@ -12,7 +12,7 @@
  * word, no shell, and answers the command's wait status; and when the
  * daemon's end of the socket closes (a clean stop, or the daemon died) it
  * removes the pidfile (only if it still names the daemon) and the control
- * socket (only if it is a socket), and exits. The loop's side never
+ * socket (only if it is a socket nobody listens on), and exits. The loop's side never
  * blocks: a request that does not fit in the socket is a failed ban.
  * Allocates nothing.
  */

@@ -34,8 +34,9 @@ struct server S;
 /* What only the loop itself uses. */
 static struct {
 	int sigpipe[2];
+	bool pidfile_ours; /* written by this process: only then removed */
 	struct tw_node tick;
-} R = {{-1, -1}, {0}};
+} R = {{-1, -1}, false, {0}};
 
 /* Set by on_signal, indexed by signal number; SIGINT counts as SIGTERM. */
 static volatile sig_atomic_t sig_seen[NSIG];
@@ -182,6 +183,7 @@ static int setup(struct config *cfg)
 		log_msg(LOG_LVL_ERROR, "cannot write pidfile %s: %s", S.boot.pidfile, strerror(errno));
 		return -1;
 	}
+	R.pidfile_ours = S.boot.pidfile[0] != 0;
 	if (S.boot.user[0] && drop_privileges(S.boot.user) != 0)
 		return -1;
 	S.md = maildir_open(S.boot.spool, S.boot.hostname, err, sizeof err);
@@ -226,8 +228,8 @@ static void teardown(void)
 			conn_close(&S.tab->slots[i], "shutdown");
 	listen_close_all();
 	control_close(S.boot.control);
-	if (S.boot.pidfile[0])
-		unlink(S.boot.pidfile);
+	if (R.pidfile_ours)
+		unlink(S.boot.pidfile); /* fails after the drop from a root-owned directory: priv removes it */
 	maildir_close(S.md);
 	recipients_unref(S.rcpts);
 	users_free(S.users);

@@ -106,6 +106,30 @@ tarpit_interval = 00:00:00
     assert left == [], f"left behind after a clean stop: {left}"
 
 
+@needs_root
+def test_item10_failed_second_start_leaves_the_running_servers_files(open_dir):
+    """The clean-up at the stop removes only the daemon's own pidfile and
+    control socket: a second instance of the same INI that fails to start
+    (its port is taken) leaves the running one's in place."""
+    spool = nobody_spool(open_dir)
+    m = Multi(open_dir, """\
+[connector "Default Frontend"]
+bindings = 127.0.0.1:{port}
+tarpit_interval = 00:00:00
+""", server_extra="user = nobody\n", spool=str(spool))
+    try:
+        m.wait_log("event=start")
+        second = run_bounded(["-c", m.ini, "run"], seconds=10)
+        assert second.returncode == 1, second
+        pid, sock = open_dir / "tarpitd.pid", open_dir / "control.sock"
+        assert pid.read_text().strip() == str(m.proc.pid)
+        assert stat.S_ISSOCK(sock.stat().st_mode)
+        assert m.tarpitd("stats").returncode == 0
+    finally:
+        m.stop()
+    assert not os.path.lexists(open_dir / "control.sock")
+
+
 def test_item10_set_never_signals_a_stale_pid(tmp_path):
     """SPEC §2: "`set` and `stats` act on the server named by the pidfile
     only when that process is a running tarpitd; a stale pidfile (the PID
