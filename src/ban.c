@@ -99,7 +99,7 @@ void ban_helper_event(void)
 	if (r < 0 && priv_fd() >= 0) {
 		log_msg(LOG_LVL_ERROR, "event=priv_helper_lost (bans fail from now on)");
 		loop_del(S.loop, priv_fd());
-		priv_stop();
+		priv_drop(); /* never a blocking wait on the loop */
 	}
 }
 

@@ -299,13 +299,18 @@ bool priv_exited(pid_t pid)
 	return true;
 }
 
+void priv_drop(void)
+{
+	if (P.fd >= 0)
+		close(P.fd);
+	P.fd = -1;
+}
+
 void priv_stop(void)
 {
 	int st;
 
-	if (P.fd >= 0)
-		close(P.fd);
-	P.fd = -1;
+	priv_drop();
 	while (P.pid > 0 && waitpid(P.pid, &st, 0) < 0 && errno == EINTR)
 		;
 	P.pid = 0;

@@ -36,6 +36,9 @@ int priv_ban(const char *ip);
 int priv_answer(int *status);
 /* From waitpid(): true if pid was the helper (then it is gone). */
 bool priv_exited(pid_t pid);
+/* Closes the loop's end without waiting: the helper cleans up and exits
+ * (reaped on SIGCHLD, or by priv_stop). */
+void priv_drop(void);
 /* At the stop: closes the socket and waits for the helper's clean-up. */
 void priv_stop(void);
 
