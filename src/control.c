@@ -40,10 +40,12 @@ struct client {
 	char line[CONTROL_LINE_MAX];
 };
 
+/* The clients (4 KiB with their line buffers) stay in .bss: an
+ * initialiser would put all of them in the binary's .data. */
 static struct {
-	int fd;
 	struct client c[CONTROL_CLIENTS];
-} K = {.fd = -1};
+} K;
+static int listen_fd = -1;
 
 /* The names of a stats line's values: the counters in the order of struct
  * stats, then the harvest figures that ride on the server line. */
@@ -109,16 +111,18 @@ void control_log_stats(void)
 	}
 }
 
-/* A monotonic time of the harvest table as RFC 3339 UTC wall-clock time. */
-static void wall_time(uint64_t mono_ms, char *buf, size_t len)
+/* A wall-clock time in ms as RFC 3339 UTC. */
+static void wall_time(int64_t ms, char *buf, size_t len)
 {
-	time_t t = time(NULL);
+	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
 
-	t -= (time_t)((S.now > mono_ms ? S.now - mono_ms : 0) / 1000);
-	t += (time_t)((mono_ms > S.now ? mono_ms - S.now : 0) / 1000);
-	if (!gmtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+	/* snprintf, not strftime: no locale code in the static binary. */
+	if (!gmtime_r(&t, &tm))
 		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+			 tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /* The next discredited source at or after *i as a logfmt line (SPEC §2:
@@ -126,14 +130,21 @@ static void wall_time(uint64_t mono_ms, char *buf, size_t len)
 static size_t harvest_line(uint32_t *i, char *buf, size_t len)
 {
 	struct harvest_info hi;
-	char ip[64], since[32], until[32];
+	char ip[64], since[80], until[80]; /* room for any int gmtime_r gives */
 
 	while (*i < harvest_used(S.harvest)) {
 		if (!harvest_entry(S.harvest, (*i)++, S.now, &S.hp, &hi))
 			continue;
+		/* The table keeps monotonic times: one offset to the wall clock
+		 * for both, so until - since is exact. */
+		struct timespec ts;
+		int64_t off;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		off = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - (int64_t)S.now;
 		ip_format(&hi.source, ip, sizeof ip);
-		wall_time(hi.since_ms, since, sizeof since);
-		wall_time(hi.until_ms, until, sizeof until);
+		wall_time((int64_t)hi.since_ms + off, since, sizeof since);
+		wall_time((int64_t)hi.until_ms + off, until, sizeof until);
 		return (size_t)snprintf(buf, len, "source=%s%s offences=%u since=%s until=%s\n", ip,
 					ip_is_v4(&hi.source) ? "" : "/64", hi.offences, since, until);
 	}
@@ -267,7 +278,7 @@ static void on_request(unsigned i, unsigned tag)
  * (an idle one first), so idle clients can never lock `stats` out. */
 static void on_accept(void)
 {
-	int fd = accept4(K.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	struct client *c = NULL;
 
 	if (fd < 0)
@@ -340,18 +351,18 @@ int control_open(const char *path)
 		close(fd);
 		return -1;
 	}
-	K.fd = fd;
+	listen_fd = fd;
 	return loop_add(S.loop, fd, LOOP_READ, TAG_CONTROL);
 }
 
 void control_close(const char *path)
 {
-	if (K.fd < 0)
+	if (listen_fd < 0)
 		return;
 	for (unsigned i = 0; i < CONTROL_CLIENTS; i++)
 		if (K.c[i].fd >= 0)
 			client_close(&K.c[i]);
-	close(K.fd);
-	K.fd = -1;
+	close(listen_fd);
+	listen_fd = -1;
 	unlink(path);
 }
