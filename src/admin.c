@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -138,35 +140,93 @@ int admin_read_all(int fd, struct buf *b, size_t max, uint64_t deadline)
 	}
 }
 
-void admin_tell_server(const char *pidfile)
+/* The pid in a pidfile: > 1, or 0 (no file, empty, or not a pid and its
+ * line end: none of ours). */
+long long admin_read_pidfile(const char *pidfile)
 {
 	char s[65];
 	long long pid = 0;
 	ssize_t n = -1, i;
-	int fd = pidfile[0] ? open(pidfile, O_RDONLY | O_CLOEXEC) : -1;
+	int fd = pidfile[0] ? open(pidfile, O_RDONLY | O_NONBLOCK | O_CLOEXEC) : -1;
 
 	if (fd >= 0) {
 		n = read(fd, s, sizeof s);
 		close(fd);
 	}
-	/* An empty file, or one longer than a pid and its line end, is
-	 * none of ours. */
 	if (n <= 0 || n >= (ssize_t)sizeof s)
-		return;
+		return 0;
 	for (i = 0; i < n && s[i] >= '0' && s[i] <= '9' && pid <= INT32_MAX; i++)
 		pid = pid * 10 + (s[i] - '0');
 	while (i < n && (s[i] == '\n' || s[i] == '\r' || s[i] == ' ' || s[i] == '\t'))
 		i++;
 	/* Never 0 or -1, which would signal a whole process group. */
-	if (i != n || pid < 2 || pid > INT32_MAX || (pid_t)pid == getpid())
+	if (i != n || pid < 2 || pid > INT32_MAX)
+		return 0;
+	return pid;
+}
+
+bool admin_pid_is_tarpitd(long long pid)
+{
+	char path[40], comm[32];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%lld/comm", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, comm, sizeof comm - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	comm[n] = 0;
+	return strcmp(comm, "tarpitd\n") == 0;
+}
+
+/* The pid that listens on the control socket (SO_PEERCRED), 0 when none
+ * does. */
+static long long control_peer(const char *control)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cr;
+	socklen_t len = sizeof cr;
+	long long pid = 0;
+	int fd;
+
+	if (!control[0] || strlen(control) >= sizeof sa.sun_path)
+		return 0;
+	strcpy(sa.sun_path, control);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0)
+		pid = cr.pid;
+	close(fd); /* the server drops a client that sends no request */
+	return pid;
+}
+
+void admin_tell_server(const char *pidfile, const char *control)
+{
+	long long pid = admin_read_pidfile(pidfile);
+
+	if (pid == 0 || (pid_t)pid == getpid())
 		return;
 	if (kill((pid_t)pid, 0) != 0) {
 		if (errno == EPERM)
 			admin_fail(0, "the server (pid %lld) may not be signalled by this user; send it SIGHUP to reload",
 			     pid);
-	} else if (kill((pid_t)pid, SIGHUP) != 0) {
-		admin_fail(0, "cannot tell the server (pid %lld) to reload: %s", pid, strerror(errno));
-	} else {
-		printf("tarpitd: told the server (pid %lld) to reload\n", pid);
+		return; /* no such process: no server running, nothing to tell */
 	}
+	/* The pid may have been reused since the pidfile was written (SPEC
+	 * §2): only a tarpitd, known by its name or as the process that holds
+	 * the control socket, is signalled. */
+	if (!admin_pid_is_tarpitd(pid) && control_peer(control) != pid) {
+		admin_fail(0, "stale pidfile %s: pid %lld is not a running tarpitd; not signalled", pidfile, pid);
+		return;
+	}
+	if (kill((pid_t)pid, SIGHUP) != 0)
+		admin_fail(0, "cannot tell the server (pid %lld) to reload: %s", pid, strerror(errno));
+	else
+		printf("tarpitd: told the server (pid %lld) to reload\n", pid);
 }

@@ -1,4 +1,4 @@
-/* admin: the `show`, `set`, `stats` and `passwd` subcommands of SPEC §2.
+/* admin: the `show`, `set`, `stats`, `harvest` and `passwd` subcommands of SPEC §2.
  *
  * Promises: each admin_* command takes the arguments after the subcommand
  * (without -c FILE), returns the exit status (0 ok, 1 failure, 2 usage
@@ -19,6 +19,8 @@
 int admin_show(const char *path, int argc, char **argv);
 int admin_set(const char *path, int argc, char **argv);
 int admin_stats(const char *path, int argc, char **argv);
+/* [forgive ADDR|all]: the running server's discredited sources, or clears them. */
+int admin_harvest(const char *path, int argc, char **argv);
 /* USER, the password on stdin (first line; prompted for, without echo and
  * twice, when stdin is a terminal), into the [auth] users file. */
 int admin_passwd(const char *path, int argc, char **argv);

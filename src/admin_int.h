@@ -30,8 +30,14 @@ int admin_out_of_memory(void);                              /* 1 */
 int admin_load_or_report(const char *path);
 /* stdout, written out: 0, or 1 after saying why. */
 int admin_flush_stdout(const char *cmd);
-/* SIGHUP to the pid in the pidfile, if that process exists. */
-void admin_tell_server(const char *pidfile);
+/* SIGHUP to the pid in the pidfile, if that process exists and is a
+ * tarpitd (its name, or it holds the control socket); a stale pidfile is
+ * reported, never signalled. */
+void admin_tell_server(const char *pidfile, const char *control);
+/* The pid a pidfile names (> 1), or 0. */
+long long admin_read_pidfile(const char *pidfile);
+/* Whether process pid runs tarpitd (/proc/PID/comm). */
+bool admin_pid_is_tarpitd(long long pid);
 
 /* A growing text; oom once an allocation failed (then it stays as it was). */
 struct buf {

@@ -177,7 +177,7 @@ int admin_passwd(const char *path, int argc, char **argv)
 	}
 	printf("tarpitd: password for %s set in %s\n", user, admin_cfg.auth.users);
 	fflush(stdout);
-	admin_tell_server(admin_cfg.server.pidfile);
+	admin_tell_server(admin_cfg.server.pidfile, admin_cfg.server.control);
 	status = 0;
 out:
 	wipe(pw, sizeof pw);

@@ -511,7 +511,7 @@ int admin_set(const char *path, int argc, char **argv)
 		admin_fail(0, "warning: the directory of %s could not be synced: %s", tg.dest, strerror(errno));
 	fputs(report.p, stdout);
 	fflush(stdout);
-	admin_tell_server(neu.server.pidfile);
+	admin_tell_server(neu.server.pidfile, neu.server.control);
 	status = 0;
 	goto out;
 oom:

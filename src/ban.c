@@ -1,5 +1,6 @@
 #include "ban.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <string.h>
@@ -9,6 +10,8 @@
 #include "gen.h"
 #include "harvest.h"
 #include "log.h"
+#include "loop.h"
+#include "priv.h"
 #include "server.h"
 
 static struct {
@@ -28,6 +31,9 @@ void ban_init(void)
 
 void ban_fini(void)
 {
+	if (priv_fd() >= 0 && S.loop)
+		loop_del(S.loop, priv_fd());
+	priv_stop(); /* the helper removes the pidfile and control socket, then exits */
 	if (B.fa_ready)
 		posix_spawn_file_actions_destroy(&B.fa);
 	B.fa_ready = false;
@@ -50,6 +56,17 @@ static void run_ban(const struct ip_addr *peer, const char *ip)
 
 	if (h->ban_argc == 0 || !harvest_ban_due(S.harvest, peer, S.now, &S.hp))
 		return;
+	if (priv_fd() >= 0) {
+		/* After `user =`, the helper runs it with CAP_NET_ADMIN (priv.h). */
+		if (priv_ban(ip) != 0) {
+			B.ban_failures++;
+			log_msg(LOG_LVL_ERROR, "event=ban_failed ip=%s error=\"%s\"", ip, strerror(errno));
+			return;
+		}
+		B.bans_total++;
+		log_msg(LOG_LVL_NOTICE, "event=ban ip=%s via=helper", ip);
+		return;
+	}
 	for (unsigned i = 0; i < h->ban_argc; i++)
 		argv[i] = (char *)(i == h->ban_addr ? ip : h->ban_buf + h->ban_off[i]);
 	argv[h->ban_argc] = NULL;
@@ -63,11 +80,38 @@ static void run_ban(const struct ip_addr *peer, const char *ip)
 	log_msg(LOG_LVL_NOTICE, "event=ban ip=%s pid=%ld", ip, (long)pid);
 }
 
+static void helper_failed(int status)
+{
+	B.ban_failures++;
+	if (status < 0)
+		log_msg(LOG_LVL_WARNING, "event=ban_failed via=helper error=\"%s\"", strerror(-status));
+	else
+		log_msg(LOG_LVL_WARNING, "event=ban_failed via=helper status=%d", status);
+}
+
+void ban_helper_event(void)
+{
+	int status, r;
+
+	while ((r = priv_answer(&status)) > 0)
+		if (status != 0)
+			helper_failed(status);
+	if (r < 0 && priv_fd() >= 0) {
+		log_msg(LOG_LVL_ERROR, "event=priv_helper_lost (bans fail from now on)");
+		loop_del(S.loop, priv_fd());
+		priv_drop(); /* never a blocking wait on the loop */
+	}
+}
+
 void ban_reap(void)
 {
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (priv_exited(pid)) {
+			log_msg(LOG_LVL_ERROR, "event=priv_helper_exited status=%d", status);
+			continue;
+		}
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 			B.ban_failures++;
 			log_msg(LOG_LVL_WARNING, "event=ban_failed pid=%ld status=%d", (long)pid, status);

@@ -6,7 +6,9 @@
  * a source's discredit once, and runs the [harvest] ban command for it at
  * most once per window: argv split once at load, the address as its own
  * word, no shell, posix_spawn so the loop never waits, children reaped on
- * SIGCHLD. Nothing allocates after ban_init().
+ * SIGCHLD. After `user =` the command is run by the privileged helper
+ * (priv.h) with CAP_NET_ADMIN, and its failures come back as answers.
+ * Nothing allocates after ban_init().
  */
 #ifndef TARPITD_BAN_H
 #define TARPITD_BAN_H
@@ -31,6 +33,8 @@ void ban_init(void);
 void ban_fini(void);
 /* SIGCHLD: reaps the ban commands, counting those that failed. */
 void ban_reap(void);
+/* The privileged helper's answers are readable (TAG_PRIV). */
+void ban_helper_event(void);
 
 /* discredits_total, bans_total, ban_failures (for the stats line). */
 void ban_counters(uint64_t v[3]);

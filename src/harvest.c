@@ -30,10 +30,11 @@
 struct entry {
 	bool discredited;
 	bool banned;
+	uint16_t offences;     /* every offence since the count began (for `harvest`; saturates) */
 	uint32_t count;        /* unknown recipients in the current window */
 	uint32_t prev, next;   /* LRU list: prev is more recently seen */
 	struct ip_addr key;    /* IPv4 address, or IPv6 /64 with the host part zeroed */
-	uint64_t window_start; /* of the current counting window */
+	uint64_t window_start; /* of the current counting window; while discredited: since when */
 	uint64_t last_offence; /* the mark lasts a window from here */
 	uint64_t last_ban;     /* valid when banned */
 };
@@ -230,7 +231,7 @@ static void expire(struct entry *e, uint64_t now, const struct harvest_params *p
 {
 	if (e->discredited && elapsed(now, e->last_offence) >= p->window_ms) {
 		e->discredited = false;
-		e->count = 0;
+		e->count = e->offences = 0;
 		e->window_start = now;
 	}
 }
@@ -346,16 +347,21 @@ bool harvest_unknown(struct harvest *h, const struct ip_addr *a, uint64_t now_ms
 
 	if (!e)
 		return false;
-	if (elapsed(now_ms, e->window_start) >= p->window_ms) {
-		e->count = 0;
+	/* While discredited the count no longer matters (the mark's end resets
+	 * it) and window_start keeps the time of the discredit. */
+	if (!e->discredited && elapsed(now_ms, e->window_start) >= p->window_ms) {
+		e->count = e->offences = 0;
 		e->window_start = now_ms;
 	}
 	if (e->count < UINT32_MAX)
 		e->count++;
+	if (e->offences < UINT16_MAX)
+		e->offences++;
 	e->last_offence = now_ms;
 	if (e->discredited || e->count < p->threshold)
 		return false;
 	e->discredited = true;
+	e->window_start = now_ms;
 	return true;
 }
 
@@ -367,9 +373,12 @@ bool harvest_hangup(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
 	if (!e)
 		return false;
 	e->last_offence = now_ms;
+	if (e->offences < UINT16_MAX)
+		e->offences++;
 	if (e->discredited)
 		return false;
 	e->discredited = true;
+	e->window_start = now_ms;
 	return true;
 }
 
@@ -396,6 +405,58 @@ uint32_t harvest_count_discredited(const struct harvest *h, uint64_t now_ms,
 	for (i = 0; i < h->used; i++)
 		if (h->e[i].discredited && elapsed(now_ms, h->e[i].last_offence) < p->window_ms)
 			n++;
+	return n;
+}
+
+bool harvest_entry(const struct harvest *h, uint32_t i, uint64_t now_ms, const struct harvest_params *p,
+		   struct harvest_info *out)
+{
+	const struct entry *e;
+
+	if (!h || !p || i >= h->used)
+		return false;
+	e = &h->e[i];
+	if (!e->discredited || elapsed(now_ms, e->last_offence) >= p->window_ms)
+		return false;
+	out->source = e->key;
+	out->offences = e->offences;
+	out->since_ms = e->window_start;
+	out->until_ms = e->last_offence + p->window_ms;
+	return true;
+}
+
+/* The entry keeps its place in the table and its hash slot: it only
+ * starts again as a source without offences. Its ban record goes too, so
+ * a later discredit may run the ban command again. */
+static void forgive(struct entry *e, uint64_t now)
+{
+	e->discredited = e->banned = false;
+	e->count = e->offences = 0;
+	e->window_start = now;
+}
+
+uint32_t harvest_forgive(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
+			 const struct harvest_params *p)
+{
+	uint32_t n = 0;
+
+	if (!h || !p)
+		return 0;
+	if (a) {
+		struct entry *e = entry_of(h, a, now_ms, p, false);
+
+		if (!e || !e->discredited)
+			return 0;
+		forgive(e, now_ms);
+		return 1;
+	}
+	for (uint32_t i = 0; i < h->used; i++) {
+		expire(&h->e[i], now_ms, p);
+		if (h->e[i].discredited) {
+			forgive(&h->e[i], now_ms);
+			n++;
+		}
+	}
 	return n;
 }
 

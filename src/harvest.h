@@ -52,6 +52,21 @@ bool harvest_ban_due(struct harvest *h, const struct ip_addr *a, uint64_t now_ms
 /* Sources discredited at now_ms (O(table_size): for stats only). */
 uint32_t harvest_count_discredited(const struct harvest *h, uint64_t now_ms,
 				   const struct harvest_params *p);
+/* One discredited source, for `tarpitd harvest` (SPEC §2). */
+struct harvest_info {
+	struct ip_addr source; /* IPv4 address, or IPv6 /64 with the host part zeroed */
+	uint32_t offences;     /* unknown recipients and hang-ups counted */
+	uint64_t since_ms;     /* discredited at */
+	uint64_t until_ms;     /* the mark ends then, unless a new offence comes */
+};
+/* Entry i (0 .. harvest_used() - 1) into out when it is discredited at
+ * now_ms; false otherwise. */
+bool harvest_entry(const struct harvest *h, uint32_t i, uint64_t now_ms, const struct harvest_params *p,
+		   struct harvest_info *out);
+/* Clears the mark of a's source (a NULL: of every source), as if it had
+ * never offended; returns how many marks were cleared. */
+uint32_t harvest_forgive(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
+			 const struct harvest_params *p);
 uint32_t harvest_size(const struct harvest *h);
 uint32_t harvest_used(const struct harvest *h);
 

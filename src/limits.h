@@ -129,8 +129,17 @@
 #define TICK_MS 1000
 /* A TLS handshake must finish within this. */
 #define HANDSHAKE_MS 30000
-/* Control clients served at once; more are refused. */
+/* Control clients served at once; when all are taken, the one that has
+ * waited longest gives its place to a new one. */
 #define CONTROL_CLIENTS 4
+/* A control client that sends no request, or reads none of its answer,
+ * for this long is closed (SPEC §9: each request within 1 s). */
+#define CONTROL_DEADLINE_MS 1000
+#define CONTROL_REQ_MAX 64      /* one request line ("forgive ADDR") */
+#define CONTROL_LINE_MAX 1024   /* one answer line: the longest stats line fits */
+#define CONTROL_LINES_PER_EVENT 32 /* answer lines sent per readiness: no client holds the loop */
+/* Ban commands the privileged helper runs at once; more fail (counted). */
+#define PRIV_CHILDREN 8
 /* Replies queued per connection; then the transport stops reading
  * (back-pressure). 16 covers a full pipelined group and its 421. */
 #define OUTQ_MAX 16

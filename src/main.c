@@ -23,6 +23,7 @@ static const char usage[] =
 	"       tarpitd [-c FILE] set (NAME|--all) KEY=VALUE..  change connector settings\n"
 	"       tarpitd [-c FILE] stats                       counters of the running server\n"
 	"       tarpitd [-c FILE] passwd USER                 add/replace a user (password on stdin)\n"
+	"       tarpitd [-c FILE] harvest [forgive ADDR|all]  list discredited sources / clear them\n"
 	"       tarpitd --version | --help\n"
 	"The default FILE is " DEFAULT_CONFIG ".\n";
 
@@ -98,6 +99,7 @@ static const struct command {
 	{"set", admin_set, false},
 	{"stats", admin_stats, false},
 	{"passwd", admin_passwd, false},
+	{"harvest", admin_harvest, false},
 };
 
 int main(int argc, char **argv)

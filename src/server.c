@@ -24,6 +24,7 @@
 #include "log.h"
 #include "loop.h"
 #include "maildir.h"
+#include "priv.h"
 #include "recipients.h"
 #include "tls.h"
 #include "util.h"
@@ -33,8 +34,9 @@ struct server S;
 /* What only the loop itself uses. */
 static struct {
 	int sigpipe[2];
+	bool pidfile_ours; /* written by this process: only then removed */
 	struct tw_node tick;
-} R = {{-1, -1}, {0}};
+} R = {{-1, -1}, false, {0}};
 
 /* Set by on_signal, indexed by signal number; SIGINT counts as SIGTERM. */
 static volatile sig_atomic_t sig_seen[NSIG];
@@ -126,6 +128,9 @@ static int setup(struct config *cfg)
 	for (unsigned i = 0; i < S.gen->n; i++)
 		if (S.gen->connectors[i].cf->max_recipients_per_message > S.max_rcpt)
 			S.max_rcpt = (uint16_t)S.gen->connectors[i].cf->max_recipients_per_message;
+	/* Before any socket or file is opened: the helper holds none of them. */
+	if (priv_start(&S.gen->cfg) != 0)
+		return -1;
 
 	/* Every slot may need two descriptors (its socket and the message it
 	 * is receiving), plus FD_RESERVED (limits.h). The soft limit is
@@ -151,6 +156,8 @@ static int setup(struct config *cfg)
 			S.boot.max_connections);
 		return -1;
 	}
+	if (priv_fd() >= 0 && loop_add(S.loop, priv_fd(), LOOP_READ, TAG_PRIV) != 0)
+		return -1;
 	S.rcpts = recipients_load(S.boot.recipients, err, sizeof err);
 	if (!S.rcpts)
 		goto failed;
@@ -186,6 +193,7 @@ static int setup(struct config *cfg)
 		log_msg(LOG_LVL_ERROR, "cannot write pidfile %s: %s", S.boot.pidfile, strerror(errno));
 		return -1;
 	}
+	R.pidfile_ours = S.boot.pidfile[0] != 0;
 	if (S.boot.user[0] && drop_privileges(S.boot.user) != 0)
 		return -1;
 	S.md = maildir_open(S.boot.spool, S.boot.hostname, err, sizeof err);
@@ -230,8 +238,8 @@ static void teardown(void)
 			conn_close(&S.tab->slots[i], "shutdown");
 	listen_close_all();
 	control_close(S.boot.control);
-	if (S.boot.pidfile[0])
-		unlink(S.boot.pidfile);
+	if (R.pidfile_ours)
+		unlink(S.boot.pidfile); /* fails after the drop from a root-owned directory: priv removes it */
 	maildir_close(S.md);
 	recipients_unref(S.rcpts);
 	users_free(S.users);
@@ -267,6 +275,8 @@ static void dispatch(const struct loop_event *ev)
 		char b[64];
 		while (read(R.sigpipe[0], b, sizeof b) > 0)
 			;
+	} else if (ev->tag == TAG_PRIV) {
+		ban_helper_event();
 	} else if ((ev->tag & ~0xffu) == TAG_CONTROL) {
 		control_event(ev->tag);
 	} else if (ev->tag & TAG_LISTENER) {
@@ -303,7 +313,7 @@ int server_run(struct config *cfg)
 		while ((node = tw_expire(&S.wheel, S.now)) != NULL) {
 			if (node == &R.tick)
 				on_tick();
-			else
+			else if (!control_timer(node))
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
 		conn_run_commits();

@@ -31,6 +31,7 @@ struct stats {
 #define TAG_LISTENER 0x80000000u /* | listener index */
 #define TAG_SIGNAL 0x40000000u
 #define TAG_CONTROL 0x20000000u  /* the control socket; | (i + 1): client i */
+#define TAG_PRIV 0x10000000u     /* the privileged helper's answers (ban) */
 
 /* The context every module of the loop reads on every event: the clock,
  * the loop, the table and what the current configuration loaded. One

@@ -11,7 +11,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, DEFAULT_RECIPIENTS, needs_tls
+from conftest import BIN, DEFAULT_RECIPIENTS, free_port, needs_tls
 
 
 def run(*args, timeout=10):
@@ -458,45 +457,45 @@ def test_set_can_repair_a_broken_value(tmp_path):
     assert run("-c", ini, "check").returncode == 0
 
 
-HUP_CHILD = """
-import signal, sys, time
-def hup(*_):
-    with open(sys.argv[1], "a") as f:
-        f.write("HUP\\n")
-signal.signal(signal.SIGHUP, hup)
-print("ready", flush=True)
-end = time.time() + 20
-while time.time() < end:
-    time.sleep(0.05)
-"""
-
-
 def test_set_tells_running_server_to_reload(tmp_path):
-    marks = tmp_path / "hups"
-    child = subprocess.Popen([sys.executable, "-c", HUP_CHILD, str(marks)], stdout=subprocess.PIPE)
+    """`set` signals the server the pidfile names, and only that server (a
+    real tarpitd: a stale pidfile is never signalled, SPEC §2)."""
+    port = free_port()
+    ini = write(tmp_path, TWO.replace("2525", str(port)).replace(
+        "log = stderr\n", "log = stderr\npidfile = tarpitd.pid\ncontrol = ctl.sock\n"))
+    (tmp_path / "spool").mkdir()
+    log = open(tmp_path / "stderr.log", "wb")
+    srv = subprocess.Popen([str(BIN), "-c", str(ini), "run"], cwd=str(tmp_path),
+                           stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    pidfile = tmp_path / "tarpitd.pid"
+
+    def reloads():
+        return (tmp_path / "stderr.log").read_text(errors="replace").count("event=reload connectors=")
+
     try:
-        assert child.stdout.readline() == b"ready\n"
-        (tmp_path / "tarpitd.pid").write_text(f"{child.pid}\n")
-        ini = write(tmp_path, TWO.replace("log = stderr\n", "log = stderr\npidfile = tarpitd.pid\n"))
+        end = time.monotonic() + 10
+        while not (pidfile.exists() and pidfile.read_text().strip() == str(srv.pid)):
+            assert srv.poll() is None and time.monotonic() < end, (tmp_path / "stderr.log").read_text()
+            time.sleep(0.02)
         p = run("-c", ini, "set", "Trusted Hosts", "tarpit_interval=00:00:01")
         assert p.returncode == 0, p.stderr
         assert p.stdout == ("Trusted Hosts: tarpit_interval 00:00:00 -> 00:00:01\n"
-                            f"tarpitd: told the server (pid {child.pid}) to reload\n")
-        # The child's handler creates the file, then writes: wait for the
-        # line, not for the file.
+                            f"tarpitd: told the server (pid {srv.pid}) to reload\n")
+        # The server logs its reload: wait for the line.
         end = time.monotonic() + 5
-        while not (marks.exists() and marks.read_text()) and time.monotonic() < end:
+        while reloads() == 0 and time.monotonic() < end:
             time.sleep(0.02)
-        assert marks.read_text() == "HUP\n"
+        assert reloads() == 1
         # Nothing changed: nobody is disturbed.
         p = run("-c", ini, "set", "Trusted Hosts", "tarpit_interval=00:00:01")
         assert p.returncode == 0 and p.stdout == ""
         time.sleep(0.2)
-        assert marks.read_text() == "HUP\n"
-        assert child.poll() is None
+        assert reloads() == 1
+        assert srv.poll() is None
     finally:
-        child.kill()
-        child.wait()
+        srv.terminate()
+        srv.wait(10)
+        log.close()
 
 
 def test_set_without_running_server_is_quiet(tmp_path):
@@ -608,7 +607,10 @@ def test_stats_server_not_running(tmp_path):
 
 
 def test_stats_prints_the_answer_unchanged(tmp_path):
-    ini = write(tmp_path, TWO.replace("log = stderr\n", "log = stderr\ncontrol = ctl.sock\n"))
+    # This process plays the server: the pidfile names it, as a server's
+    # names the server (stats talks only to the process it names, SPEC §2).
+    (tmp_path / "tarpitd.pid").write_text(f"{os.getpid()}\n")
+    ini = write(tmp_path, TWO.replace("log = stderr\n", "log = stderr\ncontrol = ctl.sock\npidfile = tarpitd.pid\n"))
     answer = (b'scope=server connections_total=3 connections_current=0\n'
               b'scope=connector name="Default Frontend" connections_total=2\n'
               b'scope=connector name="Trusted Hosts" connections_total=1\n')

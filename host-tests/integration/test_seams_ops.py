@@ -82,7 +82,6 @@ def discredit_by_hangup(m, source):
 # ---------------------------------------------------------------- item 10
 
 @needs_root
-@fixme(10)
 def test_item10_clean_stop_removes_pidfile_and_socket_after_privilege_drop(open_dir):
     """SPEC §2: "A clean stop removes the pidfile and the control socket."
     Issue 13.10: also when `user =` dropped privileges after creating them
@@ -107,7 +106,30 @@ tarpit_interval = 00:00:00
     assert left == [], f"left behind after a clean stop: {left}"
 
 
-@fixme(10)
+@needs_root
+def test_item10_failed_second_start_leaves_the_running_servers_files(open_dir):
+    """The clean-up at the stop removes only the daemon's own pidfile and
+    control socket: a second instance of the same INI that fails to start
+    (its port is taken) leaves the running one's in place."""
+    spool = nobody_spool(open_dir)
+    m = Multi(open_dir, """\
+[connector "Default Frontend"]
+bindings = 127.0.0.1:{port}
+tarpit_interval = 00:00:00
+""", server_extra="user = nobody\n", spool=str(spool))
+    try:
+        m.wait_log("event=start")
+        second = run_bounded(["-c", m.ini, "run"], seconds=10)
+        assert second.returncode == 1, second
+        pid, sock = open_dir / "tarpitd.pid", open_dir / "control.sock"
+        assert pid.read_text().strip() == str(m.proc.pid)
+        assert stat.S_ISSOCK(sock.stat().st_mode)
+        assert m.tarpitd("stats").returncode == 0
+    finally:
+        m.stop()
+    assert not os.path.lexists(open_dir / "control.sock")
+
+
 def test_item10_set_never_signals_a_stale_pid(tmp_path):
     """SPEC §2: "`set` and `stats` act on the server named by the pidfile
     only when that process is a running tarpitd; a stale pidfile (the PID
@@ -123,6 +145,41 @@ def test_item10_set_never_signals_a_stale_pid(tmp_path):
         assert other.poll() is None, f"set signalled pid {other.pid} (sleep): {p.stdout!r} {p.stderr!r}"
         assert str(other.pid) in p.stderr, f"the stale pidfile is not reported: {p.stderr!r}"
     finally:
+        other.kill()
+        other.wait()
+
+
+def test_item10_stats_talks_only_to_a_tarpitd(tmp_path):
+    """SPEC §2: `stats` acts on the server only when that process is a
+    running tarpitd. A control socket held by another program (this test
+    process, which the pidfile does not name) is reported, its answer not
+    printed; the same socket named by the pidfile is believed."""
+    other = subprocess.Popen(["sleep", "30"])
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        (tmp_path / "tarpitd.pid").write_text(f"{other.pid}\n")
+        ini = write(tmp_path, TWO.replace("log = stderr\n", "log = stderr\npidfile = tarpitd.pid\ncontrol = ctl.sock\n"))
+        srv.bind(str(tmp_path / "ctl.sock"))
+        srv.listen(4)
+        srv.settimeout(5)
+        p = run_bounded(["-c", ini, "stats"])
+        assert p.returncode == 1 and str(os.getpid()) in p.stderr and "not a running tarpitd" in p.stderr, p
+        assert p.stdout == ""
+        (tmp_path / "tarpitd.pid").write_text(f"{os.getpid()}\n")
+        t = subprocess.Popen([str(BIN), "-c", str(ini), "stats"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        while True:   # the refused attempt left a connection in the backlog
+            c, _ = srv.accept()
+            c.settimeout(5)
+            if c.recv(100) == b"stats\n":
+                break
+            c.close()
+        c.sendall(b"scope=server connections_total=0\n")
+        c.close()
+        out, err = t.communicate(timeout=5)
+        assert t.returncode == 0 and out == "scope=server connections_total=0\n", err
+    finally:
+        srv.close()
         other.kill()
         other.wait()
 
@@ -328,7 +385,6 @@ tarpit_interval = 00:00:00
     return names + ["Default Frontend"], text
 
 
-@fixme(15)
 def test_item15_stats_and_sigusr1_are_never_cut(multi):
     """SPEC §2: `stats` prints one `scope=server` line and one
     `scope=connector name="…"` line per connector, with every counter;
@@ -350,7 +406,6 @@ def test_item15_stats_and_sigusr1_are_never_cut(multi):
     assert logged == names, f"SIGUSR1 logged {len(logged)} of {len(names)} connectors completely"
 
 
-@fixme(16)
 def test_item16_idle_control_clients_do_not_block_stats(multi):
     """SPEC §9: "The control socket serves each request within a deadline
     (1 s) and never lets idle clients block `stats`"."""
@@ -548,7 +603,6 @@ CAP_NET_ADMIN = 12
 
 
 @needs_root
-@fixme(19)
 def test_item19_ban_command_runs_with_the_rights_it_needs(open_dir):
     """Issue 13.19: "`ban_command` after `user =` ... the README's `nft`
     recipe can never work. Make it work ... and test that the command is
@@ -590,9 +644,35 @@ tarpit_all_after_unknown = no
         f"ban command ran as uid {uid.strip()} with CapEff {caps:#x}: nft cannot change a set")
 
 
+@needs_root
+def test_item19_helper_ban_failure_is_counted(open_dir):
+    """The privileged helper answers each ban command's status: a command
+    that fails is logged and counted in `ban_failures`, as without `user =`
+    (and the helper never holds up the daemon's clean stop)."""
+    spool = nobody_spool(open_dir)
+    m = Multi(open_dir, """\
+[connector "Default Frontend"]
+bindings = 127.0.0.1:{port}
+tarpit_interval = 00:00:02
+tarpit_all_after_unknown = no
+""", server_extra="user = nobody\n" + harvest_section(threshold=1, window="00:01:00", ban="/bin/false %a"),
+        spool=str(spool))
+    try:
+        m.wait_log("event=start")
+        discredit_by_hangup(m, "127.0.0.71")
+        m.wait_log(r"event=ban_failed via=helper status=256")
+        p = m.tarpitd("stats")
+        assert p.returncode == 0, p.stderr
+        server = logfmt(p.stdout.splitlines()[0])
+        assert (server["bans_total"], server["ban_failures"]) == ("1", "1"), server
+    finally:
+        m.stop()
+        print(m.stderr())
+    assert m.proc.returncode == 0
+
+
 # ---------------------------------------------------------------- item 20
 
-@fixme(20)
 def test_item20_harvest_lists_and_forgives(harvest_server):
     """SPEC §2: "`harvest` lists the discredited sources of the running
     server (address or /64, offences, discredited since, until), one per

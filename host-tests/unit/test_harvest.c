@@ -502,6 +502,62 @@ out:
 	free(src);
 }
 
+/* `tarpitd harvest` and `harvest forgive` (SPEC §2): the listing shows
+ * only discredited sources, with offences, since and until; forgiving one
+ * (by any address of its /64) or all clears the mark and the ban record. */
+static void test_list_and_forgive(void)
+{
+	struct harvest *h = harvest_new(8);
+	struct harvest_info hi;
+	struct ip_addr a;
+	unsigned listed = 0;
+
+	CHECK(h != NULL);
+	if (!h)
+		return;
+	CHECK(!unk(h, "192.0.2.1", 10));
+	CHECK(!unk(h, "192.0.2.1", 20));
+	CHECK(unk(h, "192.0.2.1", 30));
+	CHECK(!unk(h, "192.0.2.1", 40));  /* a fourth offence extends the mark */
+	CHECK(hang(h, "2001:db8:1:2::5", 50));
+	CHECK(!unk(h, "192.0.2.9", 50));   /* one offence: not listed */
+	CHECK(ban(h, "192.0.2.1", 60));
+	for (uint32_t i = 0; i < harvest_used(h); i++) {
+		if (!harvest_entry(h, i, 100, &p, &hi))
+			continue;
+		listed++;
+		if (ip_is_v4(&hi.source)) {
+			a = A("192.0.2.1");
+			CHECK(ip_cmp(&hi.source, &a) == 0);
+			CHECK(hi.offences == 4 && hi.since_ms == 30 && hi.until_ms == 1040);
+		} else {
+			a = A("2001:db8:1:2::");
+			CHECK(ip_cmp(&hi.source, &a) == 0);
+			CHECK(hi.offences == 1 && hi.since_ms == 50 && hi.until_ms == 1050);
+		}
+	}
+	CHECK(listed == 2);
+	CHECK(!harvest_entry(h, harvest_used(h), 100, &p, &hi));
+	a = A("192.0.2.9");
+	CHECK(harvest_forgive(h, &a, 100, &p) == 0); /* not discredited */
+	a = A("192.0.2.1");
+	CHECK(harvest_forgive(h, &a, 100, &p) == 1);
+	CHECK(!disc(h, "192.0.2.1", 101));
+	CHECK(harvest_forgive(h, &a, 101, &p) == 0);
+	/* It starts again from nothing: three new offences to discredit, and
+	 * the ban may run again. */
+	CHECK(!unk(h, "192.0.2.1", 110) && !unk(h, "192.0.2.1", 120) && unk(h, "192.0.2.1", 130));
+	CHECK(ban(h, "192.0.2.1", 140));
+	a = A("2001:db8:1:2:ffff::1"); /* inside the /64 */
+	CHECK(harvest_forgive(h, &a, 150, &p) == 1);
+	CHECK(!disc(h, "2001:db8:1:2::5", 151));
+	CHECK(hang(h, "2001:db8:1:2::5", 160));
+	CHECK(harvest_forgive(h, NULL, 170, &p) == 2);
+	CHECK(harvest_count_discredited(h, 171, &p) == 0);
+	CHECK(harvest_forgive(NULL, NULL, 0, &p) == 0);
+	harvest_free(h);
+}
+
 int main(void)
 {
 	test_basics();
@@ -511,6 +567,7 @@ int main(void)
 	test_families();
 	test_lru();
 	test_ban();
+	test_list_and_forgive();
 	test_model(1, 3, 200000);
 	test_model(7, 20, 200000);
 	test_model(64, 150, 200000);
