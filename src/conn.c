@@ -422,7 +422,8 @@ static void run_line(struct conn *c, const struct smtp_env *e, const struct smtp
 		outq_push(c, r);
 		if (r.id == R_550_UNKNOWN || r.id == R_550_RELAY)
 			log_rcpt_reject(c, l->text, len, (enum reply_id)r.id);
-		if (r.id == R_550_UNKNOWN && ban_offence(BAN_UNKNOWN_RCPT, c))
+		if ((r.id == R_550_UNKNOWN && ban_offence(BAN_UNKNOWN_RCPT, c)) ||
+		    (r.id == R_535_AUTH && ban_offence(BAN_AUTH_FAILED, c)))
 			smtp_session_discredit(&c->s);
 		if (r.id == R_235_AUTH || r.id == R_535_AUTH)
 			log_msg(LOG_LVL_INFO, "event=auth id=%u result=%s", c->id, r.id == R_235_AUTH ? "ok" : "failed");

@@ -119,7 +119,6 @@ def test_item02_discredit_reaches_sessions_already_open(harvest_server):
 
 # ---------------------------------------------------------------- item 3
 
-@fixme(3)
 def test_item03_failed_auth_is_a_harvest_offence(multi, tmp_path):
     """SPEC §8: "A failed AUTH is an offence like an unknown recipient, so
     password guessing from many parallel sessions of one source is
