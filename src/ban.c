@@ -137,6 +137,12 @@ bool ban_offence(enum ban_event ev, struct conn *c)
 		if (harvest_unknown(S.harvest, &c->peer, S.now, &S.hp))
 			discredited_now(c, "unknown_recipients");
 		break;
+	case BAN_AUTH_FAILED:
+		/* SPEC §8: password guessing spread over many sessions of one
+		 * source is an offence toward the same threshold. */
+		if (harvest_unknown(S.harvest, &c->peer, S.now, &S.hp))
+			discredited_now(c, "auth_failures");
+		break;
 	case BAN_HANGUP:
 		if (harvest_hangup(S.harvest, &c->peer, S.now, &S.hp))
 			discredited_now(c, "hangup_while_tarpitted");

@@ -21,6 +21,7 @@ struct conn;
 enum ban_event {
 	BAN_GREETING,     /* the greeting is due: is the source a known harvester? */
 	BAN_UNKNOWN_RCPT, /* a recipient was unknown (550) */
+	BAN_AUTH_FAILED,  /* an AUTH failed (535): counted as an unknown recipient is */
 	BAN_HANGUP,       /* the client hung up while a tarpitted reply was pending */
 	BAN_RCPT,         /* a RCPT reply is due: was the source discredited meanwhile? */
 };

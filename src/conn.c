@@ -15,6 +15,7 @@
 #include "server.h"
 #include "smtp_data.h"
 #include "tls.h"
+#include "verify.h"
 
 _Static_assert(TLS_READ_CHUNK <= SMTP_LINE_MAX, "what follows the end of data must fit in[]");
 _Static_assert(READ_BUF % TLS_READ_CHUNK == 0, "read_data's TLS loop reads whole chunks");
@@ -38,13 +39,16 @@ static struct commit_round commits;
 static char rbuf[READ_BUF];
 static char dbuf[sizeof rbuf + 1];
 char conn_wbuf[OUTQ_MAX * REPLY_MAX];
+/* Where a session hands out AUTH credentials; verify_start() takes them
+ * at once and they are wiped. */
+static struct smtp_creds creds;
 
 static void conn_pump(struct conn *c);
 
 /* The one place session transitions are traced (log_level = debug). */
 static void trace_state(const struct smtp_session *s, enum smtp_state to)
 {
-	static const char names[][10] = {"cmd", "data_wait", "data", "tls_wait", "closing"};
+	static const char names[][10] = {"cmd", "data_wait", "data", "tls_wait", "auth_wait", "closing"};
 	const struct conn *c = (const struct conn *)(const void *)((const char *)s - offsetof(struct conn, s));
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_msg(LOG_LVL_DEBUG, "event=state id=%u from=%s to=%s", c->id, names[s->state], names[to]);
@@ -142,7 +146,7 @@ void conn_peer_text(const struct conn *c, char *buf, size_t len)
 
 static struct smtp_env session_env(struct conn *c)
 {
-	struct smtp_env e = {c->connector->cf, S.rcpts, S.users, S.tls != NULL};
+	struct smtp_env e = {c->connector->cf, S.rcpts, S.users, S.tls != NULL, &creds};
 	return e;
 }
 
@@ -226,6 +230,7 @@ void conn_close(struct conn *c, const char *reason)
 	log_msg(LOG_LVL_INFO, "event=disconnect id=%u ip=%s reason=%s errors=%u unknown=%u",
 		c->id, ip, reason, c->s.errors, c->s.unknown);
 	maildir_abort(S.md, &c->msg);
+	verify_cancel(c);
 	tls_release(S.tls, c->tls); /* none: -1 */
 	c->tls = -1;
 	smtp_session_reset(&c->s);
@@ -402,14 +407,46 @@ static void log_rcpt_reject(struct conn *c, const char *line, size_t len, enum r
 		reply_code(id), text);
 }
 
+/* Queues a reply and tells the log and the harvest table what it says;
+ * the line it answers (NULL: none to quote) is quoted for a rejected
+ * recipient. */
+static void take_reply(struct conn *c, struct smtp_reply r, const char *line, size_t len)
+{
+	/* Another session of this source may have discredited it since
+	 * this one began (SPEC §8): one O(1) lookup per RCPT reply not
+	 * delayed anyway, until this session knows. */
+	if ((r.flags & (RF_RCPT | RF_TARPIT)) == RF_RCPT && ban_offence(BAN_RCPT, c)) {
+		smtp_session_discredit(&c->s);
+		r.flags |= RF_TARPIT;
+	}
+	outq_push(c, r);
+	if (line && (r.id == R_550_UNKNOWN || r.id == R_550_RELAY))
+		log_rcpt_reject(c, line, len, (enum reply_id)r.id);
+	if ((r.id == R_550_UNKNOWN && ban_offence(BAN_UNKNOWN_RCPT, c)) ||
+	    (r.id == R_535_AUTH && ban_offence(BAN_AUTH_FAILED, c)))
+		smtp_session_discredit(&c->s);
+	if (r.id == R_235_AUTH || r.id == R_535_AUTH)
+		log_msg(LOG_LVL_INFO, "event=auth id=%u result=%s", c->id, r.id == R_235_AUTH ? "ok" : "failed");
+}
+
 /* Runs one command line and queues its replies. A rejected recipient's
- * log entry quotes the line (an over-long one is never quoted). */
+ * log entry quotes the line (an over-long one is never quoted). An AUTH
+ * whose credentials are complete gets no reply yet: its check starts. */
 static void run_line(struct conn *c, const struct smtp_env *e, const struct smtp_line *l)
 {
 	struct smtp_reply out[2];
 	size_t len = l->too_long ? 0 : l->len;
 	unsigned n = smtp_session_line(&c->s, e, l->text, l->len, l->too_long, out);
 
+	if (c->s.state == SMTP_AUTH_WAIT) {
+		if (!verify_start(c, S.users, &creds, S.now)) {
+			/* Not reached: process_input asked verify_may_start. Fail
+			 * safe: the AUTH fails, nothing is checked on the loop. */
+			log_msg(LOG_LVL_ERROR, "event=auth_error id=%u error=\"no verifier free\"", c->id);
+			n = smtp_session_auth_verdict(&c->s, e, false, out);
+		}
+		memset(&creds, 0, sizeof creds); /* a global: never dropped as dead */
+	}
 	for (unsigned i = 0; i < n; i++) {
 		struct smtp_reply r = out[i];
 		if (r.flags & RF_STARTTLS) {
@@ -419,21 +456,33 @@ static void run_line(struct conn *c, const struct smtp_env *e, const struct smtp
 			if (c->tls < 0)
 				r = smtp_session_starttls_failed(&c->s);
 		}
-		/* Another session of this source may have discredited it since
-		 * this one began (SPEC §8): one O(1) lookup per RCPT reply not
-		 * delayed anyway, until this session knows. */
-		if ((r.flags & (RF_RCPT | RF_TARPIT)) == RF_RCPT && ban_offence(BAN_RCPT, c)) {
-			smtp_session_discredit(&c->s);
-			r.flags |= RF_TARPIT;
-		}
-		outq_push(c, r);
-		if (r.id == R_550_UNKNOWN || r.id == R_550_RELAY)
-			log_rcpt_reject(c, l->text, len, (enum reply_id)r.id);
-		if (r.id == R_550_UNKNOWN && ban_offence(BAN_UNKNOWN_RCPT, c))
-			smtp_session_discredit(&c->s);
-		if (r.id == R_235_AUTH || r.id == R_535_AUTH)
-			log_msg(LOG_LVL_INFO, "event=auth id=%u result=%s", c->id, r.id == R_235_AUTH ? "ok" : "failed");
+		take_reply(c, r, l->text, len);
 	}
+}
+
+void conn_verified(struct conn *c, bool ok, uint64_t read_at)
+{
+	struct smtp_env e = session_env(c);
+	struct smtp_reply out[2];
+	/* SPEC §8: a 535 waits T after its command was read or the previous
+	 * reply went out (the time of the last pop while the queue is empty),
+	 * whichever is later; the check's own time is part of T. */
+	uint64_t base = c->outq_len == 0 && c->head_base > read_at ? c->head_base : read_at;
+	bool was_empty = c->outq_len == 0;
+	unsigned n = smtp_session_auth_verdict(&c->s, &e, ok, out);
+
+	for (unsigned i = 0; i < n; i++)
+		take_reply(c, out[i], NULL, 0);
+	if (was_empty && c->outq_len)
+		c->head_base = base;
+	/* The client waited for us: its idle clock starts again now. */
+	c->last_activity = S.now;
+	conn_pump(c);
+}
+
+void conn_verify_wake(struct conn *c)
+{
+	conn_pump(c);
 }
 
 /* Runs the complete command lines while the reply queue has room for a
@@ -443,8 +492,12 @@ static void process_input(struct conn *c)
 	struct smtp_env e = session_env(c);
 	struct smtp_line l;
 
-	while (c->s.state == SMTP_CMD && c->outq_len + 2 <= OUTQ_MAX &&
+	while (c->s.state == SMTP_CMD && c->outq_len + 2 <= OUTQ_MAX && !(c->cflags & CF_VWAIT) &&
 	       smtp_input_line(&c->inp, c->in, conn_aux(c), &c->s, S.users != NULL, &l)) {
+		/* A line that may hand out credentials runs once a verifier
+		 * is free; until then it stays in the buffer (queued). */
+		if (!l.too_long && smtp_session_may_verify(&c->s, l.text, l.len) && !verify_may_start(c))
+			break;
 		run_line(c, &e, &l);
 		smtp_input_consume(&c->inp, c->in, conn_aux(c), &l);
 		if (smtp_input_early(&c->inp, &c->s))
@@ -592,6 +645,14 @@ static bool conn_handshake(struct conn *c)
 	return true;
 }
 
+/* Command lines are read into the framing's buffers: between commands,
+ * and while an AUTH waits for its verdict (what the client pipelined
+ * behind it runs after). */
+static bool reads_commands(const struct conn *c)
+{
+	return c->s.state == SMTP_CMD || c->s.state == SMTP_AUTH_WAIT;
+}
+
 /* Returns false if the connection was closed. */
 static bool conn_read(struct conn *c)
 {
@@ -618,7 +679,7 @@ static bool conn_read(struct conn *c)
 		process_input(c);
 		return true;
 	}
-	if (c->s.state == SMTP_CMD) {
+	if (reads_commands(c)) {
 		char *at;
 		size_t r = smtp_input_room(&c->inp, c->in, conn_aux(c), &at);
 		if (r) {
@@ -646,6 +707,7 @@ static bool conn_read(struct conn *c)
 	}
 	switch (c->s.state) {
 	case SMTP_CMD:
+	case SMTP_AUTH_WAIT: /* kept for after the verdict */
 		if (keep)
 			smtp_input_got(&c->inp, (size_t)n);
 		process_input(c);
@@ -665,9 +727,15 @@ static bool wants_input(struct conn *c)
 	char *at;
 	if (c->cflags & (CF_EOF | CF_COMMIT))
 		return false;
-	if (c->phase != P_ACTIVE || c->s.state != SMTP_CMD)
+	if (c->phase != P_ACTIVE || !reads_commands(c))
 		return true;
 	return smtp_input_room(&c->inp, c->in, conn_aux(c), &at) > 0;
+}
+
+/* Its AUTH waits for a verifier or for the verdict. */
+static bool verifying(const struct conn *c)
+{
+	return c->s.state == SMTP_AUTH_WAIT || (c->cflags & CF_VWAIT);
 }
 
 static uint64_t idle_at(const struct conn *c)
@@ -694,6 +762,8 @@ static void conn_update(struct conn *c)
 			if (due > S.now)
 				idle = t;
 		}
+		if (verifying(c))
+			idle = t; /* likewise while its password is checked */
 		if (idle < t)
 			t = idle;
 		/* Decrypted input waiting inside TLS makes the socket look idle:
@@ -742,7 +812,8 @@ void conn_on_timer(struct conn *c)
 		return;
 	}
 	if (c->phase != P_LINGER &&
-	    (S.now >= c->deadline || (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) && S.now >= idle_at(c)))) {
+	    (S.now >= c->deadline ||
+	     (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) && !verifying(c) && S.now >= idle_at(c)))) {
 		conn_timeout(c);
 		return;
 	}
@@ -856,6 +927,7 @@ void conn_shutdown(struct conn *c)
 	/* Keep only a reply that is partly written, then say goodbye. */
 	c->outq_len = c->out_off ? 1 : 0;
 	maildir_abort(S.md, &c->msg);
+	verify_cancel(c);
 	smtp_session_reset(&c->s);
 	smtp_session_close(&c->s);
 	c->phase = P_ACTIVE;

@@ -9,7 +9,9 @@
  * only when octets are read and replies written. Nothing here allocates:
  * a connection is a slot of the table (conn_table), all its buffers in
  * the slot, and the scratch buffers are shared because only one
- * connection is served at a time.
+ * connection is served at a time. A session waiting for its AUTH verdict
+ * (verify.c) reads on into its buffers but runs nothing, and its idle
+ * clock stops: the client is waiting for us.
  */
 #ifndef TARPITD_CONN_H
 #define TARPITD_CONN_H
@@ -39,6 +41,7 @@ enum conn_phase {
 enum {
 	CF_EOF = 1u,    /* the client closed its side */
 	CF_WANTW = 4u,  /* the socket refused output: wait for writability */
+	CF_VWAIT = 8u,  /* its AUTH line waits for a free verifier (verify.c's queue) */
 	CF_STOP = 16u,  /* shutting down: close after the message in progress */
 	CF_COMMIT = 64u, /* the message waits for this loop pass's sync round */
 };
@@ -98,6 +101,10 @@ void conn_run_commits(void);
  * gets [server] shutdown_timeout to finish its message (then the 250 and
  * the 421), or is closed unanswered when that runs out. */
 void conn_shutdown(struct conn *c);
+/* From verify.c: the verdict on the credentials c's session handed out
+ * (its AUTH line was read at read_at), and c's turn for a verifier. */
+void conn_verified(struct conn *c, bool ok, uint64_t read_at);
+void conn_verify_wake(struct conn *c);
 /* Whether the tarpit applies to this session now. */
 bool conn_tarpitted(struct conn *c);
 void conn_peer_text(const struct conn *c, char *buf, size_t len);

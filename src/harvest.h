@@ -9,7 +9,7 @@
  * by the caller, so the module is pure and testable with a fake clock.
  *
  * A source is discredited when it reaches `threshold` unknown recipients
- * within `window`, or hangs up while a tarpitted reply is pending; the
+ * (a failed AUTH counts as one, SPEC §8) within `window`, or hangs up while a tarpitted reply is pending; the
  * mark ends when a whole window passes with no new offence.
  */
 #ifndef TARPITD_HARVEST_H
@@ -37,7 +37,7 @@ size_t harvest_entry_bytes(void); /* memory per entry, hash included */
  * entry as recently seen if present; never creates one. */
 bool harvest_discredited(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
 			 const struct harvest_params *p);
-/* An unknown recipient from a. Returns true when this offence makes the
+/* An unknown recipient (or a failed AUTH) from a. Returns true when this offence makes the
  * source discredited (it was not before). */
 bool harvest_unknown(struct harvest *h, const struct ip_addr *a, uint64_t now_ms,
 		     const struct harvest_params *p);

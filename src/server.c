@@ -28,6 +28,7 @@
 #include "recipients.h"
 #include "tls.h"
 #include "util.h"
+#include "verify.h"
 
 struct server S;
 
@@ -151,7 +152,7 @@ static int setup(struct config *cfg)
 
 	S.loop = loop_new((int)maxfds);
 	S.tab = conn_table_new(S.boot.max_connections, S.max_rcpt);
-	if (!S.loop || !S.tab || conn_init(S.boot.max_connections) != 0) {
+	if (!S.loop || !S.tab || conn_init(S.boot.max_connections) != 0 || verify_init(S.boot.max_connections) != 0) {
 		log_msg(LOG_LVL_ERROR, "cannot allocate the connection table for %u connections",
 			S.boot.max_connections);
 		return -1;
@@ -248,6 +249,7 @@ static void teardown(void)
 	ban_fini();
 	conn_table_free(S.tab);
 	conn_fini();
+	verify_fini();
 	loop_free(S.loop);
 	if (S.gen)
 		gen_unref(S.gen);
@@ -298,7 +300,8 @@ int server_run(struct config *cfg)
 	while (!S.stopping || S.tab->nfree < S.tab->size) {
 		struct loop_event ev;
 		struct tw_node *node;
-		int64_t timeout = tw_next_timeout(&S.wheel, util_now_ms());
+		/* A password check in progress: look at the sockets, then go on. */
+		int64_t timeout = verify_pending() ? 0 : tw_next_timeout(&S.wheel, util_now_ms());
 
 		if (timeout > INT32_MAX)
 			timeout = INT32_MAX;
@@ -317,6 +320,7 @@ int server_run(struct config *cfg)
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
 		conn_run_commits();
+		verify_run();
 		if (sig_seen[SIGTERM] && !S.stopping)
 			begin_shutdown();
 		for (unsigned i = 0; i < sizeof on_sig / sizeof on_sig[0]; i++) {

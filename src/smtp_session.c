@@ -405,19 +405,36 @@ bool smtp_session_long_line_ok(const struct smtp_session *s, const char *start, 
 	return s->auth_state != AS_NONE || (len >= 5 && strncasecmp(start, "AUTH ", 5) == 0);
 }
 
-/* One verdict on a user name and password; the 535 is a 5xx and so is
- * tarpitted like every other one (SPEC §8). */
-static enum reply_id auth_verdict(struct smtp_session *s, const struct smtp_env *e,
-				  const char *user, size_t ulen, const char *pass, size_t plen)
+/* A failed login; the 535 is a 5xx and so is tarpitted like every other
+ * one (SPEC §8). */
+static enum reply_id auth_failed(struct smtp_session *s)
 {
-	s->auth_state = AS_NONE;
-	if (users_verify(e->users, user, ulen, pass, plen)) {
-		s->flags |= SS_AUTH;
-		return R_235_AUTH;
-	}
 	if (s->auth_failures < UINT16_MAX)
 		s->auth_failures++;
 	return R_535_AUTH;
+}
+
+static size_t copy_cut(char *dst, const char *src, size_t n, size_t room)
+{
+	memcpy(dst, src, n < room ? n : room);
+	return n;
+}
+
+/* A user name and password to check: handed to the transport, which runs
+ * PBKDF2 between other sessions' events and gives the verdict back
+ * (smtp_session_auth_verdict). No reply until then. */
+static enum reply_id auth_verdict(struct smtp_session *s, const struct smtp_env *e,
+				  const char *user, size_t ulen, const char *pass, size_t plen)
+{
+	struct smtp_creds *c = e->creds;
+
+	s->auth_state = AS_NONE;
+	if (!c)
+		return auth_failed(s);
+	c->ulen = copy_cut(c->user, user, ulen, sizeof c->user);
+	c->plen = copy_cut(c->pass, pass, plen, sizeof c->pass);
+	enter_state(s, SMTP_AUTH_WAIT);
+	return R_NONE;
 }
 
 static enum reply_id auth_login_user(struct smtp_session *s, const struct smtp_env *e,
@@ -601,6 +618,8 @@ unsigned smtp_session_line(struct smtp_session *s, const struct smtp_env *e,
 	} else {
 		id = dispatch(s, e, line, len, &verb);
 	}
+	if (s->state == SMTP_AUTH_WAIT)
+		return 0;
 	out[0] = reply(s, e, id);
 	if (verb == V_RCPT)
 		out[0].flags |= RF_RCPT;
@@ -625,6 +644,29 @@ unsigned smtp_session_line(struct smtp_session *s, const struct smtp_env *e,
 	if (bye == R_NONE)
 		return 1;
 	out[1] = reply(s, e, bye);
+	return 2;
+}
+
+bool smtp_session_may_verify(const struct smtp_session *s, const char *line, size_t len)
+{
+	return s->state == SMTP_CMD && (s->auth_state != AS_NONE || (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0));
+}
+
+unsigned smtp_session_auth_verdict(struct smtp_session *s, const struct smtp_env *e, bool ok,
+				   struct smtp_reply out[2])
+{
+	if (s->state != SMTP_AUTH_WAIT)
+		return 0;
+	enter_state(s, SMTP_CMD);
+	if (ok) {
+		s->flags |= SS_AUTH;
+		out[0] = reply(s, e, R_235_AUTH);
+		return 1;
+	}
+	out[0] = reply(s, e, auth_failed(s));
+	if (!over(s->auth_failures, e->conn->max_auth_failures))
+		return 1;
+	out[1] = reply(s, e, R_421_AUTH);
 	return 2;
 }
 

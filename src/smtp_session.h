@@ -4,8 +4,9 @@
  * disks. The transport splits the input into lines (telling the session
  * when a line was too long), performs the actions (start of data, close)
  * and decides *when* each reply goes out; the session decides *which*
- * reply and whether the tarpit applies to it (SPEC §8). Nothing here
- * allocates; a recipient table reference is held for the length of a
+ * reply and whether the tarpit applies to it (SPEC §8). A password is
+ * never checked here: AUTH hands the credentials out and takes the
+ * verdict back later (SMTP_AUTH_WAIT). Nothing here allocates; a recipient table reference is held for the length of a
  * transaction so a reload cannot invalidate its mailbox ids. The state
  * changes only in here (smtp_session_close() for the transport's own
  * reasons), each change through one function that a tracer can watch.
@@ -31,6 +32,7 @@ enum smtp_state {
 	SMTP_DATA_WAIT, /* DATA accepted: 354 queued, data not begun */
 	SMTP_DATA,      /* inside message data */
 	SMTP_TLS_WAIT,  /* STARTTLS accepted: 220 queued, handshake not begun */
+	SMTP_AUTH_WAIT, /* AUTH's credentials handed out (env creds): the verdict is awaited */
 	SMTP_CLOSING,   /* a closing reply is queued: read nothing more */
 };
 
@@ -83,12 +85,25 @@ struct smtp_session {
 	char sender[ADDRESS_MAX + 1];
 };
 
+/* The credentials of an AUTH, handed to the transport to check: the
+ * session does not run PBKDF2 itself (it would hold the loop, SPEC §9).
+ * A name or password longer than the room keeps its length (so it can
+ * never match) and its first octets. */
+struct smtp_creds {
+	size_t ulen, plen;
+	char user[AUTH_USER_MAX];
+	char pass[AUTH_PASS_MAX];
+};
+
 /* What the session reads but never changes. */
 struct smtp_env {
 	const struct connector_conf *conn;
 	struct recipients *rcpts; /* current table; referenced on MAIL */
 	const struct users *users; /* NULL without [auth] */
 	bool tls;                  /* [tls] is configured */
+	/* Where a complete AUTH writes its credentials (the session then
+	 * waits in SMTP_AUTH_WAIT); NULL: nowhere, so every AUTH fails. */
+	struct smtp_creds *creds;
 };
 
 void smtp_session_init(struct smtp_session *s, struct smtp_envelope *env, uint16_t max_rcpt);
@@ -104,10 +119,21 @@ extern void (*smtp_session_tracer)(const struct smtp_session *s, enum smtp_state
 /* One command line without its line ending. too_long: the line exceeded
  * SMTP_LINE_MAX and was cut; only its start is passed. Writes up to two
  * replies to out (an error and the 421 that ends the session) and returns
- * how many. */
+ * how many. 0 with the state SMTP_AUTH_WAIT is the action "verify the
+ * credentials in e->creds": the replies come from
+ * smtp_session_auth_verdict(). */
 unsigned smtp_session_line(struct smtp_session *s, const struct smtp_env *e,
 			   const char *line, size_t len, bool too_long,
 			   struct smtp_reply out[2]);
+/* Whether this line may end in SMTP_AUTH_WAIT (a superset: it answers an
+ * AUTH challenge or is an AUTH command), so that the transport can make
+ * sure it has a verifier free before running it. */
+bool smtp_session_may_verify(const struct smtp_session *s, const char *line, size_t len);
+/* The verdict on the credentials handed out: 235, or 535 (tarpitted, and
+ * the 421 after max_auth_failures), back to SMTP_CMD. Replies as
+ * smtp_session_line() gives them; 0 unless in SMTP_AUTH_WAIT. */
+unsigned smtp_session_auth_verdict(struct smtp_session *s, const struct smtp_env *e, bool ok,
+				   struct smtp_reply out[2]);
 
 /* The 354 went out and data begins (RF_DATA), or the transport could not
  * open the message store: the transaction is dropped and the reply is 452. */

@@ -61,12 +61,14 @@
 #define CHUNK_MAX 4096
 
 /* ---- PBKDF2 made cheap ----------------------------------------------------
- * users_verify() runs PBKDF2 with thousands of iterations; an AUTH in an
- * input would cost milliseconds. The executable's definition takes
- * precedence over libmbedcrypto's, so auth.c's call lands here and runs
- * the real function with one iteration: users_set_password() and
- * users_verify() agree, the session's AUTH logic is unchanged. Build with
- * -DFUZZ_REAL_PBKDF2 to keep the real cost. */
+ * The session hands AUTH's credentials out (SMTP_AUTH_WAIT) and the
+ * harness, in the transport's place, checks them with users_verify(),
+ * which runs PBKDF2 with thousands of iterations; an AUTH in an input
+ * would cost milliseconds. The executable's definition takes precedence
+ * over libmbedcrypto's, so users.c's call lands here and runs the real
+ * function with one iteration: users_set_password() and users_verify()
+ * agree, the verdicts are the real ones. Build with -DFUZZ_REAL_PBKDF2 to
+ * keep the real cost. */
 static unsigned long g_pbkdf2_calls;
 
 #ifndef FUZZ_REAL_PBKDF2
@@ -241,6 +243,7 @@ struct harness {
 };
 
 static struct harness H;
+static struct smtp_creds g_creds; /* where the session hands AUTH's credentials out */
 static char g_line[SMTP_LINE_MAX];        /* the slot's line buffer (conn.in): over-reads hit the redzone */
 static char g_dout[CHUNK_MAX + 1];        /* smtp_data_feed() output, also end-aligned */
 static char g_ref[INPUT_MAX + 1];         /* the one-shot reference of a message's data */
@@ -306,6 +309,9 @@ NOCOV static void setup(const uint8_t h[4])
 	H.pipe_violations = (h[0] & 4) != 0;
 	H.chunk = chunks[h[1] & 7];
 	H.rng = ((uint32_t)h[2] << 8 | h[3]) * 2654435761u + 1u;
+	/* Now and then no place for credentials: every AUTH must fail. */
+	H.e.creds = (rnd() & 15) ? &g_creds : NULL;
+	memset(&g_creds, 0xa5, sizeof g_creds);
 
 	smtp_session_init(&H.s, g_envmem, MAX_RCPT);
 	smtp_input_init(&H.inp);
@@ -425,13 +431,33 @@ NOCOV static void count_reply(struct smtp_reply r)
 NOCOV static unsigned run_line(const char *line, size_t len, bool too_long, struct smtp_reply out[2])
 {
 	unsigned n;
-	bool closing = false;
+	bool closing = false, may_verify;
 
 	FUZZ_CHECK(H.s.state == SMTP_CMD && !H.closed);
 	if (g_trace)
 		fprintf(stderr, "C: %.*s%s\n", (int)(len > 80 ? 80 : len), line,
 			too_long ? " [too long]" : len > 80 ? "..." : "");
+	may_verify = !too_long && smtp_session_may_verify(&H.s, line, len);
 	n = smtp_session_line(&H.s, &H.e, line, len, too_long, out);
+	if (H.s.state == SMTP_AUTH_WAIT) {
+		struct smtp_reply probe[2];
+		bool ok;
+
+		/* The transport made sure of a verifier before the line, from
+		 * smtp_session_may_verify(): it must have said so. */
+		FUZZ_CHECK(n == 0 && may_verify && H.e.creds && H.e.users);
+		FUZZ_CHECK(H.s.auth_failures <= H.n535 && !smtp_session_authenticated(&H.s));
+		/* Waiting, the session takes no line. */
+		FUZZ_CHECK(smtp_session_line(&H.s, &H.e, "NOOP", 4, false, probe) == 0);
+		FUZZ_CHECK(H.s.state == SMTP_AUTH_WAIT);
+		ok = users_verify(H.e.users, g_creds.user, g_creds.ulen, g_creds.pass, g_creds.plen);
+		if (g_trace)
+			fprintf(stderr, "   (credentials checked: %s)\n", ok ? "ok" : "wrong");
+		n = smtp_session_auth_verdict(&H.s, &H.e, ok, out);
+		FUZZ_CHECK(out[0].id == (ok ? R_235_AUTH : R_535_AUTH));
+		FUZZ_CHECK(smtp_session_authenticated(&H.s) == ok);
+		FUZZ_CHECK(smtp_session_auth_verdict(&H.s, &H.e, ok, probe) == 0);
+	}
 	FUZZ_CHECK(n == 1 || n == 2);
 	if (n == 2) {
 		int c = reply_code((enum reply_id)out[1].id);
@@ -700,8 +726,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	g_armed = 0;
 	FUZZ_CHECK(H.s.table == NULL);
 	check_refs();
-	/* Nothing allocated per connection; users_verify()'s PBKDF2 context
-	 * (mbedTLS allocates it) is the only allocation, and it is freed. */
+	/* Nothing allocated per connection; the harness's users_verify()
+	 * PBKDF2 context (mbedTLS allocates it) is the only allocation, and it
+	 * is freed. */
 	FUZZ_CHECK(g_allocs == g_frees);
 #ifndef FUZZ_REAL_PBKDF2
 	FUZZ_CHECK(g_allocs == g_verify_allocs * (g_pbkdf2_calls - verify0));

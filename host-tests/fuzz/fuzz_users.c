@@ -5,7 +5,10 @@
  * table has at most one entry per line, and users_verify() of the first
  * line's name with a password from the input answers without harm. PBKDF2
  * runs with one iteration (as in fuzz_session.c): entries may ask for ten
- * million.
+ * million. The server's path agrees: users_lookup(), the sliced PBKDF2
+ * (pbkdf2.c) of that one iteration and users_match() give users_verify()'s
+ * answer, and the sliced PBKDF2 of a few iterations in slices of 1 and 2
+ * is mbedTLS's own key for the entry's salt.
  */
 #include <dlfcn.h>
 #include <stdbool.h>
@@ -18,6 +21,7 @@
 #include <mbedtls/pkcs5.h>
 #include <mbedtls/version.h>
 
+#include "pbkdf2.h"
 #include "users.h"
 
 #include "fuzz_util.h"
@@ -51,6 +55,25 @@ int mbedtls_pkcs5_pbkdf2_hmac(mbedtls_md_context_t *ctx, const unsigned char *pa
 #endif
 
 static char g_err[ERR_MAX];
+static struct pbkdf2 g_kdf;
+
+/* mbedTLS's PBKDF2 with its real iteration count, as the reference. */
+static int ref_pbkdf2(const unsigned char *pw, size_t pl, const unsigned char *salt, size_t sl, unsigned c,
+		      unsigned char out[32])
+{
+#if MBEDTLS_VERSION_NUMBER >= 0x03030000
+	return real_pbkdf2(MBEDTLS_MD_SHA256, pw, pl, salt, sl, c, 32, out);
+#else
+	mbedtls_md_context_t md;
+	int r = -1;
+
+	mbedtls_md_init(&md);
+	if (mbedtls_md_setup(&md, mbedtls_md_info_from_type(MBEDTLS_MD_SHA256), 1) == 0)
+		r = real_pbkdf2(&md, pw, pl, salt, sl, c, 32, out);
+	mbedtls_md_free(&md);
+	return r;
+#endif
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -62,6 +85,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	real_pbkdf2 = (pbkdf2_fn)dlsym(RTLD_NEXT, PBKDF2_NAME);
 	if (!real_pbkdf2) {
 		fprintf(stderr, "fuzz_users: dlsym %s failed\n", PBKDF2_NAME);
+		exit(1);
+	}
+	if (pbkdf2_init(&g_kdf) != 0) {
+		fprintf(stderr, "fuzz_users: pbkdf2_init failed\n");
 		exit(1);
 	}
 	/* Once: a file others can read is refused, whatever it holds. */
@@ -99,8 +126,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const char *pass = nl ? nl + 1 : end;
 		/* The name as written, a password from the rest: a hit or not,
 		 * the answer is a bool and nothing else happens. */
-		(void)users_verify(u, user, (size_t)(colon - user), pass, (size_t)(end - pass));
-		(void)users_verify(u, user, (size_t)(colon - user), NULL, 0);
+		size_t ulen = (size_t)(colon - user), plen = (size_t)(end - pass);
+		size_t pl = plen < AUTH_PASS_MAX ? plen : AUTH_PASS_MAX;
+		bool ok = users_verify(u, user, ulen, pass, plen);
+		struct users_ref r;
+		unsigned char want[32];
+		unsigned c = 2 + (unsigned)(size % 4);
+
+		users_lookup(u, user, ulen, plen, &r);
+		FUZZ_CHECK(r.iterations >= 1 && r.saltlen >= 1 && r.saltlen <= USERS_SALT_MAX);
+		FUZZ_CHECK(!r.known || plen <= AUTH_PASS_MAX);
+		pbkdf2_start(&g_kdf, (const unsigned char *)pass, pl, r.salt, r.saltlen, 1);
+		FUZZ_CHECK(pbkdf2_step(&g_kdf, 1) && !g_kdf.failed);
+		FUZZ_CHECK(users_match(&r, g_kdf.t) == ok);
+		FUZZ_CHECK(ref_pbkdf2((const unsigned char *)pass, pl, r.salt, r.saltlen, c, want) == 0);
+		pbkdf2_start(&g_kdf, (const unsigned char *)pass, pl, r.salt, r.saltlen, c);
+		while (!pbkdf2_step(&g_kdf, 1 + (unsigned)(size & 1)))
+			;
+		FUZZ_CHECK(memcmp(g_kdf.t, want, 32) == 0);
+		pbkdf2_wipe(&g_kdf);
+		(void)users_verify(u, user, ulen, NULL, 0);
 	}
 	(void)users_verify(u, NULL, 0, "x", 1);
 	users_free(u);

@@ -35,7 +35,7 @@ sources() {
 	config) echo "src/config.c src/conf_host.c src/conf_value.c src/conf_field.c src/ini_line.c src/iprange.c src/log.c src/util.c src/tls.c src/random.c" ;;
 	iprange) echo "src/iprange.c src/util.c" ;;
 	recipients) echo "src/recipients.c src/log.c src/util.c" ;;
-	users) echo "src/users.c src/sasl.c src/log.c src/util.c" ;;
+	users) echo "src/users.c src/pbkdf2.c src/sasl.c src/log.c src/util.c" ;;
 	auth_b64) echo "src/sasl.c" ;;
 	client_reply) echo "src/smtp_client.c src/sasl.c" ;;
 	*) return 1 ;;

@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "check.h"
+#include "pbkdf2.h"
 
 static char dir[64];
 static char path[256];
@@ -512,6 +513,168 @@ static void test_set(void)
 	rmdir(in_dir("pw"));
 }
 
+/* ---- PBKDF2 in slices --------------------------------------------------------- */
+
+static void hex(const char *h, unsigned char *out)
+{
+	for (size_t i = 0; i < 32; i++)
+		sscanf(h + 2 * i, "%2hhx", &out[i]);
+}
+
+/* The sliced derivation, rounds at a time; how many steps it took. */
+static unsigned sliced(struct pbkdf2 *p, const unsigned char *pw, size_t pwlen, const unsigned char *salt,
+		       size_t slen, uint32_t iterations, uint32_t rounds, unsigned char out[32])
+{
+	unsigned steps = 1;
+
+	pbkdf2_start(p, pw, pwlen, salt, slen, iterations);
+	while (!pbkdf2_step(p, rounds))
+		steps++;
+	memcpy(out, p->t, 32);
+	return steps;
+}
+
+/* The sliced derivation (pbkdf2.c, what the server runs between events)
+ * gives mbedtls_pkcs5_pbkdf2_hmac's key (users_pbkdf2) for any split of
+ * the rounds: slices of 1, of sizes that do not divide the count, of the
+ * whole count; passwords around the HMAC block size (a key over 64
+ * octets is hashed first) and the empty one; salts of 8 to 64 octets;
+ * one context reused for every derivation, as a verifier is. */
+static void test_pbkdf2(void)
+{
+	static const uint32_t counts[] = {1, 2, 3, 7, 255, 256, 257, 1000, 2000, 4097};
+	static const uint32_t slices[] = {1, 2, 3, 10, 255, 256, 1000, UINT32_MAX};
+	static const size_t pwlens[] = {0, 1, 6, 63, 64, 65, 200, AUTH_PASS_MAX};
+	static const size_t saltlens[] = {USERS_SALT_MIN, 16, 51, 52, 55, USERS_SALT_MAX};
+	unsigned char pw[AUTH_PASS_MAX], salt[USERS_SALT_MAX], want[32], got[32];
+	struct pbkdf2 p;
+	unsigned bad = 0, runs = 0;
+
+	for (size_t i = 0; i < sizeof pw; i++)
+		pw[i] = (unsigned char)(i * 7 + 1);
+	for (size_t i = 0; i < sizeof salt; i++)
+		salt[i] = (unsigned char)(255 - i * 3);
+	CHECK(pbkdf2_init(&p) == 0);
+
+	/* The published vectors (P = "password", S = "salt"). */
+	{
+		static const struct {
+			uint32_t c;
+			const char *dk;
+		} v[] = {
+			{1, "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"},
+			{2, "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a95474c43"},
+			{4096, "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a"},
+		};
+		for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+			hex(v[k].dk, want);
+			sliced(&p, (const unsigned char *)"password", 8, (const unsigned char *)"salt", 4, v[k].c, 100, got);
+			CHECK(memcmp(got, want, 32) == 0);
+		}
+	}
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+		for (size_t k = 0; k < sizeof slices / sizeof slices[0]; k++) {
+			size_t pl = pwlens[(c + k) % (sizeof pwlens / sizeof pwlens[0])];
+			size_t sl = saltlens[(c * 3 + k) % (sizeof saltlens / sizeof saltlens[0])];
+			uint32_t n = counts[c], r = slices[k];
+			unsigned steps;
+
+			CHECK(users_pbkdf2(pl ? pw : NULL, pl, salt, sl, n, want) == 0);
+			steps = sliced(&p, pl ? pw : NULL, pl, salt, sl, n, r, got);
+			runs++;
+			if (memcmp(got, want, 32) != 0 || p.failed) {
+				bad++;
+				fprintf(stderr, "pbkdf2: count %u, slice %u, password %zu, salt %zu: differs\n", n, r, pl, sl);
+			}
+			/* ceil((n - 1) / r) slices, at least one call. */
+			if (steps != (n - 1 == 0 ? 1u : (unsigned)((n - 1 + (uint64_t)r - 1) / r))) {
+				bad++;
+				fprintf(stderr, "pbkdf2: count %u, slice %u: %u steps\n", n, r, steps);
+			}
+			pbkdf2_wipe(&p);
+		}
+	}
+	CHECK(runs == 80 && bad == 0);
+	/* Every password length against one count, in slices of 3. */
+	for (size_t pl = 0; pl <= AUTH_PASS_MAX; pl++) {
+		CHECK(users_pbkdf2(pw, pl, salt, 16, 5, want) == 0);
+		sliced(&p, pw, pl, salt, 16, 5, 3, got);
+		if (memcmp(got, want, 32) != 0)
+			bad++;
+	}
+	CHECK(bad == 0);
+	/* A wipe forgets the key: nothing of it in U or T, nothing left to run. */
+	sliced(&p, pw, 10, salt, 16, 50, 7, got);
+	pbkdf2_wipe(&p);
+	{
+		unsigned char zero[32] = {0};
+		CHECK(memcmp(p.t, zero, 32) == 0 && memcmp(p.u, zero, 32) == 0 && p.left == 0);
+	}
+	CHECK(pbkdf2_step(&p, 1)); /* done: nothing to run */
+	pbkdf2_free(&p);
+}
+
+/* What the server checks against: the entry, or for anyone else the same
+ * cost (the most common count of the file, ties to the larger) and never
+ * a match; the constant-time comparison gives the answer. */
+static void test_lookup(void)
+{
+	struct users_ref r;
+	unsigned char key[32];
+	struct users *u;
+	char text[4096];
+	size_t n = 0;
+
+	/* Two at 1000, three at 5000, one at 9000: 5000 is the most common. */
+	static const struct {
+		const char *name;
+		uint32_t c;
+	} e[] = {{"a", 1000}, {"b", 5000}, {"c", 9000}, {"d", 5000}, {"e", 1000}, {"f", 5000}};
+	for (size_t i = 0; i < sizeof e / sizeof e[0]; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n,
+				      "%s:$pbkdf2-sha256$%u$c2FsdFNBTFRzYWx0U0FMVHNhbHRTQUxUc2FsdFNBTFRzYWx0$"
+				      "NIyJ28vTKy8y2BS4EW6EzysXNH68GAAYHE4qH7jdU+E=\n",
+				      e[i].name, (unsigned)e[i].c);
+	n += (size_t)snprintf(text + n, sizeof text - n, "%s\n", VECTOR_LINE);
+	u = load_text(text, 0600);
+	CHECK(u != NULL);
+	CHECK(users_usual_iterations(u) == 5000);
+	users_lookup(u, "c", 1, 6, &r);
+	CHECK(r.known && r.iterations == 9000 && r.saltlen == 36 && memcmp(r.salt, "saltSALT", 8) == 0);
+	users_lookup(u, "mallory", 7, 6, &r);
+	CHECK(!r.known && r.iterations == 5000 && r.saltlen == USERS_SALT_NEW);
+	users_lookup(u, NULL, 0, 0, &r);
+	CHECK(!r.known && r.iterations == 5000);
+	/* The right key for carol matches; the same key for a name not in
+	 * the file does not, nor does a password that is too long. */
+	users_lookup(u, "carol@example.org", 17, 24, &r);
+	CHECK(r.known && r.iterations == 4096);
+	CHECK(users_pbkdf2((const unsigned char *)"passwordPASSWORDpassword", 24, r.salt, r.saltlen, r.iterations, key) == 0);
+	CHECK(users_match(&r, key));
+	key[31] ^= 1;
+	CHECK(!users_match(&r, key));
+	key[31] ^= 1;
+	users_lookup(u, "carol@example.org", 17, AUTH_PASS_MAX + 1, &r);
+	CHECK(!r.known && r.iterations == 5000 && !users_match(&r, key));
+	users_lookup(u, "nobody", 6, 24, &r);
+	memset(key, 0, sizeof key); /* the dummy hash is zeros: still no match */
+	CHECK(!users_match(&r, key));
+	users_free(u);
+
+	/* A tie goes to the larger count; an empty file or none costs the default. */
+	u = load_text("a:$pbkdf2-sha256$3000$c2FsdHNhbHQ=$NIyJ28vTKy8y2BS4EW6EzysXNH68GAAYHE4qH7jdU+E=\n"
+		      "b:$pbkdf2-sha256$7000$c2FsdHNhbHQ=$NIyJ28vTKy8y2BS4EW6EzysXNH68GAAYHE4qH7jdU+E=\n",
+		      0600);
+	CHECK(u != NULL && users_usual_iterations(u) == 7000);
+	users_free(u);
+	u = load_text("", 0600);
+	CHECK(u != NULL && users_usual_iterations(u) == AUTH_ITERATIONS_DEFAULT);
+	users_free(u);
+	CHECK(users_usual_iterations(NULL) == AUTH_ITERATIONS_DEFAULT);
+	users_lookup(NULL, "a", 1, 1, &r);
+	CHECK(!r.known && r.iterations == AUTH_ITERATIONS_DEFAULT);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "/tmp/test_auth.XXXXXX");
@@ -523,6 +686,8 @@ int main(void)
 	test_plain();
 	test_load();
 	test_set();
+	test_pbkdf2();
+	test_lookup();
 	unlink(in_dir("users"));
 	rmdir(dir);
 	return check_summary("auth");

@@ -23,6 +23,7 @@ static struct smtp_session s;
 static struct smtp_envelope *envelope;
 static struct smtp_reply out[2];
 static unsigned nout;
+static struct smtp_creds creds;
 
 static void fresh(void)
 {
@@ -33,6 +34,10 @@ static void fresh(void)
 static int say(const char *line)
 {
 	nout = smtp_session_line(&s, &env, line, strlen(line), false, out);
+	/* AUTH hands its credentials out (item 4): checked here in one piece. */
+	if (nout == 0 && s.state == SMTP_AUTH_WAIT)
+		nout = smtp_session_auth_verdict(
+			&s, &env, users_verify(env.users, creds.user, creds.ulen, creds.pass, creds.plen), out);
 	return nout ? reply_code((enum reply_id)out[0].id) : 0;
 }
 
@@ -80,6 +85,7 @@ int main(void)
 		return 1;
 	}
 	env.conn = &cf;
+	env.creds = &creds;
 	cf.auth = true;
 	cf.auth_requires_tls = false;
 	cf.max_message_size = 1000;
@@ -92,13 +98,11 @@ int main(void)
 	CHECK(parse("<a@llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.org>") != 0);
 	CHECK(parse("<a@foo-bar.org>") == 0);
 	CHECK(parse("<a@xn--bcher-kva.example>") == 0);
-	{
-		const struct users *u = env.users;
-		env.users = NULL;
-		hello();
-		CHECK(say("MAIL FROM:<a@b.example> AUTH=<>") == 555 && reply_is("555 5.5.4"));
-		env.users = u; /* not reloaded: the first table would leak */
-	}
+	users_free((struct users *)env.users); /* not leaked (LeakSanitizer, SAN=1) */
+	env.users = NULL;
+	hello();
+	CHECK(say("MAIL FROM:<a@b.example> AUTH=<>") == 555 && reply_is("555 5.5.4"));
+	env.users = users_load(users, err, sizeof err);
 	/* Item 5: SIZE over the limit stays 552. */
 	hello();
 	CHECK(say("MAIL FROM:<a@b.example> SIZE=1001") == 552 && reply_is("552 5.3.4"));

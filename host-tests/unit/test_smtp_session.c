@@ -14,6 +14,8 @@ static struct smtp_session s;
 static struct smtp_envelope *envelope;
 static struct smtp_reply out[2];
 static unsigned nout;
+static struct smtp_creds creds;
+static bool auto_verify = true; /* say() plays the transport's verifier */
 
 static void fresh(void)
 {
@@ -24,6 +26,11 @@ static void fresh(void)
 static int say(const char *line)
 {
 	nout = smtp_session_line(&s, &env, line, strlen(line), false, out);
+	/* The credentials were handed out: check them as conn.c would
+	 * (in one piece here) and give the verdict back. */
+	if (auto_verify && nout == 0 && s.state == SMTP_AUTH_WAIT)
+		nout = smtp_session_auth_verdict(
+			&s, &env, users_verify(env.users, creds.user, creds.ulen, creds.pass, creds.plen), out);
 	return nout ? reply_code((enum reply_id)out[0].id) : 0;
 }
 
@@ -42,6 +49,120 @@ static void transaction(void)
 {
 	hello();
 	CHECK(say("MAIL FROM:<s@example.com>") == 250);
+}
+
+static const struct smtp_session *traced;
+static enum smtp_state traced_from, traced_to;
+
+static void tracer(const struct smtp_session *t, enum smtp_state to)
+{
+	traced = t;
+	traced_from = (enum smtp_state)t->state;
+	traced_to = to;
+}
+
+/* "AUTH PLAIN base64(\0user\0pass)" */
+static const char *plain_line(const char *user, const char *pass)
+{
+	static char line[1100];
+	unsigned char msg[800];
+	size_t ul = strlen(user), pl = strlen(pass), n = 11;
+
+	msg[0] = 0;
+	memcpy(msg + 1, user, ul);
+	msg[1 + ul] = 0;
+	memcpy(msg + 2 + ul, pass, pl);
+	memcpy(line, "AUTH PLAIN ", 11);
+	n += auth_b64_encode(msg, 2 + ul + pl, line + 11, sizeof line - 11);
+	line[n] = 0;
+	return line;
+}
+
+/* The session never checks a password: a complete AUTH hands the
+ * credentials out, waits in SMTP_AUTH_WAIT reading nothing, and answers
+ * when the transport gives the verdict (SPEC §9: PBKDF2 runs in slices). */
+static void test_auth_pending(void)
+{
+	char b64[400], longpw[400];
+
+	auto_verify = false;
+	cf.max_auth_failures = 2;
+	cf.tarpit_interval = 5;
+	hello();
+	CHECK(smtp_session_may_verify(&s, "AUTH PLAIN x", 12) && smtp_session_may_verify(&s, "auth login", 10));
+	CHECK(!smtp_session_may_verify(&s, "NOOP", 4) && !smtp_session_may_verify(&s, "AUTHX", 5));
+	memset(&creds, 0x5a, sizeof creds);
+	smtp_session_tracer = tracer;
+	traced = NULL;
+	CHECK(say(plain_line("joe@example.org", "s3cret")) == 0 && nout == 0);
+	smtp_session_tracer = NULL;
+	CHECK(s.state == SMTP_AUTH_WAIT);
+	CHECK(traced == &s && traced_from == SMTP_CMD && traced_to == SMTP_AUTH_WAIT);
+	CHECK(creds.ulen == 15 && memcmp(creds.user, "joe@example.org", 15) == 0);
+	CHECK(creds.plen == 6 && memcmp(creds.pass, "s3cret", 6) == 0);
+	CHECK(!smtp_session_authenticated(&s));
+	/* Waiting: nothing is read, nothing may start another check. */
+	CHECK(say("NOOP") == 0 && nout == 0 && s.state == SMTP_AUTH_WAIT);
+	CHECK(!smtp_session_may_verify(&s, "AUTH PLAIN x", 12));
+	/* The verdict: 235, authenticated, never tarpitted. */
+	nout = smtp_session_auth_verdict(&s, &env, true, out);
+	CHECK(nout == 1 && out[0].id == R_235_AUTH && !(out[0].flags & RF_TARPIT));
+	CHECK(s.state == SMTP_CMD && smtp_session_authenticated(&s));
+	/* A verdict nobody waits for gives nothing. */
+	CHECK(smtp_session_auth_verdict(&s, &env, true, out) == 0 && s.state == SMTP_CMD);
+
+	/* A failure: 535, tarpitted; the third closes with 421 (max 2). */
+	hello();
+	CHECK(smtp_session_may_verify(&s, "anything", 8) == false);
+	CHECK(say("AUTH LOGIN") == 334 && smtp_session_may_verify(&s, "anything", 8));
+	auth_b64_encode((const unsigned char *)"joe@example.org", 15, b64, sizeof b64);
+	CHECK(say(b64) == 334 && s.state == SMTP_CMD);
+	auth_b64_encode((const unsigned char *)"wrong", 5, b64, sizeof b64);
+	CHECK(say(b64) == 0 && s.state == SMTP_AUTH_WAIT && creds.plen == 5);
+	nout = smtp_session_auth_verdict(&s, &env, false, out);
+	CHECK(nout == 1 && out[0].id == R_535_AUTH && (out[0].flags & RF_TARPIT) && s.state == SMTP_CMD);
+	CHECK(say(plain_line("joe@example.org", "x")) == 0);
+	CHECK(smtp_session_auth_verdict(&s, &env, false, out) == 1 && out[0].id == R_535_AUTH);
+	CHECK(say(plain_line("joe@example.org", "y")) == 0);
+	nout = smtp_session_auth_verdict(&s, &env, false, out);
+	CHECK(nout == 2 && out[0].id == R_535_AUTH && out[1].id == R_421_AUTH && (out[1].flags & RF_CLOSE) &&
+	      (out[1].flags & RF_TARPIT));
+	CHECK(s.state == SMTP_CLOSING && !smtp_session_authenticated(&s));
+
+	/* Malformed answers are failures too, and cost a check like any
+	 * other (an empty name: never in the file). */
+	hello();
+	CHECK(say("AUTH PLAIN =") == 0 && s.state == SMTP_AUTH_WAIT && creds.ulen == 0 && creds.plen == 0);
+	CHECK(smtp_session_auth_verdict(&s, &env, false, out) == 1 && out[0].id == R_535_AUTH);
+	auth_b64_encode((const unsigned char *)"", 0, b64, sizeof b64);
+	CHECK(say("AUTH LOGIN") == 334 && say("=") == 0 && s.state == SMTP_AUTH_WAIT && creds.ulen == 0);
+	CHECK(smtp_session_auth_verdict(&s, &env, false, out) == 1 && out[0].id == R_535_AUTH);
+
+	/* Over-long name and password keep their lengths (they can never
+	 * match) and only their first octets. */
+	hello();
+	memset(longpw, 'p', 300);
+	longpw[300] = 0;
+	CHECK(say(plain_line("joe@example.org", longpw)) == 0 && creds.plen == 300);
+	CHECK(memcmp(creds.pass, longpw, AUTH_PASS_MAX) == 0);
+	CHECK(!users_verify(env.users, creds.user, creds.ulen, creds.pass, creds.plen));
+	smtp_session_reset(&s); /* a reset while waiting (the connection closed) */
+	CHECK(s.state == SMTP_CMD && smtp_session_auth_verdict(&s, &env, true, out) == 0);
+	CHECK(!smtp_session_authenticated(&s));
+	longpw[100] = 0;
+	CHECK(say(plain_line(longpw, "s3cret")) == 0 && creds.ulen == 100 && creds.plen == 6);
+	smtp_session_close(&s); /* a shutdown while waiting */
+	CHECK(s.state == SMTP_CLOSING && smtp_session_auth_verdict(&s, &env, true, out) == 0);
+
+	/* Without a place for the credentials nothing can be checked: every
+	 * AUTH fails at once, even with the right password. */
+	env.creds = NULL;
+	hello();
+	CHECK(say(plain_line("joe@example.org", "s3cret")) == 535 && s.state == SMTP_CMD);
+	CHECK(!smtp_session_authenticated(&s));
+	env.creds = &creds;
+	cf.tarpit_interval = 0;
+	auto_verify = true;
 }
 
 int main(void)
@@ -315,6 +436,7 @@ int main(void)
 		cf.auth = true;
 		cf.auth_requires_tls = true;
 		cf.max_auth_failures = 2;
+		env.creds = &creds;
 		hello();
 		CHECK(!smtp_session_offers_auth(&s, &env));
 		CHECK(say("AUTH PLAIN") == 538 && (out[0].flags & RF_TARPIT));
@@ -384,6 +506,7 @@ int main(void)
 		auth_b64_encode(plain, 23, b64, sizeof b64);
 		snprintf(line, sizeof line, "AUTH PLAIN %s", b64);
 		CHECK(say(line) == 535);
+		test_auth_pending();
 		users_free((struct users *)env.users);
 		env.users = NULL;
 		unlink(upath);
