@@ -33,7 +33,8 @@ enum conn_phase {
 	P_GREETING,  /* waiting for greeting_delay; talking now is an offence */
 	P_ACTIVE,
 	P_LINGER,    /* final reply sent, write side shut: discard input until EOF */
-	P_HANDSHAKE, /* STARTTLS's 220 sent: the TLS handshake runs */
+	P_HANDSHAKE, /* STARTTLS's 220 sent (or implicit TLS: accepted): the TLS handshake runs */
+	P_TLS_CLOSE, /* final reply sent: the close_notify waits for the socket */
 };
 
 enum {
@@ -63,7 +64,7 @@ struct conn {
 	uint64_t head_base;     /* ms: tarpit base of the head reply (SPEC §8) */
 	uint64_t last_activity; /* ms */
 	uint64_t deadline;      /* ms: session timeout */
-	uint64_t greet_at;      /* ms: greeting delay end, linger or handshake end */
+	uint64_t greet_at;      /* ms: greeting delay end, linger (close_notify) or handshake end */
 	struct connector *connector;
 	struct ip_addr peer;
 	struct sink_msg msg;

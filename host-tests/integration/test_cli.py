@@ -545,7 +545,7 @@ def test_stats_without_control_socket(tmp_path):
 
 COUNTERS = ("connections_total connections_current connections_refused messages_accepted "
             "recipients_accepted recipients_unknown replies_tarpitted tarpit_disconnects "
-            "protocol_errors tls_sessions auth_success auth_failure").split()
+            "protocol_errors tls_sessions tls_refused auth_success auth_failure").split()
 
 
 def logfmt(line):
