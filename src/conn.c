@@ -240,7 +240,8 @@ void conn_close(struct conn *c, const char *reason)
 	tw_cancel(&S.wheel, &c->timer);
 	loop_del(S.loop, c->fd);
 	close(c->fd);
-	src_count_dec(S.tab, &c->peer);
+	if (!(c->cflags & CF_UNCOUNTED))
+		src_count_dec(S.tab, &c->peer);
 	S.st.connections_current--;
 	c->connector->rt->st.connections_current--;
 	gen_unref(c->connector->gen);
@@ -368,8 +369,17 @@ static bool conn_flush(struct conn *c)
 				 * handshake starts. */
 				c->greet_at = S.now + (closing ? LINGER_MS : HANDSHAKE_MS);
 				smtp_input_drop(&c->inp);
-				if (closing)
+				if (closing) {
+					/* The session is over: its linger no longer
+					 * counts against the source's limit, so a
+					 * client whose next session begins before
+					 * its FIN of this one reaches us is not
+					 * refused (Postfix takes a delivery as done
+					 * at the 250 and closes a little later). */
+					src_count_dec(S.tab, &c->peer);
+					c->cflags |= CF_UNCOUNTED;
 					return end_session(c);
+				}
 				c->phase = P_HANDSHAKE;
 				return true;
 			}

@@ -40,6 +40,7 @@ enum conn_phase {
 enum {
 	CF_EOF = 1u,    /* the client closed its side */
 	CF_WANTW = 4u,  /* the socket refused output: wait for writability */
+	CF_UNCOUNTED = 8u, /* the session is over: no longer in its source's count */
 	CF_STOP = 16u,  /* shutting down: close after the message in progress */
 	CF_COMMIT = 64u, /* the message waits for this loop pass's sync round */
 };
