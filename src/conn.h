@@ -4,7 +4,12 @@
  * the reply queue and its flushing (in order, each tarpitted reply T after
  * its predecessor, SPEC §8), reading (in the clear or through TLS), the
  * message data streamed to the store, the group commit at the end of a
- * loop pass, the greeting delay, timeouts and the lingering close. The
+ * loop pass, the greeting delay, timeouts and the lingering close. A TLS
+ * session (STARTTLS, or implicit TLS from the first octet) ends with a
+ * close_notify before every TCP close, and its pool context is back in
+ * the pool as soon as the session is over, before the linger; a source
+ * over its share of the pool is refused (454, or a closed implicit-TLS
+ * connection), counted and logged. The
  * framing is smtp_input's, the replies the session's; this module decides
  * only when octets are read and replies written. Nothing here allocates:
  * a connection is a slot of the table (conn_table), all its buffers in
