@@ -931,6 +931,12 @@ void conn_shutdown(struct conn *c)
 	}
 	if (c->phase == P_LINGER || c->phase == P_TLS_CLOSE)
 		return; /* its last reply is out */
+	if (c->phase == P_HANDSHAKE) {
+		/* Mid-handshake a reply in the clear would be garbage to a
+		 * client that waits for TLS records: nothing can be said. */
+		conn_close(c, "shutdown");
+		return;
+	}
 	/* Keep only a reply that is partly written, then say goodbye. */
 	c->outq_len = c->out_off ? 1 : 0;
 	maildir_abort(S.md, &c->msg);

@@ -407,6 +407,31 @@ def test_implicit_pool_full_closes_at_once(pserver):
     assert re.search(r"event=tls_refused id=\d+ ip=127\.0\.0\.1 reason=pool_full", srv.log_text())
 
 
+def test_implicit_shutdown_mid_handshake_says_nothing_in_clear(pserver):
+    """SIGTERM while an implicit-TLS handshake waits: the connection is
+    closed without a plaintext 421 (a TLS client would read it as a bad
+    record)."""
+    srv = pserver(tls_mode="implicit")
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    end = time.monotonic() + 10  # accepted: the handshake waits for our hello
+    while not re.search(r"event=connect id=\d+ ip=127\.0\.0\.1 ", srv.log_text()):
+        assert time.monotonic() < end, srv.log_text()
+        time.sleep(0.05)
+    srv.proc.send_signal(15)
+    got = b""
+    while True:
+        try:
+            d = s.recv(4096)
+        except ConnectionResetError:
+            break
+        if not d:
+            break
+        got += d
+    s.close()
+    assert b"421" not in got, got
+    assert srv.proc.wait(timeout=10) == 0
+
+
 def test_implicit_handshake_deadline_frees_context(pserver):
     """A client that never says its hello is cut at the handshake deadline
     (30 s) and the context is free again (max_sessions = 1)."""
