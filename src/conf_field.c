@@ -97,6 +97,10 @@ size_t conf_field_format(const struct connector_conf *cc, unsigned i, char *buf,
 		memcpy(&b, field, sizeof b);
 		append(buf, len, &used, b ? "True" : "False");
 		return used;
+	case K_TLSMODE:
+		memcpy(&b, field, sizeof b);
+		append(buf, len, &used, b ? "implicit" : "starttls");
+		return used;
 	case K_HOST:
 	case K_BANNER:
 		append(buf, len, &used, field);

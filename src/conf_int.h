@@ -38,6 +38,7 @@ enum ktype {
 	K_RANGES,
 	K_BANCMD, /* a command line split into argv words */
 	K_TLSVER, /* 1.2 | 1.3, stored as 12 | 13 */
+	K_TLSMODE, /* starttls | implicit, stored as a bool: implicit */
 };
 
 /* What a path names, so the checks of SPEC §3 are table-driven: a file
@@ -69,7 +70,7 @@ _Static_assert(sizeof(struct server_conf) <= UINT16_MAX, "key offsets are 16-bit
 /* Keys of every section but the connectors, and the connector keys in the
  * order of SPEC §3 (also the order of the show/set fields). The counts are
  * checked against the tables where they are defined (config.c). */
-enum { CONF_NKEYS = 22, CONF_NCONN = 22 };
+enum { CONF_NKEYS = 22, CONF_NCONN = 23 };
 extern const struct key conf_keys[CONF_NKEYS];
 extern const struct key conf_conn_keys[CONF_NCONN];
 extern const char *const conf_sect_name[S_CONNECTOR];

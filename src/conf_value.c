@@ -504,6 +504,12 @@ void conf_apply(struct pstate *st, const struct key *k, const char *v, char *bas
 		}
 		memcpy(field, &(uint32_t){ v[2] == '3' ? 13u : 12u }, sizeof(uint32_t));
 		return;
+	case K_TLSMODE:
+		b = strcmp(v, "implicit") == 0;
+		if (!b && strcmp(v, "starttls") != 0)
+			break;
+		memcpy(field, &b, sizeof b);
+		return;
 	}
 	conf_bad_value(st, k, v);
 }

@@ -28,7 +28,7 @@
 
 /* The keys of every section but the connectors. The entries the code
  * names are placed by index (-Woverride-init catches a clash). */
-enum { G_CONTROL = 8 };
+enum { G_CONTROL = 8, G_CERTIFICATE = 11 };
 
 const struct key conf_keys[] = {
 	SK("hostname", K_HOST, hostname, 0, 0),
@@ -47,8 +47,8 @@ const struct key conf_keys[] = {
 
 	/* A pool slot is a full mbedTLS SSL context (tens of KB with its
 	 * record buffers): 1024 of them is already more than a router has. */
-	TK("certificate", K_PATH, certificate, 1, P_FILE),
-	TK("key", K_PATH, key, 1, P_FILE),
+	[G_CERTIFICATE] = TK("certificate", K_PATH, certificate, 1, P_FILE),
+	[G_CERTIFICATE + 1] = TK("key", K_PATH, key, 1, P_FILE),
 	TK("max_sessions", K_UINT, max_sessions, 1, 1024),
 	TK("max_sessions_per_source", K_UINT, max_sessions_per_source, 1, 1024),
 	TK("min_version", K_TLSVER, min_version, 0, 0),
@@ -65,7 +65,7 @@ const struct key conf_keys[] = {
 
 /* Connector keys in the order of SPEC §3, which is also the order of the
  * show/set fields. */
-enum { C_BINDINGS = 1, C_RANGES = 2, C_CONN_TIMEOUT = 11, C_GREETING = 16, C_REQUIRE_TLS = 19 };
+enum { C_BINDINGS = 1, C_RANGES = 2, C_CONN_TIMEOUT = 11, C_GREETING = 16, C_TLS_MODE = 19, C_REQUIRE_TLS = 20 };
 
 const struct key conf_conn_keys[] = {
 	CK("enabled", K_BOOL, enabled, 0, 0, "Enabled"),
@@ -91,6 +91,7 @@ const struct key conf_conn_keys[] = {
 	[C_GREETING] = CK("greeting_delay", K_TIMESPAN, greeting_delay, 0, 600, NULL),
 	CK("pipelining", K_BOOL, pipelining, 0, 0, "PipeliningEnabled"),
 	CK("starttls", K_BOOL, starttls, 0, 0, NULL),
+	[C_TLS_MODE] = CK("tls_mode", K_TLSMODE, tls_implicit, 0, 0, NULL),
 	[C_REQUIRE_TLS] = CK("require_tls", K_BOOL, require_tls, 0, 0, "RequireTLS"),
 	CK("auth", K_BOOL, auth, 0, 0, NULL),
 	CK("auth_requires_tls", K_BOOL, auth_requires_tls, 0, 0, NULL),
@@ -152,6 +153,7 @@ static const char *const bad_text[] = {
 	/* of its first word */
 	[K_BANCMD] = "must be an absolute path (the command runs without a shell or PATH search)",
 	[K_TLSVER] = "must be 1.2 or 1.3",
+	[K_TLSMODE] = "must be starttls or implicit",
 };
 
 void conf_bad_value(struct pstate *st, const struct key *k, const char *v)
@@ -536,7 +538,13 @@ static void finish_connector(struct pstate *st)
 			st->lineno = saved;
 		}
 	}
-	if (cc->require_tls) {
+	/* Every session would be refused at its first octet. */
+	if (cc->tls_implicit && !st->sect_line[S_TLS]) {
+		l = cx->seen[C_TLS_MODE];
+		conf_err_at(st, l ? l : cc->line, "tls_mode: implicit needs a [tls] section");
+	}
+	/* With implicit TLS every session is in TLS: starttls is moot. */
+	if (cc->require_tls && !cc->tls_implicit) {
 		l = cx->seen[C_REQUIRE_TLS];
 		/* Either way no client could ever send MAIL. */
 		if (!st->sect_line[S_TLS])
@@ -777,6 +785,8 @@ static void finish(struct pstate *st)
 		if (st->sect_line[i])
 			finish_paths(st, i);
 	st->c->tls.enabled = st->sect_line[S_TLS] != 0;
+	st->c->tls.certificate_line = conf_key_line(st, &conf_keys[G_CERTIFICATE]);
+	st->c->tls.key_line = conf_key_line(st, &conf_keys[G_CERTIFICATE + 1]);
 	st->c->auth.enabled = st->sect_line[S_AUTH] != 0;
 	st->c->harvest.enabled = st->c->harvest.table_size > 0;
 
@@ -888,6 +898,25 @@ void config_free(struct config *c)
 	free(c->connectors);
 	c->connectors = NULL;
 	c->nconnectors = 0;
+}
+
+void config_tls_error(const struct config *c, char *err, size_t len)
+{
+	const struct tls_conf *t = &c->tls;
+	size_t n = strlen(t->key);
+	/* The message starts with the path of the file it is about. */
+	int line = strncmp(err, t->key, n) == 0 && err[n] == ':' ? t->key_line : t->certificate_line;
+	char pre[PATH_MAX + 16];
+	int p = snprintf(pre, sizeof pre, "%s:%d: ", c->path, line);
+	size_t have = strlen(err);
+
+	if (p <= 0 || (size_t)p >= len)
+		return;
+	if (have + (size_t)p >= len)
+		have = len - (size_t)p - 1;
+	memmove(err + p, err, have);
+	memcpy(err, pre, (size_t)p);
+	err[have + (size_t)p] = '\0';
 }
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen)

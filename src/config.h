@@ -31,6 +31,7 @@ struct connector_conf {
 	bool tarpit_all_after_unknown;
 	bool pipelining;
 	bool starttls;          /* offered when [tls] is configured */
+	bool tls_implicit;      /* tls_mode = implicit: TLS from the first octet (RFC 8314) */
 	bool require_tls;       /* MAIL before STARTTLS: 530 5.7.0 */
 	bool auth;              /* offered when [auth] is configured */
 	bool auth_requires_tls; /* AUTH only after STARTTLS */
@@ -80,6 +81,7 @@ struct tls_conf {
 	uint32_t max_sessions_per_source; /* 1..1024: one source's share of the pool */
 	uint32_t min_version;  /* 12 | 13 (13 only where the mbedTLS build has it) */
 	bool session_tickets;  /* RFC 5077 / TLS 1.3 tickets, key in RAM */
+	int certificate_line, key_line; /* INI lines, for config_tls_error (0: none) */
 	char certificate[PATH_MAX];
 	char key[PATH_MAX];
 };
@@ -131,6 +133,10 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen);
  * sockets exist then). */
 int config_load_host(struct config *c, const char *path, char *err, size_t errlen);
 void config_free(struct config *c);
+/* A message of tls_open() or tls_check_files() about the [tls] files,
+ * prefixed in place with "FILE:LINE: " of the key whose file it names
+ * (SPEC §2: errors name FILE:LINE where a file is at fault). */
+void config_tls_error(const struct config *c, char *err, size_t len);
 
 /* Value parsers: 0 ok, -1 invalid. */
 int parse_timespan(const char *s, uint32_t *seconds); /* [d.]hh:mm:ss */

@@ -44,6 +44,7 @@ char conn_wbuf[OUTQ_MAX * REPLY_MAX];
 static struct smtp_creds creds;
 
 static void conn_pump(struct conn *c);
+static void start_greeting(struct conn *c);
 
 /* The one place session transitions are traced (log_level = debug). */
 static void trace_state(const struct smtp_session *s, enum smtp_state to)
@@ -231,13 +232,21 @@ void conn_close(struct conn *c, const char *reason)
 		c->id, ip, reason, c->s.errors, c->s.unknown);
 	maildir_abort(S.md, &c->msg);
 	verify_cancel(c);
-	tls_release(S.tls, c->tls); /* none: -1 */
-	c->tls = -1;
+	if (c->tls >= 0) {
+		/* Best effort, the socket is non-blocking: a session ended by
+		 * a timeout, a limit, a shutdown or an error gets its
+		 * close_notify too (none before the handshake is done). */
+		int r = tls_close_notify(S.tls, c->tls);
+		(void)r;
+		tls_release(S.tls, c->tls);
+		c->tls = -1;
+	}
 	smtp_session_reset(&c->s);
 	tw_cancel(&S.wheel, &c->timer);
 	loop_del(S.loop, c->fd);
 	close(c->fd);
-	src_count_dec(S.tab, &c->peer);
+	if (!(c->cflags & CF_UNCOUNTED))
+		src_count_dec(S.tab, &c->peer);
 	S.st.connections_current--;
 	c->connector->rt->st.connections_current--;
 	gen_unref(c->connector->gen);
@@ -257,6 +266,36 @@ static void begin_data_sink(struct conn *c, struct smtp_reply *r)
 		*r = smtp_session_data_failed(&c->s);
 		c->msg.fd = -1;
 	}
+}
+
+/* The closing reply is out; false if the connection was closed. A TLS
+ * session ends with its close_notify (SPEC §7), and its context goes back
+ * to the pool at once, not after the linger. Then the write side is shut
+ * and input drained briefly (P_LINGER): closing with unread input would
+ * send a RST that can destroy our last reply in flight. A close_notify
+ * the socket cannot take now waits for it (P_TLS_CLOSE), within the same
+ * deadline as the linger. */
+static bool end_session(struct conn *c)
+{
+	c->cflags &= (uint8_t)~CF_WANTW;
+	if (c->tls >= 0) {
+		int r = tls_close_notify(S.tls, c->tls);
+		if (r == TLS_WANT_WRITE || r == TLS_WANT_READ) {
+			if (r == TLS_WANT_WRITE)
+				c->cflags |= CF_WANTW;
+			c->phase = P_TLS_CLOSE;
+			return true;
+		}
+		if (r != 0) {
+			conn_close(c, "closed"); /* the peer is gone */
+			return false;
+		}
+		tls_release(S.tls, c->tls);
+		c->tls = -1;
+	}
+	shutdown(c->fd, SHUT_WR);
+	c->phase = P_LINGER;
+	return true;
 }
 
 /* Writes every reply that is due, in order. Returns false if the
@@ -284,7 +323,7 @@ static bool conn_flush(struct conn *c)
 	}
 
 	c->cflags &= (uint8_t)~CF_WANTW;
-	while (c->outq_len && c->phase != P_LINGER && c->phase != P_HANDSHAKE) {
+	while (c->outq_len && (c->phase == P_ACTIVE || c->phase == P_GREETING)) {
 		size_t lens[OUTQ_MAX], blen = 0, done;
 		unsigned k;
 		ssize_t n;
@@ -331,15 +370,22 @@ static bool conn_flush(struct conn *c)
 			outq_pop(c);
 			if (r.flags & (RF_CLOSE | RF_STARTTLS)) {
 				bool closing = r.flags & RF_CLOSE;
-				/* Closing with unread input would send a RST that can
-				 * destroy our last reply in flight: shut down writes
-				 * and drain briefly instead. After STARTTLS's 220,
-				 * and only now, the handshake starts. */
-				if (closing)
-					shutdown(c->fd, SHUT_WR);
-				c->phase = closing ? P_LINGER : P_HANDSHAKE;
+				/* After STARTTLS's 220, and only now, the
+				 * handshake starts. */
 				c->greet_at = S.now + (closing ? LINGER_MS : HANDSHAKE_MS);
 				smtp_input_drop(&c->inp);
+				if (closing) {
+					/* The session is over: its linger no longer
+					 * counts against the source's limit, so a
+					 * client whose next session begins before
+					 * its FIN of this one reaches us is not
+					 * refused (Postfix takes a delivery as done
+					 * at the 250 and closes a little later). */
+					src_count_dec(S.tab, &c->peer);
+					c->cflags |= CF_UNCOUNTED;
+					return end_session(c);
+				}
+				c->phase = P_HANDSHAKE;
 				return true;
 			}
 			if (r.flags & RF_DATA && r.id == R_354) {
@@ -407,6 +453,18 @@ static void log_rcpt_reject(struct conn *c, const char *line, size_t len, enum r
 		reply_code(id), text);
 }
 
+/* STARTTLS (or an implicit-TLS connection) found no context: counted and
+ * said (SPEC §2), with which limit it met, so an operator can tell a
+ * pool too small from one source holding its share. */
+static void tls_refused(struct conn *c, int why)
+{
+	char ip[64];
+	STAT(c, tls_refused);
+	conn_peer_text(c, ip, sizeof ip);
+	log_msg(LOG_LVL_NOTICE, "event=tls_refused id=%u ip=%s reason=%s held=%u", c->id, ip,
+		why == TLS_SOURCE_FULL ? "source_share" : "pool_full", tls_source_count(S.tls, &c->peer));
+}
+
 /* Queues a reply and tells the log and the harvest table what it says;
  * the line it answers (NULL: none to quote) is quoted for a rejected
  * recipient. */
@@ -452,9 +510,13 @@ static void run_line(struct conn *c, const struct smtp_env *e, const struct smtp
 		if (r.flags & RF_STARTTLS) {
 			/* The pool slot is taken now, so a 220 is never sent
 			 * without a context to back it. */
-			c->tls = (int16_t)tls_acquire(S.tls, c->fd);
-			if (c->tls < 0)
+			int t = tls_acquire_from(S.tls, c->fd, &c->peer);
+			if (t < 0) {
+				tls_refused(c, t);
 				r = smtp_session_starttls_failed(&c->s);
+			} else {
+				c->tls = (int16_t)t;
+			}
 		}
 		take_reply(c, r, l->text, len);
 	}
@@ -640,8 +702,12 @@ static bool conn_handshake(struct conn *c)
 	c->last_activity = S.now;
 	smtp_session_tls_started(&c->s);
 	STAT(c, tls_sessions);
-	log_msg(LOG_LVL_INFO, "event=tls id=%u version=%s cipher=%s", c->id, tls_version_name(S.tls, c->tls),
-		tls_cipher_name(S.tls, c->tls));
+	log_msg(LOG_LVL_INFO, "event=tls id=%u version=%s cipher=%s resumed=%s", c->id,
+		tls_version_name(S.tls, c->tls), tls_cipher_name(S.tls, c->tls),
+		tls_resumed(S.tls, c->tls) ? "yes" : "no");
+	/* Implicit TLS: the greeting is the first thing said inside TLS. */
+	if (c->connector->cf->tls_implicit)
+		start_greeting(c);
 	return true;
 }
 
@@ -727,6 +793,8 @@ static bool wants_input(struct conn *c)
 	char *at;
 	if (c->cflags & (CF_EOF | CF_COMMIT))
 		return false;
+	if (c->phase == P_TLS_CLOSE) /* nothing is read; only a WANT_READ waits for input */
+		return !(c->cflags & CF_WANTW);
 	if (c->phase != P_ACTIVE || !reads_commands(c))
 		return true;
 	return smtp_input_room(&c->inp, c->in, conn_aux(c), &at) > 0;
@@ -745,7 +813,7 @@ static uint64_t idle_at(const struct conn *c)
 
 static void conn_update(struct conn *c)
 {
-	uint64_t t = c->phase == P_LINGER ? c->greet_at : c->deadline;
+	uint64_t t = c->phase == P_LINGER || c->phase == P_TLS_CLOSE ? c->greet_at : c->deadline;
 	bool want = wants_input(c);
 
 	loop_mod(S.loop, c->fd, (want ? LOOP_READ : 0) | (c->cflags & CF_WANTW ? LOOP_WRITE : 0),
@@ -786,6 +854,18 @@ static void send_greeting(struct conn *c)
 	outq_push(c, r);
 }
 
+/* The greeting now, or after greeting_delay. */
+static void start_greeting(struct conn *c)
+{
+	const struct connector_conf *cf = c->connector->cf;
+	if (cf->greeting_delay) {
+		c->phase = P_GREETING;
+		c->greet_at = S.now + ms(cf->greeting_delay);
+	} else {
+		send_greeting(c);
+	}
+}
+
 static void conn_timeout(struct conn *c)
 {
 	char buf[128];
@@ -807,11 +887,12 @@ static void conn_timeout(struct conn *c)
 
 void conn_on_timer(struct conn *c)
 {
-	if ((c->phase == P_LINGER || c->phase == P_HANDSHAKE) && S.now >= c->greet_at) {
-		conn_close(c, c->phase == P_LINGER ? "closed" : "tls_handshake_timeout");
+	if ((c->phase == P_LINGER || c->phase == P_HANDSHAKE || c->phase == P_TLS_CLOSE) &&
+	    S.now >= c->greet_at) {
+		conn_close(c, c->phase == P_HANDSHAKE ? "tls_handshake_timeout" : "closed");
 		return;
 	}
-	if (c->phase != P_LINGER &&
+	if (c->phase != P_LINGER && c->phase != P_TLS_CLOSE &&
 	    (S.now >= c->deadline ||
 	     (c->phase != P_HANDSHAKE && !waiting_on_tarpit(c) && !verifying(c) && S.now >= idle_at(c)))) {
 		conn_timeout(c);
@@ -851,6 +932,11 @@ static void conn_pump(struct conn *c)
 
 void conn_on_event(struct conn *c, unsigned events)
 {
+	if (c->phase == P_TLS_CLOSE) {
+		if (end_session(c))
+			conn_update(c);
+		return;
+	}
 	if (c->phase == P_HANDSHAKE) {
 		if (!conn_handshake(c))
 			return;
@@ -901,11 +987,20 @@ void conn_open(struct conn *c, int fd, struct connector *cn, const struct ip_add
 		log_msg(LOG_LVL_INFO, "event=connect id=%u ip=%s port=%u connector=\"%s\"", c->id, ip, port,
 			cf->name);
 	}
-	if (cf->greeting_delay) {
-		c->phase = P_GREETING;
-		c->greet_at = S.now + ms(cf->greeting_delay);
+	if (cf->tls_implicit) {
+		/* TLS from the first octet (RFC 8314): the context is taken
+		 * now, and the greeting waits for the handshake. */
+		int t = tls_acquire_from(S.tls, fd, peer);
+		if (t < 0) {
+			tls_refused(c, t);
+			conn_close(c, "tls_refused");
+			return;
+		}
+		c->tls = (int16_t)t;
+		c->phase = P_HANDSHAKE;
+		c->greet_at = S.now + HANDSHAKE_MS;
 	} else {
-		send_greeting(c);
+		start_greeting(c);
 	}
 	conn_pump(c);
 }
@@ -922,6 +1017,14 @@ void conn_shutdown(struct conn *c)
 		if (end < c->deadline)
 			c->deadline = end;
 		conn_update(c);
+		return;
+	}
+	if (c->phase == P_LINGER || c->phase == P_TLS_CLOSE)
+		return; /* its last reply is out */
+	if (c->phase == P_HANDSHAKE) {
+		/* Mid-handshake a reply in the clear would be garbage to a
+		 * client that waits for TLS records: nothing can be said. */
+		conn_close(c, "shutdown");
 		return;
 	}
 	/* Keep only a reply that is partly written, then say goodbye. */

@@ -4,7 +4,12 @@
  * the reply queue and its flushing (in order, each tarpitted reply T after
  * its predecessor, SPEC §8), reading (in the clear or through TLS), the
  * message data streamed to the store, the group commit at the end of a
- * loop pass, the greeting delay, timeouts and the lingering close. The
+ * loop pass, the greeting delay, timeouts and the lingering close. A TLS
+ * session (STARTTLS, or implicit TLS from the first octet) ends with a
+ * close_notify before every TCP close, and its pool context is back in
+ * the pool as soon as the session is over, before the linger; a source
+ * over its share of the pool is refused (454, or a closed implicit-TLS
+ * connection), counted and logged. The
  * framing is smtp_input's, the replies the session's; this module decides
  * only when octets are read and replies written. Nothing here allocates:
  * a connection is a slot of the table (conn_table), all its buffers in
@@ -35,13 +40,15 @@ enum conn_phase {
 	P_GREETING,  /* waiting for greeting_delay; talking now is an offence */
 	P_ACTIVE,
 	P_LINGER,    /* final reply sent, write side shut: discard input until EOF */
-	P_HANDSHAKE, /* STARTTLS's 220 sent: the TLS handshake runs */
+	P_HANDSHAKE, /* STARTTLS's 220 sent (or implicit TLS: accepted): the TLS handshake runs */
+	P_TLS_CLOSE, /* final reply sent: the close_notify waits for the socket */
 };
 
 enum {
 	CF_EOF = 1u,    /* the client closed its side */
 	CF_WANTW = 4u,  /* the socket refused output: wait for writability */
 	CF_VWAIT = 8u,  /* its AUTH line waits for a free verifier (verify.c's queue) */
+	CF_UNCOUNTED = 2u, /* the session is over: no longer in its source's count */
 	CF_STOP = 16u,  /* shutting down: close after the message in progress */
 	CF_COMMIT = 64u, /* the message waits for this loop pass's sync round */
 };
@@ -66,7 +73,7 @@ struct conn {
 	uint64_t head_base;     /* ms: tarpit base of the head reply (SPEC §8) */
 	uint64_t last_activity; /* ms */
 	uint64_t deadline;      /* ms: session timeout */
-	uint64_t greet_at;      /* ms: greeting delay end, linger or handshake end */
+	uint64_t greet_at;      /* ms: greeting delay end, linger (close_notify) or handshake end */
 	struct connector *connector;
 	struct ip_addr peer;
 	struct sink_msg msg;

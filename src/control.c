@@ -52,7 +52,7 @@ static int listen_fd = -1;
 static const char stat_names[] =
 	"connections_total connections_current connections_refused messages_accepted "
 	"recipients_accepted recipients_unknown replies_tarpitted tarpit_disconnects "
-	"protocol_errors tls_sessions auth_success auth_failure harvest_table_size "
+	"protocol_errors tls_sessions tls_refused auth_success auth_failure harvest_table_size "
 	"harvest_table_used discredited_current discredits_total bans_total ban_failures";
 
 #define NCOUNTERS (sizeof(struct stats) / sizeof(uint64_t))

@@ -79,8 +79,10 @@ static int cmd_check(const char *path, int argc, char **argv)
 		snprintf(users, sizeof users, ", %u user%s", n, n == 1 ? "" : "s");
 		users_free(u);
 	}
-	if (cfg.tls.enabled && tls_check_files(cfg.tls.certificate, cfg.tls.key, err, sizeof err) != 0)
+	if (cfg.tls.enabled && tls_check_files(cfg.tls.certificate, cfg.tls.key, err, sizeof err) != 0) {
+		config_tls_error(&cfg, err, sizeof err);
 		status = complain(err);
+	}
 	if (status == 0)
 		printf("%s: OK (%u connector%s%s)\n", path, cfg.nconnectors, cfg.nconnectors == 1 ? "" : "s",
 		       users);

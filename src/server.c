@@ -181,10 +181,18 @@ static int setup(struct config *cfg)
 	if (S.gen->cfg.tls.enabled) {
 		/* The pool's contexts are set up on first use, so a server whose
 		 * clients never ask for TLS spends no memory on it. */
-		S.tls = tls_new(S.gen->cfg.tls.certificate, S.gen->cfg.tls.key, S.gen->cfg.tls.max_sessions,
-				err, sizeof err);
-		if (!S.tls)
+		const struct tls_conf *tc = &S.gen->cfg.tls;
+		S.tls = tls_open(&(struct tls_opts){ .certificate = tc->certificate,
+						     .key = tc->key,
+						     .max_sessions = tc->max_sessions,
+						     .max_per_source = tc->max_sessions_per_source,
+						     .min_version = tc->min_version,
+						     .session_tickets = tc->session_tickets },
+				 err, sizeof err);
+		if (!S.tls) {
+			config_tls_error(&S.gen->cfg, err, sizeof err);
 			goto failed;
+		}
 	}
 	if (listen_reconcile(S.gen) != 0)
 		return -1;

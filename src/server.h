@@ -24,7 +24,7 @@ struct stats {
 	uint64_t connections_total, connections_current, connections_refused;
 	uint64_t messages_accepted, recipients_accepted, recipients_unknown;
 	uint64_t replies_tarpitted, tarpit_disconnects, protocol_errors;
-	uint64_t tls_sessions, auth_success, auth_failure;
+	uint64_t tls_sessions, tls_refused, auth_success, auth_failure;
 };
 
 /* Who a loop event is for: a slot index, or one of these tags. */

@@ -422,18 +422,6 @@ const char *tls_library_version(void)
 	return MBEDTLS_VERSION_STRING_FULL;
 }
 
-struct tls *tls_new(const char *cert_path, const char *key_path, unsigned max_sessions,
-		    char *err, size_t errlen)
-{
-	const struct tls_opts o = { .certificate = cert_path,
-				    .key = key_path,
-				    .max_sessions = max_sessions,
-				    .min_version = 12,
-				    .session_tickets = true };
-
-	return tls_open(&o, err, errlen);
-}
-
 struct tls *tls_open(const struct tls_opts *o, char *err, size_t errlen)
 {
 	unsigned max_sessions = o->max_sessions;

@@ -58,10 +58,6 @@ struct tls;
  * PEM, key not matching the certificate, max_sessions 0, 1.3 asked of a
  * library without it). */
 struct tls *tls_open(const struct tls_opts *o, char *err, size_t errlen);
-/* tls_open() with min_version 1.2, tickets on and no per-source share:
- * what the transport calls until it passes its [tls] keys to tls_open(). */
-struct tls *tls_new(const char *cert_path, const char *key_path, unsigned max_sessions,
-		    char *err, size_t errlen);
 void tls_free(struct tls *t);
 /* The same checks as tls_open, for `tarpitd check`: 0 ok, -1 with err. */
 int tls_check_files(const char *cert_path, const char *key_path, char *err, size_t errlen);

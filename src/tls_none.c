@@ -2,7 +2,7 @@
  * 4 MB of flash where mbedTLS's SSL and X.509 code does not fit.
  *
  * config.c refuses a [tls] section in such a build, with its line, so
- * tls_new() and tls_check_files() are never reached with a valid
+ * tls_open() and tls_check_files() are never reached with a valid
  * configuration; they still fail cleanly rather than pretend. The session
  * machine never offers STARTTLS without a pool, so nothing else here is
  * ever called.
@@ -19,15 +19,6 @@ struct tls *tls_open(const struct tls_opts *o, char *err, size_t errlen)
 	if (err && errlen)
 		snprintf(err, errlen, "%s", no_tls);
 	return NULL;
-}
-
-struct tls *tls_new(const char *cert_path, const char *key_path, unsigned max_sessions,
-		    char *err, size_t errlen)
-{
-	(void)cert_path;
-	(void)key_path;
-	(void)max_sessions;
-	return tls_open(NULL, err, errlen);
 }
 
 unsigned tls_max_version(void)
@@ -47,7 +38,9 @@ void tls_free(struct tls *t)
 
 int tls_check_files(const char *cert_path, const char *key_path, char *err, size_t errlen)
 {
-	return tls_new(cert_path, key_path, 0, err, errlen) ? 0 : -1;
+	(void)cert_path;
+	(void)key_path;
+	return tls_open(NULL, err, errlen) ? 0 : -1;
 }
 
 int tls_acquire_from(struct tls *t, int fd, const struct ip_addr *peer)

@@ -196,7 +196,7 @@ usage:
 				    .session_tickets = true };
 	struct tls *t = tls_open(&o, err, sizeof err);
 	if (!t) {
-		fprintf(stderr, "tls_new: %s\n", err);
+		fprintf(stderr, "tls_open: %s\n", err);
 		return 1;
 	}
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -518,7 +518,10 @@ def test_check_tls_bad_files(tmp_path, which, content):
     p = run("-c", ini, "check")
     assert p.returncode == 1
     assert len(p.stderr.splitlines()) == 1, p.stderr
-    assert p.stderr.startswith(f"{bad}:"), p.stderr
+    # FILE:LINE of the INI key that names the file, then the file (SPEC §2).
+    key = "certificate" if which == "crt" else "key"
+    line = TLS_BASE.splitlines().index(f"{key} = a.{which}") + 1
+    assert p.stderr.startswith(f"{ini}:{line}: {bad}:"), p.stderr
 
 
 @needs_tls
@@ -533,7 +536,8 @@ def test_check_reports_users_and_tls_together(tmp_path):
     lines = p.stderr.splitlines()
     assert len(lines) == 2, p.stderr
     assert lines[0].startswith(f"{tmp_path / 'users'}: mode 0640")
-    assert lines[1].startswith(f"{tmp_path / 'b.key'}:")
+    line = TLS_BASE.splitlines().index("key = a.key") + 1
+    assert lines[1].startswith(f"{ini}:{line}: {tmp_path / 'b.key'}:"), lines
 
 
 def test_stats_without_control_socket(tmp_path):
@@ -545,7 +549,7 @@ def test_stats_without_control_socket(tmp_path):
 
 COUNTERS = ("connections_total connections_current connections_refused messages_accepted "
             "recipients_accepted recipients_unknown replies_tarpitted tarpit_disconnects "
-            "protocol_errors tls_sessions auth_success auth_failure").split()
+            "protocol_errors tls_sessions tls_refused auth_success auth_failure").split()
 
 
 def logfmt(line):

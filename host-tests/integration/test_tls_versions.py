@@ -123,9 +123,6 @@ def test_tls12_still_served(tls_server):
     assert re.search(r"^New, TLSv1\.2, Cipher is ECDHE-", out, re.M), out
 
 
-# The transport still calls tls_new() (1.2 up, tickets on); the [tls] keys
-# reach tls_open() with the next step (conn/listen), which drops this mark.
-@pytest.mark.xfail(strict=True, reason="[tls] min_version reaches tls_open() with the transport step")
 def test_min_version_13_refuses_12(tls_server, has_tls13):
     if not has_tls13:
         pytest.skip(needs13)

@@ -1192,6 +1192,42 @@ static void test_tls_auth(void)
 	/* [auth] alone is fine: AUTH is then offered only where TLS is not
 	 * required for it. */
 	CHECK(load(CONN "[auth]\nusers = u\n") == 0);
+
+	/* tls_mode: implicit TLS needs the pool, and makes starttls and
+	 * require_tls moot (every session is in TLS). */
+	CHECK(load(CONN "[tls]\ncertificate = c\nkey = k\n") == 0);
+	CHECK(!C->tls_implicit);
+	CHECK(load(CONN "tls_mode = starttls\n") == 0);
+	CHECK(!C->tls_implicit);
+	CHECK(load(CONN "tls_mode = implicit\n[tls]\ncertificate = c\nkey = k\n") == 0);
+	CHECK(C->tls_implicit);
+	CHECK(load(CONN "tls_mode = implicit\n") == -1);
+	CHECK_STR(err, E("3: tls_mode: implicit needs a [tls] section"));
+	CHECK(load(CONN "enabled = no\ntls_mode = implicit\nrequire_tls = yes\n") == -1);
+	CHECK_STR(err, E("4: tls_mode: implicit needs a [tls] section"));
+	CHECK(load(CONN "tls_mode = Implicit\n") == -1);
+	CHECK_STR(err, E("3: tls_mode: 'Implicit' must be starttls or implicit"));
+	CHECK(load(CONN "tls_mode = implicit\nstarttls = no\nrequire_tls = yes\n"
+			"[tls]\ncertificate = c\nkey = k\n") == 0);
+	CHECK(C->tls_implicit && C->require_tls && !C->starttls);
+
+	/* The [tls] keys' lines, for the messages about their files. */
+	CHECK(load(CONN "\n[tls]\nkey = k\n\ncertificate = c\n") == 0);
+	CHECK(cfg.tls.key_line == 5 && cfg.tls.certificate_line == 7);
+	{
+		char m[PATH_MAX * 3];
+		snprintf(m, sizeof m, "%s: key does not match the certificate %s", cfg.tls.key,
+			 cfg.tls.certificate);
+		config_tls_error(&cfg, m, sizeof m);
+		CHECK(strncmp(m, E("5: "), strlen(E("5: "))) == 0);
+		CHECK(strstr(m, ": key does not match the certificate") != NULL);
+		snprintf(m, sizeof m, "%s: read certificate: No such file", cfg.tls.certificate);
+		config_tls_error(&cfg, m, sizeof m);
+		CHECK(strncmp(m, E("7: "), strlen(E("7: "))) == 0);
+		snprintf(m, 8, "x");
+		config_tls_error(&cfg, m, 8); /* no room for the prefix: left as it is */
+		CHECK_STR(m, "x");
+	}
 }
 
 /* Word i of the loaded ban command. */
@@ -1352,7 +1388,7 @@ static void test_fields(void)
 	unsigned i;
 	int f;
 
-	CHECK(conf_field_count() == 23);
+	CHECK(conf_field_count() == 24);
 	CHECK(conf_field_find("Name") == 0);
 	CHECK(conf_field_find("NAME") == 0);
 	CHECK(conf_field_find("_name_") == 0);
@@ -1391,7 +1427,7 @@ static void test_fields(void)
 	CHECK(conf_field_find("tarpit_interva") == -1);
 	CHECK(conf_field_find("tarpit_intervals") == -1);
 	CHECK(conf_field_find("hostname") == -1); /* a [server] key */
-	CHECK(conf_field_title(23) == NULL && conf_field_key(23) == NULL);
+	CHECK(conf_field_title(24) == NULL && conf_field_key(24) == NULL);
 	for (i = 1; i < conf_field_count(); i++) {
 		CHECK(conf_field_key(i) != NULL);
 		CHECK(conf_field_find(conf_field_key(i)) == (int)i);
@@ -1422,6 +1458,8 @@ static void test_fields(void)
 	CHECK_STR(FMT("RequireTLS"), "False");
 	CHECK_STR(FMT("max_auth_failures"), "3");
 	CHECK_STR(FMT("starttls"), "True");
+	CHECK_STR(FMT("tls_mode"), "starttls");
+	CHECK_STR(FMT("TlsMode"), "starttls");
 	CHECK_STR(FMT("auth"), "True");
 	CHECK_STR(FMT("auth_requires_tls"), "True");
 	CHECK(load(CONN "require_tls = yes\nstarttls = 1\nauth = off\nauth_requires_tls = false\n"
@@ -1432,7 +1470,12 @@ static void test_fields(void)
 	CHECK_STR(FMT("auth"), "False");
 	CHECK_STR(FMT("AuthRequiresTLS"), "False");
 	CHECK_STR(FMT("max_auth_failures"), "0");
+	CHECK(load(CONN "tls_mode = implicit\n[tls]\ncertificate = c\nkey = k\n") == 0);
+	c = C;
+	CHECK_STR(FMT("tls_mode"), "implicit");
 	/* The SPEC §3 order. */
+	CHECK(conf_field_find("tls_mode") == conf_field_find("starttls") + 1);
+	CHECK(conf_field_find("require_tls") == conf_field_find("tls_mode") + 1);
 	CHECK(conf_field_find("max_auth_failures") == conf_field_find("max_unknown_recipients") + 1);
 	CHECK(conf_field_find("auth_requires_tls") == (int)conf_field_count() - 1);
 
@@ -1469,7 +1512,7 @@ static void test_fields(void)
 	CHECK_STR(small, "0.0.0.0");
 	CHECK(conf_field_format(c, (unsigned)f, NULL, 0) == strlen("0.0.0.0/0, ::/0"));
 	CHECK(conf_field_format(c, (unsigned)conf_field_find("Banner"), small, 1) > 0 && small[0] == '\0');
-	CHECK(conf_field_format(c, 23, b, sizeof b) == 0 && b[0] == '\0');
+	CHECK(conf_field_format(c, 24, b, sizeof b) == 0 && b[0] == '\0');
 	CHECK(conf_field_format(NULL, 1, b, sizeof b) == 0 && b[0] == '\0');
 #undef FMT
 }

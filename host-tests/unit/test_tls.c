@@ -23,6 +23,14 @@
 #include <mbedtls/ssl_ciphersuites.h>
 
 static char dir[64];
+
+/* The pool as most tests want it: 1.2 up, tickets on, no per-source share. */
+static struct tls *open_pool(const char *cert, const char *key, unsigned max, char *err, size_t errlen)
+{
+	return tls_open(&(struct tls_opts){ .certificate = cert, .key = key, .max_sessions = max,
+					    .min_version = 12, .session_tickets = true },
+			err, errlen);
+}
 static char ec_cert[128], ec_key[128], ec2_key[128], rsa_cert[128], rsa_key[128];
 static char enc_key[128], garbage[128], missing[128], fifo[128], huge[128];
 
@@ -328,22 +336,22 @@ static void test_files(void)
 	CHECK(tls_check_files(missing, ec_key, small, sizeof small) == -1);
 	CHECK(strlen(small) == sizeof small - 1);
 
-	t = tls_new(ec_cert, ec_key, 4, err, sizeof err);
+	t = open_pool(ec_cert, ec_key, 4, err, sizeof err);
 	CHECK(t != NULL);
 	CHECK(tls_available(t) == 4);
 	tls_free(t);
 
 	err[0] = 0;
-	CHECK(tls_new(ec_cert, ec2_key, 4, err, sizeof err) == NULL);
+	CHECK(open_pool(ec_cert, ec2_key, 4, err, sizeof err) == NULL);
 	CHECK(strstr(err, "key does not match the certificate") != NULL);
 	err[0] = 0;
-	CHECK(tls_new(missing, ec_key, 4, err, sizeof err) == NULL);
+	CHECK(open_pool(missing, ec_key, 4, err, sizeof err) == NULL);
 	CHECK(strstr(err, "cannot read certificate") != NULL);
 	err[0] = 0;
-	CHECK(tls_new(garbage, ec_key, 4, err, sizeof err) == NULL);
+	CHECK(open_pool(garbage, ec_key, 4, err, sizeof err) == NULL);
 	CHECK(strstr(err, "cannot parse certificate") != NULL);
 	err[0] = 0;
-	CHECK(tls_new(ec_cert, ec_key, 0, err, sizeof err) == NULL);
+	CHECK(open_pool(ec_cert, ec_key, 0, err, sizeof err) == NULL);
 	CHECK(strstr(err, "max_sessions") != NULL);
 	tls_free(NULL);
 }
@@ -351,7 +359,7 @@ static void test_files(void)
 static void test_pool(void)
 {
 	char err[256];
-	struct tls *t = tls_new(ec_cert, ec_key, 2, err, sizeof err);
+	struct tls *t = open_pool(ec_cert, ec_key, 2, err, sizeof err);
 	int a, b;
 
 	CHECK(t != NULL);
@@ -436,7 +444,7 @@ static void server_to_client(struct tls *t, int idx, struct client *c)
 static void test_handshake_ec(void)
 {
 	char err[256];
-	struct tls *t = tls_new(ec_cert, ec_key, 1, err, sizeof err);
+	struct tls *t = open_pool(ec_cert, ec_key, 1, err, sizeof err);
 	struct client c;
 	int sv[2], idx, srv;
 	char buf[16];
@@ -529,7 +537,7 @@ static void test_handshake_ec(void)
 static void test_handshake_rsa(void)
 {
 	char err[256];
-	struct tls *t = tls_new(rsa_cert, rsa_key, 1, err, sizeof err);
+	struct tls *t = open_pool(rsa_cert, rsa_key, 1, err, sizeof err);
 	struct client c;
 	int sv[2], idx, srv;
 
@@ -599,7 +607,7 @@ static void renegotiation_refused(struct tls *t, int idx, struct client *c)
 static void test_hostile(void)
 {
 	char err[256];
-	struct tls *t = tls_new(ec_cert, ec_key, 1, err, sizeof err);
+	struct tls *t = open_pool(ec_cert, ec_key, 1, err, sizeof err);
 	struct client c;
 	int sv[2], idx, srv, r;
 
@@ -961,7 +969,7 @@ static ssize_t peek_len(int fd)
 static void test_close_notify(void)
 {
 	char err[256];
-	struct tls *t = tls_new(ec_cert, ec_key, 1, err, sizeof err);
+	struct tls *t = open_pool(ec_cert, ec_key, 1, err, sizeof err);
 	struct client c;
 	int sv[2], idx, srv;
 	unsigned char buf[64];
@@ -1077,7 +1085,7 @@ static void test_close_notify(void)
 static void measure_memory(void)
 {
 	char err[256];
-	struct tls *t = tls_new(ec_cert, ec_key, 1, err, sizeof err);
+	struct tls *t = open_pool(ec_cert, ec_key, 1, err, sizeof err);
 	int sv[2], idx, r = TLS_WANT_READ, status = 0;
 	pid_t pid;
 
