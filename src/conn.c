@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "ban.h"
+#include "commit.h"
 #include "conn_table.h"
 #include "gen.h"
 #include "log.h"
@@ -19,21 +20,6 @@
 
 _Static_assert(TLS_READ_CHUNK <= SMTP_LINE_MAX, "what follows the end of data must fit in[]");
 _Static_assert(READ_BUF % TLS_READ_CHUNK == 0, "read_data's TLS loop reads whole chunks");
-
-/* Beside the CF_* flags of conn.h: the reply queue overflowed (a bug,
- * see outq_push); the connection is closed at its next flush. */
-#define CF_OVERFLOW 2u
-
-/* The messages waiting for the group commit at the end of a loop pass. */
-struct commit_round {
-	struct conn **conns;
-	uint32_t *ids; /* a slot closed and reused meanwhile is not ours */
-	struct sink_msg **msgs;
-	struct sink_envelope *envs;
-	int *results;
-	unsigned n;
-};
-static struct commit_round commits;
 
 /* Scratch buffers shared by all connections: only one is served at a time. */
 static char rbuf[READ_BUF];
@@ -55,28 +41,17 @@ static void trace_state(const struct smtp_session *s, enum smtp_state to)
 		log_msg(LOG_LVL_DEBUG, "event=state id=%u from=%s to=%s", c->id, names[s->state], names[to]);
 }
 
-/* The commit round's arrays, one per slot, in one block: envs first, the
- * rest in order of decreasing alignment, so each part stays aligned. */
 int conn_init(uint32_t n)
 {
-	struct commit_round *r = &commits;
-	char *p = calloc(n, sizeof *r->envs + sizeof *r->conns + sizeof *r->msgs + sizeof *r->ids +
-				    sizeof *r->results);
-	if (!p)
+	if (commit_init(n) != 0)
 		return -1;
-	r->envs = (struct sink_envelope *)(void *)p;
-	r->conns = (struct conn **)(void *)(p += n * sizeof *r->envs);
-	r->msgs = (struct sink_msg **)(void *)(p += n * sizeof *r->conns);
-	r->ids = (uint32_t *)(void *)(p += n * sizeof *r->msgs);
-	r->results = (int *)(void *)(p + n * sizeof *r->ids);
 	smtp_session_tracer = trace_state;
 	return 0;
 }
 
 void conn_fini(void)
 {
-	free(commits.envs);
-	commits.envs = NULL;
+	commit_fini();
 }
 
 static struct smtp_reply *outq_at(struct conn *c, unsigned k)
@@ -208,7 +183,7 @@ static ssize_t io_send(struct conn *c, const void *buf, size_t len)
 	return -1;
 }
 
-static void fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, size_t iplen)
+void conn_fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, size_t iplen)
 {
 	conn_peer_text(c, ip, iplen);
 	env->sender = c->s.sender;
@@ -260,7 +235,7 @@ static void begin_data_sink(struct conn *c, struct smtp_reply *r)
 	char ip[64];
 	if (c->msg.fd >= 0)
 		return;
-	fill_envelope(c, &env, ip, sizeof ip);
+	conn_fill_envelope(c, &env, ip, sizeof ip);
 	if (maildir_begin(S.md, &c->msg, &env, c->queue_id) != 0) {
 		log_msg(LOG_LVL_ERROR, "event=store_error id=%u error=\"%s\"", c->id, strerror(errno));
 		*r = smtp_session_data_failed(&c->s);
@@ -592,44 +567,17 @@ static void reply_to_message(struct conn *c, enum smtp_data_status st)
  * the group commit of this loop pass and is answered after it. */
 static void finish_message(struct conn *c)
 {
-	struct commit_round *r = &commits;
 	enum smtp_data_status st = smtp_input_verdict(&c->inp);
-	if (st != DATA_STORED) {
+	if (st != DATA_STORED)
 		reply_to_message(c, st);
-	} else {
-		r->conns[r->n] = c;
-		r->ids[r->n] = c->id;
-		r->n++;
-		c->cflags |= CF_COMMIT;
-	}
+	else
+		commit_add(c);
 }
 
-void conn_run_commits(void)
+void conn_message_stored(struct conn *c, bool ok)
 {
-	struct commit_round *r = &commits;
-	unsigned n = 0;
-
-	for (unsigned k = 0; k < r->n; k++) {
-		struct conn *c = r->conns[k];
-		char ip[1] = "";
-		if (c->fd < 0 || c->id != r->ids[k] || !(c->cflags & CF_COMMIT))
-			continue;
-		r->conns[n] = c;
-		r->msgs[n] = &c->msg;
-		fill_envelope(c, &r->envs[n], ip, sizeof ip);
-		n++;
-	}
-	r->n = 0;
-	if (n == 0)
-		return;
-	maildir_commit_batch(S.md, r->msgs, r->envs, n, r->results);
-	for (unsigned k = 0; k < n; k++) {
-		struct conn *c = r->conns[k];
-		c->msg.fd = -1;
-		c->cflags &= (uint8_t)~CF_COMMIT;
-		reply_to_message(c, r->results[k] == 0 ? DATA_STORED : DATA_STORE_FAILED);
-		conn_pump(c);
-	}
+	reply_to_message(c, ok ? DATA_STORED : DATA_STORE_FAILED);
+	conn_pump(c);
 }
 
 /* Message data streams from the socket to the store through one shared

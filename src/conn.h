@@ -48,9 +48,12 @@ enum {
 	CF_EOF = 1u,    /* the client closed its side */
 	CF_WANTW = 4u,  /* the socket refused output: wait for writability */
 	CF_VWAIT = 8u,  /* its AUTH line waits for a free verifier (verify.c's queue) */
-	CF_UNCOUNTED = 2u, /* the session is over: no longer in its source's count */
 	CF_STOP = 16u,  /* shutting down: close after the message in progress */
+	CF_UNCOUNTED = 32u, /* the session is over: no longer in its source's count */
 	CF_COMMIT = 64u, /* the message waits for this loop pass's sync round */
+	/* The reply queue overflowed (a bug, see conn.c's outq_push): the
+	 * connection is closed at its next flush. */
+	CF_OVERFLOW = 128u,
 };
 
 /* One slot. Ordered for code size, the fields used most first: MIPS16
@@ -102,8 +105,12 @@ void conn_close(struct conn *c, const char *reason);
 /* Readiness (LOOP_* events) and the slot's timer. */
 void conn_on_event(struct conn *c, unsigned events);
 void conn_on_timer(struct conn *c);
-/* One sync round for the messages that ended in this loop pass. */
-void conn_run_commits(void);
+/* The group commit (commit.c) stored c's message (ok) or failed: the
+ * 250 or 452 is queued and sent. */
+void conn_message_stored(struct conn *c, bool ok);
+/* The store's view of c's envelope; ip (iplen octets) receives the
+ * peer's address as text. */
+void conn_fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, size_t iplen);
 /* SIGTERM: 421 to a session between commands at once; one receiving data
  * gets [server] shutdown_timeout to finish its message (then the 250 and
  * the 421), or is closed unanswered when that runs out. */

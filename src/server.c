@@ -14,6 +14,7 @@
 
 #include "auth.h"
 #include "ban.h"
+#include "commit.h"
 #include "conn.h"
 #include "conn_table.h"
 #include "control.h"
@@ -327,7 +328,7 @@ int server_run(struct config *cfg)
 			else if (!control_timer(node))
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
-		conn_run_commits();
+		commit_run();
 		verify_run();
 		if (sig_seen[SIGTERM] && !S.stopping)
 			begin_shutdown();
