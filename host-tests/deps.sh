@@ -2,7 +2,9 @@
 # Installs the Debian packages the host build and tests need, when missing.
 # As root it runs apt-get; otherwise through sudo if available; else it
 # prints the one command that does it and fails.
-PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest swaks openssl valgrind"
+# postfix (smtp-source, and a private instance the TLS tests start on a high
+# port) and msmtp are real counterparts of the integration tests.
+PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest swaks openssl valgrind postfix msmtp"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -14,6 +16,11 @@ if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then 
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# The system's Postfix stays unconfigured ("No configuration": no main.cf,
+# so nothing starts); the tests run private instances with their own.
+case "$missing" in *postfix*)
+	echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections ;;
+esac
 # The package lists may be missing or stale on a fresh machine.
 $SUDO apt-get update -qq || true
 $SUDO apt-get install -y -qq $missing >/dev/null || {
