@@ -165,22 +165,41 @@ long long admin_read_pidfile(const char *pidfile)
 	return pid;
 }
 
-bool admin_pid_is_tarpitd(long long pid)
+/* The first octets of /proc/PID/FILE into buf (NUL-terminated), or -1. */
+static ssize_t read_proc(long long pid, const char *file, char *buf, size_t len)
 {
-	char path[40], comm[32];
+	char path[48];
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof path, "/proc/%lld/comm", pid);
+	snprintf(path, sizeof path, "/proc/%lld/%s", pid, file);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return false;
-	n = read(fd, comm, sizeof comm - 1);
+		return -1;
+	n = read(fd, buf, len - 1);
 	close(fd);
-	if (n <= 0)
-		return false;
-	comm[n] = 0;
-	return strcmp(comm, "tarpitd\n") == 0;
+	if (n >= 0)
+		buf[n] = 0;
+	return n;
+}
+
+/* A tarpitd is a process named tarpitd, or one that runs a tarpitd
+ * binary under an emulator or a checker (qemu-user, valgrind: their
+ * name is theirs; the binary is one of their first arguments). */
+bool admin_pid_is_tarpitd(long long pid)
+{
+	static char args[4096];
+	ssize_t n = read_proc(pid, "comm", args, 32);
+
+	if (n > 0 && strcmp(args, "tarpitd\n") == 0)
+		return true;
+	n = read_proc(pid, "cmdline", args, sizeof args);
+	for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(args + i) + 1) {
+		const char *base = strrchr(args + i, '/');
+		if (strcmp(base ? base + 1 : args + i, "tarpitd") == 0)
+			return true;
+	}
+	return false;
 }
 
 /* The pid that listens on the control socket (SO_PEERCRED), 0 when none
