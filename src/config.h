@@ -64,6 +64,7 @@ struct server_conf {
 	uint32_t shutdown_timeout; /* seconds: SIGTERM's bound on DATA in progress */
 	bool log_syslog;
 	enum log_level log_level;
+	uint32_t max_queued; /* forwarding queue entries, 1..QUEUE_MAX_QUEUED (default 1024) */
 	uint32_t spool_gid; /* spool_group's gid, found by config_load_host; else CONF_NO_GID */
 	char hostname[CONF_TEXT_MAX];
 	char recipients[PATH_MAX];
@@ -109,11 +110,43 @@ struct harvest_conf {
 	char ban_buf[CONF_BAN_MAX];
 };
 
+/* [relay "NAME"] (SPEC §3, §10): one next hop for forwarding. host is
+ * parsed at load: an address and port (no DNS, SPEC §9) or, with
+ * is_unix, a path (LMTP on the router). domains is the list as written,
+ * lower-cased, each domain NUL-terminated one after another (ndomains of
+ * them); smarthost is `domains = *` (then ndomains is 0). The password
+ * is read from auth_password_file at load (mode 0600, one line), so a
+ * reload picks up a new one and the loop never opens the file. */
+struct relay_conf {
+	bool lmtp;           /* protocol = lmtp */
+	bool smarthost;      /* domains = *: authenticated mail to non-local domains */
+	bool is_unix;        /* host = unix:/path */
+	uint8_t starttls;    /* enum sc_tls_policy (smtp_client.h): no, opportunistic, required */
+	uint32_t max_connections;    /* 1..RELAY_CONNS_MAX parallel sessions */
+	uint32_t retry_min;          /* seconds, 1..3600 */
+	uint32_t retry_max;          /* seconds, retry_min..86400 */
+	uint32_t max_queue_lifetime; /* seconds, 60..30 days */
+	unsigned ndomains;
+	int line;                    /* of the section header */
+	struct binding addr;         /* host as ip:port, when !is_unix (v6: [ipv6]:port) */
+	char name[CONF_NAME_MAX];
+	char host[PATH_MAX];         /* as written: for messages and `show` */
+	char unix_path[108];         /* sun_path, when is_unix */
+	char tls_name[CONF_TEXT_MAX];  /* "" = none */
+	char auth_user[CONF_TEXT_MAX]; /* "" = no AUTH */
+	char auth_password[CONF_TEXT_MAX];
+	char ca_file[PATH_MAX];        /* "" = none */
+	char auth_password_file[PATH_MAX];
+	char domains[RELAY_DOMAINS_MAX];
+};
+
 /* Small and often used members first, the paths last: see
  * struct connector_conf. */
 struct config {
 	struct connector_conf *connectors; /* malloc'd array */
 	unsigned nconnectors;
+	struct relay_conf *relays;         /* malloc'd array, NULL when none */
+	unsigned nrelays;
 	struct harvest_conf harvest;
 	struct server_conf server;
 	struct tls_conf tls;

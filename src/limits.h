@@ -210,6 +210,22 @@
 /* Directory entries a recovery step looks at, so 10,000 queued messages
  * are recovered in many short steps between other work. */
 #define QUEUE_RECOVER_STEP 64
+/* [relay] sections per file, and parallel sessions per next hop (and of
+ * all of them together: the outbound table, allocated at start). */
+#define CONF_MAX_RELAYS 16
+#define RELAY_CONNS_MAX 64
+#define RELAY_CONNS_TOTAL 128
+/* A relay's domains as written, each NUL-terminated (about 40 domains). */
+#define RELAY_DOMAINS_MAX 1024
+/* max_queued: 1..this many entries (36 octets each: 3.6 MB at most). */
+#define QUEUE_MAX_QUEUED 100000u
+/* The forwarded recipients of one transaction, kept per slot beside the
+ * envelope (relay index octet + address + NUL each): about 30 of 64
+ * octets. A RCPT that does not fit is answered 452 4.5.3 (RFC 5321
+ * §4.5.3.1.10: the client sends the rest in another transaction), so the
+ * slot never grows. Only written when a recipient is forwarded: a slot
+ * that never forwards never touches these pages. */
+#define SESSION_FWD_MAX 2048
 /* The original headers attached to a DSN: the rest is cut (RFC 3464 asks
  * only for the headers, and a DSN must not become a large message). */
 #define DSN_HEADERS_MAX 16384u
