@@ -24,6 +24,7 @@ int admin_harvest(const char *path, int argc, char **argv);
 /* USER, the password on stdin (first line; prompted for, without echo and
  * twice, when stdin is a terminal), into the [auth] users file. */
 int admin_passwd(const char *path, int argc, char **argv);
+int admin_queue(const char *path, int argc, char **argv);
 
 /* ---- the pure parts, exported for the unit tests ---- */
 

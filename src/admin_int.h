@@ -39,6 +39,11 @@ long long admin_read_pidfile(const char *pidfile);
 /* Whether process pid runs tarpitd (/proc/PID/comm). */
 bool admin_pid_is_tarpitd(long long pid);
 
+struct buf;
+/* Sends req to the running server's control socket and reads its whole
+ * answer into b. 0 ok; 1 after saying why not. */
+int admin_control_request(const char *req, struct buf *b);
+
 /* A growing text; oom once an allocation failed (then it stays as it was). */
 struct buf {
 	char *p;

@@ -19,7 +19,7 @@
 
 /* Sends req to the running server's control socket and reads its whole
  * answer into b. 0 ok; 1 after saying why not. */
-static int control_request(const char *req, struct buf *b)
+int admin_control_request(const char *req, struct buf *b)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct timeval tv = { ADMIN_STATS_TIMEOUT_MS / 1000, 0 };
@@ -105,7 +105,7 @@ int admin_stats(const char *path, int argc, char **argv)
 		return admin_fail(2, "stats takes no arguments ('%s' is extra)", admin_echo(argv[0]));
 	if (admin_load_or_report(path) != 0)
 		return 1;
-	if (control_request("stats\n", &b) == 0)
+	if (admin_control_request("stats\n", &b) == 0)
 		status = print_answer("stats", &b);
 	free(b.p);
 	config_free(&admin_cfg);
@@ -142,7 +142,7 @@ int admin_harvest(const char *path, int argc, char **argv)
 	}
 	if (admin_load_or_report(path) != 0)
 		return 1;
-	if (control_request(req, &b) != 0)
+	if (admin_control_request(req, &b) != 0)
 		goto out;
 	if (b.len && strncmp(b.p, "error=no_harvest_table", 22) == 0) {
 		admin_fail(1, "the server keeps no harvest table ([harvest] table_size is 0 or missing)");

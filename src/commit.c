@@ -1,11 +1,22 @@
 /* commit: see commit.h. */
 #include "commit.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "conn.h"
+#include "gen.h"
+#include "log.h"
 #include "maildir.h"
+#include "queue.h"
+#include "recipients.h"
 #include "server.h"
+
+/* The forwarded recipients of the message being queued: one at a time,
+ * from the slot's fwd block, each entry at least "x@y" and two octets. */
+static struct queue_rcpt fwd_rcpt[SESSION_FWD_MAX / 5];
 
 /* The messages waiting for the group commit at the end of a loop pass. */
 static struct commit_round {
@@ -49,10 +60,56 @@ void commit_add(struct conn *c)
 	c->cflags |= CF_COMMIT;
 }
 
+/* The store's forward hook (maildir.h): the message's forwarded
+ * recipients become a queue entry of the same id, durable before the
+ * 250 (SPEC §10). */
+static int forward(void *arg, int dirfd, const char *name)
+{
+	struct conn *c = arg;
+	const struct smtp_envelope *e = c->s.env;
+	const struct config *cfg = &c->connector->gen->cfg;
+	const char *p = e->fwd;
+	uint32_t mbox, now = (uint32_t)time(NULL);
+	struct queue_env qe = {.sender = c->s.sender, .size = c->msg.size, .accepted = now,
+			       .nrcpt = e->nfwd, .rcpt = fwd_rcpt};
+
+	if (!S.queue || e->nfwd > sizeof fwd_rcpt / sizeof fwd_rcpt[0]) {
+		errno = ENOSPC;
+		return -1;
+	}
+	memcpy(qe.id, c->queue_id, sizeof qe.id);
+	/* A DSN may go back to a sender inside (a local address) or one who
+	 * authenticated; anyone else's goes to postmaster (no backscatter). */
+	if (smtp_session_authenticated(&c->s) ||
+	    (c->s.sender[0] && recipients_lookup(c->s.table, c->s.sender, strlen(c->s.sender), &mbox) == RCPT_OK))
+		qe.flags |= QUEUE_F_DSN_SENDER;
+	for (unsigned i = 0; i < e->nfwd; i++) {
+		size_t len = strlen(p + 1);
+		fwd_rcpt[i] = (struct queue_rcpt){.relay = cfg->relays[(unsigned char)p[0]].name, .addr = p + 1,
+						  .reply = "", .next = now, .state = QR_PENDING};
+		p += len + 2;
+	}
+	if (queue_add(S.queue, dirfd, name, &qe) < 0) {
+		log_msg(LOG_LVL_ERROR, "event=queue_error id=%u qid=%s error=\"%s\"", c->id, c->queue_id,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void unforward(void *arg)
+{
+	struct conn *c = arg;
+	int idx = queue_find(S.queue, c->queue_id);
+	if (idx >= 0)
+		queue_remove(S.queue, idx);
+}
+
 void commit_run(void)
 {
 	struct commit_round *r = &commits;
 	unsigned n = 0;
+	bool queued = false;
 
 	for (unsigned k = 0; k < r->n; k++) {
 		struct conn *c = r->conns[k];
@@ -62,6 +119,11 @@ void commit_run(void)
 		r->conns[n] = c;
 		r->msgs[n] = &c->msg;
 		conn_fill_envelope(c, &r->envs[n], ip, sizeof ip);
+		if (c->s.env->nfwd) {
+			r->envs[n].forward = forward;
+			r->envs[n].unforward = unforward;
+			r->envs[n].fwd_arg = c;
+		}
 		n++;
 	}
 	r->n = 0;
@@ -70,8 +132,12 @@ void commit_run(void)
 	maildir_commit_batch(S.md, r->msgs, r->envs, n, r->results);
 	for (unsigned k = 0; k < n; k++) {
 		struct conn *c = r->conns[k];
+		if (r->envs[k].forward && r->results[k] == 0)
+			queued = true;
 		c->msg.fd = -1;
 		c->cflags &= (uint8_t)~CF_COMMIT;
 		conn_message_stored(c, r->results[k] == 0);
 	}
+	if (queued)
+		server_queue_kick();
 }

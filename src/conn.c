@@ -13,6 +13,7 @@
 #include "gen.h"
 #include "log.h"
 #include "loop.h"
+#include "queue.h"
 #include "server.h"
 #include "smtp_data.h"
 #include "tls.h"
@@ -122,7 +123,9 @@ void conn_peer_text(const struct conn *c, char *buf, size_t len)
 
 static struct smtp_env session_env(struct conn *c)
 {
-	struct smtp_env e = {c->connector->cf, S.rcpts, S.users, S.tls != NULL, &creds};
+	const struct config *cfg = &c->connector->gen->cfg;
+	struct smtp_env e = {c->connector->cf, S.rcpts, S.users, S.tls != NULL,
+			     cfg->nrelays && (!S.queue || queue_full(S.queue)), cfg->nrelays ? cfg : NULL, &creds};
 	return e;
 }
 
@@ -195,6 +198,9 @@ void conn_fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, siz
 	env->rcpts = c->s.table;
 	env->mailboxes = c->s.env->mbox;
 	env->nmailboxes = c->s.env->nmbox;
+	env->forward = NULL;
+	env->unforward = NULL;
+	env->fwd_arg = NULL;
 }
 
 void conn_close(struct conn *c, const char *reason)
@@ -549,8 +555,8 @@ static void reply_to_message(struct conn *c, enum smtp_data_status st)
 
 	if (st == DATA_STORED) {
 		conn_peer_text(c, ip, sizeof ip);
-		log_msg(LOG_LVL_INFO, "event=accepted id=%u ip=%s queue_id=%s size=%llu rcpts=%u", c->id, ip,
-			c->queue_id, (unsigned long long)c->inp.size, c->s.nrcpt);
+		log_msg(LOG_LVL_INFO, "event=accepted id=%u ip=%s queue_id=%s size=%llu rcpts=%u forwarded=%u", c->id,
+			ip, c->queue_id, (unsigned long long)c->inp.size, c->s.nrcpt, c->s.env->nfwd);
 	} else if (st == DATA_STORE_FAILED) {
 		log_msg(LOG_LVL_ERROR, "event=store_error id=%u queue_id=%s", c->id, c->queue_id);
 	}

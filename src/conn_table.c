@@ -26,9 +26,13 @@ struct conn_table *conn_table_new(uint32_t max_connections, uint16_t max_rcpt)
 	t->slots = calloc(max_connections, sizeof *t->slots);
 	t->free_stack = calloc(max_connections, sizeof *t->free_stack);
 	t->envelopes = calloc(max_connections, t->envelope_size);
+	/* The forwarded recipients' addresses (SPEC §10), a block of their
+	 * own so the envelopes stay dense: only a slot that forwards touches
+	 * its part. */
+	t->fwd = calloc(max_connections, SESSION_FWD_MAX);
 	t->src = calloc(nsrc, sizeof *t->src);
 	t->src_mask = nsrc - 1;
-	if (!t->slots || !t->free_stack || !t->envelopes || !t->src) {
+	if (!t->slots || !t->free_stack || !t->envelopes || !t->fwd || !t->src) {
 		conn_table_free(t);
 		return NULL;
 	}
@@ -47,6 +51,7 @@ void conn_table_free(struct conn_table *t)
 	free(t->slots);
 	free(t->free_stack);
 	free(t->envelopes);
+	free(t->fwd);
 	free(t->src);
 	free(t);
 }
@@ -67,6 +72,7 @@ struct conn *conn_acquire(struct conn_table *t)
 	tw_node_init(&c->timer);
 	smtp_session_init(&c->s, (struct smtp_envelope *)(void *)(t->envelopes + (size_t)i * t->envelope_size),
 			  t->max_rcpt);
+	c->s.env->fwd = t->fwd + (size_t)i * SESSION_FWD_MAX;
 	return c;
 }
 

@@ -26,6 +26,7 @@ struct conn_table {
 	uint32_t nfree, size;
 	unsigned char *envelopes; /* size * envelope_size, lazily touched */
 	size_t envelope_size;
+	char *fwd; /* size * SESSION_FWD_MAX: forwarded recipients, lazily touched */
 	uint16_t max_rcpt;
 	/* Per-source counters: open addressing, backward-shift deletion so
 	 * no tombstones pile up under churn. */

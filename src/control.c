@@ -17,6 +17,7 @@
 #include "limits.h"
 #include "log.h"
 #include "loop.h"
+#include "queue.h"
 #include "server.h"
 #include "timer_wheel.h"
 
@@ -221,6 +222,36 @@ static void client_pump(struct client *c, unsigned tag)
 	loop_mod(S.loop, c->fd, LOOP_WRITE, tag);
 }
 
+/* `queue flush` / `queue delete ID` (SPEC §2): the server's own table
+ * decides, so a message being delivered is never deleted under its
+ * attempt. */
+static size_t queue_request(const char *arg, char *buf, size_t len)
+{
+	int idx;
+
+	if (!S.queue)
+		return (size_t)snprintf(buf, len, "error=no_queue\n");
+	if (strcmp(arg, "flush") == 0) {
+		queue_flush(S.queue, (uint32_t)time(NULL));
+		log_msg(LOG_LVL_NOTICE, "event=queue_flush queued=%u", queue_count(S.queue));
+		server_queue_kick();
+		return (size_t)snprintf(buf, len, "flushed=%u\n", queue_count(S.queue));
+	}
+	if (strncmp(arg, "delete ", 7) != 0)
+		return (size_t)snprintf(buf, len, "error=unknown_request\n");
+	idx = queue_find(S.queue, arg + 7);
+	if (idx < 0)
+		return (size_t)snprintf(buf, len, "error=no_such_id\n");
+	if (queue_busy(S.queue, idx))
+		return (size_t)snprintf(buf, len, "error=busy\n");
+	if (queue_remove(S.queue, idx) != 0) {
+		log_msg(LOG_LVL_ERROR, "event=queue_delete id=%s error=\"%s\"", arg + 7, strerror(errno));
+		return (size_t)snprintf(buf, len, "error=io\n");
+	}
+	log_msg(LOG_LVL_NOTICE, "event=queue_delete id=%s by=operator", arg + 7);
+	return (size_t)snprintf(buf, len, "deleted=1\n");
+}
+
 /* The request, complete: chooses the answer. */
 static void client_answer(struct client *c)
 {
@@ -239,6 +270,8 @@ static void client_answer(struct client *c)
 			c->len = (uint16_t)snprintf(c->line, sizeof c->line, "error=no_harvest_table\n");
 	} else if (strncmp(c->req, "forgive ", 8) == 0) {
 		c->len = (uint16_t)forgive(c->req + 8, c->line, sizeof c->line);
+	} else if (strncmp(c->req, "queue ", 6) == 0) {
+		c->len = (uint16_t)queue_request(c->req + 6, c->line, sizeof c->line);
 	} else {
 		c->len = (uint16_t)snprintf(c->line, sizeof c->line, "error=unknown_request\n");
 	}

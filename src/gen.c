@@ -205,4 +205,7 @@ void gen_reload(void)
 	G.rcpts_failed_mtime.tv_sec = 0;
 	log_set_level(g->cfg.server.log_level);
 	log_msg(LOG_LVL_NOTICE, "event=reload connectors=%u recipients=%u", g->n, recipients_count(r));
+	/* The first [relay] of a running server: its queue opens now (until
+	 * it does, RCPT for a forwarded domain gets 452 4.3.1). */
+	server_queue_open();
 }

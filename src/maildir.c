@@ -458,7 +458,7 @@ int maildir_commit(struct maildir *md, struct sink_msg *m,
 		errno = m->error;
 		goto fail;
 	}
-	if (!env || !env->rcpts || !env->mailboxes || env->nmailboxes == 0) {
+	if (!env || (env->nmailboxes == 0 && !env->forward) || (env->nmailboxes && (!env->rcpts || !env->mailboxes))) {
 		errno = EINVAL;
 		goto fail;
 	}
@@ -483,6 +483,11 @@ int maildir_commit(struct maildir *md, struct sink_msg *m,
 		if (deliver_one(md, mbox, name, &linked, true) < 0)
 			goto fail;
 	}
+	/* i = nmailboxes: every local link is made (and synced), so a failed
+	 * forward takes all of them back. */
+	linked = false;
+	if (env->forward && env->forward(env->fwd_arg, md->tmp_fd, name) != 0)
+		goto fail;
 	unlinkat(md->tmp_fd, name, 0);
 	return 0;
 fail:
@@ -537,6 +542,9 @@ static void end_round(struct maildir *md, struct sink_msg *const *msgs,
 		build_name(md, msgs[k], name);
 		if (failed)
 			fail_message(msgs[k], &results[k]);
+		/* Linked: the round got as far as queueing, which a failure takes back too. */
+		if (failed && linked && envs[k].unforward)
+			envs[k].unforward(envs[k].fwd_arg);
 		undo_message(md, &envs[k], name, failed && linked ? envs[k].nmailboxes : 0);
 	}
 }
@@ -559,7 +567,8 @@ void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
 			fail_message(m, &results[k]);
 			continue;
 		}
-		if (m->error || !env->rcpts || !env->mailboxes || env->nmailboxes == 0) {
+		if (m->error || (env->nmailboxes == 0 && !env->forward) ||
+		    (env->nmailboxes && (!env->rcpts || !env->mailboxes))) {
 			fail_message(m, &results[k]);
 			unlinkat(md->tmp_fd, name, 0);
 			continue;
@@ -595,6 +604,9 @@ void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
 		}
 		if (i < env->nmailboxes) {
 			undo_message(md, env, name, i + (linked ? 1u : 0u));
+			results[k] = -1;
+		} else if (env->forward && env->forward(env->fwd_arg, md->tmp_fd, name) != 0) {
+			undo_message(md, env, name, env->nmailboxes);
 			results[k] = -1;
 		}
 	}

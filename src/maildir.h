@@ -45,6 +45,14 @@ struct sink_envelope {
 	const struct recipients *rcpts; /* resolves the mailbox ids */
 	const uint32_t *mailboxes; /* distinct mailbox ids */
 	unsigned nmailboxes;
+	/* Forwarded recipients (SPEC §10): once the data is durable and the
+	 * local links are made, the store calls forward(fwd_arg, dirfd, name)
+	 * on the tmp file (0: the message is durably queued) before the
+	 * round ends; a round that fails after it calls unforward(fwd_arg).
+	 * NULL: nothing is forwarded, and nmailboxes must be above 0. */
+	int (*forward)(void *arg, int dirfd, const char *name);
+	void (*unforward)(void *arg);
+	void *fwd_arg;
 };
 
 /* The group the spool is given to from the next maildir_open() on

@@ -24,6 +24,7 @@ static const char usage[] =
 	"       tarpitd [-c FILE] stats                       counters of the running server\n"
 	"       tarpitd [-c FILE] passwd USER                 add/replace a user (password on stdin)\n"
 	"       tarpitd [-c FILE] harvest [forgive ADDR|all]  list discredited sources / clear them\n"
+	"       tarpitd [-c FILE] queue [flush|delete ID]     list the forwarding queue / retry now / drop one\n"
 	"       tarpitd --version | --help\n"
 	"The default FILE is " DEFAULT_CONFIG ".\n";
 
@@ -102,6 +103,7 @@ static const struct command {
 	{"stats", admin_stats, false},
 	{"passwd", admin_passwd, false},
 	{"harvest", admin_harvest, false},
+	{"queue", admin_queue, false},
 };
 
 int main(int argc, char **argv)

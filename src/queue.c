@@ -756,6 +756,11 @@ void queue_set_busy(struct queue *q, int idx, bool busy)
 		q->e[idx].flags &= (uint8_t)~QE_BUSY;
 }
 
+bool queue_busy(const struct queue *q, int idx)
+{
+	return valid_idx(q, idx) && (q->e[idx].flags & QE_BUSY);
+}
+
 void queue_flush(struct queue *q, uint32_t now)
 {
 	for (unsigned i = 0; i < q->max; i++)
@@ -799,6 +804,27 @@ int queue_load(const struct queue *q, int idx, struct queue_env *env, char *buf,
 	if (len < 0)
 		return -1;
 	if (env_parse(buf, (size_t)len, env, rcpt, maxrcpt) < 0 || strcmp(env->id, q->e[idx].id) != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+int queue_read(int dir_fd, const char *name, struct queue_env *env, char *buf, size_t buflen,
+	       struct queue_rcpt *rcpt, unsigned maxrcpt)
+{
+	char id[QUEUE_ID_MAX];
+	const char *ext;
+	ssize_t len;
+
+	if (!split_name(name, id, &ext) || strcmp(ext, "env") != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	len = read_env(dir_fd, name, buf, buflen);
+	if (len < 0)
+		return -1;
+	if (env_parse(buf, (size_t)len, env, rcpt, maxrcpt) < 0 || strcmp(env->id, id) != 0) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -115,6 +115,7 @@ int queue_due(const struct queue *q, uint32_t now);
 uint32_t queue_next_time(const struct queue *q);
 /* An attempt is running for the entry: queue_due() skips it. */
 void queue_set_busy(struct queue *q, int idx, bool busy);
+bool queue_busy(const struct queue *q, int idx);
 /* Makes every entry due at now (`tarpitd queue flush`). */
 void queue_flush(struct queue *q, uint32_t now);
 const char *queue_id(const struct queue *q, int idx);
@@ -126,6 +127,12 @@ int queue_iter(const struct queue *q, int from);
 /* Reads the envelope of entry idx: strings point into buf (QUEUE_ENV_MAX
  * octets do), recipients into rcpt[maxrcpt]. 0, or -1 with errno. */
 int queue_load(const struct queue *q, int idx, struct queue_env *env, char *buf, size_t buflen,
+	       struct queue_rcpt *rcpt, unsigned maxrcpt);
+/* The envelope file `name` ("<id>.env") in the queue directory dir_fd,
+ * read and parsed without a struct queue and without changing anything:
+ * for `tarpitd queue`, which may run beside the server. 0, or -1 with
+ * errno (EINVAL: not an envelope's name, or it does not parse). */
+int queue_read(int dir_fd, const char *name, struct queue_env *env, char *buf, size_t buflen,
 	       struct queue_rcpt *rcpt, unsigned maxrcpt);
 /* The data file, opened read-only: an fd, or -1 with errno. */
 int queue_open_data(const struct queue *q, int idx);

@@ -26,6 +26,7 @@
 #include "loop.h"
 #include "maildir.h"
 #include "priv.h"
+#include "queue.h"
 #include "recipients.h"
 #include "tls.h"
 #include "util.h"
@@ -109,6 +110,29 @@ static int write_pidfile(const char *path)
 		return -1;
 	n = dprintf(fd, "%ld\n", (long)getpid());
 	return close(fd) != 0 || n < 0 ? -1 : 0;
+}
+
+int server_queue_open(void)
+{
+	char path[PATH_MAX + 8], err[256];
+	if (S.queue || S.gen->cfg.nrelays == 0)
+		return 0;
+	if (snprintf(path, sizeof path, "%s/queue", S.boot.spool) >= (int)sizeof path) {
+		log_msg(LOG_LVL_ERROR, "spool path too long for the queue");
+		return -1;
+	}
+	S.queue = queue_open(path, S.boot.max_queued, err, sizeof err);
+	if (!S.queue) {
+		log_msg(LOG_LVL_ERROR, "%s", err);
+		return -1;
+	}
+	log_msg(LOG_LVL_NOTICE, "event=queue_open dir=%s max_queued=%u", path, S.boot.max_queued);
+	return 0;
+}
+
+void server_queue_kick(void)
+{
+	/* The outbound transport (relay.c) hooks in here. */
 }
 
 static int setup(struct config *cfg)
@@ -209,6 +233,9 @@ static int setup(struct config *cfg)
 	S.md = maildir_open(S.boot.spool, S.boot.hostname, err, sizeof err);
 	if (!S.md)
 		goto failed;
+	/* After the drop, like the Maildir: the queue belongs to the daemon's user. */
+	if (server_queue_open() != 0)
+		return -1;
 
 	if (pipe2(R.sigpipe, O_NONBLOCK | O_CLOEXEC) != 0)
 		return -1;
@@ -251,6 +278,7 @@ static void teardown(void)
 	if (R.pidfile_ours)
 		unlink(S.boot.pidfile); /* fails after the drop from a root-owned directory: priv removes it */
 	maildir_close(S.md);
+	queue_close(S.queue);
 	recipients_unref(S.rcpts);
 	users_free(S.users);
 	tls_free(S.tls);
@@ -279,6 +307,18 @@ static const struct {
 	{SIGUSR1, control_log_stats},
 	{SIGCHLD, ban_reap},
 };
+
+/* One slice of the queue's recovery per loop pass (64 directory
+ * entries): 10,000 queued messages never hold the loop at start. */
+static void recover_step(void)
+{
+	int r = queue_recover_step(S.queue);
+	if (r < 0)
+		log_msg(LOG_LVL_ERROR, "event=queue_recover_error error=\"%s\"", strerror(errno));
+	if (r <= 0)
+		log_msg(LOG_LVL_NOTICE, "event=queue_recovered queued=%u overflow=%u", queue_count(S.queue),
+			queue_overflow(S.queue));
+}
 
 static void dispatch(const struct loop_event *ev)
 {
@@ -310,7 +350,8 @@ int server_run(struct config *cfg)
 		struct loop_event ev;
 		struct tw_node *node;
 		/* A password check in progress: look at the sockets, then go on. */
-		int64_t timeout = verify_pending() ? 0 : tw_next_timeout(&S.wheel, util_now_ms());
+		bool busy = verify_pending() || (S.queue && queue_recovering(S.queue));
+		int64_t timeout = busy ? 0 : tw_next_timeout(&S.wheel, util_now_ms());
 
 		if (timeout > INT32_MAX)
 			timeout = INT32_MAX;
@@ -330,6 +371,8 @@ int server_run(struct config *cfg)
 		}
 		commit_run();
 		verify_run();
+		if (S.queue && queue_recovering(S.queue))
+			recover_step();
 		if (sig_seen[SIGTERM] && !S.stopping)
 			begin_shutdown();
 		for (unsigned i = 0; i < sizeof on_sig / sizeof on_sig[0]; i++) {

@@ -50,6 +50,7 @@ struct server {
 	struct harvest *harvest;    /* NULL when [harvest] table_size = 0 */
 	struct recipients *rcpts;
 	struct maildir *md;
+	struct queue *queue;        /* the forwarding queue (SPEC §10); NULL without [relay] */
 	struct users *users;        /* NULL without [auth] */
 	uint32_t next_id;
 	struct timer_wheel wheel;
@@ -63,6 +64,12 @@ static inline uint64_t ms(uint32_t seconds)
 	return (uint64_t)seconds * 1000u;
 }
 
+/* Opens <spool>/queue when a [relay] is configured and it is not open
+ * yet (at start, and at a reload that adds the first relay). 0, -1. */
+int server_queue_open(void);
+/* Something became due in the queue (a message queued, `queue flush`):
+ * the outbound side looks at once, not at its next timer. */
+void server_queue_kick(void);
 /* Takes ownership of cfg. Returns the process exit status. */
 int server_run(struct config *cfg);
 

@@ -43,6 +43,7 @@ static const struct reply_def defs[R__COUNT] = {
 	[R_552_TOOBIG] = {552, "5.3.4 Message size exceeds fixed limit"},
 	[R_550_BAREEOL] = {550, "5.5.2 Bare CR or LF in message data"},
 	[R_452_STORAGE] = {452, "4.3.1 Insufficient system storage"},
+	[R_452_QUEUE] = {452, "4.3.1 Forwarding queue full, try again later"},
 	[R_250_OK] = {250, "2.0.0 OK"},
 	[R_252_VRFY] = {252, "2.5.2 Cannot VRFY user, but will accept message"},
 	[R_502_EXPN] = {502, "5.5.1 EXPN not available"},

@@ -45,6 +45,7 @@ enum reply_id {
 	R_552_TOOBIG,    /* 552 5.3.4 message too big */
 	R_550_BAREEOL,   /* 550 5.5.2 bare CR or LF */
 	R_452_STORAGE,   /* 452 4.3.1 */
+	R_452_QUEUE,     /* 452 4.3.1 the forwarding queue is full (SPEC §10) */
 	R_250_OK,        /* 250 2.0.0 (RSET, NOOP) */
 	R_252_VRFY,      /* 252 2.5.2 */
 	R_502_EXPN,      /* 502 5.5.1 */

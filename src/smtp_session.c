@@ -7,6 +7,7 @@
 #include "config.h"
 #include "limits.h"
 #include "recipients.h"
+#include "route.h"
 
 enum {
 	SS_HELO = 1u,    /* HELO or EHLO seen */
@@ -313,6 +314,8 @@ static enum reply_id cmd_rcpt(struct smtp_session *s, const struct smtp_env *e,
 	size_t addr_len, rest;
 	uint32_t mbox;
 	unsigned i;
+	int relay;
+	const char *at;
 	struct smtp_envelope *env = s->env;
 
 	if (!(s->flags & SS_MAIL))
@@ -326,22 +329,45 @@ static enum reply_id cmd_rcpt(struct smtp_session *s, const struct smtp_env *e,
 	if (s->nrcpt >= s->max_rcpt || s->nrcpt >= e->conn->max_recipients_per_message)
 		return R_452_RCPTS;
 	/* The transaction's table, not the current one: ids must stay valid. */
+	/* A relay's domain is still a local one: the recipient file decides
+	 * which of its addresses exist (SPEC §10); the smarthost takes what
+	 * is not local, for authenticated sessions only. */
+	at = memchr(addr, '@', addr_len);
+	relay = at && e->routes ? route_relay(e->routes, at + 1, addr_len - (size_t)(at + 1 - addr)) : -1;
 	switch (recipients_lookup(s->table, addr, addr_len, &mbox)) {
 	case RCPT_OK:
 		break;
 	case RCPT_NOT_LOCAL:
+		if ((s->flags & SS_AUTH) && e->routes && (relay = route_smarthost(e->routes)) >= 0)
+			break;
 		return R_550_RELAY;
 	default:
 		s->flags |= SS_UNKNOWN;
 		s->unknown++;
 		return R_550_UNKNOWN;
 	}
+	if (relay >= 0) {
+		if (e->queue_full)
+			return R_452_QUEUE;
+		if (!env->fwd || (size_t)env->fwd_len + addr_len + 2 > SESSION_FWD_MAX)
+			return R_452_RCPTS;
+	}
 	if (s->nrcpt == 0) {
 		env->nmbox = 0;
+		env->nfwd = 0;
+		env->fwd_len = 0;
 		memcpy(env->first_rcpt, addr, addr_len + 1);
 		env->first_len = (uint16_t)addr_len;
 	}
 	s->nrcpt++;
+	if (relay >= 0) {
+		char *p = env->fwd + env->fwd_len;
+		p[0] = (char)relay;
+		memcpy(p + 1, addr, addr_len + 1);
+		env->fwd_len = (uint16_t)(env->fwd_len + addr_len + 2);
+		env->nfwd++;
+		return R_250_RCPT;
+	}
 	for (i = 0; i < env->nmbox && env->mbox[i] != mbox; i++)
 		;
 	if (i == env->nmbox)

@@ -22,6 +22,8 @@
 #include "limits.h"
 #include "smtp_reply.h"
 
+struct config;
+
 struct connector_conf;
 struct recipients;
 struct users;
@@ -61,6 +63,11 @@ struct smtp_envelope {
 	 * challenges: AUTH is refused inside a transaction. */
 	uint16_t nmbox;            /* distinct mailbox ids in mbox[] */
 	uint16_t first_len;
+	/* Forwarded recipients (SPEC §10): nfwd entries in fwd, each the
+	 * relay's index octet, the address and a NUL, fwd_len octets in all
+	 * (at most SESSION_FWD_MAX); fwd is set by the slot's owner. */
+	uint16_t nfwd, fwd_len;
+	char *fwd;
 	char first_rcpt[ADDRESS_MAX + 1];
 	uint32_t mbox[];           /* capacity: struct smtp_session.max_rcpt */
 };
@@ -101,6 +108,10 @@ struct smtp_env {
 	struct recipients *rcpts; /* current table; referenced on MAIL */
 	const struct users *users; /* NULL without [auth] */
 	bool tls;                  /* [tls] is configured */
+	bool queue_full;           /* the forwarding queue has no free entry: 452 4.3.1 */
+	/* The [relay] sections recipients are routed by (the connector's
+	 * configuration); NULL: no forwarding, everything is local. */
+	const struct config *routes;
 	/* Where a complete AUTH writes its credentials (the session then
 	 * waits in SMTP_AUTH_WAIT); NULL: nowhere, so every AUTH fails. */
 	struct smtp_creds *creds;

@@ -98,13 +98,14 @@ class Server:
         self.spool = self.dir / "spool"
         self.proc = None
         self.logs = []
+        self.extra = ""  # further INI sections ([relay "..."], [auth], ...)
         if isinstance(recipients, (list, tuple)):
             recipients = "\n".join(recipients) + "\n"
         self.recipients.write_text(recipients)
         self.write_ini()
 
     def write_ini(self):
-        self.ini.write_text(render_ini(self.port, self.connector, self.server_overrides))
+        self.ini.write_text(render_ini(self.port, self.connector, self.server_overrides, extra=self.extra))
 
     @property
     def log_path(self):

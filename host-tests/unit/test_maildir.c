@@ -470,6 +470,87 @@ static void test_batch(void)
 	CHECK(results[0] == 0 && total_new() == before + 4 && count("tmp", NULL, 0) == 0);
 }
 
+/* The forward hook (SPEC §10): called on the durable tmp file after the
+ * local links, before the round ends; a refusal takes the links back. */
+static int fwd_calls, fwd_result, unfwd_calls;
+static char fwd_seen[300];
+static int fake_forward(void *arg, int dirfd, const char *name)
+{
+	struct stat st;
+	(void)arg;
+	fwd_calls++;
+	snprintf(fwd_seen, sizeof fwd_seen, "%s", name);
+	/* The data is there, complete, when the hook runs. */
+	if (fstatat(dirfd, name, &st, 0) != 0 || st.st_size < (off_t)strlen(body))
+		return -1;
+	return fwd_result;
+}
+static void fake_unforward(void *arg)
+{
+	(void)arg;
+	unfwd_calls++;
+}
+
+static void test_forward_hook(void)
+{
+	struct sink_msg m[2], *ms[2];
+	struct sink_envelope envs[2];
+	uint32_t ids[1] = { id_of("alice@example.org") };
+	char qid[QUEUE_ID_MAX];
+	int results[2], before = total_new();
+
+	/* Forwarded only: no mailbox at all is fine with a hook. */
+	base_env(&envs[0], ids, 0);
+	envs[0].forward = fake_forward;
+	envs[0].unforward = fake_unforward;
+	memset(&m[0], 0, sizeof m[0]);
+	CHECK(maildir_begin(md, &m[0], &envs[0], qid) == 0);
+	maildir_write(&m[0], body, strlen(body));
+	fwd_calls = 0;
+	fwd_result = 0;
+	CHECK(maildir_commit(md, &m[0], &envs[0]) == 0);
+	CHECK(fwd_calls == 1 && total_new() == before && count("tmp", NULL, 0) == 0);
+	/* Mixed, and the queue refuses: the local link is taken back. */
+	base_env(&envs[0], ids, 1);
+	envs[0].forward = fake_forward;
+	envs[0].unforward = fake_unforward;
+	CHECK(maildir_begin(md, &m[0], &envs[0], qid) == 0);
+	maildir_write(&m[0], body, strlen(body));
+	fwd_result = -1;
+	CHECK(maildir_commit(md, &m[0], &envs[0]) == -1);
+	CHECK(fwd_calls == 2 && total_new() == before && count("tmp", NULL, 0) == 0);
+	/* Without a hook, no mailbox is still an error. */
+	base_env(&envs[0], ids, 0);
+	CHECK(maildir_begin(md, &m[0], &envs[0], qid) == 0);
+	CHECK(maildir_commit(md, &m[0], &envs[0]) == -1 && count("tmp", NULL, 0) == 0);
+	/* A round of two: one refused by the queue, one queued and linked. */
+	for (int k = 0; k < 2; k++) {
+		base_env(&envs[k], ids, 1);
+		envs[k].forward = fake_forward;
+		envs[k].unforward = fake_unforward;
+		memset(&m[k], 0, sizeof m[k]);
+		CHECK(maildir_begin(md, &m[k], &envs[k], qid) == 0);
+		maildir_write(&m[k], body, strlen(body));
+		ms[k] = &m[k];
+	}
+	envs[0].forward = NULL; /* local only */
+	fwd_calls = 0;
+	fwd_result = 0;
+	unfwd_calls = 0;
+	maildir_commit_batch(md, ms, envs, 2, results);
+	CHECK(results[0] == 0 && results[1] == 0 && fwd_calls == 1 && unfwd_calls == 0);
+	CHECK(total_new() == before + 2 && count("tmp", NULL, 0) == 0);
+	for (int k = 0; k < 2; k++) {
+		CHECK(maildir_begin(md, &m[k], &envs[k], qid) == 0);
+		maildir_write(&m[k], body, strlen(body));
+	}
+	envs[0].forward = fake_forward;
+	fwd_result = -1;
+	maildir_commit_batch(md, ms, envs, 2, results);
+	CHECK(results[0] == -1 && results[1] == -1 && fwd_calls == 3);
+	CHECK(total_new() == before + 2 && count("tmp", NULL, 0) == 0);
+}
+
 static bool has(const char *path, mode_t mode, gid_t gid)
 {
 	struct stat st;
@@ -606,6 +687,7 @@ int main(void)
 	test_link_failure();
 	test_bad_envelope();
 	test_batch();
+	test_forward_hook();
 	test_group();
 	maildir_close(md);
 	recipients_unref(rc);

@@ -165,6 +165,99 @@ static void test_auth_pending(void)
 	auto_verify = true;
 }
 
+/* Forwarding (SPEC §10): a relay's domain is forwarded, its addresses
+ * still decided by the recipient file; the smarthost only for an
+ * authenticated session; a full queue is 452 4.3.1; a full fwd block
+ * is 452 4.5.3. */
+static void test_routing(void)
+{
+	static struct relay_conf relays[2];
+	static struct config routes;
+	static char fwd[SESSION_FWD_MAX];
+	char big[300];
+
+	memset(relays, 0, sizeof relays);
+	strcpy(relays[0].name, "Office");
+	memcpy(relays[0].domains, "example.net\0", 12);
+	relays[0].ndomains = 1;
+	strcpy(relays[1].name, "ISP");
+	relays[1].smarthost = true;
+	routes.relays = relays;
+	routes.nrelays = 1;
+	env.routes = &routes;
+	cf.max_recipients_per_message = 100;
+
+	transaction();
+	envelope->fwd = fwd;
+	CHECK(say("RCPT TO:<alice@example.org>") == 250);
+	CHECK(say("RCPT TO:<Carol@EXAMPLE.net>") == 250 && id() == R_250_RCPT);
+	CHECK(envelope->nmbox == 1 && envelope->nfwd == 1);
+	CHECK(fwd[0] == 0 && strcmp(fwd + 1, "Carol@EXAMPLE.net") == 0);
+	CHECK(envelope->fwd_len == 19);
+	CHECK(say("RCPT TO:<postmaster@example.net>") == 250 && envelope->nfwd == 2);
+	/* No smarthost: other domains are still relaying. */
+	CHECK(say("RCPT TO:<x@elsewhere.test>") == 550 && id() == R_550_RELAY);
+	/* The queue is full: only the forwarded recipient is refused. */
+	env.queue_full = true;
+	CHECK(say("RCPT TO:<d@example.net>") == 452 && id() == R_452_QUEUE && !(out[0].flags & RF_TARPIT));
+	CHECK(say("RCPT TO:<bob@example.org>") == 250);
+	env.queue_full = false;
+	CHECK(envelope->nfwd == 2 && envelope->nmbox == 2);
+	/* A new transaction starts a new list. */
+	CHECK(say("RSET") == 250);
+	CHECK(say("MAIL FROM:<s@example.com>") == 250);
+	CHECK(say("RCPT TO:<e@example.net>") == 250 && envelope->nfwd == 1 && envelope->nmbox == 0);
+	CHECK(strcmp(fwd + 1, "e@example.net") == 0);
+	/* The block fills up: 452 4.5.3, never an overflow. */
+	memset(big, 'a', 60);
+	strcpy(big + 60, "@example.net>");
+	{
+		char line[400];
+		unsigned n = 0;
+		snprintf(line, sizeof line, "RCPT TO:<%s", big);
+		while (say(line) == 250)
+			n++;
+		CHECK(id() == R_452_RCPTS && n == (SESSION_FWD_MAX - 15) / 74);
+		CHECK(envelope->fwd_len <= SESSION_FWD_MAX);
+	}
+
+	/* The smarthost: authenticated sessions only. */
+	routes.nrelays = 2;
+	transaction();
+	CHECK(say("RCPT TO:<x@elsewhere.test>") == 550 && id() == R_550_RELAY);
+	env.routes = NULL;
+	CHECK(say("RCPT TO:<f@example.net>") == 250 && envelope->nfwd == 0);
+	env.routes = &routes;
+	cf.max_recipients_per_message = 3;
+}
+
+static void test_smarthost_authenticated(void)
+{
+	static struct relay_conf relays[1];
+	static struct config routes;
+	static char fwd[SESSION_FWD_MAX];
+
+	memset(relays, 0, sizeof relays);
+	strcpy(relays[0].name, "ISP");
+	relays[0].smarthost = true;
+	routes.relays = relays;
+	routes.nrelays = 1;
+	auto_verify = false;
+	hello();
+	envelope->fwd = fwd;
+	CHECK(say(plain_line("joe@example.org", "s3cret")) == 0);
+	nout = smtp_session_auth_verdict(&s, &env, true, out);
+	CHECK(nout == 1 && out[0].id == R_235_AUTH);
+	auto_verify = true;
+	env.routes = &routes;
+	CHECK(say("MAIL FROM:<joe@example.org>") == 250);
+	CHECK(say("RCPT TO:<x@elsewhere.test>") == 250 && envelope->nfwd == 1 && fwd[0] == 0);
+	/* Local domains stay local, unknown users stay unknown. */
+	CHECK(say("RCPT TO:<alice@example.org>") == 250 && envelope->nmbox == 1);
+	CHECK(say("RCPT TO:<nobody@example.org>") == 550 && id() == R_550_UNKNOWN);
+	env.routes = NULL;
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/tarpitd-session-XXXXXX", path[256], err[512];
@@ -507,11 +600,13 @@ int main(void)
 		snprintf(line, sizeof line, "AUTH PLAIN %s", b64);
 		CHECK(say(line) == 535);
 		test_auth_pending();
+		test_smarthost_authenticated();
 		users_free((struct users *)env.users);
 		env.users = NULL;
 		unlink(upath);
 	}
 
+	test_routing();
 	recipients_unref(env.rcpts);
 	free(envelope);
 	unlink(path);
