@@ -34,7 +34,7 @@
 #define NAME_BUF (QUEUE_ID_MAX + 8) /* "<id>.env" */
 #define ENV_MAGIC "tarpitd-queue 1\n"
 
-enum { QE_USED = 1, QE_BUSY = 2, QE_LIVE = 4 };
+enum { QE_USED = 1, QE_BUSY = 2, QE_LIVE = 4, QE_DEFERRED = 8 /* an attempt deferred it */ };
 
 struct queue_entry {
 	char id[QUEUE_ID_MAX];
@@ -47,6 +47,7 @@ struct queue {
 	int dir_fd, tmp_fd;
 	DIR *scan;          /* the recovery's directory stream, while recovering */
 	unsigned max, count, nlive, overflow;
+	unsigned ndeferred; /* entries with QE_DEFERRED: stats' queue_deferred */
 	unsigned free_at;   /* where the search for a free entry starts */
 	char scratch[QUEUE_ENV_MAX];
 	struct queue_entry e[];
@@ -370,6 +371,27 @@ static ssize_t read_env(int dir_fd, const char *name, char *buf, size_t buflen)
 }
 
 /* The earliest next attempt of a pending recipient; UINT32_MAX: none. */
+/* A pending recipient has been tried: the message waits for a retry. */
+static bool env_deferred(const struct queue_env *env)
+{
+	for (unsigned i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].state == QR_PENDING && env->rcpt[i].attempts > 0)
+			return true;
+	return false;
+}
+
+static void set_deferred(struct queue *q, int i, bool on)
+{
+	bool was = (q->e[i].flags & QE_DEFERRED) != 0;
+	if (was == on)
+		return;
+	q->e[i].flags ^= QE_DEFERRED;
+	if (on)
+		q->ndeferred++;
+	else
+		q->ndeferred--;
+}
+
 static uint32_t env_next(const struct queue_env *env)
 {
 	uint32_t t = UINT32_MAX;
@@ -441,6 +463,7 @@ static void drop_entry(struct queue *q, int i)
 {
 	if (q->e[i].flags & QE_LIVE)
 		q->nlive--;
+	set_deferred(q, i, false);
 	q->e[i].flags = 0;
 	q->count--;
 }
@@ -554,6 +577,11 @@ bool queue_full(const struct queue *q)
 	return q->count >= q->max;
 }
 
+unsigned queue_deferred(const struct queue *q)
+{
+	return q->ndeferred;
+}
+
 unsigned queue_overflow(const struct queue *q)
 {
 	return q->overflow;
@@ -643,6 +671,7 @@ static void recover_one(struct queue *q, const char *name)
 		return;
 	}
 	put_entry(q, i, id, env.accepted, next, 0);
+	set_deferred(q, i, env_deferred(&env));
 }
 
 int queue_recover_step(struct queue *q)
@@ -863,6 +892,7 @@ int queue_update(struct queue *q, int idx, const struct queue_env *env)
 	if (env_commit(q, env->id, len) < 0)
 		return -1;
 	q->e[idx].next = next;
+	set_deferred(q, idx, env_deferred(env));
 	return 0;
 }
 

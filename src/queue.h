@@ -100,6 +100,8 @@ bool queue_recovering(const struct queue *q);
 unsigned queue_count(const struct queue *q);
 bool queue_full(const struct queue *q);
 unsigned queue_overflow(const struct queue *q);
+/* Entries an attempt has deferred (a pending recipient tried at least once). */
+unsigned queue_deferred(const struct queue *q);
 
 /* Enqueues the message whose synced data is dirfd/name, with env (its id
  * a name of 1..QUEUE_ID_MAX-1 letters and digits, every recipient

@@ -168,7 +168,9 @@ static void test_basic(struct queue **qp)
 	le.rcpt[1].reply = "451 4.3.0 try\tlater 100%\r\nX-Injected: yes";
 	le.rcpt[2].state = QR_FAILED;
 	le.rcpt[2].reply = "550 5.1.1 no such user";
+	CHECK(queue_deferred(q) == 0);
 	CHECK(queue_update(q, a, &le) == 0);
+	CHECK(queue_deferred(q) == 1); /* stats' queue_deferred */
 	CHECK(entries("tmp") == 0);
 	{
 		FILE *f;
@@ -196,6 +198,7 @@ static void test_basic(struct queue **qp)
 	/* The restart: what was queued is recovered with its next attempt. */
 	q = reopen(q, 16);
 	CHECK(queue_count(q) == 2);
+	CHECK(queue_deferred(q) == 1); /* bob's attempt is on disk */
 	a = queue_find(q, "A1");
 	CHECK(a >= 0 && queue_due(q, 1059) == -1 && queue_due(q, 1060) == a);
 	/* flush makes it due now. */
@@ -207,6 +210,7 @@ static void test_basic(struct queue **qp)
 	le.rcpt[1].state = QR_SENT;
 	CHECK(queue_update(q, a, &le) == 1);
 	CHECK(!exists("A1.env") && !exists("A1.msg") && queue_count(q) == 1);
+	CHECK(queue_deferred(q) == 0);
 	c = queue_find(q, "C3");
 	CHECK(queue_remove(q, c) == 0 && queue_count(q) == 0 && entries(".") == 0);
 	*qp = q;
