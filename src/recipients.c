@@ -286,9 +286,13 @@ static const char *check_mailbox(const char *m, size_t n)
 		if ((unsigned char)m[i] <= 0x20 || (unsigned char)m[i] >= 0x7f)
 			return "control, space or 8-bit octet in mailbox name";
 	}
-	/* <spool>/tmp/ is the shared staging directory of §5. */
+	/* <spool>/tmp/ is the shared staging directory of §5, <spool>/queue/
+	 * the forwarding queue of §10 (reserved with or without a relay, so
+	 * adding one never clashes with a mailbox). */
 	if (n == 3 && memcmp(m, "tmp", 3) == 0)
 		return "mailbox name 'tmp' is reserved";
+	if (n == 5 && memcmp(m, "queue", 5) == 0)
+		return "mailbox name 'queue' is reserved";
 	return NULL;
 }
 

@@ -335,6 +335,19 @@ static void test_errors(void)
 	CHECK(recipients_load(path, NULL, 0) == NULL);
 }
 
+/* <spool>/queue/ is the forwarding queue (SPEC §10): no mailbox may be it. */
+static void test_queue_reserved(void)
+{
+	char err[512];
+	const char *path = write_file("queue-name", "q@x.org queue\nqueue@x.org\n", 26);
+	struct recipients *r = recipients_load(path, err, sizeof err);
+
+	CHECK(r == NULL);
+	CHECK(r == NULL && strstr(err, ":1: mailbox name 'queue' is reserved") != NULL);
+	CHECK(r == NULL && strstr(err, ":2:") == NULL); /* queue@x.org's mailbox is "queue@x.org" */
+	recipients_unref(r);
+}
+
 static void test_line_length(void)
 {
 	char file[2100], err[512];
@@ -517,6 +530,7 @@ int main(void)
 	test_empty();
 	test_errors();
 	test_line_length();
+	test_queue_reserved();
 	test_open_errors();
 	test_big();
 	test_growth_keeps_mailboxes();
