@@ -18,7 +18,10 @@ Nothing outside the temp dirs is touched: the system's Postfix (installed
 with "No configuration") and Dovecot are never started or read from
 (their binaries only). Every peer is on 127.0.0.1 and a free high port.
 
-API (all also usable without pytest; ``stop()`` is idempotent)::
+API (all also usable without pytest; ``stop()`` is idempotent and ends
+every process; ``halt()`` takes a peer down, its port refusing, and
+``resume()`` brings it back on the same port with its mail kept: "next hop
+down, then up")::
 
     p = PostfixPeer(domains=("office.test",), users=("alice", "bob"),
                     auth=None, tls=True).start()
@@ -30,7 +33,8 @@ API (all also usable without pytest; ``stop()`` is idempotent)::
 
     s = SmtpSink(hard=("RCPT",), soft=(), disconnect=(), disconnect_421=(),
                  lmtp=False, extra=()).start()
-    s.port, s.messages(), s.count(), s.wait_for_messages(n, timeout)
+    s.port (s.socket_path with unix=True), s.count(), s.messages(),
+    s.wait_for_messages(n, timeout), s.output()
     s.stop()
 
     d = DovecotLmtp(domains=("office.test",), users=None).start()
@@ -56,14 +60,16 @@ smtp-sink flags, as checked with swaks against smtp-sink of Postfix 3.7
   -q CMD,...  * disconnect without a reply after the command.
   -Q CMD,...  * "421 4.0.0 Server closing connection" and disconnect.
   -L          * LMTP instead of SMTP (LHLO; one reply per RCPT after ".").
-  -d TEMPLATE * one file per message: strftime(TEMPLATE) + a random hex
-                suffix; "dir/" makes dir/<hex>. The file holds X-Client-*,
+  -d TEMPLATE * one file per transaction: strftime(TEMPLATE) + a random
+                hex suffix; "dir/" makes dir/<hex>. It holds X-Client-*,
                 X-Mail-Args, one X-Rcpt-Args per RCPT, a Received: and the
-                message. The file is written when "." arrives, before its
-                reply: a "." rejected with -f/-r is still dumped (counted).
+                message. Created at MAIL, written as DATA arrives, removed
+                on RSET; a "." rejected with -f/-r is still dumped, and a
+                client that drops mid-DATA leaves a partial file.
                 As root, -u USER is required and the dump dir must be
                 writable by USER.
-  -c            running counters on stdout (sessions, QUIT, ".").
+  -c          * "sess=N quit=N mesg=N" on stdout, a line at once at each
+                session end, QUIT and "." (rejected or not): count().
   -A DELAY      after DATA's 354 wait DELAY s, then 550 and stop reading.
   -w DELAY      wait DELAY s before the reply to DATA.
   -W CMD:DELAY[:ODDS] wait before the reply to CMD.
@@ -391,11 +397,19 @@ class PostfixPeer:
             for dom in self.domains:
                 for u in self.users:
                     f.write("%s@%s %s/%s/\n" % (u, dom, dom, u))
+        try:
+            self.resume(timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def resume(self, timeout=20):
+        """Start (again, after halt()) on the same port and Maildirs."""
         r = self.postfix("start")
         if r.returncode != 0:
-            self.stop()
             raise RuntimeError("postfix start failed: %s%s\n%s" % (r.stdout, r.stderr, self.log_text()))
-        pidfile = os.path.join(d, "queue", "pid", "master.pid")
+        pidfile = os.path.join(self.dir, "queue", "pid", "master.pid")
 
         def master_pid():
             try:
@@ -403,7 +417,8 @@ class PostfixPeer:
                     return int(f.read().strip())
             except (OSError, ValueError):
                 return None
-        self.master = wait_until(master_pid, timeout, "Postfix's master.pid")
+        self.master = wait_until(lambda: (lambda p: p if p and alive(p) else None)(master_pid()),
+                                 timeout, "Postfix's master.pid")
         wait_listening(self.port, timeout, "Postfix's smtpd")
         return self
 
@@ -439,9 +454,9 @@ class PostfixPeer:
         except (OSError, TypeError):
             return ""
 
-    def stop(self):
-        if self.dir is None:
-            return
+    def halt(self):
+        """The next hop goes down (every process ends; its port refuses);
+        resume() brings it back with its mail and queue."""
         if self.master and alive(self.master):
             self.pids = descendants(self.master)
             self.postfix("stop")
@@ -452,6 +467,12 @@ class PostfixPeer:
             left = [p for p in self.pids if alive(p)]
             if left:
                 kill_tree(left)
+        self.master = None
+
+    def stop(self):
+        if self.dir is None:
+            return
+        self.halt()
         if self.sasl:
             self.sasl.stop()
             self.sasl = None
@@ -501,7 +522,20 @@ class SmtpSink:
             self.port = free_port()
             cmd += ["127.0.0.1:%d" % self.port, "64"]
         self.cmd = cmd
-        self.out = open(os.path.join(d, "sink.out"), "w+")
+        self.base = 0  # messages counted by the processes before halt()
+        try:
+            self.resume(timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def resume(self, timeout=10):
+        """Start (again, after halt()) on the same port; count() goes on."""
+        cmd = self.cmd
+        if self.unix and os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)  # left by the killed process
+        self.out = open(os.path.join(self.dir, "sink.out"), "w+")
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         if self.unix:
@@ -522,16 +556,29 @@ class SmtpSink:
         return self
 
     def messages(self):
-        """The dump files, one per message, oldest first."""
+        """The dump files, oldest first. smtp-sink creates a file at MAIL,
+        writes it as DATA arrives and deletes it on RSET, but a client
+        that drops mid-DATA leaves its partial file behind: count() is the
+        number of messages; these files are for reading the envelope."""
         fs = [os.path.join(self.dump, f) for f in os.listdir(self.dump)]
         return sorted(fs, key=lambda f: os.stat(f).st_mtime_ns)
 
     def count(self):
-        return len(self.messages())
+        """Messages whose end of data (".") smtp-sink received, rejected
+        or not (-c's "mesg=" counter, printed at once as each "." comes)."""
+        n = self.base
+        for ln in self.output().splitlines():
+            if "mesg=" in ln:
+                try:
+                    n = self.base + int(ln.rsplit("mesg=", 1)[1].split()[0])
+                except (ValueError, IndexError):
+                    pass
+        return n
 
     def wait_for_messages(self, n, timeout=10):
-        return wait_until(lambda: (lambda f: f if len(f) >= n else None)(self.messages()),
-                          timeout, "%d message(s) in smtp-sink's dump" % n)
+        """Wait until smtp-sink has received N messages; their dump files."""
+        wait_until(lambda: self.count() >= n, timeout, "%d message(s) at smtp-sink" % n)
+        return self.messages()
 
     def output(self):
         """smtp-sink's stdout: the -c counters and any fatal error."""
@@ -542,15 +589,23 @@ class SmtpSink:
         except (OSError, AttributeError):
             return ""
 
-    def stop(self):
+    def halt(self):
+        """smtp-sink goes down (its port refuses); resume() restarts it."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=10)
+        self.base = self.count()
         self.out.close()
         self.proc = None
+
+    def stop(self):
+        if self.dir is None:
+            return
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
 
 
 # ------------------------------------------------------------------ Dovecot
@@ -659,6 +714,16 @@ class DovecotLmtp:
                                         protocols="lmtp" if self.lmtp else "none",
                                         internal=internal, internal_group=internal_group,
                                         login=login, passdb=passdb, userdb=userdb))
+        try:
+            self.resume(timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def resume(self, timeout=15):
+        """Start (again, after halt()) with the same sockets and Maildirs."""
+        d = self.dir
         # The daemon keeps its stdout: a file, not a pipe we would wait on.
         with open(os.path.join(d, "start.out"), "w+") as out:
             r = subprocess.run([which("dovecot"), "-c", self.conf_path()], stdout=out,
@@ -666,9 +731,7 @@ class DovecotLmtp:
             out.seek(0)
             msg = out.read()
         if r.returncode != 0:
-            log = self.log_text()
-            self.stop()
-            raise RuntimeError("dovecot failed: %s\n%s" % (msg, log))
+            raise RuntimeError("dovecot failed: %s\n%s" % (msg, self.log_text()))
         pidfile = os.path.join(d, "run", "master.pid")
 
         def master_pid():
@@ -677,7 +740,8 @@ class DovecotLmtp:
                     return int(f.read().strip())
             except (OSError, ValueError):
                 return None
-        self.master = wait_until(master_pid, timeout, "Dovecot's master.pid")
+        self.master = wait_until(lambda: (lambda p: p if p and alive(p) else None)(master_pid()),
+                                 timeout, "Dovecot's master.pid")
         self.auth_socket = os.path.join(d, "auth")
         self.socket_path = os.path.join(d, "lmtp") if self.lmtp else None
         for s in filter(None, (self.auth_socket, self.socket_path)):
@@ -717,9 +781,8 @@ class DovecotLmtp:
         except (OSError, TypeError):
             return ""
 
-    def stop(self):
-        if self.dir is None:
-            return
+    def halt(self):
+        """Dovecot goes down (every process ends); resume() restarts it."""
         if self.master and alive(self.master):
             pids = descendants(self.master)
             try:
@@ -730,6 +793,12 @@ class DovecotLmtp:
             left = [p for p in pids if alive(p)]
             if left:
                 kill_tree(left)
+        self.master = None
+
+    def stop(self):
+        if self.dir is None:
+            return
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 

@@ -191,3 +191,59 @@ def test_dovecot_lmtp_known_users_only(dovecot_lmtp):
     assert any(ln.startswith("<** 550 5.1.1 <zed@office.test>") for ln in lines), out
     d.wait_for_messages(1, user="alice@office.test")
     assert not d.maildir("zed@office.test")
+
+
+def test_sink_count_is_messages_not_dump_files(smtp_sink):
+    """A transaction the client drops mid-DATA leaves a partial dump file
+    but is not counted; RSET removes the file; "." counts."""
+    import socket
+    s = smtp_sink()
+    c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    f = c.makefile("rb")
+
+    def say(line, code):
+        c.sendall(line)
+        r = f.readline()
+        assert r.startswith(code), r
+    assert f.readline().startswith(b"220")
+    say(b"HELO client.test\r\n", b"250")
+    say(b"MAIL FROM:<a@origin.test>\r\n", b"250")
+    say(b"RSET\r\n", b"250")
+    assert s.messages() == []
+    say(b"MAIL FROM:<a@origin.test>\r\n", b"250")
+    say(b"RCPT TO:<b@office.test>\r\n", b"250")
+    say(b"DATA\r\n", b"354")
+    c.sendall(b"Subject: half\r\n\r\n" + b"x" * 30000 + b"\r\n")
+    c.close()
+    assert swaks(*tcp(s.port))[0] == 0
+    s.wait_for_messages(1)
+    assert s.count() == 1 and len(s.messages()) == 2
+
+
+def test_halt_and_resume_keep_port_and_mail(postfix_peer, smtp_sink, dovecot_lmtp):
+    """halt(): the port refuses and no process is left; resume(): the same
+    port serves again and the mail delivered before is still there."""
+    import socket
+    peers.require("postfix", "smtp-sink", "dovecot", "swaks")
+    pf, sink, dv = postfix_peer(), smtp_sink(), dovecot_lmtp()
+    assert swaks(*tcp(pf.port))[0] == 0
+    assert swaks(*tcp(sink.port))[0] == 0
+    assert swaks(*tcp(dv.port), "--protocol", "LMTP")[0] == 0
+    pf.wait_for_messages(1)
+    dv.wait_for_messages(1)
+    pids = peers.descendants(pf.master) + peers.descendants(dv.master) + [sink.proc.pid]
+    for p in (pf, sink, dv):
+        p.halt()
+    none_left(pids)
+    for port in (pf.port, sink.port, dv.port):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+    for p in (pf, sink, dv):
+        p.resume()
+    assert swaks(*tcp(pf.port))[0] == 0
+    assert swaks(*tcp(sink.port))[0] == 0
+    assert swaks(*tcp(dv.port), "--protocol", "LMTP")[0] == 0
+    assert len(pf.wait_for_messages(2, addr="alice@office.test")) == 2
+    assert len(dv.wait_for_messages(2, user="alice@office.test")) == 2
+    sink.wait_for_messages(2)
+    assert sink.count() == 2
