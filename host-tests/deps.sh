@@ -3,8 +3,9 @@
 # As root it runs apt-get; otherwise through sudo if available; else it
 # prints the one command that does it and fails.
 # postfix (smtp-source, and a private instance the TLS tests start on a high
-# port) and msmtp are real counterparts of the integration tests.
-PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest swaks openssl valgrind postfix msmtp"
+# port) and msmtp are real counterparts of the integration tests; so is
+# dovecot-lmtpd (a private Dovecot LMTP next hop, peers.py).
+PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest swaks openssl valgrind postfix msmtp dovecot-lmtpd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -23,6 +24,13 @@ case "$missing" in *postfix*)
 esac
 # The package lists may be missing or stale on a fresh machine.
 $SUDO apt-get update -qq || true
+# Nor does the system's Dovecot: no service starts during the install
+# (policy-rc.d 101), unless the machine already has its own policy.
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e $POLICY ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee $POLICY >/dev/null && $SUDO chmod 755 $POLICY
+	trap '$SUDO rm -f $POLICY' EXIT
+fi
 $SUDO apt-get install -y -qq $missing >/dev/null || {
 	echo "deps: apt-get install failed; run: apt-get update && apt-get install -y$missing" >&2
 	exit 1

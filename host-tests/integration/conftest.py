@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from peers import dovecot_lmtp, postfix_peer, smtp_sink  # noqa: F401 (fixtures of the next hops, issue 15)
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("TARPITD_BIN", REPO / "build" / "host" / "tarpitd"))
 
