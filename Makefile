@@ -68,11 +68,17 @@ endif
 endif
 endif
 
-LIB_SRCS  := $(filter-out src/main.c src/loop_epoll.c src/loop_poll.c src/tls.c src/tls_none.c,$(wildcard src/*.c)) \
-             src/loop_$(BACKEND).c src/tls$(if $(NOTLS),_none).c
+# TLS=0 swaps the mbedTLS modules for their stubs.
+TLS_SRCS  := $(if $(NOTLS),src/tls_none.c src/tls_client_none.c,src/tls.c src/tls_common.c src/tls_client.c)
+LIB_SRCS  := $(filter-out src/main.c src/loop_epoll.c src/loop_poll.c src/tls.c src/tls_none.c \
+               src/tls_common.c src/tls_client.c src/tls_client_none.c,$(wildcard src/*.c)) \
+             src/loop_$(BACKEND).c $(TLS_SRCS)
 LIB_OBJS  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
 UNIT_SRCS := $(filter-out $(if $(NOTLS),host-tests/unit/test_tls.c),$(wildcard host-tests/unit/test_*.c))
 UNIT_BINS := $(patsubst host-tests/unit/%.c,$(BUILD)/%,$(UNIT_SRCS))
+# Drivers the integration tests run beside tarpitd (tlsc_probe: the TLS
+# client against openssl s_server); none without TLS.
+PROBES    := $(if $(NOTLS),,$(BUILD)/tlsc_probe)
 
 .PHONY: all run test unit integration deps clean fuzz test-valgrind test-faults
 all: $(BUILD)/tarpitd
@@ -118,6 +124,10 @@ $(BUILD)/test_%: host-tests/unit/test_%.c host-tests/unit/check.h $(BUILD)/libta
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -iquote src $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
 
+$(BUILD)/tlsc_probe: host-tests/unit/tlsc_probe.c $(BUILD)/libtarpitd.a
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -iquote src $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
+
 # Installs missing Debian packages (as root or through sudo), or says how.
 deps:
 	@sh host-tests/deps.sh
@@ -126,11 +136,11 @@ run: deps $(BUILD)/tarpitd
 	mkdir -p var
 	$(BUILD)/tarpitd -c config/dev.ini run
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(PROBES)
 	@fail=0; for t in $(UNIT_BINS); do $$t || fail=1; done; exit $$fail
 
 # The fault-injection tests run apart (make test-faults).
-integration: $(BUILD)/tarpitd
+integration: $(BUILD)/tarpitd $(PROBES)
 	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) TARPITD_TLS=$(TLS) $(PYTHON) -m pytest -q -m "not faults" host-tests/integration $(PYTEST_ARGS)
 
 VALGRIND_LOGS := $(BUILD)/valgrind

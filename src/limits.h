@@ -230,4 +230,13 @@
  * only for the headers, and a DSN must not become a large message). */
 #define DSN_HEADERS_MAX 16384u
 
+/* The TLS client (tls_client.h): CA profiles — one per [relay] with a
+ * ca_file, plus profile 0 that verifies nothing; the longest tls_name
+ * (a DNS name, and mbedTLS's MBEDTLS_SSL_MAX_HOST_NAME_LEN); one
+ * tlsc_error() line with its NUL, short enough for a log line and a
+ * queue entry's last reply (QUEUE_REPLY_MAX). */
+#define TLSC_PROFILES_MAX (CONF_MAX_RELAYS + 1)
+#define TLSC_NAME_MAX 255
+#define TLSC_ERR_MAX 128
+
 #endif

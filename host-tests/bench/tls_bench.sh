@@ -21,7 +21,7 @@ M36=build/mbedtls-3.6
 dir=$(mktemp -d /tmp/tarpitd-tlsbench-XXXXXX)
 trap 'rm -rf "$dir"' EXIT INT TERM
 CFLAGS="-std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Os -iquote src"
-SRCS="src/tls.c src/random.c src/iprange.c"
+SRCS="src/tls.c src/tls_common.c src/random.c src/iprange.c"
 
 cc $CFLAGS $SRCS host-tests/bench/tls_handshake_bench.c -o "$dir/bench-2.28" \
 	-lmbedtls -lmbedx509 -lmbedcrypto
