@@ -1,6 +1,7 @@
 /* conf_int: what the parts of the configuration loader share (config.c
- * the reader, conf_value.c the values, conf_field.c the show/set fields);
- * not for other modules.
+ * the reader, conf_value.c the values, conf_field.c the show/set fields,
+ * conf_host.c the host checks, conf_relay.c the relays); not for other
+ * modules.
  *
  * Promises: one key table (conf_keys, conf_conn_keys) describes every INI
  * key once: its name, type, range, field offset and Exchange name, and
@@ -17,7 +18,11 @@
 #include "config.h"
 #include "ini_line.h"
 #include "log.h"
+#include "smtp_client.h"
 #include "util.h"
+
+/* starttls is stored as the index of its word: no, opportunistic, required. */
+_Static_assert(SC_TLS_NO == 0 && SC_TLS_OPPORTUNISTIC == 1 && SC_TLS_REQUIRED == 2, "enum sc_tls_policy");
 
 #define DAY 86400u
 #define KIB 1024u
@@ -39,14 +44,20 @@ enum ktype {
 	K_BANCMD, /* a command line split into argv words */
 	K_TLSVER, /* 1.2 | 1.3, stored as 12 | 13 */
 	K_TLSMODE, /* starttls | implicit, stored as a bool: implicit */
+	K_RHOST,   /* a relay's host: ip:port, [ipv6]:port or unix:/path */
+	K_PROTO,   /* smtp | lmtp, stored as a bool: lmtp */
+	K_DOMAINS, /* a relay's domains: a list, or * alone */
+	K_RTLS,    /* no | opportunistic | required: enum sc_tls_policy */
 };
 
 /* What a path names, so the checks of SPEC §3 are table-driven: a file
  * the daemon reads must be a regular file; `check` and `run` also look
  * at the spool, pidfile and control socket as the server would. */
-enum path_role { P_FILE = 1, P_SPOOL, P_PIDFILE, P_CONTROL };
+enum path_role { P_FILE = 1, P_SPOOL, P_PIDFILE, P_CONTROL, P_SECRET };
 
-enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_SKIP };
+/* The named sections come before S_CONNECTOR (their arrays are sized by
+ * it); the quoted ones, connectors and relays, after it. */
+enum sect { S_NONE, S_SERVER, S_TLS, S_AUTH, S_HARVEST, S_CONNECTOR, S_RELAY, S_SKIP };
 
 struct key {
 	const char *name;
@@ -66,13 +77,20 @@ _Static_assert(sizeof(struct server_conf) <= UINT16_MAX, "key offsets are 16-bit
 #define AK(n, t, f, lo, hi) KEY(S_AUTH, struct auth_conf, n, t, f, lo, hi, NULL)
 #define HK(n, t, f, lo, hi) KEY(S_HARVEST, struct harvest_conf, n, t, f, lo, hi, NULL)
 #define CK(n, t, f, lo, hi, x) KEY(S_CONNECTOR, struct connector_conf, n, t, f, lo, hi, x)
+#define RK(n, t, f, lo, hi) KEY(S_RELAY, struct relay_conf, n, t, f, lo, hi, NULL)
+_Static_assert(sizeof(struct relay_conf) <= UINT16_MAX, "key offsets are 16-bit");
 
-/* Keys of every section but the connectors, and the connector keys in the
- * order of SPEC §3 (also the order of the show/set fields). The counts are
- * checked against the tables where they are defined (config.c). */
-enum { CONF_NKEYS = 22, CONF_NCONN = 23 };
+/* Keys of every section but the connectors and relays, the connector keys
+ * in the order of SPEC §3 (also the order of the show/set fields), and the
+ * relay keys. The counts are checked against the tables where they are
+ * defined (config.c). */
+enum { CONF_NKEYS = 23, CONF_NCONN = 23, CONF_NRELAY = 12 };
 extern const struct key conf_keys[CONF_NKEYS];
 extern const struct key conf_conn_keys[CONF_NCONN];
+extern const struct key conf_relay_keys[CONF_NRELAY];
+/* The relay keys the checks after the last line name (their index). */
+enum { R_HOST = 0, R_DOMAINS = 2, R_STARTTLS = 3, R_CA_FILE = 4, R_TLS_NAME = 5, R_AUTH_USER = 6,
+       R_PASSWORD_FILE = 7, R_RETRY_MIN = 9, R_RETRY_MAX = 10 };
 extern const char *const conf_sect_name[S_CONNECTOR];
 extern const uint16_t conf_sect_base[S_CONNECTOR];
 extern const char conf_default_ranges[];
@@ -83,6 +101,11 @@ struct conn_extra {
 	int seen[CONF_NCONN];    /* line a key was given on, 0 = not given */
 	int binding_line[CONF_MAX_BINDINGS];
 	int range_line[CONF_MAX_RANGES]; /* 0 = the default ranges */
+};
+
+/* Per-relay parse state: the line each key was given on, 0 = not given. */
+struct relay_extra {
+	int seen[CONF_NRELAY];
 };
 
 struct pstate {
@@ -105,6 +128,11 @@ struct pstate {
 	unsigned nconns;
 	struct connector_conf *conn;  /* the current one, NULL outside */
 	struct conn_extra *cx;
+	struct relay_conf *relays;    /* malloc'd, nrelays of them */
+	unsigned nrelays;
+	struct relay_conf *relay;     /* the current one, NULL outside */
+	struct relay_extra *rx;
+	struct relay_extra rextra[CONF_MAX_RELAYS]; /* parallel to relays */
 
 	int seen[CONF_NKEYS];              /* line a key was given on, 0 = not given */
 	int sect_line[S_CONNECTOR];   /* of the section headers, 0 = absent */
@@ -125,6 +153,10 @@ int conf_key_line(const struct pstate *st, const struct key *k);
  * file cannot flood or garble the terminal it is reported on. */
 const char *conf_echo(char *buf, size_t len, const char *s);
 #define ECHO_BUF LOG_ECHO_BUF
+
+/* p made relative to the INI file's directory, unless absolute or
+ * empty; an error at line when it gets too long (config.c). */
+void conf_resolve_path(struct pstate *st, char *p, const char *key, int line);
 
 /* 0.0.0.0 or :: (config.c). */
 bool conf_is_wildcard(const struct binding *b);
@@ -153,5 +185,16 @@ void conf_apply(struct pstate *st, const struct key *k, const char *v, char *bas
 /* One line's worth of a list value (bindings, remote_ip_ranges), the
  * first or a continuation. */
 void conf_apply_list(struct pstate *st, const struct key *k, const char *v);
+/* One line's worth of a relay's domains (the first or a continuation):
+ * lower-cased and appended to st->relay->domains. */
+void conf_apply_domains(struct pstate *st, const struct key *k, const char *v);
+
+/* ---- relays (conf_relay.c) ---- */
+
+/* After the last line: each relay's required keys, the keys that need
+ * each other, its paths (relative to the INI), its CA file and password
+ * file (read here), then the checks across relays (a domain in one relay
+ * only, one smarthost). */
+void conf_finish_relays(struct pstate *st);
 
 #endif

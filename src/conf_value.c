@@ -419,6 +419,167 @@ static void apply_ban(struct pstate *st, const struct key *k, const char *v,
 	hc->ban_addr = addr;
 }
 
+/* A relay's host (SPEC §3, §10): an address, never a name, since the
+ * daemon does no DNS (SPEC §9); or an absolute path for LMTP on the
+ * router. Kept as written too, for messages. */
+static void apply_rhost(struct pstate *st, const struct key *k, const char *v, struct relay_conf *rc)
+{
+	size_t max = sizeof rc->unix_path - 1, n = strlen(v), i;
+	char e[ECHO_BUF];
+	const char *colon;
+	bool letter = false;
+
+	if (n >= sizeof rc->host) {
+		conf_kerr(st, k, "too long");
+		return;
+	}
+	if (strncmp(v, "unix:", 5) == 0) {
+		for (i = 5; i < n; i++)
+			if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
+				conf_kerr(st, k, "path holds control characters");
+				return;
+			}
+		if (v[5] != '/') {
+			conf_kerr(st, k, "'%s': unix: needs an absolute path", conf_echo(e, sizeof e, v));
+			return;
+		}
+		if (n - 5 > max) {
+			conf_kerr(st, k, "path longer than %zu octets (the limit of a UNIX socket address)", max);
+			return;
+		}
+		memcpy(rc->unix_path, v + 5, n - 4);
+		rc->is_unix = true;
+	} else if (binding_parse(v, &rc->addr) == 0) {
+		if (conf_is_wildcard(&rc->addr)) {
+			conf_kerr(st, k, "'%s' is a wildcard address, not a next hop", conf_echo(e, sizeof e, v));
+			return;
+		}
+		rc->is_unix = false;
+	} else {
+		/* One ':' at most and a letter before it: a host name, not a
+		 * bare IPv6 address. */
+		colon = strchr(v, ':');
+		for (i = 0; i < (colon ? (size_t)(colon - v) : n); i++)
+			if ((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' && v[i] <= 'Z'))
+				letter = true;
+		if (letter && v[0] != '[' && (!colon || !strchr(colon + 1, ':')))
+			conf_kerr(st, k, "'%s' is a name, and tarpitd does no DNS: write ip:port, [ipv6]:port or unix:/path",
+				  conf_echo(e, sizeof e, v));
+		else
+			conf_bad_value(st, k, v);
+		return;
+	}
+	memcpy(rc->host, v, n + 1);
+}
+
+/* As the recipient file's domains (recipients.c), so a relay domain can
+ * be one of its local domains at all. */
+static bool domain_ok(const char *d, size_t n)
+{
+	size_t label = 0, i;
+
+	if (n == 0 || n > ADDR_DOMAIN_MAX)
+		return false;
+	for (i = 0; i < n; i++) {
+		char ch = d[i];
+
+		if (ch == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || is_digit(ch) || ch == '-' ||
+			   ch == '_') {
+			label++;
+		} else {
+			return false;
+		}
+	}
+	return label > 0;
+}
+
+/* Octets of rc's domains so far, with their NULs; *dup set when d[0..n)
+ * (lower-cased) is one of them. */
+static size_t domains_used(const struct relay_conf *rc, const char *d, size_t n, bool *dup)
+{
+	const char *p = rc->domains;
+	unsigned i;
+
+	*dup = false;
+	for (i = 0; i < rc->ndomains; i++) {
+		size_t len = strlen(p);
+
+		if (len == n && memcmp(p, d, n) == 0)
+			*dup = true;
+		p += len + 1;
+	}
+	return (size_t)(p - rc->domains);
+}
+
+void conf_apply_domains(struct pstate *st, const struct key *k, const char *v)
+{
+	struct relay_conf *rc = st->relay;
+	char item[ADDR_DOMAIN_MAX + 1], e[ECHO_BUF];
+	const char *p = v;
+
+	if (!*v) {
+		conf_kerr(st, k, "at least one domain (or * for a smarthost) is required");
+		return;
+	}
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		const char *a = p, *b = comma ? comma : p + strlen(p);
+		size_t n, used, i;
+		bool dup;
+
+		while (a < b && util_is_ws(*a))
+			a++;
+		while (b > a && util_is_ws(b[-1]))
+			b--;
+		n = (size_t)(b - a);
+		if (n == 0) {
+			if (!comma && p != v)
+				return;
+			conf_kerr(st, k, "empty entry");
+			return;
+		}
+		if (n == 1 && *a == '*') {
+			if (rc->ndomains || rc->smarthost || comma) {
+				conf_kerr(st, k, "* (the smarthost) must be the only entry");
+				return;
+			}
+			rc->smarthost = true;
+			return;
+		}
+		if (rc->smarthost) {
+			conf_kerr(st, k, "* (the smarthost) must be the only entry");
+			return;
+		}
+		if (!domain_ok(a, n)) {
+			memcpy(item, a, n < sizeof item ? n : sizeof item - 1);
+			item[n < sizeof item ? n : sizeof item - 1] = '\0';
+			conf_bad_value(st, k, item);
+			return;
+		}
+		for (i = 0; i < n; i++)
+			item[i] = util_lower(a[i]);
+		item[n] = '\0';
+		used = domains_used(rc, item, n, &dup);
+		if (dup) {
+			conf_kerr(st, k, "%s is listed twice", conf_echo(e, sizeof e, item));
+			return;
+		}
+		if (used + n + 1 > sizeof rc->domains) {
+			conf_kerr(st, k, "more than %zu octets of domains", sizeof rc->domains);
+			return;
+		}
+		memcpy(rc->domains + used, item, n + 1);
+		rc->ndomains++;
+		if (!comma)
+			return;
+		p = comma + 1;
+	}
+}
+
 void conf_apply(struct pstate *st, const struct key *k, const char *v, char *base)
 {
 	static const char *const levels[] = { "error", "warning", "notice", "info", "debug" };
@@ -510,6 +671,36 @@ void conf_apply(struct pstate *st, const struct key *k, const char *v, char *bas
 			break;
 		memcpy(field, &b, sizeof b);
 		return;
+	case K_RHOST:
+		apply_rhost(st, k, v, st->relay);
+		return;
+	case K_PROTO:
+		b = strcmp(v, "lmtp") == 0;
+		if (!b && strcmp(v, "smtp") != 0)
+			break;
+		memcpy(field, &b, sizeof b);
+		return;
+	case K_DOMAINS:
+		conf_apply_domains(st, k, v);
+		return;
+	case K_RTLS: {
+		static const char *const policies[] = { "no", "opportunistic", "required" };
+
+		for (i = 0; i < 3; i++) {
+			if (strcmp(v, policies[i]) == 0) {
+#ifdef TARPITD_NO_TLS
+				/* Every delivery would wait for a TLS that never comes. */
+				if (i == SC_TLS_REQUIRED) {
+					conf_kerr(st, k, "required: this tarpitd is built without TLS (TLS=0)");
+					return;
+				}
+#endif
+				*(uint8_t *)field = (uint8_t)i;
+				return;
+			}
+		}
+		break;
+	}
 	}
 	conf_bad_value(st, k, v);
 }

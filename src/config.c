@@ -28,7 +28,7 @@
 
 /* The keys of every section but the connectors. The entries the code
  * names are placed by index (-Woverride-init catches a clash). */
-enum { G_CONTROL = 8, G_CERTIFICATE = 11 };
+enum { G_CONTROL = 8, G_CERTIFICATE = 12 };
 
 const struct key conf_keys[] = {
 	SK("hostname", K_HOST, hostname, 0, 0),
@@ -44,6 +44,7 @@ const struct key conf_keys[] = {
 	/* SIGTERM gives DATA in progress this long (SPEC §9); ten minutes is
 	 * already past any service manager's patience. */
 	SK("shutdown_timeout", K_TIMESPAN, shutdown_timeout, 1, 600),
+	SK("max_queued", K_UINT, max_queued, 1, QUEUE_MAX_QUEUED),
 
 	/* A pool slot is a full mbedTLS SSL context (tens of KB with its
 	 * record buffers): 1024 of them is already more than a router has. */
@@ -97,7 +98,26 @@ const struct key conf_conn_keys[] = {
 	CK("auth_requires_tls", K_BOOL, auth_requires_tls, 0, 0, NULL),
 };
 
+/* [relay "NAME"] keys in the order of SPEC §3. The retry bounds: a
+ * first retry within the hour, a longest wait of a day (SPEC §10); a
+ * message may stay queued a minute to thirty days. */
+const struct key conf_relay_keys[] = {
+	[R_HOST] = RK("host", K_RHOST, host, 0, 0),
+	RK("protocol", K_PROTO, lmtp, 0, 0),
+	[R_DOMAINS] = RK("domains", K_DOMAINS, domains, 0, 0),
+	[R_STARTTLS] = RK("starttls", K_RTLS, starttls, 0, 0),
+	[R_CA_FILE] = RK("ca_file", K_PATH, ca_file, 0, P_FILE),
+	[R_TLS_NAME] = RK("tls_name", K_HOST, tls_name, 0, 0),
+	[R_AUTH_USER] = RK("auth_user", K_HOST, auth_user, 0, 0),
+	[R_PASSWORD_FILE] = RK("auth_password_file", K_PATH, auth_password_file, 0, P_SECRET),
+	RK("max_connections", K_UINT, max_connections, 1, RELAY_CONNS_MAX),
+	[R_RETRY_MIN] = RK("retry_min", K_TIMESPAN, retry_min, 1, 3600),
+	[R_RETRY_MAX] = RK("retry_max", K_TIMESPAN, retry_max, 1, DAY),
+	RK("max_queue_lifetime", K_TIMESPAN, max_queue_lifetime, 60, 30 * DAY),
+};
+
 _Static_assert(sizeof conf_keys / sizeof conf_keys[0] == CONF_NKEYS, "CONF_NKEYS");
+_Static_assert(sizeof conf_relay_keys / sizeof conf_relay_keys[0] == CONF_NRELAY, "CONF_NRELAY");
 _Static_assert(sizeof conf_conn_keys / sizeof conf_conn_keys[0] == CONF_NCONN, "CONF_NCONN");
 
 const char *const conf_sect_name[] = {
@@ -154,6 +174,10 @@ static const char *const bad_text[] = {
 	[K_BANCMD] = "must be an absolute path (the command runs without a shell or PATH search)",
 	[K_TLSVER] = "must be 1.2 or 1.3",
 	[K_TLSMODE] = "must be starttls or implicit",
+	[K_RHOST] = "is not ip:port, [ipv6]:port or unix:/path",
+	[K_PROTO] = "must be smtp or lmtp",
+	[K_DOMAINS] = "is not a domain",
+	[K_RTLS] = "must be no, opportunistic or required",
 };
 
 void conf_bad_value(struct pstate *st, const struct key *k, const char *v)
@@ -174,6 +198,16 @@ static void set_server_defaults(struct server_conf *s)
 	s->log_syslog = true;
 	s->log_level = LOG_LVL_INFO;
 	s->spool_gid = CONF_NO_GID;
+	s->max_queued = 1024;
+}
+
+static void set_relay_defaults(struct relay_conf *rc)
+{
+	rc->starttls = SC_TLS_OPPORTUNISTIC;
+	rc->max_connections = 4;
+	rc->retry_min = 60;
+	rc->retry_max = 3600;
+	rc->max_queue_lifetime = 5 * DAY;
 }
 
 static void set_conn_defaults(struct connector_conf *cc)
@@ -256,18 +290,90 @@ static void enter_connector(struct pstate *st, const char *name, size_t n)
 	st->sect = S_CONNECTOR;
 }
 
+/* name is n octets, not terminated. One more at a time, as connectors;
+ * relay names are case-insensitive identities too. */
+static void enter_relay(struct pstate *st, const char *name, size_t n)
+{
+	struct relay_conf *rc;
+	unsigned i;
+
+	for (i = 0; i < st->nrelays; i++) {
+		if (strlen(st->relays[i].name) == n && strncasecmp(st->relays[i].name, name, n) == 0) {
+			conf_err_at(st, st->lineno, "duplicate relay name '%.*s' (first at line %d)", (int)n, name,
+				    st->relays[i].line);
+			return;
+		}
+	}
+	if (st->nrelays >= CONF_MAX_RELAYS) {
+		conf_err_at(st, st->lineno, "more than %d relays", CONF_MAX_RELAYS);
+		return;
+	}
+	rc = realloc(st->relays, (st->nrelays + 1) * sizeof *rc);
+	if (!rc) {
+		conf_err_at(st, st->lineno, "out of memory");
+		return;
+	}
+	st->relays = rc;
+	rc = &st->relays[st->nrelays];
+	memset(rc, 0, sizeof *rc);
+	memset(&st->rextra[st->nrelays], 0, sizeof st->rextra[0]);
+	set_relay_defaults(rc);
+	memcpy(rc->name, name, n);
+	rc->name[n] = '\0';
+	rc->line = st->lineno;
+	st->relay = rc;
+	st->rx = &st->rextra[st->nrelays];
+	st->nrelays++;
+	st->sect = S_RELAY;
+}
+
+/* The quoted name of a [connector "NAME"] or [relay "NAME"] header: its
+ * length, or 0 after reporting why it is refused. */
+static size_t quoted_name(struct pstate *st, const char *t, const struct ini_header *h, const char *kind)
+{
+	size_t n, i;
+
+	if (!h->quoted || h->after != h->close) {
+		conf_err_at(st, st->lineno, "%s name must be quoted: [%s \"NAME\"]", kind, kind);
+		return 0;
+	}
+	n = h->name_e - h->name_s;
+	if (n == 0) {
+		conf_err_at(st, st->lineno, "empty %s name", kind);
+		return 0;
+	}
+	if (n >= CONF_NAME_MAX) {
+		conf_err_at(st, st->lineno, "%s name longer than %d octets", kind, CONF_NAME_MAX - 1);
+		return 0;
+	}
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)t[h->name_s + i];
+
+		/* Names end up quoted in stats lines, queue files and on
+		 * command lines. */
+		if (ch < 0x20 || ch > 0x7e || ch == '\\') {
+			conf_err_at(st, st->lineno, "%s name may hold only printable ASCII other than '\"' and '\\'",
+				    kind);
+			return 0;
+		}
+	}
+	return n;
+}
+
 /* The header t[s..e) as ini_line found it: '[' at s, t[e] a NUL. */
 static void section(struct pstate *st, char *t, size_t s, size_t e)
 {
 	char eb[ECHO_BUF];
 	struct ini_header h;
 	const char *word;
-	size_t wlen, i;
+	size_t wlen, n;
 	unsigned k;
 
 	st->sect = S_SKIP;
 	st->conn = NULL;
 	st->cx = NULL;
+	st->relay = NULL;
+	st->rx = NULL;
 	st->last_key = NULL;
 	ini_header_parse(t, s, e, &h);
 	if (h.status != INI_HDR_OK) {
@@ -282,34 +388,18 @@ static void section(struct pstate *st, char *t, size_t s, size_t e)
 	wlen = h.word_e - h.word_s;
 
 	if (wlen == 9 && strncmp(word, "connector", 9) == 0) {
-		size_t n;
-
 		st->bad_connector = true;
-		if (!h.quoted || h.after != h.close) {
-			conf_err_at(st, st->lineno, "connector name must be quoted: [connector \"NAME\"]");
+		n = quoted_name(st, t, &h, "connector");
+		if (!n)
 			return;
-		}
-		n = h.name_e - h.name_s;
-		if (n == 0) {
-			conf_err_at(st, st->lineno, "empty connector name");
-			return;
-		}
-		if (n >= CONF_NAME_MAX) {
-			conf_err_at(st, st->lineno, "connector name longer than %d octets", CONF_NAME_MAX - 1);
-			return;
-		}
-		for (i = 0; i < n; i++) {
-			unsigned char ch = (unsigned char)t[h.name_s + i];
-
-			/* Names end up quoted in stats lines and on command lines. */
-			if (ch < 0x20 || ch > 0x7e || ch == '\\') {
-				conf_err_at(st, st->lineno,
-				       "connector name may hold only printable ASCII other than '\"' and '\\'");
-				return;
-			}
-		}
 		st->bad_connector = false;
 		enter_connector(st, t + h.name_s, n);
+		return;
+	}
+	if (wlen == 5 && strncmp(word, "relay", 5) == 0) {
+		n = quoted_name(st, t, &h, "relay");
+		if (n)
+			enter_relay(st, t + h.name_s, n);
 		return;
 	}
 	for (k = S_SERVER; h.arg == h.close && k < S_CONNECTOR; k++) {
@@ -346,6 +436,8 @@ static void continuation(struct pstate *st, const char *v)
 		return;
 	if (k->type == K_BINDINGS || k->type == K_RANGES)
 		conf_apply_list(st, k, v);
+	else if (k->type == K_DOMAINS)
+		conf_apply_domains(st, k, v);
 	else
 		conf_err_at(st, st->lineno, "indented line continues '%s', which takes a single value", k->name);
 }
@@ -472,6 +564,11 @@ static int handler(void *user, const char *section_unused, const char *name, con
 		n = CONF_NCONN;
 		seen = st->cx->seen;
 		base = (char *)st->conn;
+	} else if (st->sect == S_RELAY) {
+		t = conf_relay_keys;
+		n = CONF_NRELAY;
+		seen = st->rx->seen;
+		base = (char *)st->relay;
 	} else {
 		base = (char *)st->c + conf_sect_base[st->sect];
 	}
@@ -481,6 +578,8 @@ static int handler(void *user, const char *section_unused, const char *name, con
 		conf_echo(e, sizeof e, name);
 		if (st->conn)
 			conf_err_at(st, st->lineno, "unknown key '%s' in [connector \"%s\"]", e, st->conn->name);
+		else if (st->relay)
+			conf_err_at(st, st->lineno, "unknown key '%s' in [relay \"%s\"]", e, st->relay->name);
 		else
 			conf_err_at(st, st->lineno, "unknown key '%s' in [%s]", e, conf_sect_name[st->sect]);
 		return 1;
@@ -498,7 +597,7 @@ static int handler(void *user, const char *section_unused, const char *name, con
 
 /* ---- after the last line ------------------------------------------------- */
 
-static void resolve_path(struct pstate *st, char *p, const char *key, int line)
+void conf_resolve_path(struct pstate *st, char *p, const char *key, int line)
 {
 	const char *slash = strrchr(st->errs.path, '/');
 	size_t dlen, plen = strlen(p);
@@ -752,7 +851,7 @@ static void finish_paths(struct pstate *st, unsigned s)
 	}
 	for (k = conf_keys; k < conf_keys + CONF_NKEYS; k++) {
 		if (k->sect == s && k->type == K_PATH)
-			resolve_path(st, base + k->off, k->name, st->seen[k - conf_keys]);
+			conf_resolve_path(st, base + k->off, k->name, st->seen[k - conf_keys]);
 	}
 	for (k = conf_keys; k < conf_keys + CONF_NKEYS; k++)
 		if (k->sect == s && k->type == K_PATH && k->max == P_FILE)
@@ -789,6 +888,7 @@ static void finish(struct pstate *st)
 	st->c->tls.key_line = conf_key_line(st, &conf_keys[G_CERTIFICATE + 1]);
 	st->c->auth.enabled = st->sect_line[S_AUTH] != 0;
 	st->c->harvest.enabled = st->c->harvest.table_size > 0;
+	conf_finish_relays(st);
 
 	if (st->nconns == 0) {
 		if (!st->bad_connector)
@@ -838,6 +938,14 @@ static int open_ini(struct pstate *st, const char *path)
 	return 0;
 }
 
+/* The passwords read from the relays' files do not outlive the array. */
+static void free_relays(struct relay_conf *r, unsigned n)
+{
+	if (r)
+		explicit_bzero(r, n * sizeof *r);
+	free(r);
+}
+
 static int load(struct config *c, const char *path, char *err, size_t errlen, bool host)
 {
 	struct pstate st;
@@ -883,11 +991,14 @@ static int load(struct config *c, const char *path, char *err, size_t errlen, bo
 	free(st.extra);
 	if (st.errs.n) {
 		free(st.conns);
+		free_relays(st.relays, st.nrelays);
 		memset(c, 0, sizeof *c);
 		return -1;
 	}
 	c->connectors = st.conns;
 	c->nconnectors = st.nconns;
+	c->relays = st.relays;
+	c->nrelays = st.nrelays;
 	return 0;
 }
 
@@ -898,6 +1009,9 @@ void config_free(struct config *c)
 	free(c->connectors);
 	c->connectors = NULL;
 	c->nconnectors = 0;
+	free_relays(c->relays, c->nrelays);
+	c->relays = NULL;
+	c->nrelays = 0;
 }
 
 void config_tls_error(const struct config *c, char *err, size_t len)

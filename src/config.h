@@ -5,7 +5,9 @@
  * INI file's directory, connectors checked against each other: unique
  * names, nesting RemoteIPRanges on shared bindings, no wildcard/specific
  * bind clash, greeting_delay below connection_timeout, every file it
- * names for reading a regular one) or returns -1 with one
+ * names for reading a regular one; relays checked against each other: a
+ * domain in one relay only, one smarthost; each relay's password read
+ * from its 0600 file) or returns -1 with one
  * "FILE:LINE: message" line per error found. It never blocks on a file
  * (O_NONBLOCK) and never changes one; config_load_host() also asks the
  * host what `run` would find there. Allocation happens only here (at start and on reload),
@@ -128,6 +130,7 @@ struct relay_conf {
 	uint32_t max_queue_lifetime; /* seconds, 60..30 days */
 	unsigned ndomains;
 	int line;                    /* of the section header */
+	int domains_line;            /* of the domains key: route_check's messages */
 	struct binding addr;         /* host as ip:port, when !is_unix (v6: [ipv6]:port) */
 	char name[CONF_NAME_MAX];
 	char host[PATH_MAX];         /* as written: for messages and `show` */

@@ -10,6 +10,7 @@
 #include "listen.h"
 #include "log.h"
 #include "recipients.h"
+#include "route.h"
 #include "tls.h"
 
 static struct {
@@ -107,10 +108,16 @@ void gen_check_recipients(void)
 	    same_mtime(st.st_mtim, G.rcpts_failed_mtime))
 		return;
 	r = recipients_load(path, err, sizeof err);
-	if (!r) {
+	/* A relay domain the new file no longer has would be forwarded
+	 * without a list of its addresses: the old list stays. */
+	if (!r || route_check(&S.gen->cfg, r, err, sizeof err) != 0) {
 		G.rcpts_failed_mtime = st.st_mtim;
 		log_msg(LOG_LVL_ERROR, "event=reload_failed file=recipients (keeping the old list)");
-		log_msg(LOG_LVL_ERROR, "%s", err);
+		if (r)
+			log_lines(err);
+		else
+			log_msg(LOG_LVL_ERROR, "%s", err);
+		recipients_unref(r);
 		return;
 	}
 	recipients_unref(S.rcpts);
@@ -165,6 +172,12 @@ void gen_reload(void)
 	r = recipients_load(cfg.server.recipients, err, sizeof err);
 	if (!r) {
 		reload_failed(err, false);
+		config_free(&cfg);
+		return;
+	}
+	if (route_check(&cfg, r, err, sizeof err) != 0) {
+		reload_failed(err, true);
+		recipients_unref(r);
 		config_free(&cfg);
 		return;
 	}

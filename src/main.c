@@ -11,6 +11,7 @@
 #include "log.h"
 #include "maildir.h"
 #include "recipients.h"
+#include "route.h"
 #include "server.h"
 #include "tls.h"
 
@@ -60,7 +61,7 @@ static int cmd_run(const char *path, int argc, char **argv)
 
 static int cmd_check(const char *path, int argc, char **argv)
 {
-	char users[32] = "";
+	char users[32] = "", relays[32] = "";
 	struct recipients *r;
 	int status = 0;
 
@@ -69,6 +70,8 @@ static int cmd_check(const char *path, int argc, char **argv)
 		return 1;
 	r = recipients_load(cfg.server.recipients, err, sizeof err);
 	if (!r)
+		status = complain(err);
+	else if (route_check(&cfg, r, err, sizeof err) != 0)
 		status = complain(err);
 	recipients_unref(r);
 	if (cfg.auth.enabled) {
@@ -84,9 +87,11 @@ static int cmd_check(const char *path, int argc, char **argv)
 		config_tls_error(&cfg, err, sizeof err);
 		status = complain(err);
 	}
+	if (cfg.nrelays)
+		snprintf(relays, sizeof relays, ", %u relay%s", cfg.nrelays, cfg.nrelays == 1 ? "" : "s");
 	if (status == 0)
-		printf("%s: OK (%u connector%s%s)\n", path, cfg.nconnectors, cfg.nconnectors == 1 ? "" : "s",
-		       users);
+		printf("%s: OK (%u connector%s%s%s)\n", path, cfg.nconnectors, cfg.nconnectors == 1 ? "" : "s",
+		       relays, users);
 	config_free(&cfg);
 	return status;
 }

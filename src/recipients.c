@@ -579,6 +579,18 @@ static bool domain_is_local(const struct recipients *r, const char *d, size_t n)
 	return i != NONE && (r->slots[i].line & DOMAIN_BIT);
 }
 
+bool recipients_is_local_domain(const struct recipients *r, const char *domain, size_t len)
+{
+	char buf[ADDR_DOMAIN_MAX];
+
+	if (!r || !domain || len == 0 || len > ADDR_DOMAIN_MAX)
+		return false;
+	/* The table's keys are lower-cased at load. */
+	for (size_t k = 0; k < len; k++)
+		buf[k] = util_lower(domain[k]);
+	return domain_is_local(r, buf, len);
+}
+
 enum rcpt_result recipients_lookup(const struct recipients *r, const char *addr,
 				   size_t len, uint32_t *mailbox)
 {

@@ -11,6 +11,7 @@
 #ifndef TARPITD_RECIPIENTS_H
 #define TARPITD_RECIPIENTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -31,6 +32,9 @@ void recipients_unref(struct recipients *r); /* frees at zero */
 /* addr: "local@domain" or "postmaster", without brackets, any case. */
 enum rcpt_result recipients_lookup(const struct recipients *r, const char *addr,
 				   size_t len, uint32_t *mailbox);
+/* Whether domain[0..len) (any case) is a local domain: one the file
+ * names. No allocation. */
+bool recipients_is_local_domain(const struct recipients *r, const char *domain, size_t len);
 /* Mailbox id -> directory name (NUL-terminated, valid while r lives). */
 const char *recipients_mailbox(const struct recipients *r, uint32_t mailbox);
 uint32_t recipients_count(const struct recipients *r); /* entries loaded */

@@ -28,6 +28,7 @@
 #include "priv.h"
 #include "queue.h"
 #include "recipients.h"
+#include "route.h"
 #include "tls.h"
 #include "util.h"
 #include "verify.h"
@@ -187,6 +188,10 @@ static int setup(struct config *cfg)
 	S.rcpts = recipients_load(S.boot.recipients, err, sizeof err);
 	if (!S.rcpts)
 		goto failed;
+	if (route_check(&S.gen->cfg, S.rcpts, err, sizeof err) != 0) {
+		log_lines(err);
+		return -1;
+	}
 	if (S.gen->cfg.auth.enabled) {
 		S.users = users_load(S.gen->cfg.auth.users, err, sizeof err);
 		if (!S.users) {

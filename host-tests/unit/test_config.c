@@ -1,8 +1,9 @@
 /* test_config: INI files written to a temporary directory and loaded:
  * defaults, every key, every error class with its exact text and line,
  * relative paths, comments, continuations, the value parsers' edges,
- * several connectors and the checks across them, and the show/set field
- * table. */
+ * several connectors and the checks across them, the [relay] sections
+ * (their keys, password file and the checks across relays), and the
+ * show/set field table. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +56,7 @@ static int load(const char *text)
 	r = config_load(&cfg, path, err, sizeof err);
 	if (r == 0)
 		loaded = true;
-	else if (cfg.connectors != NULL || cfg.nconnectors != 0)
+	else if (cfg.connectors != NULL || cfg.nconnectors != 0 || cfg.relays != NULL || cfg.nrelays != 0)
 		r = -99; /* "nothing to free" broken */
 	return r;
 }
@@ -1381,6 +1382,364 @@ static void test_harvest(void)
 	}
 }
 
+/* ---- [relay "NAME"] (SPEC §3, §10) ---------------------------------------- */
+
+/* The relay r of the last load, or a blank one. */
+static struct relay_conf *relay_at(unsigned r)
+{
+	static struct relay_conf blank;
+
+	return cfg.relays && r < cfg.nrelays ? &cfg.relays[r] : &blank;
+}
+#define R relay_at(0)
+
+/* <dir>/name holding text, with mode. */
+static void write_mode(const char *name, const char *text, mode_t mode)
+{
+	write_file(name, text, strlen(text));
+	CHECK(chmod(path, mode) == 0);
+}
+
+#define RELAY "[relay \"Office\"]\n"
+#define RHOST "host = 192.0.2.25:25\n"
+
+static void test_relay_defaults(void)
+{
+	char b[80];
+
+	CHECK(load(CONN "[server]\n") == 0);
+	CHECK(cfg.server.max_queued == 1024);
+	CHECK(cfg.nrelays == 0 && cfg.relays == NULL);
+
+	/* Lines: 1-2 the connector, 3 the header, 4 host, 5 domains. */
+	CHECK(load(CONN RELAY RHOST "domains = Example.ORG, b.example\n") == 0);
+	CHECK_STR(err, "");
+	CHECK(cfg.nrelays == 1);
+	CHECK_STR(R->name, "Office");
+	CHECK(R->line == 3);
+	CHECK(R->domains_line == 5);
+	CHECK_STR(R->host, "192.0.2.25:25");
+	CHECK(!R->is_unix);
+	binding_format(&R->addr, b, sizeof b);
+	CHECK_STR(b, "192.0.2.25:25");
+	CHECK(!R->lmtp);
+	CHECK(!R->smarthost);
+	CHECK(R->ndomains == 2);
+	CHECK(memcmp(R->domains, "example.org\0b.example\0", 22) == 0);
+	CHECK(R->starttls == 1); /* opportunistic */
+	CHECK(R->max_connections == 4);
+	CHECK(R->retry_min == 60);
+	CHECK(R->retry_max == 3600);
+	CHECK(R->max_queue_lifetime == 5 * 86400);
+	CHECK_STR(R->tls_name, "");
+	CHECK_STR(R->ca_file, "");
+	CHECK_STR(R->auth_user, "");
+	CHECK_STR(R->auth_password_file, "");
+	CHECK_STR(R->auth_password, "");
+
+	/* A relay before the connector, and the smarthost. */
+	CHECK(load("[relay \"Up\"]\nhost = [::1]:587\ndomains = *\n" CONN) == 0);
+	CHECK(R->smarthost && R->ndomains == 0);
+	CHECK(R->domains_line == 3);
+	CHECK(R->addr.v6 && R->addr.port == 587);
+	CHECK_STR(R->host, "[::1]:587");
+
+	/* LMTP on the router, over a UNIX socket; LMTP over TCP too. */
+	CHECK(load(CONN RELAY "host = unix:/run/dovecot/lmtp\nprotocol = lmtp\ndomains = a.example\n") == 0);
+	CHECK(R->is_unix && R->lmtp);
+	CHECK_STR(R->unix_path, "/run/dovecot/lmtp");
+	CHECK_STR(R->host, "unix:/run/dovecot/lmtp");
+	CHECK(load(CONN RELAY RHOST "protocol = lmtp\nprotocol_x = 1\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("6: unknown key 'protocol_x' in [relay \"Office\"]"));
+	CHECK(load(CONN RELAY RHOST "protocol = lmtp\nprotocol = smtp\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("6: duplicate key 'protocol' (first at line 5)"));
+	CHECK(load(CONN RELAY RHOST "protocol = smtp\ndomains = a.example\n") == 0);
+	CHECK(!R->lmtp);
+
+	/* The domains go on on indented lines, as the list keys do. */
+	CHECK(load(CONN RELAY RHOST "domains = a.example,\n  B.example, c.example\n") == 0);
+	CHECK(R->ndomains == 3);
+	CHECK(memcmp(R->domains, "a.example\0b.example\0c.example\0", 30) == 0);
+
+	/* [server] max_queued. */
+	CHECK(load(CONN "[server]\nmax_queued = 1\n") == 0);
+	CHECK(cfg.server.max_queued == 1);
+	CHECK(load(CONN "[server]\nmax_queued = 100000\n") == 0);
+	CHECK(cfg.server.max_queued == 100000);
+	CHECK(load(CONN "[server]\nmax_queued = 0\n") == -1);
+	CHECK_STR(err, E("4: max_queued: 0 is below the minimum 1"));
+	CHECK(load(CONN "[server]\nmax_queued = 100001\n") == -1);
+	CHECK_STR(err, E("4: max_queued: 100001 is above the maximum 100000"));
+}
+
+static void test_relay_every_key(void)
+{
+	write_mode("pw", "s3cret word\r\nsecond line\n", 0600);
+	write_mode("ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+	CHECK(load(CONN RELAY "host = 10.0.0.2:2525\nprotocol = lmtp\ndomains = a.example\n"
+		   "starttls = required\nca_file = ca.pem\ntls_name = mail.office.example\n"
+		   "auth_user = gateway\nauth_password_file = pw\nmax_connections = 64\n"
+		   "retry_min = 00:00:01\nretry_max = 1.00:00:00\nmax_queue_lifetime = 30.00:00:00\n") == 0);
+	CHECK_STR(err, "");
+	CHECK(R->lmtp);
+	CHECK(R->starttls == 2);
+	CHECK_STR(R->ca_file, dirpath("ca.pem"));
+	CHECK_STR(R->tls_name, "mail.office.example");
+	CHECK_STR(R->auth_user, "gateway");
+	CHECK_STR(R->auth_password_file, dirpath("pw"));
+	CHECK_STR(R->auth_password, "s3cret word");
+	CHECK(R->max_connections == 64);
+	CHECK(R->retry_min == 1);
+	CHECK(R->retry_max == 86400);
+	CHECK(R->max_queue_lifetime == 30 * 86400);
+
+	/* 0400 is stricter than 0600; no line end; an absolute path. */
+	write_mode("pw", "only", 0400);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == 0);
+	CHECK_STR(R->auth_password, "only");
+	{
+		char text[1024];
+
+		snprintf(text, sizeof text, CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = %s\n",
+			 dirpath("pw"));
+		CHECK(load(text) == 0);
+	}
+	CHECK_STR(R->auth_password, "only");
+
+	/* With opportunistic, ca_file and tls_name are accepted and unused. */
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nca_file = ca.pem\n") == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nstarttls = no\ntls_name = x.example\n") == 0);
+	CHECK(R->starttls == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nstarttls = required\n") == 0);
+	CHECK(R->starttls == 2);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nstarttls = required\ntls_name = x.example\n") == 0);
+	unlink(dirpath("pw"));
+	unlink(dirpath("ca.pem"));
+}
+
+static void test_relay_errors(void)
+{
+	char long_path[200], text[512];
+
+	/* host */
+	CHECK(load(CONN RELAY "host = mail.example.org:25\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("4: host: 'mail.example.org:25' is a name, and tarpitd does no DNS: "
+			 "write ip:port, [ipv6]:port or unix:/path"));
+	CHECK(load(CONN RELAY "host = localhost\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("4: host: 'localhost' is a name, and tarpitd does no DNS: "
+			 "write ip:port, [ipv6]:port or unix:/path"));
+	CHECK(load(CONN RELAY "host = 192.0.2.1\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("4: host: '192.0.2.1' is not ip:port, [ipv6]:port or unix:/path"));
+	CHECK(load(CONN RELAY "host = ::1:25\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("4: host: '::1:25' is not ip:port, [ipv6]:port or unix:/path"));
+	CHECK(load(CONN RELAY "host = 192.0.2.1:0\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("4: host: '192.0.2.1:0' is not ip:port, [ipv6]:port or unix:/path"));
+	CHECK(load(CONN RELAY "host = 0.0.0.0:25\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("4: host: '0.0.0.0:25' is a wildcard address, not a next hop"));
+	CHECK(load(CONN RELAY "host = unix:lmtp\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("4: host: 'unix:lmtp': unix: needs an absolute path"));
+	memset(long_path, 'x', 108);
+	long_path[0] = '/';
+	long_path[108] = '\0';
+	snprintf(text, sizeof text, CONN RELAY "host = unix:%s\ndomains = a.example\n", long_path);
+	CHECK(load(text) == -1);
+	CHECK_STR(err, E("4: host: path longer than 107 octets (the limit of a UNIX socket address)"));
+	long_path[107] = '\0';
+	snprintf(text, sizeof text, CONN RELAY "host = unix:%s\ndomains = a.example\n", long_path);
+	CHECK(load(text) == 0);
+
+	/* Required keys, at the header. */
+	CHECK(load(CONN RELAY "domains = a.example\n") == -1);
+	CHECK_STR(err, E("3: [relay \"Office\"] needs host = ip:port, [ipv6]:port or unix:/path"));
+	CHECK(load(CONN RELAY RHOST) == -1);
+	CHECK_STR(err, E("3: [relay \"Office\"] needs domains = DOMAIN, ... (or * for a smarthost)"));
+	/* A bad host is reported once, not also as missing. */
+	CHECK(load(CONN RELAY "host = x\ndomains = a.example\n") == -1);
+	CHECK_STR(err, E("4: host: 'x' is a name, and tarpitd does no DNS: write ip:port, [ipv6]:port or unix:/path"));
+
+	/* protocol, starttls */
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nprotocol = esmtp\n") == -1);
+	CHECK_STR(err, E("6: protocol: 'esmtp' must be smtp or lmtp"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nstarttls = yes\n") == -1);
+	CHECK_STR(err, E("6: starttls: 'yes' must be no, opportunistic or required"));
+
+	/* domains */
+	CHECK(load(CONN RELAY RHOST "domains =\n") == -1);
+	CHECK_STR(err, E("5: domains: at least one domain (or * for a smarthost) is required"));
+	CHECK(load(CONN RELAY RHOST "domains = a..example\n") == -1);
+	CHECK_STR(err, E("5: domains: 'a..example' is not a domain"));
+	CHECK(load(CONN RELAY RHOST "domains = [192.0.2.1]\n") == -1);
+	CHECK_STR(err, E("5: domains: '[192.0.2.1]' is not a domain"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example, , b.example\n") == -1);
+	CHECK_STR(err, E("5: domains: empty entry"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example, A.Example\n") == -1);
+	CHECK_STR(err, E("5: domains: a.example is listed twice"));
+	CHECK(load(CONN RELAY RHOST "domains = *, a.example\n") == -1);
+	CHECK_STR(err, E("5: domains: * (the smarthost) must be the only entry"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example, *\n") == -1);
+	CHECK_STR(err, E("5: domains: * (the smarthost) must be the only entry"));
+	{
+		char big[1400];
+		size_t n = (size_t)snprintf(big, sizeof big, CONN RELAY RHOST "domains = ");
+
+		/* 103 domains of 9 octets and their NULs: more than 1024. */
+		for (int i = 0; i < 103; i++)
+			n += (size_t)snprintf(big + n, sizeof big - n, "%sd%03d.test", i == 0 ? "" : i % 10 ? "," : ",\n  ", i);
+		snprintf(big + n, sizeof big - n, "\n");
+		/* ten a line: the 103rd is on line 5 + 10 */
+		CHECK(load(big) == -1);
+		CHECK_STR(err, E("15: domains: more than 1024 octets of domains"));
+	}
+
+	/* Numbers and TimeSpans. */
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nmax_connections = 0\n") == -1);
+	CHECK_STR(err, E("6: max_connections: 0 is below the minimum 1"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nmax_connections = 65\n") == -1);
+	CHECK_STR(err, E("6: max_connections: 65 is above the maximum 64"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nretry_min = 00:00:00\n") == -1);
+	CHECK_STR(err, E("6: retry_min: 00:00:00 is below the minimum 00:00:01"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nretry_min = 01:00:01\n") == -1);
+	CHECK_STR(err, E("6: retry_min: 01:00:01 is above the maximum 01:00:00"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nretry_max = 1.00:00:01\n") == -1);
+	CHECK_STR(err, E("6: retry_max: 1.00:00:01 is above the maximum 1.00:00:00"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nretry_max = 00:00:30\n") == -1);
+	CHECK_STR(err, E("6: retry_max: 00:00:30 is below retry_min 00:01:00"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nretry_min = 00:10:00\nretry_max = 00:10:00\n") == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nretry_min = 00:20:00\n") == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nretry_min = 01:00:00\nretry_max = 00:30:00\n") == -1);
+	CHECK_STR(err, E("7: retry_max: 00:30:00 is below retry_min 01:00:00"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nmax_queue_lifetime = 00:00:59\n") == -1);
+	CHECK_STR(err, E("6: max_queue_lifetime: 00:00:59 is below the minimum 00:01:00"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nmax_queue_lifetime = 30.00:00:01\n") == -1);
+	CHECK_STR(err, E("6: max_queue_lifetime: 30.00:00:01 is above the maximum 30.00:00:00"));
+
+	/* Names and sections. */
+	CHECK(load(CONN "[relay Office]\n" RHOST) == -1);
+	CHECK_STR(err, E("3: relay name must be quoted: [relay \"NAME\"]"));
+	CHECK(load(CONN "[relay \"\"]\n" RHOST) == -1);
+	CHECK_STR(err, E("3: empty relay name"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\n[relay \"office\"]\n" RHOST "domains = b.example\n") == -1);
+	CHECK_STR(err, E("6: duplicate relay name 'office' (first at line 3)"));
+	{
+		char many[4096];
+		size_t n = (size_t)snprintf(many, sizeof many, CONN);
+
+		for (int i = 0; i <= 16; i++)
+			n += (size_t)snprintf(many + n, sizeof many - n,
+					      "[relay \"R%d\"]\nhost = 192.0.2.1:25\ndomains = d%d.test\n", i, i);
+		CHECK(load(many) == -1);
+		CHECK_STR(err, E("51: more than 16 relays"));
+	}
+
+	/* Across relays: a domain in one only; one smarthost. */
+	CHECK(load(CONN RELAY RHOST "domains = a.example, b.example\n[relay \"B\"]\n" RHOST
+		   "domains = c.example, B.example\n") == -1);
+	CHECK_STR(err, E("8: domains: b.example is also in relay \"Office\" (line 5)"));
+	CHECK(load(CONN RELAY RHOST "domains = *\n[relay \"B\"]\n" RHOST "domains = *\n") == -1);
+	CHECK_STR(err, E("8: domains: * is also relay \"Office\"'s (line 5): one smarthost only"));
+	CHECK(load(CONN RELAY RHOST "domains = *\n[relay \"B\"]\n" RHOST "domains = b.example\n") == 0);
+	CHECK(cfg.nrelays == 2 && cfg.relays[0].smarthost && !cfg.relays[1].smarthost);
+}
+
+static void test_relay_auth(void)
+{
+	char big[400];
+
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\n") == -1);
+	CHECK_STR(err, E("6: auth_user needs auth_password_file"));
+	write_mode("pw", "secret\n", 0600);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_password_file = pw\n") == -1);
+	CHECK_STR(err, E("6: auth_password_file needs auth_user"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nstarttls = no\nauth_user = gw\nauth_password_file = pw\n") ==
+	      -1);
+	CHECK_STR(err, E("7: auth_user: AUTH is sent only inside TLS, and starttls is no"));
+
+	/* The mode: no group or other bit. */
+	write_mode("pw", "secret\n", 0644);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	snprintf(big, sizeof big, "7: auth_password_file %s: mode 0644, must be 0600", dirpath("pw"));
+	CHECK_STR(err, E(big));
+	CHECK(chmod(dirpath("pw"), 0604) == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	snprintf(big, sizeof big, "7: auth_password_file %s: mode 0604, must be 0600", dirpath("pw"));
+	CHECK_STR(err, E(big));
+	CHECK(chmod(dirpath("pw"), 0610) == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+
+	/* The contents. */
+	write_mode("pw", "\nsecond\n", 0600);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	snprintf(big, sizeof big, "7: auth_password_file %s: the first line is empty (it is the password)",
+		 dirpath("pw"));
+	CHECK_STR(err, E(big));
+	memset(big, 'p', 256);
+	big[256] = '\n';
+	big[257] = '\0';
+	write_mode("pw", big, 0600);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	snprintf(big, sizeof big, "7: auth_password_file %s: the password is longer than 255 octets", dirpath("pw"));
+	CHECK_STR(err, E(big));
+	memset(big, 'p', 255);
+	big[255] = '\0';
+	write_mode("pw", big, 0600);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == 0);
+	CHECK(strlen(R->auth_password) == 255);
+	write_file("pw", "a\0b\n", 4);
+	CHECK(chmod(dirpath("pw"), 0600) == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	snprintf(big, sizeof big, "7: auth_password_file %s: the password holds a NUL octet", dirpath("pw"));
+	CHECK_STR(err, E(big));
+
+	/* Missing, a directory, a FIFO (never opened, so never blocks). */
+	unlink(dirpath("pw"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	snprintf(big, sizeof big, "7: auth_password_file %s: No such file or directory", dirpath("pw"));
+	CHECK_STR(err, E(big));
+	CHECK(mkdir(dirpath("pw"), 0700) == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	snprintf(big, sizeof big, "7: auth_password_file %s: is a directory, not a regular file", dirpath("pw"));
+	CHECK_STR(err, E(big));
+	rmdir(dirpath("pw"));
+	CHECK(mkfifo(dirpath("pw"), 0600) == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	snprintf(big, sizeof big, "7: auth_password_file %s: is a FIFO, not a regular file", dirpath("pw"));
+	CHECK_STR(err, E(big));
+	unlink(dirpath("pw"));
+
+	/* ca_file: with required, tls_name too; a regular, readable file. */
+	write_mode("ca.pem", "x\n", 0644);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nstarttls = required\nca_file = ca.pem\n") == -1);
+	CHECK_STR(err, E("7: tls_name is required with ca_file"));
+	unlink(dirpath("ca.pem"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nca_file = ca.pem\n") == -1);
+	snprintf(big, sizeof big, "6: ca_file: %s: No such file or directory", dirpath("ca.pem"));
+	CHECK_STR(err, E(big));
+	CHECK(mkfifo(dirpath("ca.pem"), 0600) == 0);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nca_file = ca.pem\n") == -1);
+	snprintf(big, sizeof big, "6: ca_file: %s is a FIFO, not a regular file", dirpath("ca.pem"));
+	CHECK_STR(err, E(big));
+	unlink(dirpath("ca.pem"));
+	if (geteuid() != 0) { /* root reads any file */
+		write_mode("ca.pem", "x\n", 0);
+		CHECK(load(CONN RELAY RHOST "domains = a.example\nca_file = ca.pem\n") == -1);
+		snprintf(big, sizeof big, "6: ca_file: %s: Permission denied", dirpath("ca.pem"));
+		CHECK_STR(err, E(big));
+		unlink(dirpath("ca.pem"));
+	}
+}
+
+/* TLS=0: no TLS to require, and no AUTH, which is sent only inside TLS. */
+static void test_relay_notls(void)
+{
+	write_mode("pw", "secret\n", 0600);
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nstarttls = required\n") == -1);
+	CHECK_STR(err, E("6: starttls: required: this tarpitd is built without TLS (TLS=0)"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nauth_user = gw\nauth_password_file = pw\n") == -1);
+	CHECK_STR(err, E("6: auth_user: AUTH is sent only inside TLS, and this tarpitd is built without TLS (TLS=0)"));
+	CHECK(load(CONN RELAY RHOST "domains = a.example\nstarttls = opportunistic\n") == 0);
+	unlink(dirpath("pw"));
+}
+
 static void test_fields(void)
 {
 	struct connector_conf *c;
@@ -1545,6 +1904,14 @@ int main(void)
 	test_harvest();
 	if (WITH_TLS)
 		test_fields();
+	test_relay_defaults();
+	test_relay_errors();
+	if (WITH_TLS) {
+		test_relay_every_key();
+		test_relay_auth();
+	} else {
+		test_relay_notls();
+	}
 	if (loaded)
 		config_free(&cfg);
 	snprintf(path, sizeof path, "%s/t.ini", dir);
