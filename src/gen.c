@@ -131,8 +131,8 @@ static void warn_restart_keys(const struct server_conf *n)
 	if (n->max_connections != o->max_connections || strcmp(n->spool, o->spool) ||
 	    strcmp(n->user, o->user) || strcmp(n->pidfile, o->pidfile) ||
 	    strcmp(n->control, o->control) || strcmp(n->hostname, o->hostname) ||
-	    n->log_syslog != o->log_syslog)
-		log_msg(LOG_LVL_WARNING, "event=reload note=\"max_connections, spool, user, pidfile, control, hostname and log take effect at the next restart\"");
+	    n->log_syslog != o->log_syslog || n->max_queued != o->max_queued)
+		log_msg(LOG_LVL_WARNING, "event=reload note=\"max_connections, spool, user, pidfile, control, hostname, log and max_queued take effect at the next restart\"");
 }
 
 void log_lines(char *err)
