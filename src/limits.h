@@ -217,7 +217,7 @@
 #define RELAY_CONNS_TOTAL 128
 /* A relay's domains as written, each NUL-terminated (about 40 domains). */
 #define RELAY_DOMAINS_MAX 1024
-/* max_queued: 1..this many entries (36 octets each: 3.6 MB at most). */
+/* max_queued: 1..this many entries (40 octets each: 4 MB at most). */
 #define QUEUE_MAX_QUEUED 100000u
 /* The forwarded recipients of one transaction, kept per slot beside the
  * envelope (relay index octet + address + NUL each): about 30 of 64
