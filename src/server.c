@@ -26,6 +26,8 @@
 #include "loop.h"
 #include "maildir.h"
 #include "priv.h"
+#include "queue.h"
+#include "relay.h"
 #include "recipients.h"
 #include "tls.h"
 #include "util.h"
@@ -75,6 +77,7 @@ static void begin_shutdown(void)
 			continue;
 		conn_shutdown(c);
 	}
+	relay_shutdown(); /* outbound: recipients in flight deferred, envelopes updated */
 	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u shutdown_timeout=%u", S.tab->size - S.tab->nfree,
 		S.gen->cfg.server.shutdown_timeout);
 }
@@ -139,7 +142,7 @@ static int setup(struct config *cfg)
 	 * raised as far as the hard one allows; if that is short, say by how
 	 * much and serve anyway: what does not fit is refused politely (421
 	 * at accept, 452 at DATA), never lost (SPEC §9). */
-	maxfds = 2 * S.boot.max_connections + FD_RESERVED;
+	maxfds = 2 * S.boot.max_connections + FD_RESERVED + 2 * relay_slots(&S.gen->cfg);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
 		rl.rlim_cur = rl.rlim_max < maxfds ? rl.rlim_max : maxfds;
 		setrlimit(RLIMIT_NOFILE, &rl);
@@ -209,6 +212,19 @@ static int setup(struct config *cfg)
 	S.md = maildir_open(S.boot.spool, S.boot.hostname, err, sizeof err);
 	if (!S.md)
 		goto failed;
+	/* -- forwarding (relay.c): the queue under the spool, after the
+	 * privilege drop like the Maildir; recovered in steps by the loop. */
+	if (S.gen->cfg.nrelays) {
+		char qdir[PATH_MAX + 8];
+		snprintf(qdir, sizeof qdir, "%s/queue", S.boot.spool);
+		S.queue = queue_open(qdir, S.boot.max_queued, err, sizeof err);
+		if (!S.queue)
+			goto failed;
+	}
+	if (relay_init() != 0) {
+		log_msg(LOG_LVL_ERROR, "cannot allocate the outbound table");
+		return -1;
+	}
 
 	if (pipe2(R.sigpipe, O_NONBLOCK | O_CLOEXEC) != 0)
 		return -1;
@@ -250,6 +266,8 @@ static void teardown(void)
 	control_close(S.boot.control);
 	if (R.pidfile_ours)
 		unlink(S.boot.pidfile); /* fails after the drop from a root-owned directory: priv removes it */
+	relay_fini();
+	queue_close(S.queue);
 	maildir_close(S.md);
 	recipients_unref(S.rcpts);
 	users_free(S.users);
@@ -288,6 +306,8 @@ static void dispatch(const struct loop_event *ev)
 			;
 	} else if (ev->tag == TAG_PRIV) {
 		ban_helper_event();
+	} else if ((ev->tag & ~0xffffu) == TAG_RELAY) {
+		relay_event(ev->tag, ev->events);
 	} else if ((ev->tag & ~0xffu) == TAG_CONTROL) {
 		control_event(ev->tag);
 	} else if (ev->tag & TAG_LISTENER) {
@@ -306,11 +326,12 @@ int server_run(struct config *cfg)
 		teardown();
 		return 1;
 	}
-	while (!S.stopping || S.tab->nfree < S.tab->size) {
+	while (!S.stopping || S.tab->nfree < S.tab->size || relay_active()) {
 		struct loop_event ev;
 		struct tw_node *node;
 		/* A password check in progress: look at the sockets, then go on. */
-		int64_t timeout = verify_pending() ? 0 : tw_next_timeout(&S.wheel, util_now_ms());
+		int64_t timeout = verify_pending() || (S.queue && queue_recovering(S.queue)) ? 0
+				  : tw_next_timeout(&S.wheel, util_now_ms());
 
 		if (timeout > INT32_MAX)
 			timeout = INT32_MAX;
@@ -325,11 +346,17 @@ int server_run(struct config *cfg)
 		while ((node = tw_expire(&S.wheel, S.now)) != NULL) {
 			if (node == &R.tick)
 				on_tick();
-			else if (!control_timer(node))
+			else if (!control_timer(node) && !relay_timer(node))
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
 		commit_run();
 		verify_run();
+		if (S.queue && queue_recovering(S.queue) && !S.stopping) {
+			/* One step of the queue's recovery per pass; what it finds is due. */
+			if (queue_recover_step(S.queue) < 0)
+				log_msg(LOG_LVL_ERROR, "event=queue_error error=\"recovery: %s\"", strerror(errno));
+			relay_kick();
+		}
 		if (sig_seen[SIGTERM] && !S.stopping)
 			begin_shutdown();
 		for (unsigned i = 0; i < sizeof on_sig / sizeof on_sig[0]; i++) {

@@ -32,6 +32,7 @@ struct stats {
 #define TAG_SIGNAL 0x40000000u
 #define TAG_CONTROL 0x20000000u  /* the control socket; | (i + 1): client i */
 #define TAG_PRIV 0x10000000u     /* the privileged helper's answers (ban) */
+#define TAG_RELAY 0x08000000u    /* | slot: an outbound session (relay.c) */
 
 /* The context every module of the loop reads on every event: the clock,
  * the loop, the table and what the current configuration loaded. One
@@ -51,6 +52,7 @@ struct server {
 	struct recipients *rcpts;
 	struct maildir *md;
 	struct users *users;        /* NULL without [auth] */
+	struct queue *queue;        /* the forwarding queue; NULL without [relay] */
 	uint32_t next_id;
 	struct timer_wheel wheel;
 	struct server_conf boot;    /* [server] as started: these keys need a restart */
