@@ -967,6 +967,7 @@ static void connect_failed(struct rslot *s, const char *why, int err)
 static void connected(struct rslot *s)
 {
 	struct hop *h = &R.hops[s->hop];
+	bool was_down = h->fails != 0;
 
 	h->fails = 0;
 	h->down_until = 0;
@@ -976,6 +977,8 @@ static void connected(struct rslot *s)
 	 * message: the attempt's envelope is already in the slot. */
 	progress(s);
 	run(s);
+	if (was_down)
+		schedule(); /* the probe got through: the other sessions may follow */
 }
 
 static int open_socket(const struct relay_conf *rc)
