@@ -61,7 +61,7 @@ struct hop {
 	uint32_t hash;            /* queue_hop_hash(name) */
 	uint32_t active;          /* sessions open */
 	uint32_t fails;           /* connects failed in a row */
-	uint64_t down_until;      /* S.now (ms): no attempt before */
+	uint32_t down_until;      /* unix seconds, like the queue's times: no attempt before */
 #ifdef RELAY_TLS
 	int profile;              /* tlsc profile, -1 none yet */
 	uint32_t profile_ca;      /* hash of the ca_file it was made for */
@@ -110,6 +110,7 @@ static struct {
 	char *block;
 	unsigned nslots, active;
 	bool scheduling, again, fini;
+	uint32_t wall;                  /* unix seconds, read once per schedule pass */
 	uint32_t rnd;                   /* xorshift32: jitter needs no strength */
 	int cfg_hop[CONF_MAX_RELAYS];   /* S.gen->cfg.relays[i] -> R.hops */
 	struct tw_node sched;           /* the schedule's timer */
@@ -206,7 +207,7 @@ static bool skip_blocked(void *ctx, uint32_t hash)
 		}
 		h = &R.hops[R.cfg_hop[i]];
 		if (h->hash == hash)
-			return h->down_until > S.now || h->active >= hop_limit(h, &S.gen->cfg.relays[i]);
+			return h->down_until > R.wall || h->active >= hop_limit(h, &S.gen->cfg.relays[i]);
 	}
 	return false;
 }
@@ -948,13 +949,15 @@ static void hop_down(struct rslot *s, const char *why, int err)
 
 	h->fails++;
 	d = queue_retry_delay(h->fails, s->rc->retry_min, s->rc->retry_max, rnd());
-	h->down_until = S.now + ms(d);
+	/* In the queue's clock: the attempt's recipients are due exactly when
+	 * the hop may be tried again, so the oldest message probes first. */
+	h->down_until = wall_now() + d;
 	snprintf(text, sizeof text, "%s%s%s", why, err ? ": " : "", err ? strerror(err) : "");
 	log_neuter(host, sizeof host, s->rc->host, strlen(s->rc->host));
 	log_neuter(etext, sizeof etext, text, strlen(text));
 	log_msg(LOG_LVL_WARNING, "event=relay_down id=%s relay=\"%s\" host=\"%s\" error=\"%s\" retry=%u",
 		s->env.id, s->rc->name, host, etext, d);
-	defer_all(s, text, wall_now() + d);
+	defer_all(s, text, h->down_until);
 	finish_message(s);
 }
 
@@ -1105,24 +1108,28 @@ static struct rslot *free_slot(void)
  * hop at its limit needs none: its sessions' ends call schedule(). */
 static void arm_schedule(void)
 {
-	uint64_t wake = UINT64_MAX;
-	uint32_t t, wall;
+	uint32_t t;
+	struct timespec ts;
 
 	tw_cancel(&S.wheel, &R.sched);
 	if (S.stopping || !free_slot())
 		return;
-	wall = wall_now();
 	t = queue_next_time_match(S.queue, skip_blocked, NULL);
-	if (t != UINT32_MAX)
-		wake = S.now + (t > wall ? ms(t - wall) : 0);
 	for (unsigned i = 0; i < S.gen->cfg.nrelays && i < CONF_MAX_RELAYS; i++) {
 		const struct hop *h = R.cfg_hop[i] >= 0 ? &R.hops[R.cfg_hop[i]] : NULL;
 
-		if (h && h->down_until > S.now && h->down_until < wake)
-			wake = h->down_until;
+		if (h && h->down_until > R.wall && h->down_until < t)
+			t = h->down_until;
 	}
-	if (wake != UINT64_MAX)
-		tw_arm(&S.wheel, &R.sched, wake);
+	if (t == UINT32_MAX)
+		return;
+	/* At the start of unix second t, from the monotonic clock. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if ((int64_t)t <= (int64_t)ts.tv_sec)
+		tw_arm(&S.wheel, &R.sched, S.now);
+	else
+		tw_arm(&S.wheel, &R.sched, S.now + ((uint64_t)t - (uint64_t)ts.tv_sec) * 1000u -
+					   (uint64_t)ts.tv_nsec / 1000000u);
 }
 
 static void schedule(void)
@@ -1135,7 +1142,7 @@ static void schedule(void)
 	}
 	R.scheduling = true;
 	do {
-		uint32_t wall = wall_now();
+		uint32_t wall = R.wall = wall_now();
 		struct rslot *s;
 
 		R.again = false;
