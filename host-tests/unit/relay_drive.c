@@ -210,6 +210,10 @@ int main(int argc, char **argv)
 	queue_close(S.queue);
 	maildir_close(S.md);
 	recipients_unref(S.rcpts);
+	/* Ours, whether or not config_free() knows [relay] sections yet. */
+	free(S.gen->cfg.relays);
+	S.gen->cfg.relays = NULL;
+	S.gen->cfg.nrelays = 0;
 	gen_unref(S.gen);
 	loop_free(S.loop);
 	return 0;
