@@ -29,7 +29,7 @@
 #include "maildir.h"
 #include "queue.h"
 #include "random.h"
-#include "recipients.h"
+#include "relay_dsn.h"
 #include "route.h"
 #include "server.h"
 #include "smtp_client.h"
@@ -114,7 +114,6 @@ static struct {
 	uint32_t rnd;                   /* xorshift32: jitter needs no strength */
 	int cfg_hop[CONF_MAX_RELAYS];   /* S.gen->cfg.relays[i] -> R.hops */
 	struct tw_node sched;           /* the schedule's timer */
-	char *dsn_hdr;                  /* DSN_HEADERS_MAX: the original's headers */
 	struct dsn_rcpt *dsn_r;         /* QUEUE_RCPTS_MAX */
 	struct relay_stats total;
 	struct hop hops[RELAY_HOPS_MAX];
@@ -370,142 +369,34 @@ static void defer_all(struct rslot *s, const char *why, uint32_t next)
 			record(s, k, SC_R_DEFERRED, why, next);
 }
 
-/* ---- DSN ---- */
-
-static int dsn_to_maildir(void *ctx, const char *p, size_t n)
-{
-	struct sink_msg *m = ctx;
-
-	maildir_write(m, p, n);
-	return m->error ? -1 : 0;
-}
-
-/* Reads the start of the message for its headers; the length read. */
-static size_t original_headers(struct rslot *s)
-{
-	int fd = queue_open_data(S.queue, s->qidx);
-	size_t got = 0;
-
-	if (fd < 0)
-		return 0;
-	while (got < DSN_HEADERS_MAX) {
-		ssize_t n = read(fd, R.dsn_hdr + got, DSN_HEADERS_MAX - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	return got;
-}
-
-/* Where a DSN goes (SPEC §10): the sender when the envelope allows it and
- * the sender is a local recipient (its Maildir, or the next hop of its
- * domain) or, authenticated and not local, the smarthost; otherwise the
- * postmaster mailbox. *relay: the relay index to queue it for, or -1 for
- * a Maildir (*mbox). NULL when there is no postmaster mailbox. */
-static const char *dsn_target(const struct rslot *s, int *relay, uint32_t *mbox)
-{
-	const char *snd = s->env.sender, *at = strrchr(snd, '@');
-	const struct config *c = &S.gen->cfg;
-
-	*relay = -1;
-	if (snd[0] && (s->env.flags & QUEUE_F_DSN_SENDER)) {
-		enum rcpt_result rr = recipients_lookup(S.rcpts, snd, strlen(snd), mbox);
-		int ri = at ? route_relay(c, at + 1, strlen(at + 1)) : -1;
-
-		if (rr == RCPT_OK) {
-			*relay = ri;
-			return snd;
-		}
-		if (rr == RCPT_NOT_LOCAL && (ri = route_smarthost(c)) >= 0) {
-			*relay = ri;
-			return snd;
-		}
-	}
-	return recipients_lookup(S.rcpts, "postmaster", 10, mbox) == RCPT_OK ? "postmaster" : NULL;
-}
-
-/* Writes the DSN for `to` into a Maildir (relay < 0) or the queue. The
- * new message's id in qid; 0, or -1. */
-static int dsn_store(const struct dsn_input *in, const char *to, int relay, uint32_t mbox, char *qid)
-{
-	struct sink_envelope se = { .sender = "", .helo = "localhost", .peer_ip = "127.0.0.1",
-				    .fqdn = S.gen->cfg.server.hostname, .protocol = "local",
-				    .single_rcpt = to, .rcpts = S.rcpts, .mailboxes = &mbox, .nmailboxes = 1 };
-	struct sink_msg m;
-	char name[256];
-	int r = -1;
-
-	if (maildir_begin(S.md, &m, &se, qid) != 0)
-		return -1;
-	if (dsn_write(in, dsn_to_maildir, &m) != 0 || m.error) {
-		maildir_abort(S.md, &m);
-		return -1;
-	}
-	if (relay < 0)
-		return maildir_commit(S.md, &m, &se);
-	/* For a next hop: the synced file is linked into the queue. */
-	if (fsync(m.fd) == 0 && maildir_tmp_name(S.md, &m, name, sizeof name) == 0) {
-		uint32_t wall = wall_now();
-		struct queue_rcpt qr = { .relay = S.gen->cfg.relays[relay].name, .addr = to, .reply = "",
-					 .next = wall, .state = QR_PENDING };
-		struct queue_env qe = { .sender = "", .size = m.size, .accepted = wall, .nrcpt = 1, .rcpt = &qr };
-
-		snprintf(qe.id, sizeof qe.id, "%s", qid);
-		r = queue_add(S.queue, maildir_tmp_dir(S.md), name, &qe) >= 0 ? 0 : -1;
-	}
-	maildir_abort(S.md, &m); /* the tmp name goes; the queue holds its own link */
-	if (r == 0)
-		R.again = true; /* a new entry to attempt */
-	return r;
-}
-
 /* The DSN for the attempt's failed recipients, committed before the
  * update that records them: 0, or -1 when it could not be stored
  * anywhere (they are then deferred, to fail and report again later). */
 static int send_dsn(struct rslot *s)
 {
-	struct dsn_input in = { .reporting_mta = S.gen->cfg.server.hostname, .id = s->env.id,
-				.arrival = s->env.accepted, .now = wall_now(), .rcpt = R.dsn_r,
-				.message = R.dsn_hdr };
 	char qid[QUEUE_ID_MAX], to_l[ADDRESS_MAX * 2];
-	uint32_t mbox = 0;
-	int relay;
 	const char *to;
+	unsigned n = 0;
+	bool queued;
 
 	for (unsigned k = 0; k < s->n; k++) {
 		const struct queue_rcpt *r = &s->rcpt[s->map[k]];
 
 		if (s->state[k] != SC_R_FAILED && s->state[k] != ST_EXPIRED)
 			continue;
-		R.dsn_r[in.nrcpt++] = (struct dsn_rcpt){ .addr = r->addr, .reply = r->reply,
-							 .remote_mta = s->rc ? s->rc->host : NULL,
-							 .action = DSN_FAILED, .expired = s->state[k] == ST_EXPIRED };
+		R.dsn_r[n++] = (struct dsn_rcpt){ .addr = r->addr, .reply = r->reply,
+						  .remote_mta = s->rc ? s->rc->host : NULL,
+						  .action = DSN_FAILED, .expired = s->state[k] == ST_EXPIRED };
 	}
-	if (in.nrcpt == 0)
+	if (n == 0)
 		return 0;
-	in.message_len = original_headers(s);
-	to = dsn_target(s, &relay, &mbox);
-	if (!to)
+	if (relay_dsn(&s->env, s->qidx, R.dsn_r, n, qid, &to, &queued) != 0)
 		return -1;
-	in.to = to;
-	if (dsn_store(&in, to, relay, mbox, qid) != 0) {
-		/* The sender's next hop is out of reach (queue full, disk):
-		 * postmaster's Maildir rather than nothing. */
-		if (strcmp(to, "postmaster") == 0 ||
-		    recipients_lookup(S.rcpts, "postmaster", 10, &mbox) != RCPT_OK)
-			return -1;
-		to = in.to = "postmaster";
-		if (dsn_store(&in, to, -1, mbox, qid) != 0)
-			return -1;
-	}
+	if (queued)
+		R.again = true; /* a new entry to attempt */
 	RSTAT(s, dsn_sent);
 	log_neuter(to_l, sizeof to_l, to, strlen(to));
-	log_msg(LOG_LVL_INFO, "event=dsn id=%s for=%s to=\"%s\"%s", qid, s->env.id, to_l,
-		relay >= 0 && strcmp(to, "postmaster") != 0 ? " queued=yes" : "");
+	log_msg(LOG_LVL_INFO, "event=dsn id=%s for=%s to=\"%s\"%s", qid, s->env.id, to_l, queued ? " queued=yes" : "");
 	return 0;
 }
 
@@ -1187,9 +1078,8 @@ int relay_init(void)
 		return 0;
 	R.slots = calloc(n, sizeof *R.slots);
 	R.block = calloc(n, per);
-	R.dsn_hdr = malloc(DSN_HEADERS_MAX);
 	R.dsn_r = calloc(QUEUE_RCPTS_MAX, sizeof *R.dsn_r);
-	if (!R.slots || !R.block || !R.dsn_hdr || !R.dsn_r) {
+	if (!R.slots || !R.block || !R.dsn_r || relay_dsn_init() != 0) {
 		relay_fini();
 		return -1;
 	}
@@ -1241,10 +1131,10 @@ void relay_fini(void)
 #endif
 	free(R.slots);
 	free(R.block);
-	free(R.dsn_hdr);
+	relay_dsn_fini();
 	free(R.dsn_r);
 	R.slots = NULL;
-	R.block = R.dsn_hdr = NULL;
+	R.block = NULL;
 	R.dsn_r = NULL;
 	R.nslots = R.active = 0;
 	R.fini = false;
