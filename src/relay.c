@@ -118,7 +118,7 @@ static struct {
 	struct relay_stats total;
 	struct hop hops[RELAY_HOPS_MAX];
 #ifdef RELAY_TLS
-	struct tlsc *tlsc;
+	struct tls_client *tlsc;
 #endif
 } R;
 
@@ -622,8 +622,15 @@ static int hop_profile(struct rslot *s)
 	uint32_t key = ca ? queue_hop_hash(ca) : 0;
 
 	if (h->profile < 0 || h->profile_ca != key) {
-		h->profile = tlsc_profile(R.tlsc, ca);
+		/* Made at relay_init(); again only after a reload changed the
+		 * file (one small read on the loop; tls_client.h wants a new
+		 * pool per reload instead: the coordinator's reload step). */
+		char err[256];
+
+		h->profile = tlsc_profile(R.tlsc, ca, err, sizeof err);
 		h->profile_ca = key;
+		if (h->profile < 0)
+			log_msg(LOG_LVL_ERROR, "event=relay_tls relay=\"%s\" error=\"%s\"", s->rc->name, err);
 	}
 	return h->profile;
 }
@@ -1106,14 +1113,34 @@ int relay_init(void)
 	if (random_fill(&R.rnd, sizeof R.rnd) != 0 || R.rnd == 0)
 		R.rnd = 0x9e3779b9u;
 #ifdef RELAY_TLS
-	for (unsigned i = 0; i < c->nrelays; i++)
-		if (c->relays[i].starttls != SC_TLS_NO) {
-			R.tlsc = tlsc_open(n);
-			break;
+	refresh_hops();
+	for (unsigned i = 0; i < c->nrelays && i < CONF_MAX_RELAYS; i++) {
+		const struct relay_conf *rc = &c->relays[i];
+		const char *ca = rc->starttls == SC_TLS_REQUIRED && rc->ca_file[0] ? rc->ca_file : NULL;
+		char err[256];
+		struct hop *h;
+
+		if (rc->starttls == SC_TLS_NO || R.cfg_hop[i] < 0)
+			continue;
+		if (!R.tlsc && !(R.tlsc = tlsc_open(n, err, sizeof err))) {
+			log_msg(LOG_LVL_ERROR, "event=relay_tls error=\"%s\"", err);
+			relay_fini();
+			return -1;
 		}
-#endif
+		h = &R.hops[R.cfg_hop[i]];
+		h->profile = tlsc_profile(R.tlsc, ca, err, sizeof err);
+		h->profile_ca = ca ? queue_hop_hash(ca) : 0;
+		if (h->profile < 0) {
+			log_msg(LOG_LVL_ERROR, "relay \"%s\": %s", rc->name, err);
+			relay_fini();
+			return -1;
+		}
+	}
+	return 0;
+#else
 	refresh_hops();
 	return 0;
+#endif
 }
 
 void relay_fini(void)
