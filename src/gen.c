@@ -218,7 +218,10 @@ void gen_reload(void)
 	G.rcpts_failed_mtime.tv_sec = 0;
 	log_set_level(g->cfg.server.log_level);
 	log_msg(LOG_LVL_NOTICE, "event=reload connectors=%u recipients=%u", g->n, recipients_count(r));
-	/* The first [relay] of a running server: its queue opens now (until
-	 * it does, RCPT for a forwarded domain gets 452 4.3.1). */
-	server_queue_open();
+	/* The queue and the outbound table are made at start, for the
+	 * relays it had: a server started without one answers RCPT for a
+	 * newly forwarded domain 452 4.3.1 until it is restarted. */
+	if (g->cfg.nrelays && !S.queue)
+		log_msg(LOG_LVL_WARNING, "event=reload note=\"the first [relay] takes effect at the next restart; "
+			"until then its domains get 452 4.3.1\"");
 }

@@ -217,7 +217,7 @@
 #define RELAY_CONNS_TOTAL 128
 /* A relay's domains as written, each NUL-terminated (about 40 domains). */
 #define RELAY_DOMAINS_MAX 1024
-/* max_queued: 1..this many entries (36 octets each: 3.6 MB at most). */
+/* max_queued: 1..this many entries (40 octets each: 4 MB at most). */
 #define QUEUE_MAX_QUEUED 100000u
 /* The forwarded recipients of one transaction, kept per slot beside the
  * envelope (relay index octet + address + NUL each): about 30 of 64
@@ -226,6 +226,18 @@
  * slot never grows. Only written when a recipient is forwarded: a slot
  * that never forwards never touches these pages. */
 #define SESSION_FWD_MAX 2048
+/* The outbound transport (relay.c), per session: what one read takes
+ * from the next hop (a few reply lines; the rest stays in the socket),
+ * the piece of the message file read at once, and the pieces sent per
+ * loop event, so a large message takes turns with the other sessions
+ * (16 x 4 KiB: a few milliseconds of a router's loop). */
+#define RELAY_READ_BUF 1024
+#define RELAY_BODY_CHUNK 4096
+#define RELAY_BODY_SLICE 16
+/* Next hops whose state (down time, sessions, counters) is kept by name:
+ * the configured ones and, until their sessions end, those a reload
+ * removed. */
+#define RELAY_HOPS_MAX (2 * CONF_MAX_RELAYS)
 /* The original headers attached to a DSN: the rest is cut (RFC 3464 asks
  * only for the headers, and a DSN must not become a large message). */
 #define DSN_HEADERS_MAX 16384u

@@ -504,6 +504,21 @@ fail:
 	return -1;
 }
 
+int maildir_tmp_dir(const struct maildir *md)
+{
+	return md ? md->tmp_fd : -1;
+}
+
+int maildir_tmp_name(const struct maildir *md, const struct sink_msg *m, char *buf, size_t len)
+{
+	char name[NAME_BUF];
+
+	if (!md || m->fd < 0 || build_name(md, m, name) < 0 || strlen(name) >= len)
+		return -1;
+	memcpy(buf, name, strlen(name) + 1);
+	return 0;
+}
+
 void maildir_abort(struct maildir *md, struct sink_msg *m)
 {
 	char name[NAME_BUF];

@@ -86,6 +86,11 @@ int maildir_commit(struct maildir *md, struct sink_msg *m,
  * (durable in every mailbox) or -1 (nothing delivered). */
 void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
 			  const struct sink_envelope *envs, unsigned n, int *results);
+/* Where the open message lives before its commit: tmp/'s directory fd and
+ * the file's name there (NAME_MAX octets do), for a caller that links it
+ * elsewhere itself (queue_add of a DSN that goes to a next hop). 0, -1. */
+int maildir_tmp_dir(const struct maildir *md);
+int maildir_tmp_name(const struct maildir *md, const struct sink_msg *m, char *buf, size_t len);
 /* Drops the message (oversized, bad line endings, client gone). */
 void maildir_abort(struct maildir *md, struct sink_msg *m);
 

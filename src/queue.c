@@ -40,6 +40,7 @@ struct queue_entry {
 	char id[QUEUE_ID_MAX];
 	uint32_t next;     /* the earliest next attempt of a pending recipient */
 	uint32_t accepted;
+	uint32_t hop;      /* queue_hop_hash() of that recipient's next hop */
 	uint8_t flags;     /* QE_* */
 };
 
@@ -370,7 +371,6 @@ static ssize_t read_env(int dir_fd, const char *name, char *buf, size_t buflen)
 	return (ssize_t)got;
 }
 
-/* The earliest next attempt of a pending recipient; UINT32_MAX: none. */
 /* A pending recipient has been tried: the message waits for a retry. */
 static bool env_deferred(const struct queue_env *env)
 {
@@ -392,13 +392,28 @@ static void set_deferred(struct queue *q, int i, bool on)
 		q->ndeferred--;
 }
 
-static uint32_t env_next(const struct queue_env *env)
+uint32_t queue_hop_hash(const char *name)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *name; name++)
+		h = (h ^ (uint8_t)*name) * 16777619u;
+	return h;
+}
+
+/* The earliest next attempt of a pending recipient (UINT32_MAX: none),
+ * and in *hop the hash of its next hop (the first such recipient's). */
+static uint32_t env_next(const struct queue_env *env, uint32_t *hop)
 {
 	uint32_t t = UINT32_MAX;
+	unsigned at = 0;
 
 	for (unsigned i = 0; i < env->nrcpt; i++)
-		if (env->rcpt[i].state == QR_PENDING && env->rcpt[i].next < t)
+		if (env->rcpt[i].state == QR_PENDING && env->rcpt[i].next < t) {
 			t = env->rcpt[i].next;
+			at = i;
+		}
+	*hop = t == UINT32_MAX ? 0 : queue_hop_hash(env->rcpt[at].relay);
 	return t;
 }
 
@@ -445,7 +460,8 @@ static int take_entry(struct queue *q)
 	return -1;
 }
 
-static void put_entry(struct queue *q, int i, const char *id, uint32_t accepted, uint32_t next, uint8_t flags)
+static void put_entry(struct queue *q, int i, const char *id, uint32_t accepted, uint32_t next, uint32_t hop,
+		      uint8_t flags)
 {
 	struct queue_entry *e = &q->e[i];
 
@@ -453,6 +469,7 @@ static void put_entry(struct queue *q, int i, const char *id, uint32_t accepted,
 	memcpy(e->id, id, strlen(id));
 	e->accepted = accepted;
 	e->next = next;
+	e->hop = hop;
 	e->flags = (uint8_t)(QE_USED | flags);
 	q->count++;
 	if (flags & QE_LIVE)
@@ -627,7 +644,7 @@ static void recover_one(struct queue *q, const char *name)
 	struct queue_env env;
 	static struct queue_rcpt rcpt[QUEUE_RCPTS_MAX];
 	ssize_t len;
-	uint32_t next;
+	uint32_t next, hop;
 	int i;
 
 	if (!split_name(name, id, &ext) || !is_file(q->dir_fd, name))
@@ -657,7 +674,7 @@ static void recover_one(struct queue *q, const char *name)
 		q->overflow++;
 		return;
 	}
-	next = env_next(&env);
+	next = env_next(&env, &hop);
 	if (next == UINT32_MAX) {
 		/* Nothing pending: a removal the crash cut short. */
 		unlinkat(q->dir_fd, name, 0);
@@ -670,7 +687,7 @@ static void recover_one(struct queue *q, const char *name)
 		q->overflow++;
 		return;
 	}
-	put_entry(q, i, id, env.accepted, next, 0);
+	put_entry(q, i, id, env.accepted, next, hop, 0);
 	set_deferred(q, i, env_deferred(&env));
 }
 
@@ -708,6 +725,7 @@ int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_e
 {
 	char msg[NAME_BUF], envn[NAME_BUF];
 	size_t len;
+	uint32_t next, hop;
 	int i, e;
 
 	if (!env || !name || !env_ok(env)) {
@@ -745,11 +763,12 @@ int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_e
 		errno = e;
 		return -1;
 	}
-	put_entry(q, i, env->id, env->accepted, env_next(env), q->scan ? QE_LIVE : 0);
+	next = env_next(env, &hop);
+	put_entry(q, i, env->id, env->accepted, next, hop, q->scan ? QE_LIVE : 0);
 	return i;
 }
 
-int queue_due(const struct queue *q, uint32_t now)
+int queue_due_match(const struct queue *q, uint32_t now, queue_skip_fn skip, void *ctx)
 {
 	int best = -1;
 
@@ -758,6 +777,8 @@ int queue_due(const struct queue *q, uint32_t now)
 
 		if ((e->flags & (QE_USED | QE_BUSY)) != QE_USED || e->next > now)
 			continue;
+		if (skip && skip(ctx, e->hop))
+			continue;
 		if (best < 0 || e->accepted < q->e[best].accepted ||
 		    (e->accepted == q->e[best].accepted && strcmp(e->id, q->e[best].id) < 0))
 			best = (int)i;
@@ -765,14 +786,31 @@ int queue_due(const struct queue *q, uint32_t now)
 	return best;
 }
 
-uint32_t queue_next_time(const struct queue *q)
+int queue_due(const struct queue *q, uint32_t now)
+{
+	return queue_due_match(q, now, NULL, NULL);
+}
+
+uint32_t queue_next_time_match(const struct queue *q, queue_skip_fn skip, void *ctx)
 {
 	uint32_t t = UINT32_MAX;
 
 	for (unsigned i = 0; i < q->max; i++)
-		if ((q->e[i].flags & (QE_USED | QE_BUSY)) == QE_USED && q->e[i].next < t)
+		if ((q->e[i].flags & (QE_USED | QE_BUSY)) == QE_USED && q->e[i].next < t &&
+		    !(skip && skip(ctx, q->e[i].hop)))
 			t = q->e[i].next;
 	return t;
+}
+
+uint32_t queue_next_time(const struct queue *q)
+{
+	return queue_next_time_match(q, NULL, NULL);
+}
+
+void queue_set_next(struct queue *q, int idx, uint32_t next)
+{
+	if (valid_idx(q, idx))
+		q->e[idx].next = next;
 }
 
 void queue_set_busy(struct queue *q, int idx, bool busy)
@@ -874,14 +912,14 @@ int queue_open_data(const struct queue *q, int idx)
 
 int queue_update(struct queue *q, int idx, const struct queue_env *env)
 {
-	uint32_t next;
+	uint32_t next, hop;
 	size_t len;
 
 	if (!valid_idx(q, idx) || !env || !env_ok(env) || strcmp(env->id, q->e[idx].id) != 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	next = env_next(env);
+	next = env_next(env, &hop);
 	if (next == UINT32_MAX)
 		return queue_remove(q, idx) < 0 ? -1 : 1;
 	len = env_format(q, env);
@@ -892,6 +930,7 @@ int queue_update(struct queue *q, int idx, const struct queue_env *env)
 	if (env_commit(q, env->id, len) < 0)
 		return -1;
 	q->e[idx].next = next;
+	q->e[idx].hop = hop;
 	set_deferred(q, idx, env_deferred(env));
 	return 0;
 }

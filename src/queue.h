@@ -38,7 +38,8 @@
  *   with nothing pending). Leftovers in tmp/ are deleted at open.
  * - Memory: one table of max_queued entries allocated at queue_open()
  *   with one scratch buffer of QUEUE_ENV_MAX, nothing after; an entry
- *   holds the id, the accepted and next-attempt times and a few flags;
+ *   holds the id, the accepted and next-attempt times, the hash of the
+ *   next hop it is due for and a few flags;
  *   the recipients stay on disk and are read by queue_load() when the
  *   entry is due. Message data is never read here.
  * - Recovery is sliced: queue_open() only opens the directory;
@@ -115,6 +116,22 @@ int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_e
 int queue_due(const struct queue *q, uint32_t now);
 /* The earliest next attempt of an entry that is not busy; UINT32_MAX if none. */
 uint32_t queue_next_time(const struct queue *q);
+/* Each entry knows the next hop of its earliest pending recipient (the
+ * one queue_due() makes it due for) as a hash of the [relay] name, so
+ * the transport can pass over the entries of a next hop that is down or
+ * at its connection limit without reading their envelopes. Two names
+ * with one hash (a chance of about 1 in 2^32 per pair) would share that
+ * fate, nothing more: the envelope read at the attempt has the name. */
+uint32_t queue_hop_hash(const char *name);
+/* queue_due() and queue_next_time() over the entries for which skip(ctx,
+ * hop hash) is false (a NULL skip passes every entry). */
+typedef bool (*queue_skip_fn)(void *ctx, uint32_t hop);
+int queue_due_match(const struct queue *q, uint32_t now, queue_skip_fn skip, void *ctx);
+uint32_t queue_next_time_match(const struct queue *q, queue_skip_fn skip, void *ctx);
+/* The entry's next attempt in the table only (not on disk): after an
+ * update failed, so a due entry whose envelope cannot be written is not
+ * attempted again at once. */
+void queue_set_next(struct queue *q, int idx, uint32_t next);
 /* An attempt is running for the entry: queue_due() skips it. */
 void queue_set_busy(struct queue *q, int idx, bool busy);
 bool queue_busy(const struct queue *q, int idx);

@@ -27,6 +27,7 @@
 #include "maildir.h"
 #include "priv.h"
 #include "queue.h"
+#include "relay.h"
 #include "recipients.h"
 #include "route.h"
 #include "tls.h"
@@ -77,6 +78,7 @@ static void begin_shutdown(void)
 			continue;
 		conn_shutdown(c);
 	}
+	relay_shutdown(); /* outbound: recipients in flight deferred, envelopes updated */
 	log_msg(LOG_LVL_NOTICE, "event=stopping sessions=%u shutdown_timeout=%u", S.tab->size - S.tab->nfree,
 		S.gen->cfg.server.shutdown_timeout);
 }
@@ -133,7 +135,7 @@ int server_queue_open(void)
 
 void server_queue_kick(void)
 {
-	/* The outbound transport (relay.c) hooks in here. */
+	relay_kick();
 }
 
 static int setup(struct config *cfg)
@@ -164,7 +166,7 @@ static int setup(struct config *cfg)
 	 * raised as far as the hard one allows; if that is short, say by how
 	 * much and serve anyway: what does not fit is refused politely (421
 	 * at accept, 452 at DATA), never lost (SPEC §9). */
-	maxfds = 2 * S.boot.max_connections + FD_RESERVED;
+	maxfds = 2 * S.boot.max_connections + FD_RESERVED + 2 * relay_slots(&S.gen->cfg);
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < maxfds) {
 		rl.rlim_cur = rl.rlim_max < maxfds ? rl.rlim_max : maxfds;
 		setrlimit(RLIMIT_NOFILE, &rl);
@@ -238,9 +240,14 @@ static int setup(struct config *cfg)
 	S.md = maildir_open(S.boot.spool, S.boot.hostname, err, sizeof err);
 	if (!S.md)
 		goto failed;
-	/* After the drop, like the Maildir: the queue belongs to the daemon's user. */
+	/* After the drop, like the Maildir: the queue belongs to the daemon's
+	 * user; recovered in steps by the loop. */
 	if (server_queue_open() != 0)
 		return -1;
+	if (relay_init() != 0) {
+		log_msg(LOG_LVL_ERROR, "cannot allocate the outbound table");
+		return -1;
+	}
 
 	if (pipe2(R.sigpipe, O_NONBLOCK | O_CLOEXEC) != 0)
 		return -1;
@@ -282,8 +289,9 @@ static void teardown(void)
 	control_close(S.boot.control);
 	if (R.pidfile_ours)
 		unlink(S.boot.pidfile); /* fails after the drop from a root-owned directory: priv removes it */
-	maildir_close(S.md);
+	relay_fini();
 	queue_close(S.queue);
+	maildir_close(S.md);
 	recipients_unref(S.rcpts);
 	users_free(S.users);
 	tls_free(S.tls);
@@ -323,6 +331,7 @@ static void recover_step(void)
 	if (r <= 0)
 		log_msg(LOG_LVL_NOTICE, "event=queue_recovered queued=%u overflow=%u", queue_count(S.queue),
 			queue_overflow(S.queue));
+	relay_kick(); /* what the step found may be due */
 }
 
 static void dispatch(const struct loop_event *ev)
@@ -333,6 +342,8 @@ static void dispatch(const struct loop_event *ev)
 			;
 	} else if (ev->tag == TAG_PRIV) {
 		ban_helper_event();
+	} else if ((ev->tag & ~0xffffu) == TAG_RELAY) {
+		relay_event(ev->tag, ev->events);
 	} else if ((ev->tag & ~0xffu) == TAG_CONTROL) {
 		control_event(ev->tag);
 	} else if (ev->tag & TAG_LISTENER) {
@@ -351,11 +362,11 @@ int server_run(struct config *cfg)
 		teardown();
 		return 1;
 	}
-	while (!S.stopping || S.tab->nfree < S.tab->size) {
+	while (!S.stopping || S.tab->nfree < S.tab->size || relay_active()) {
 		struct loop_event ev;
 		struct tw_node *node;
 		/* A password check in progress: look at the sockets, then go on. */
-		bool busy = verify_pending() || (S.queue && queue_recovering(S.queue));
+		bool busy = verify_pending() || (S.queue && queue_recovering(S.queue) && !S.stopping);
 		int64_t timeout = busy ? 0 : tw_next_timeout(&S.wheel, util_now_ms());
 
 		if (timeout > INT32_MAX)
@@ -371,12 +382,12 @@ int server_run(struct config *cfg)
 		while ((node = tw_expire(&S.wheel, S.now)) != NULL) {
 			if (node == &R.tick)
 				on_tick();
-			else if (!control_timer(node))
+			else if (!control_timer(node) && !relay_timer(node))
 				conn_on_timer((struct conn *)(void *)((char *)node - offsetof(struct conn, timer)));
 		}
 		commit_run();
 		verify_run();
-		if (S.queue && queue_recovering(S.queue))
+		if (S.queue && queue_recovering(S.queue) && !S.stopping)
 			recover_step();
 		if (sig_seen[SIGTERM] && !S.stopping)
 			begin_shutdown();

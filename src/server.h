@@ -32,6 +32,7 @@ struct stats {
 #define TAG_SIGNAL 0x40000000u
 #define TAG_CONTROL 0x20000000u  /* the control socket; | (i + 1): client i */
 #define TAG_PRIV 0x10000000u     /* the privileged helper's answers (ban) */
+#define TAG_RELAY 0x08000000u    /* | slot: an outbound session (relay.c) */
 
 /* The context every module of the loop reads on every event: the clock,
  * the loop, the table and what the current configuration loaded. One
@@ -64,8 +65,7 @@ static inline uint64_t ms(uint32_t seconds)
 	return (uint64_t)seconds * 1000u;
 }
 
-/* Opens <spool>/queue when a [relay] is configured and it is not open
- * yet (at start, and at a reload that adds the first relay). 0, -1. */
+/* Opens <spool>/queue when a [relay] is configured (at start). 0, -1. */
 int server_queue_open(void);
 /* Something became due in the queue (a message queued, `queue flush`):
  * the outbound side looks at once, not at its next timer. */

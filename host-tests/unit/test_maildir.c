@@ -314,8 +314,20 @@ static void test_abort(void)
 	CHECK(maildir_begin(md, &m, &env, qid) == 0);
 	maildir_write(&m, body, sizeof(body) - 1);
 	CHECK(count("tmp", NULL, 0) == 1);
+	{
+		/* The tmp file's name, for a caller that links it itself. */
+		char name[256], last[256];
+		struct stat st;
+
+		CHECK(maildir_tmp_name(md, &m, name, sizeof name) == 0);
+		CHECK(count("tmp", last, sizeof last) == 1);
+		CHECK_STR(name, last);
+		CHECK(fstatat(maildir_tmp_dir(md), name, &st, 0) == 0 && S_ISREG(st.st_mode));
+		CHECK(maildir_tmp_name(md, &m, name, 4) == -1);
+	}
 	maildir_abort(md, &m);
 	CHECK(m.fd == -1);
+	CHECK(maildir_tmp_name(md, &m, (char[8]){0}, 8) == -1);
 	CHECK(count("tmp", NULL, 0) == 0);
 	CHECK(total_new() == before);
 	maildir_abort(md, &m); /* harmless twice */

@@ -395,6 +395,52 @@ static void test_retry(void)
 	CHECK(!queue_expired(100, 50, 10)); /* the clock stepped back */
 }
 
+/* The transport's filter: entries are passed over by the hash of the
+ * next hop they are due for, which follows the earliest pending
+ * recipient through updates and a restart. */
+static bool skip_hop(void *ctx, uint32_t hop)
+{
+	return hop == *(const uint32_t *)ctx;
+}
+
+static void test_hops(struct queue **qp)
+{
+	struct queue *q = *qp;
+	struct queue_env le;
+	uint32_t office = queue_hop_hash("Office"), front = queue_hop_hash("Default Frontend"), none = 0;
+	int a, b;
+
+	CHECK(office != front && queue_hop_hash("") == 2166136261u);
+	a = add(q, "H1", 100, 3); /* alice, bob: Office; carol: Default Frontend; all at 100 */
+	b = add(q, "H2", 200, 3);
+	CHECK(a >= 0 && b >= 0);
+	/* Office is the first of the earliest: both entries are due for it. */
+	CHECK(queue_due_match(q, 300, skip_hop, &none) == a);
+	CHECK(queue_due_match(q, 300, skip_hop, &office) == -1);
+	CHECK(queue_due_match(q, 300, skip_hop, &front) == a);
+	CHECK(queue_next_time_match(q, skip_hop, &office) == UINT32_MAX);
+	CHECK(queue_next_time_match(q, NULL, NULL) == 100 && queue_due_match(q, 300, NULL, NULL) == a);
+	/* Office's two deferred to 500: H1 is due for the frontend now. */
+	CHECK(queue_load(q, a, &le, buf, sizeof buf, lr, QUEUE_RCPTS_MAX) == 0);
+	le.rcpt[0].next = le.rcpt[1].next = 500;
+	CHECK(queue_update(q, a, &le) == 0);
+	CHECK(queue_due_match(q, 300, skip_hop, &front) == b);
+	CHECK(queue_due_match(q, 300, skip_hop, &office) == a);
+	CHECK(queue_next_time_match(q, skip_hop, &office) == 100);
+	/* ... and still after a restart. */
+	q = reopen(q, 16);
+	a = queue_find(q, "H1");
+	b = queue_find(q, "H2");
+	CHECK(queue_due_match(q, 300, skip_hop, &office) == a);
+	CHECK(queue_due_match(q, 300, skip_hop, &front) == b);
+	/* set_next moves the entry in the table only. */
+	queue_set_next(q, b, 1000);
+	CHECK(queue_due_match(q, 300, skip_hop, &front) == -1 && queue_next_time_match(q, skip_hop, &front) == 1000);
+	queue_set_next(q, -1, 5); /* harmless */
+	CHECK(queue_remove(q, a) == 0 && queue_remove(q, b) == 0 && queue_count(q) == 0);
+	*qp = q;
+}
+
 int main(void)
 {
 	char err[256];
@@ -416,6 +462,7 @@ int main(void)
 	CHECK(queue_recover_step(q) == 0 && !queue_recovering(q));
 	CHECK(queue_open("/proc/nonexistent/queue", 16, err, sizeof err) == NULL && strstr(err, "mkdir") != NULL);
 	test_basic(&q);
+	test_hops(&q);
 	test_crash_points(&q);
 	test_bounds(&q);
 	test_escape();
