@@ -18,6 +18,7 @@
 #include "log.h"
 #include "loop.h"
 #include "queue.h"
+#include "relay.h"
 #include "server.h"
 #include "timer_wheel.h"
 
@@ -54,16 +55,20 @@ static const char stat_names[] =
 	"connections_total connections_current connections_refused messages_accepted "
 	"recipients_accepted recipients_unknown replies_tarpitted tarpit_disconnects "
 	"protocol_errors tls_sessions tls_refused auth_success auth_failure harvest_table_size "
-	"harvest_table_used discredited_current discredits_total bans_total ban_failures";
+	"harvest_table_used discredited_current discredits_total bans_total ban_failures "
+	"queue_current queue_deferred relay_delivered relay_deferred relay_failed dsn_sent";
+
+/* A scope=relay line's values (SPEC §10): struct relay_stats in order. */
+static const char relay_names[] = "relay_delivered relay_deferred relay_failed dsn_sent connections_current";
 
 #define NCOUNTERS (sizeof(struct stats) / sizeof(uint64_t))
 
 /* One logfmt line: scope, then the n values of v named by the words of
  * stat_names in turn. Returns its length; the buffer is sized for the
  * longest line (CONTROL_LINE_MAX), so a line is never cut. */
-static size_t stats_line(char *buf, size_t len, const char *scope, const uint64_t *v, unsigned n)
+static size_t stats_line(char *buf, size_t len, const char *scope, const char *name, const uint64_t *v,
+			 unsigned n)
 {
-	const char *name = stat_names;
 	size_t off = (size_t)snprintf(buf, len, "%s", scope);
 
 	for (unsigned i = 0; i < n && off < len; i++) {
@@ -78,11 +83,11 @@ static size_t stats_line(char *buf, size_t len, const char *scope, const uint64_
 	return off;
 }
 
-/* Line i of the stats of g (SPEC §2): 0 the server, 1.. its connectors.
- * Returns its length, 0 past the last. */
+/* Line i of the stats of g (SPEC §2, §10): 0 the server, 1.. its
+ * connectors, then its relays. Returns its length, 0 past the last. */
 static size_t stats_line_at(const struct gen *g, uint32_t i, char *buf, size_t len)
 {
-	uint64_t v[NCOUNTERS + 6];
+	uint64_t v[NCOUNTERS + 12];
 	char scope[CONF_NAME_MAX + 40];
 
 	if (i == 0) {
@@ -91,13 +96,27 @@ static size_t stats_line_at(const struct gen *g, uint32_t i, char *buf, size_t l
 		v[NCOUNTERS + 1] = harvest_used(S.harvest);
 		v[NCOUNTERS + 2] = harvest_count_discredited(S.harvest, S.now, &S.hp);
 		ban_counters(&v[NCOUNTERS + 3]);
-		return stats_line(buf, len, "scope=server", v, NCOUNTERS + 6);
+		v[NCOUNTERS + 6] = S.queue ? queue_count(S.queue) : 0;
+		v[NCOUNTERS + 7] = S.queue ? queue_deferred(S.queue) : 0;
+		memcpy(&v[NCOUNTERS + 8], relay_stats_total(), 4 * sizeof v[0]);
+		return stats_line(buf, len, "scope=server", stat_names, v, NCOUNTERS + 12);
 	}
-	if (i > g->n)
-		return 0;
+	if (i > g->n) {
+		static const struct relay_stats none;
+		const struct relay_stats *rs;
+		_Static_assert(sizeof none == 5 * sizeof v[0], "relay_names names struct relay_stats");
+		if (i - 1 - g->n >= g->cfg.nrelays)
+			return 0;
+		/* Not yet attempted (or started without a queue): zeros. */
+		rs = g == S.gen ? relay_stats_of(i - 1 - g->n) : NULL;
+		rs = rs ? rs : &none;
+		snprintf(scope, sizeof scope, "scope=relay name=\"%s\"", g->cfg.relays[i - 1 - g->n].name);
+		memcpy(v, rs, sizeof *rs);
+		return stats_line(buf, len, scope, relay_names, v, 5);
+	}
 	snprintf(scope, sizeof scope, "scope=connector name=\"%s\"", g->connectors[i - 1].cf->name);
 	memcpy(v, &g->connectors[i - 1].rt->st, sizeof v[0] * NCOUNTERS);
-	return stats_line(buf, len, scope, v, NCOUNTERS);
+	return stats_line(buf, len, scope, stat_names, v, NCOUNTERS);
 }
 
 void control_log_stats(void)
