@@ -100,7 +100,7 @@ class Server:
         self.spool = self.dir / "spool"
         self.proc = None
         self.logs = []
-        self.extra = ""  # further INI sections ([relay "..."], [auth], ...)
+        self.extra = getattr(self, "extra", "")  # further INI sections; a subclass may set it first
         if isinstance(recipients, (list, tuple)):
             recipients = "\n".join(recipients) + "\n"
         self.recipients.write_text(recipients)
