@@ -101,8 +101,8 @@ static void unforward(void *arg)
 {
 	struct conn *c = arg;
 	int idx = queue_find(S.queue, c->queue_id);
-	if (idx >= 0)
-		queue_remove(S.queue, idx);
+	if (idx >= 0 && queue_remove(S.queue, idx) == 0)
+		queue_sync(S.queue); /* the client is told 452: it must not go out */
 }
 
 void commit_run(void)
@@ -129,7 +129,13 @@ void commit_run(void)
 	r->n = 0;
 	if (n == 0)
 		return;
+	/* A round of several ends with a syncfs() that makes the queue's
+	 * envelopes durable with the new/ links: no fsync per envelope. */
+	if (S.queue)
+		queue_defer_sync(S.queue, n > 1);
 	maildir_commit_batch(S.md, r->msgs, r->envs, n, r->results);
+	if (S.queue)
+		queue_defer_sync(S.queue, false);
 	for (unsigned k = 0; k < n; k++) {
 		struct conn *c = r->conns[k];
 		if (r->envs[k].forward && r->results[k] == 0)

@@ -49,6 +49,8 @@ struct queue {
 	DIR *scan;          /* the recovery's directory stream, while recovering */
 	unsigned max, count, nlive, overflow;
 	unsigned ndeferred; /* entries with QE_DEFERRED: stats' queue_deferred */
+	bool defer_sync;    /* queue_add: the caller's syncfs() makes it durable */
+	bool dirty;         /* a removal not yet synced (queue_sync) */
 	unsigned free_at;   /* where the search for a free entry starts */
 	char scratch[QUEUE_ENV_MAX];
 	struct queue_entry e[];
@@ -429,7 +431,7 @@ static int env_commit(struct queue *q, const char *id, size_t len)
 	fd = openat(q->tmp_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -1;
-	if (fd_write_all(fd, q->scratch, len) < 0 || fsync(fd) < 0) {
+	if (fd_write_all(fd, q->scratch, len) < 0 || (!q->defer_sync && fsync(fd) < 0)) {
 		e = errno;
 		close(fd);
 		unlinkat(q->tmp_fd, name, 0);
@@ -442,7 +444,7 @@ static int env_commit(struct queue *q, const char *id, size_t len)
 		errno = e;
 		return -1;
 	}
-	return fsync(q->dir_fd);
+	return q->defer_sync ? 0 : fsync(q->dir_fd);
 }
 
 /* ---- the table ---- */
@@ -667,6 +669,14 @@ static void recover_one(struct queue *q, const char *name)
 		return;
 	}
 	len = read_env(q->dir_fd, name, q->scratch, sizeof q->scratch);
+	if (len == 0) {
+		/* Renamed before its data reached the disk: only an add whose
+		 * round never synced (queue_defer_sync), so never answered 250. */
+		unlinkat(q->dir_fd, name, 0);
+		unlinkat(q->dir_fd, other, 0);
+		q->dirty = true;
+		return;
+	}
 	if (len < 0 || env_parse(q->scratch, (size_t)len, &env, rcpt, QUEUE_RCPTS_MAX) < 0 ||
 	    strcmp(env.id, id) != 0) {
 		/* Kept for the operator (`tarpitd queue` shows the file
@@ -950,6 +960,20 @@ int queue_remove(struct queue *q, int idx)
 	name_of(name, q->e[idx].id, "msg");
 	unlinkat(q->dir_fd, name, 0);
 	drop_entry(q, idx);
+	q->dirty = true;
+	return 0;
+}
+
+void queue_defer_sync(struct queue *q, bool on)
+{
+	q->defer_sync = on;
+}
+
+int queue_sync(struct queue *q)
+{
+	if (!q->dirty)
+		return 0;
+	q->dirty = false;
 	return fsync(q->dir_fd);
 }
 

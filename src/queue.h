@@ -160,8 +160,20 @@ int queue_open_data(const struct queue *q, int idx);
  * or, with no recipient pending, the message is removed. 0 updated, 1
  * removed, -1 with errno (the old envelope stays in force). */
 int queue_update(struct queue *q, int idx, const struct queue_env *env);
-/* Removes the message (`tarpitd queue delete`, or all done). 0, -1. */
+/* Removes the message (`tarpitd queue delete`, or all done). 0, -1.
+ * The directory is synced by the next queue_sync(): the loop calls it
+ * once per pass, so n deliveries in a pass cost one fsync, and a crash
+ * before it can only bring a delivered message back (the duplicate
+ * window of SPEC §10), never lose one. */
 int queue_remove(struct queue *q, int idx);
+/* fsyncs queue/ if a removal is pending. 0, or -1 with errno. */
+int queue_sync(struct queue *q);
+/* While on, queue_add() neither fsyncs the envelope nor queue/: the
+ * caller syncs the whole file system (the group commit's second syncfs,
+ * which also makes the round's new/ links durable) before any 250. An
+ * envelope renamed but never synced reads back empty after a crash and
+ * recovery deletes it with its data (never answered 250). */
+void queue_defer_sync(struct queue *q, bool on);
 
 /* Seconds until the retry after `attempts` failed attempts (1 = the
  * first): retry_min doubling up to retry_max, then less up to an eighth

@@ -387,6 +387,9 @@ int server_run(struct config *cfg)
 		}
 		commit_run();
 		verify_run();
+		/* The removals of this pass's deliveries, one fsync for all. */
+		if (S.queue && queue_sync(S.queue) != 0)
+			log_msg(LOG_LVL_ERROR, "event=queue_error error=\"sync: %s\"", strerror(errno));
 		if (S.queue && queue_recovering(S.queue) && !S.stopping)
 			recover_step();
 		if (sig_seen[SIGTERM] && !S.stopping)
