@@ -174,10 +174,11 @@ test-valgrind: deps $(BUILD)/tarpitd $(UNIT_BINS)
 	$(PYTHON) -m pytest -q -p conftest_valgrind host-tests/integration $(PYTEST_ARGS); \
 	rc=$$?; $(PYTHON) host-tests/valgrind/vgscan.py $(VALGRIND_LOGS) || rc=1; exit $$rc
 
-# Fault injection (SPEC §5, §9): kill -9 under load, storage failures,
-# descriptor exhaustion, 50,000-connection churn.
+# Fault injection (SPEC §5, §9, §10): kill -9 under load, storage failures,
+# descriptor exhaustion, 50,000-connection churn; kill -9 while forwarding
+# and the queue's disk full (test_faults_relay.py).
 test-faults: deps $(BUILD)/tarpitd
-	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) $(PYTHON) -m pytest -q -rxX host-tests/integration/test_faults.py $(PYTEST_ARGS)
+	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) $(PYTHON) -m pytest -q -rxX host-tests/integration/test_faults.py host-tests/integration/test_faults_relay.py $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) unit
