@@ -10,7 +10,10 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, DEFAULT_RECIPIENTS, Client, free_port, render_ini
+from conftest import BIN, DEFAULT_RECIPIENTS, WITH_TLS, Client, free_port, needs_tls, render_ini
+
+# A TLS=0 build refuses auth_user (AUTH only inside TLS): the tests that
+# are not about the password file leave it out there.
 
 # DEFAULT_RECIPIENTS' local domains are example.org and example.net.
 RELAY = """
@@ -50,7 +53,7 @@ def not_local(ini, text, domain):
 
 
 def test_check_valid_relay(tmp_path):
-    ini, _, _ = make_files(tmp_path, domains="Example.NET", auth=True)
+    ini, _, _ = make_files(tmp_path, domains="Example.NET", auth=WITH_TLS)
     p = tarpitd(ini, "check")
     assert p.returncode == 0, p.stderr
     assert p.stdout == f"{ini}: OK (1 connector, 1 relay)\n"
@@ -71,6 +74,7 @@ def test_check_refuses_domain_not_local(tmp_path):
     assert p.stderr == not_local(ini, text, "example.com") + "\n"
 
 
+@needs_tls
 def test_check_refuses_password_file_0644(tmp_path):
     ini, text, _ = make_files(tmp_path, auth=True, mode=0o644)
     p = tarpitd(ini, "check")
@@ -98,6 +102,7 @@ def test_run_refuses_domain_not_local(tmp_path):
     assert "event=start" not in p.stderr
 
 
+@needs_tls
 def test_run_refuses_password_file_0644(tmp_path):
     ini, _, _ = make_files(tmp_path, auth=True, mode=0o640)
     p = tarpitd(ini, "run")
@@ -110,7 +115,7 @@ class Running:
     """tarpitd run on a valid relay configuration, its stderr in a file."""
 
     def __init__(self, tmp_path):
-        self.ini, self.text, self.port = make_files(tmp_path, auth=True)
+        self.ini, self.text, self.port = make_files(tmp_path, auth=WITH_TLS)
         self.dir = tmp_path
         self.log = tmp_path / "stderr.log"
         self.err = open(self.log, "wb")
