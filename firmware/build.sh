@@ -33,8 +33,12 @@ fresh() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 common="$BOARD_CFLAGS ${BOARD_EXE_CFLAGS:-} -Os -ffunction-sections -fdata-sections -fno-pie -fno-asynchronous-unwind-tables -fno-unwind-tables"
 
-# FPU instructions (coprocessor 1) in a MIPS disassembly.
-fpu_re='[[:space:]](lwc1|swc1|ldc1|sdc1|lwxc1|swxc1|ldxc1|sdxc1|mtc1|mfc1|mthc1|mfhc1|cfc1|ctc1|bc1[ft]l?|[a-z]+\.(s|d|w|l|ps))[[:space:]]'
+# FPU instructions (coprocessor 1) in a MIPS disassembly. objdump puts a
+# tab before the mnemonic and spaces between the instruction's hex words:
+# matching after the tab only keeps a word such as "cfc1" (MIPS16 jalx
+# 0x1e00cfc1) from counting as an instruction.
+tab=$(printf '\t')
+fpu_re=$tab'(lwc1|swc1|ldc1|sdc1|lwxc1|swxc1|ldxc1|sdxc1|mtc1|mfc1|mthc1|mfhc1|cfc1|ctc1|bc1[ft]l?|[a-z]+\.(s|d|w|l|ps))[[:space:]]'
 fpu_count() { "$T-objdump" -d "$1" 2>/dev/null | grep -cE "$fpu_re" || true; }
 
 # --- 1. libc ---------------------------------------------------------------
