@@ -148,7 +148,8 @@ else
 	exit 1
 fi
 mbed_define="-DMBEDTLS_CONFIG_FILE='\"$mbed_config\"'"
-desc="mbedtls $(basename "$mbed_src") $CC $common $(cksum < "$mbed_config")"
+mbed_cflags="$common ${BOARD_MBEDTLS_CFLAGS:-}"
+desc="mbedtls $(basename "$mbed_src") $CC $mbed_cflags small=${BOARD_MBEDTLS_SMALL_CFLAGS:-} fast=${BOARD_MBEDTLS_FAST:-} $(cksum < "$mbed_config")"
 if ! fresh "$OUT/mbedtls/.stamp" "$desc"; then
 	say "building $(basename "$mbed_src")"
 	rm -rf "$OUT/mbedtls"
@@ -160,8 +161,19 @@ if ! fresh "$OUT/mbedtls/.stamp" "$desc"; then
 	for d in library include 3rdparty framework scripts; do
 		if [ -d "$mbed_src/$d" ]; then cp -Rp "$mbed_src/$d" "$OUT/mbedtls/"; fi
 	done
-	env -u MAKEFLAGS -u MFLAGS make -C "$OUT/mbedtls/library" -j"$JOBS" libmbedcrypto.a libmbedx509.a libmbedtls.a \
-		CC="$CC" AR="$T-ar" CFLAGS="$common $mbed_define" >"$OUT/mbedtls/build.log" 2>&1 || {
+	# BOARD_MBEDTLS_SMALL_CFLAGS (-mips16 on ramips): for every object
+	# but the BOARD_MBEDTLS_FAST ones, where the handshake's and the
+	# records' arithmetic runs (bignum, curves, ciphers, hashes). Added
+	# by a second makefile with target-specific flags; mbedTLS's own
+	# Makefile is used as it is.
+	small=$OUT/mbedtls/small.mk
+	{
+		echo "FAST := ${BOARD_MBEDTLS_FAST:-}"
+		echo '$(filter-out $(FAST),$(OBJS_CRYPTO) $(OBJS_X509) $(OBJS_TLS)): override CFLAGS += '"${BOARD_MBEDTLS_SMALL_CFLAGS:-}"
+	} > "$small"
+	env -u MAKEFLAGS -u MFLAGS make -C "$OUT/mbedtls/library" -f Makefile -f "$small" -j"$JOBS" \
+		libmbedcrypto.a libmbedx509.a libmbedtls.a \
+		CC="$CC" AR="$T-ar" CFLAGS="$mbed_cflags $mbed_define" >"$OUT/mbedtls/build.log" 2>&1 || {
 		tail -30 "$OUT/mbedtls/build.log"; say "mbedTLS build failed"; exit 1; }
 	echo "$desc" > "$OUT/mbedtls/.stamp"
 fi
