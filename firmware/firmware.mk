@@ -15,6 +15,7 @@
 #   make size                         every static board; table into
 #                                     docs/benchmarks.md ("## Binary size")
 #   make firmware-all                 every static board
+#   make modsize BOARD=<board>        what each module of src/ costs there
 #
 # Boards are make fragments, board/<board>.mk (BOARD_* variables).
 
@@ -34,7 +35,7 @@ FW_PYTEST_DESELECT ?= -m "not faults"
 # TARPITD_TIME_SCALE (1.0 s -> 1.7 s, never up to the tarpit delay).
 FW_TIME_SCALE ?= 3
 
-.PHONY: firmware firmware-all test-firmware test-package test-feed size fw-check-board fw-prereqs
+.PHONY: firmware firmware-all modsize test-firmware test-package test-feed size fw-check-board fw-prereqs
 
 ifneq ($(BOARD),)
 ifeq ($(wildcard board/$(BOARD).mk),)
@@ -67,6 +68,9 @@ fw-prereqs: fw-check-board
 
 firmware: fw-prereqs
 	@sh firmware/build.sh
+
+modsize: fw-check-board
+	@sh firmware/modsize.sh
 
 firmware-all:
 	@set -e; for b in $(FW_BOARDS_STATIC); do $(MAKE) --no-print-directory firmware BOARD=$$b; done
