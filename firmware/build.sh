@@ -33,8 +33,12 @@ fresh() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 
 common="$BOARD_CFLAGS ${BOARD_EXE_CFLAGS:-} -Os -ffunction-sections -fdata-sections -fno-pie -fno-asynchronous-unwind-tables -fno-unwind-tables"
 
-# FPU instructions (coprocessor 1) in a MIPS disassembly.
-fpu_re='[[:space:]](lwc1|swc1|ldc1|sdc1|lwxc1|swxc1|ldxc1|sdxc1|mtc1|mfc1|mthc1|mfhc1|cfc1|ctc1|bc1[ft]l?|[a-z]+\.(s|d|w|l|ps))[[:space:]]'
+# FPU instructions (coprocessor 1) in a MIPS disassembly. objdump puts a
+# tab before the mnemonic and spaces between the instruction's hex words:
+# matching after the tab only keeps a word such as "cfc1" (MIPS16 jalx
+# 0x1e00cfc1) from counting as an instruction.
+tab=$(printf '\t')
+fpu_re=$tab'(lwc1|swc1|ldc1|sdc1|lwxc1|swxc1|ldxc1|sdxc1|mtc1|mfc1|mthc1|mfhc1|cfc1|ctc1|bc1[ft]l?|[a-z]+\.(s|d|w|l|ps))[[:space:]]'
 fpu_count() { "$T-objdump" -d "$1" 2>/dev/null | grep -cE "$fpu_re" || true; }
 
 # --- 1. libc ---------------------------------------------------------------
@@ -144,7 +148,8 @@ else
 	exit 1
 fi
 mbed_define="-DMBEDTLS_CONFIG_FILE='\"$mbed_config\"'"
-desc="mbedtls $(basename "$mbed_src") $CC $common $(cksum < "$mbed_config")"
+mbed_cflags="$common ${BOARD_MBEDTLS_CFLAGS:-}"
+desc="mbedtls $(basename "$mbed_src") $CC $mbed_cflags small=${BOARD_MBEDTLS_SMALL_CFLAGS:-} fast=${BOARD_MBEDTLS_FAST:-} $(cksum < "$mbed_config")"
 if ! fresh "$OUT/mbedtls/.stamp" "$desc"; then
 	say "building $(basename "$mbed_src")"
 	rm -rf "$OUT/mbedtls"
@@ -156,8 +161,19 @@ if ! fresh "$OUT/mbedtls/.stamp" "$desc"; then
 	for d in library include 3rdparty framework scripts; do
 		if [ -d "$mbed_src/$d" ]; then cp -Rp "$mbed_src/$d" "$OUT/mbedtls/"; fi
 	done
-	env -u MAKEFLAGS -u MFLAGS make -C "$OUT/mbedtls/library" -j"$JOBS" libmbedcrypto.a libmbedx509.a libmbedtls.a \
-		CC="$CC" AR="$T-ar" CFLAGS="$common $mbed_define" >"$OUT/mbedtls/build.log" 2>&1 || {
+	# BOARD_MBEDTLS_SMALL_CFLAGS (-mips16 on ramips): for every object
+	# but the BOARD_MBEDTLS_FAST ones, where the handshake's and the
+	# records' arithmetic runs (bignum, curves, ciphers, hashes). Added
+	# by a second makefile with target-specific flags; mbedTLS's own
+	# Makefile is used as it is.
+	small=$OUT/mbedtls/small.mk
+	{
+		echo "FAST := ${BOARD_MBEDTLS_FAST:-}"
+		echo '$(filter-out $(FAST),$(OBJS_CRYPTO) $(OBJS_X509) $(OBJS_TLS)): override CFLAGS += '"${BOARD_MBEDTLS_SMALL_CFLAGS:-}"
+	} > "$small"
+	env -u MAKEFLAGS -u MFLAGS make -C "$OUT/mbedtls/library" -f Makefile -f "$small" -j"$JOBS" \
+		libmbedcrypto.a libmbedx509.a libmbedtls.a \
+		CC="$CC" AR="$T-ar" CFLAGS="$mbed_cflags $mbed_define" >"$OUT/mbedtls/build.log" 2>&1 || {
 		tail -30 "$OUT/mbedtls/build.log"; say "mbedTLS build failed"; exit 1; }
 	echo "$desc" > "$OUT/mbedtls/.stamp"
 fi

@@ -15,6 +15,7 @@
 #   make size                         every static board; table into
 #                                     docs/benchmarks.md ("## Binary size")
 #   make firmware-all                 every static board
+#   make modsize BOARD=<board>        what each module of src/ costs there
 #
 # Boards are make fragments, board/<board>.mk (BOARD_* variables).
 
@@ -39,7 +40,7 @@ FW_TIME_SCALE ?= 3
 # the timing margins there.
 FW_TEST_JOBS ?= 1
 
-.PHONY: firmware firmware-all test-firmware test-package test-feed size fw-check-board fw-prereqs
+.PHONY: firmware firmware-all modsize test-firmware test-package test-feed size fw-check-board fw-prereqs
 
 ifneq ($(BOARD),)
 ifeq ($(wildcard board/$(BOARD).mk),)
@@ -48,7 +49,8 @@ endif
 include board/$(BOARD).mk
 export BOARD VERSION
 export BOARD_DESC BOARD_BUILD BOARD_DEB_ARCH BOARD_TRIPLET BOARD_LIBC BOARD_MUSL_TRIPLET
-export BOARD_CFLAGS BOARD_EXE_CFLAGS BOARD_DAEMON_CFLAGS BOARD_PKG_ARCH BOARD_QEMU BOARD_FILE_MATCH BOARD_TEST
+export BOARD_CFLAGS BOARD_EXE_CFLAGS BOARD_DAEMON_CFLAGS BOARD_MBEDTLS_CFLAGS BOARD_MBEDTLS_SMALL_CFLAGS BOARD_MBEDTLS_FAST
+export BOARD_PKG_ARCH BOARD_QEMU BOARD_FILE_MATCH BOARD_TEST
 export BOARD_MAX_CONNECTIONS BOARD_TLS_MAX_SESSIONS BOARD_HARVEST_TABLE_SIZE
 endif
 
@@ -71,6 +73,9 @@ fw-prereqs: fw-check-board
 
 firmware: fw-prereqs
 	@sh firmware/build.sh
+
+modsize: fw-check-board
+	@sh firmware/modsize.sh
 
 firmware-all:
 	@set -e; for b in $(FW_BOARDS_STATIC); do $(MAKE) --no-print-directory firmware BOARD=$$b; done
