@@ -435,3 +435,187 @@ def test_queue_flush_retries_a_hop_marked_down(server):
         wait_empty(srv, timeout=5)
     finally:
         sink.stop()
+
+
+# ---------------------------------------------- a next hop down, then up
+
+def body_with_dots(k, lines=3000):
+    """About 210 KB (several pieces of the streamed body), some lines
+    starting with a dot: they must arrive unstuffed as they were sent."""
+    out = []
+    for i in range(lines):
+        out.append(("..%067d\r\n" if i % 7 == 0 else "xx%067d\r\n") % (k * 100000 + i))
+    return "".join(out)
+
+
+def test_next_hop_down_then_up_all_delivered_in_order(server):
+    sink = stopped_sink()
+    try:
+        srv = gateway(server, relay_ini(tcp(sink.port), starttls="no", max_connections="1"))
+        t0 = time.monotonic()
+        qids = [send(srv, ["bob@office.test"], subject="down%d" % k, body=body_with_dots(k))
+                for k in range(4)]
+        wait_log(srv, r"event=relay_down .*error=\"cannot connect: Connection refused\"", count=3)
+        text = log(srv)
+        elapsed = time.monotonic() - t0
+        downs = re.findall(r"event=relay_down id=(\w+)", text)
+        # One connection attempt per retry while down, each the oldest
+        # message: it alone is deferred; the others are not tried.
+        assert len(re.findall(r"status=deferred", text)) == len(downs), text[-3000:]
+        assert set(downs) == {qids[0]}, downs
+        assert len(downs) <= elapsed / (1 * 7 / 8) + 1, (len(downs), elapsed)
+        sink.resume()
+        sink.wait_for_messages(4, timeout=15)
+        wait_empty(srv)
+        # The backlog in order of acceptance, in one session.
+        assert re.findall(r"event=relay id=(\w+) .*status=sent", log(srv)) == qids
+        # smtp-sink's last counter line: one QUIT, i.e. one session for all
+        # four (resume()'s readiness probe is the other "sess").
+        wait_until(lambda: "quit=1" in sink.output(), 5, "tarpitd's QUIT at smtp-sink")
+        assert sink.output().splitlines()[-1] == "sess=2 quit=1 mesg=4", sink.output()
+        # (smtp-sink's dump files carry no order finer than the file
+        # system's mtime; the log's order above is the order of the one
+        # session's transactions.)
+        msgs = {re.search(r"Subject: (\w+)", m).group(1): m
+                for m in (open(f, errors="replace").read() for f in sink.messages())}
+        assert sorted(msgs) == ["down%d" % k for k in range(4)]
+        for k in range(4):
+            m = msgs["down%d" % k]
+            assert "Return-Path:" not in m  # a relay does not pass the stored one on
+            assert "\n.%067d" % (k * 100000) in m.replace("\r\n", "\n")
+            assert "\n..%067d" % (k * 100000) not in m.replace("\r\n", "\n")
+            assert len(re.findall(r"^xx\d{67}$", m, re.M)) == 3000 - (3000 + 6) // 7
+    finally:
+        sink.stop()
+
+
+def test_queue_full_452_for_forwarded_only_while_hop_down(server):
+    sink = stopped_sink()
+    try:
+        srv = gateway(server, relay_ini(tcp(sink.port), starttls="no"), server_overrides={"max_queued": "2"})
+        send(srv, ["bob@office.test"], subject="full0")
+        send(srv, ["carol@office.test"], subject="full1")
+        with srv.client() as c:
+            c.greet()
+            c.expect(250, line="MAIL FROM:<s@origin.test>")
+            t = c.cmd("RCPT TO:<dave@office.test>")
+            assert (t.code, t.enh) == (452, "4.3.1"), t
+            c.expect(250, "2.1.5", "RCPT TO:<dave@local.test>")
+            c.expect(354, line="DATA")
+            c.send(b"Subject: local\r\n\r\nx\r\n.\r\n")
+            assert c.reply().code == 250
+        assert len(srv.new_files("dave@local.test")) == 1
+        sink.resume()
+        sink.wait_for_messages(2, timeout=15)
+        wait_empty(srv)
+        # Room again: the forwarded domain is accepted.
+        send(srv, ["dave@office.test"], subject="full2")
+        sink.wait_for_messages(3, timeout=10)
+    finally:
+        sink.stop()
+
+
+def test_restart_with_queued_messages_recovered_and_delivered(server):
+    sink = stopped_sink()
+    try:
+        # One session at a time, so the order of delivery is the order the
+        # attempts started in (with more, parallel sessions may finish in
+        # any order).
+        srv = gateway(server, relay_ini(tcp(sink.port), starttls="no", max_connections="1"))
+        qids = [send(srv, ["bob@office.test"], subject="restart%d" % k) for k in range(2)]
+        wait_log(srv, r"event=relay_down")
+        srv.restart(new_port=False)
+        assert "event=queue_recovered queued=2" in log(srv)
+        sink.resume()
+        sink.wait_for_messages(2, timeout=15)
+        wait_empty(srv)
+        sent = re.findall(r"event=relay id=(\w+) .*status=sent", srv.logs[-1].read_text())
+        assert sent == qids
+    finally:
+        sink.stop()
+
+
+def test_sigterm_while_forwarding_then_delivered_after_restart(server, sinks):
+    sink = sinks(extra=["-w", "30"])  # smtp-sink waits 30 s before answering DATA
+    srv = gateway(server, relay_ini(tcp(sink.port), starttls="no"))
+    qid = send(srv, ["bob@office.test"], subject="term")
+    # The session is under way: smtp-sink made the message's file at MAIL.
+    wait_until(lambda: sink.messages(), 10, "the forwarding session at smtp-sink")
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(timeout=5) == 0
+    assert time.monotonic() - t0 < 3
+    srv.stop()
+    assert 'status=deferred reply="tarpitd is stopping"' in log(srv)
+    assert queue_files(srv) == [f"{qid}.env", f"{qid}.msg"]
+    env = (srv.spool / "queue" / f"{qid}.env").read_text()
+    # Not counted as an attempt.
+    assert re.search(r"rcpt P 0 \d+ Office bob@office.test tarpitd%20is%20stopping", env), env
+    sink_without(sink, "-w")
+    srv.start()
+    sink.wait_for_messages(1, timeout=10)
+    wait_empty(srv)
+    assert re.search(r"event=relay id=%s .*status=sent" % qid, srv.logs[-1].read_text())
+
+
+def test_relay_no_longer_configured_deferred(server):
+    """A message queued for a relay the configuration no longer has waits
+    (deferred with a clear reason, on the default schedule, not in a loop)."""
+    sink = stopped_sink()
+    try:
+        srv = gateway(server, relay_ini(tcp(sink.port), starttls="no", retry_min="00:10:00",
+                                        retry_max="01:00:00"))
+        qid = send(srv, ["bob@office.test"], subject="gone")
+        wait_log(srv, r"event=relay_down")
+        srv.stop()
+        srv.extra = relay_ini(tcp(sink.port), name="Other", starttls="no")
+        srv.write_ini()
+        p = tarpitd(srv, "queue", "flush")  # the server is stopped: refused
+        assert p.returncode == 1
+        srv.start()
+        # Due at once after the restart? No: the envelope's next attempt
+        # is 10 minutes away; a flush makes it due now.
+        p = tarpitd(srv, "queue", "flush")
+        assert p.returncode == 0, p
+        wait_log(srv, r'event=relay id=%s relay="Office" to="bob@office.test" status=deferred '
+                      r'reply="no relay Office configured"' % qid)
+        assert queue_files(srv) == [f"{qid}.env", f"{qid}.msg"]
+        sink.resume()
+        p = tarpitd(srv, "queue")
+        assert 'reply="no relay Office configured"' in p.stdout and "next=00:0" in p.stdout, p.stdout
+        assert len(re.findall(r"relay=\"Office\" .*status=deferred", srv.logs[-1].read_text())) == 1
+        assert sink.count() == 0
+    finally:
+        sink.stop()
+
+
+def test_connect_deadline_full_backlog(server):
+    """A next hop whose accept queue is full never completes the connect:
+    deferred after CLIENT_CONNECT_MS (30 s) and marked down. (The only
+    slow test here: the deadline is not shortened for tests.)"""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", port))
+            except BlockingIOError:
+                pass
+            fillers.append(c)
+        srv = gateway(server, relay_ini(tcp(port), starttls="no", retry_min="00:10:00",
+                                        retry_max="01:00:00"))
+        t0 = time.monotonic()
+        qid = send(srv, ["bob@office.test"], subject="slow")
+        wait_log(srv, r'event=relay_down id=%s .*error="connect timed out"' % qid, timeout=40)
+        assert 29 < time.monotonic() - t0 < 38
+        wait_log(srv, r'event=relay id=%s .*status=deferred' % qid)
+        assert queue_files(srv) == [f"{qid}.env", f"{qid}.msg"]
+    finally:
+        for c in fillers:
+            c.close()
+        lst.close()
