@@ -139,14 +139,8 @@ run: deps $(BUILD)/tarpitd
 unit: $(UNIT_BINS) $(PROBES)
 	@fail=0; for t in $(UNIT_BINS); do $$t || fail=1; done; exit $$fail
 
-# The outbound transport's driver, for test_relay_transport.py (until the
-# receiving side queues mail through tarpitd itself).
-$(BUILD)/relay_drive: host-tests/unit/relay_drive.c $(BUILD)/libtarpitd.a
-	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -iquote src $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
-
 # The fault-injection tests run apart (make test-faults).
-integration: $(BUILD)/tarpitd $(PROBES) $(BUILD)/relay_drive
+integration: $(BUILD)/tarpitd $(PROBES)
 	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) TARPITD_TLS=$(TLS) $(PYTHON) -m pytest -q -m "not faults" host-tests/integration $(PYTEST_ARGS)
 
 VALGRIND_LOGS := $(BUILD)/valgrind
