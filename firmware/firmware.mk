@@ -33,6 +33,11 @@ FW_PYTEST_DESELECT ?= -m "not faults"
 # "an undelayed reply" in host-tests/integration/conftest.py widens with
 # TARPITD_TIME_SCALE (1.0 s -> 1.7 s, never up to the tarpit delay).
 FW_TIME_SCALE ?= 3
+# FW_TEST_JOBS=N: the suite in N pytest-xdist workers, as TEST_JOBS does on
+# the host. Serial by default: under qemu-user the daemon is CPU-bound
+# several times over, and parallel workers have not been shown to keep
+# the timing margins there.
+FW_TEST_JOBS ?= 1
 
 .PHONY: firmware firmware-all test-firmware test-package test-feed size fw-check-board fw-prereqs
 
@@ -90,7 +95,7 @@ test-firmware: firmware $(FW_RUN)
 	@$(MAKE) --no-print-directory test-package BOARD=$(BOARD)
 	@echo "firmware[$(BOARD)]: integration suite under $(if $(BOARD_QEMU),$(BOARD_QEMU),native execution)"
 	TARPITD_BIN=$(abspath $(FW_RUN)) TARPITD_TIME_SCALE=$(if $(BOARD_QEMU),$(FW_TIME_SCALE),1) \
-		$(PYTHON) -m pytest -q host-tests/integration $(FW_PYTEST_DESELECT) $(PYTEST_ARGS)
+		$(PYTHON) -m pytest -q $(call xdist,$(FW_TEST_JOBS)) host-tests/integration $(FW_PYTEST_DESELECT) $(PYTEST_ARGS)
 
 # Builds every static board, then writes the table.
 size:

@@ -94,9 +94,13 @@
 #define MBEDTLS_PSA_CRYPTO_C
 #define MBEDTLS_PSA_ASSUME_EXCLUSIVE_BUFFERS
 
-/* TLS: a 1.2 and 1.3 server only */
+/* TLS: a 1.2 and 1.3 server, and the client that forwards to a next hop
+ * (SPEC §10: STARTTLS to it, the certificate verified against ca_file,
+ * tls_name sent as SNI and checked) */
 #define MBEDTLS_SSL_TLS_C
 #define MBEDTLS_SSL_SRV_C
+#define MBEDTLS_SSL_CLI_C
+#define MBEDTLS_SSL_SERVER_NAME_INDICATION
 #define MBEDTLS_SSL_PROTO_TLS1_2
 #define MBEDTLS_SSL_PROTO_TLS1_3
 #define MBEDTLS_KEY_EXCHANGE_ECDHE_ECDSA_ENABLED

@@ -5,7 +5,8 @@
 # postfix (smtp-source, and a private instance the TLS tests start on a high
 # port) and msmtp are real counterparts of the integration tests; so is
 # dovecot-lmtpd (a private Dovecot LMTP next hop, peers.py).
-PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest swaks openssl valgrind postfix msmtp dovecot-lmtpd"
+# python3-pytest-xdist runs the integration suite in parallel (TEST_JOBS).
+PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest python3-pytest-xdist swaks openssl valgrind postfix msmtp dovecot-lmtpd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

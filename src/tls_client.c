@@ -15,6 +15,12 @@
 #include <mbedtls/x509.h>
 #include <mbedtls/x509_crt.h>
 
+/* A build whose mbedTLS has no client side cannot forward over TLS; say
+ * so at compile time rather than fail every handshake. */
+#if !defined(MBEDTLS_SSL_CLI_C)
+#error "tls_client needs MBEDTLS_SSL_CLI_C (firmware/mbedtls_config.h)"
+#endif
+
 _Static_assert(TLSC_NAME_MAX <= MBEDTLS_SSL_MAX_HOST_NAME_LEN,
 	       "TLSC_NAME_MAX is longer than mbedTLS takes");
 

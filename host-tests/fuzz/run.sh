@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the libFuzzer targets of host-tests/fuzz/ and runs each for a
-# bounded time, one after the other, on a copy of its seed corpus.
+# bounded time, FUZZ_JOBS (2) at once, on a copy of its seed corpus.
 #
 #   sh host-tests/fuzz/run.sh                 every target, FUZZ_SECONDS each
 #   sh host-tests/fuzz/run.sh session config  only these
@@ -8,7 +8,8 @@
 #
 # Environment: FUZZ_SECONDS (60), FUZZ_BUILD (build/fuzz), CC (clang),
 # FUZZ_FLAGS (extra libFuzzer flags), FUZZ_CFLAGS (extra compiler flags),
-# FUZZ_BUILD_ONLY=1 (build, do not run).
+# FUZZ_BUILD_ONLY=1 (build, do not run), FUZZ_JOBS (2: targets fuzzing at
+# once, each for the full FUZZ_SECONDS).
 # First every saved reproducer in host-tests/fuzz/regress/<target>/ is run
 # once (a crash found, fixed and kept as a regression test); then each
 # target fuzzes. Prints per target the executions and whether it crashed;
@@ -106,7 +107,10 @@ for t in $targets; do
 	summary="$summary$line
 "
 done
-for t in $targets; do
+# One target's fuzzing run; its result line goes to $BUILD/result-$t
+# (the runs of a group go on at once, their lines are printed in order).
+fuzz_one() {
+	t=$1
 	corpus="$BUILD/corpus-$t"
 	log="$BUILD/fuzz_$t.log"
 	arts="$BUILD/artifacts-$t"
@@ -117,9 +121,7 @@ for t in $targets; do
 	fi
 	dict=""
 	[ -f "host-tests/fuzz/$t.dict" ] && dict="-dict=host-tests/fuzz/$t.dict"
-	echo "== run fuzz_$t for ${FUZZ_SECONDS}s (log: $log)"
 	t0=$(date +%s)
-	# One job, in the foreground: the machine may be busy with other work.
 	# shellcheck disable=SC2086
 	"$BUILD/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -max_len=4096 \
 		-timeout=10 -rss_limit_mb=2048 -artifact_prefix="$arts/" $dict $FUZZ_FLAGS \
@@ -131,15 +133,59 @@ for t in $targets; do
 		res=ok
 	else
 		res="CRASH (exit $rc)"
-		status=1
-		grep -m 1 -E 'ERROR: |invariant violated|runtime error' "$log" >&2
-		ls "$arts"/* 2>/dev/null >&2
+		{
+			grep -m 1 -E 'ERROR: |invariant violated|runtime error' "$log"
+			ls "$arts"/* 2>/dev/null
+		} >"$BUILD/result-$t.err"
 	fi
-	line=$(printf '%-11s %12s execs %6ss  %s' "$t" "${execs:-?}" "$((t1 - t0))" "$res")
-	echo "$line"
-	summary="$summary$line
+	printf '%-11s %12s execs %6ss  %s\n' "$t" "${execs:-?}" "$((t1 - t0))" "$res" >"$BUILD/result-$t"
+}
+
+# FUZZ_JOBS targets fuzz at once (default 2: each is one process on one
+# core, so a 2-core machine does the full FUZZ_SECONDS per target in half
+# the wall time); FUZZ_JOBS=1 runs them one after the other.
+run_group() {
+	pids=""
+	for t in "$@"; do
+		rm -f "$BUILD/result-$t" "$BUILD/result-$t.err"
+		echo "== run fuzz_$t for ${FUZZ_SECONDS}s (log: $BUILD/fuzz_$t.log)"
+		fuzz_one "$t" &
+		pids="$pids $!"
+	done
+	for p in $pids; do
+		wait "$p"
+	done
+	for t in "$@"; do
+		if [ -f "$BUILD/result-$t.err" ]; then
+			cat "$BUILD/result-$t.err" >&2
+		fi
+		if [ -f "$BUILD/result-$t" ]; then
+			line=$(cat "$BUILD/result-$t")
+		else
+			line=$(printf '%-11s %12s execs %6s   %s' "$t" "?" "" "NO RESULT")
+		fi
+		case $line in *" ok") ;; *) status=1 ;; esac
+		echo "$line"
+		summary="$summary$line
 "
+	done
+}
+
+FUZZ_JOBS=${FUZZ_JOBS:-2}
+group=""
+n=0
+for t in $targets; do
+	group="$group $t"
+	n=$((n + 1))
+	if [ "$n" -ge "$FUZZ_JOBS" ]; then
+		# shellcheck disable=SC2086
+		run_group $group
+		group=""
+		n=0
+	fi
 done
+# shellcheck disable=SC2086
+[ -n "$group" ] && run_group $group
 echo "== summary (FUZZ_SECONDS=$FUZZ_SECONDS, total $(($(date +%s) - start))s)"
 printf '%s' "$summary"
 exit $status

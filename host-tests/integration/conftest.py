@@ -9,7 +9,9 @@ The factory's default connector has the tarpit off (tarpit_interval
 00:00:00) so reply-code tests run fast; the timing tests set it to 2 s.
 """
 
+import errno
 import os
+import random
 import re
 import select
 import signal
@@ -57,7 +59,65 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "faults: fault-injection tests (make test-faults)")
 
 
+# Ports for the servers the tests start. A port the kernel hands out with
+# bind(("127.0.0.1", 0)) is free only until the socket closes: until the
+# server binds it, another pytest-xdist worker (make test JOBS=N) may be
+# handed the same one, or a client's connect() may take it as its source
+# port. So each worker takes ports from a slice of its own below the
+# ephemeral range (where neither happens), one after the other from a
+# random start (other pytest runs on the machine start elsewhere), and
+# skips any port something already listens on.
+PORT_LOW = 10000
+PORT_SLICE = 1000
+
+
+def _port_plan():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    slices = (ephemeral_low - PORT_LOW) // PORT_SLICE
+    if slices < 1:
+        return None
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    n = int(worker[2:]) if worker[2:].isdigit() else 0
+    base = PORT_LOW + (n % slices) * PORT_SLICE
+    return [base, random.SystemRandom().randrange(PORT_SLICE)]
+
+
+_PORTS = _port_plan()
+
+
+def _listened_on(port):
+    """True when a socket cannot bind port on every address (as tarpitd
+    binds it: SO_REUSEADDR, so a TIME_WAIT left over does not count)."""
+    for fam, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            s = socket.socket(fam, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 here
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((addr, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return True
+        finally:
+            s.close()
+    return False
+
+
 def free_port():
+    if _PORTS is not None:
+        base = _PORTS[0]
+        for _ in range(PORT_SLICE):
+            port = base + _PORTS[1] % PORT_SLICE
+            _PORTS[1] += 1
+            if not _listened_on(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -100,7 +160,7 @@ class Server:
         self.spool = self.dir / "spool"
         self.proc = None
         self.logs = []
-        self.extra = ""  # further INI sections ([relay "..."], [auth], ...)
+        self.extra = getattr(self, "extra", "")  # further INI sections; a subclass may set it first
         if isinstance(recipients, (list, tuple)):
             recipients = "\n".join(recipients) + "\n"
         self.recipients.write_text(recipients)

@@ -135,6 +135,14 @@ def require(*names):
 
 
 def free_port():
+    """conftest's per-worker port block when run under pytest (parallel
+    workers never share a port), else any free port."""
+    try:
+        from conftest import free_port as worker_port
+    except ImportError:
+        worker_port = None
+    if worker_port:
+        return worker_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
