@@ -139,12 +139,6 @@ run: deps $(BUILD)/tarpitd
 unit: $(UNIT_BINS) $(PROBES)
 	@fail=0; for t in $(UNIT_BINS); do $$t || fail=1; done; exit $$fail
 
-# The outbound transport's driver, for test_relay_transport.py (until the
-# receiving side queues mail through tarpitd itself).
-$(BUILD)/relay_drive: host-tests/unit/relay_drive.c $(BUILD)/libtarpitd.a
-	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -iquote src $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
-
 # TEST_JOBS=N: the integration suite in N pytest-xdist workers. Most tests
 # wait on tarpit timers and timeouts, so more workers than cores pays: on
 # 2 cores, 4 workers take the suite from ~5 min to under 2 (conftest.py's
@@ -155,7 +149,7 @@ TEST_JOBS ?= 4
 # $(call xdist,N): pytest's -n N when N > 1 and xdist is installed.
 xdist      = $(if $(filter-out 0 1,$(1)),$(shell $(PYTHON) -c 'import xdist' 2>/dev/null && echo "-n $(1)"))
 xdist_note = $(if $(filter-out 0 1,$(1)),$(if $(call xdist,$(1)),,@echo "pytest: no pytest-xdist for $(PYTHON): serial (apt-get install python3-pytest-xdist)"))
-integration: $(BUILD)/tarpitd $(PROBES) $(BUILD)/relay_drive
+integration: $(BUILD)/tarpitd $(PROBES)
 	$(call xdist_note,$(TEST_JOBS))
 	TARPITD_BIN=$(abspath $(BUILD)/tarpitd) TARPITD_TLS=$(TLS) $(PYTHON) -m pytest -q $(call xdist,$(TEST_JOBS)) -m "not faults" host-tests/integration $(PYTEST_ARGS)
 

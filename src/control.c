@@ -253,7 +253,7 @@ static size_t queue_request(const char *arg, char *buf, size_t len)
 	if (strcmp(arg, "flush") == 0) {
 		queue_flush(S.queue, (uint32_t)time(NULL));
 		log_msg(LOG_LVL_NOTICE, "event=queue_flush queued=%u", queue_count(S.queue));
-		server_queue_kick();
+		relay_flush();
 		return (size_t)snprintf(buf, len, "flushed=%u\n", queue_count(S.queue));
 	}
 	if (strncmp(arg, "delete ", 7) != 0)

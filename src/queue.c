@@ -34,7 +34,8 @@
 #define NAME_BUF (QUEUE_ID_MAX + 8) /* "<id>.env" */
 #define ENV_MAGIC "tarpitd-queue 1\n"
 
-enum { QE_USED = 1, QE_BUSY = 2, QE_LIVE = 4, QE_DEFERRED = 8 /* an attempt deferred it */ };
+enum { QE_USED = 1, QE_BUSY = 2, QE_LIVE = 4, QE_DEFERRED = 8 /* an attempt deferred it */,
+       QE_FLUSHED = 16 /* queue_flush(): the recipients' own times are overridden once */ };
 
 struct queue_entry {
 	char id[QUEUE_ID_MAX];
@@ -841,8 +842,24 @@ bool queue_busy(const struct queue *q, int idx)
 void queue_flush(struct queue *q, uint32_t now)
 {
 	for (unsigned i = 0; i < q->max; i++)
-		if ((q->e[i].flags & QE_USED) && q->e[i].next > now)
-			q->e[i].next = now;
+		if ((q->e[i].flags & (QE_USED | QE_BUSY)) == QE_USED) {
+			/* The table's time alone is not enough: each recipient
+			 * in the envelope keeps its own next attempt. */
+			q->e[i].flags |= QE_FLUSHED;
+			if (q->e[i].next > now)
+				q->e[i].next = now;
+		}
+}
+
+bool queue_take_flush(struct queue *q, int idx)
+{
+	bool f;
+
+	if (!valid_idx(q, idx))
+		return false;
+	f = (q->e[idx].flags & QE_FLUSHED) != 0;
+	q->e[idx].flags &= (uint8_t)~QE_FLUSHED;
+	return f;
 }
 
 const char *queue_id(const struct queue *q, int idx)

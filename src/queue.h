@@ -135,8 +135,12 @@ void queue_set_next(struct queue *q, int idx, uint32_t next);
 /* An attempt is running for the entry: queue_due() skips it. */
 void queue_set_busy(struct queue *q, int idx, bool busy);
 bool queue_busy(const struct queue *q, int idx);
-/* Makes every entry due at now (`tarpitd queue flush`). */
+/* Makes every entry due at now (`tarpitd queue flush`), its envelope's
+ * recipients too: queue_take_flush() tells the attempt so. */
 void queue_flush(struct queue *q, uint32_t now);
+/* True once for an entry queue_flush() made due (the flag is cleared):
+ * the caller treats the envelope's deferred recipients as due now. */
+bool queue_take_flush(struct queue *q, int idx);
 const char *queue_id(const struct queue *q, int idx);
 /* The index of a queued id, or -1. */
 int queue_find(const struct queue *q, const char *id);

@@ -274,6 +274,10 @@ static int load(struct rslot *s, int idx, uint32_t wall)
 		return -1;
 	}
 	pack_env(s);
+	if (queue_take_flush(S.queue, idx))
+		for (unsigned i = 0; i < s->env.nrcpt; i++)
+			if (s->rcpt[i].state == QR_PENDING && s->rcpt[i].next > wall)
+				s->rcpt[i].next = wall; /* `queue flush`: due now */
 	return 0;
 }
 
@@ -661,9 +665,14 @@ static bool do_tls(struct rslot *s, const struct smtp_client_event *ev)
 		char why[CLIENT_TEXT_MAX * 2];
 		const char *e = tlsc_error(R.tlsc, s->tls);
 
+		char reply[CLIENT_TEXT_MAX];
+
 		log_neuter(why, sizeof why, e ? e : "handshake failed", strlen(e ? e : "handshake failed"));
 		log_msg(LOG_LVL_WARNING, "event=relay_tls relay=\"%s\" error=\"%s\"", s->rc->name, why);
-		smtp_client_tls_done(&s->sc, false);
+		/* The reason (a name mismatch, an unknown CA) becomes the
+		 * recipients' last reply, so `tarpitd queue` says why. */
+		snprintf(reply, sizeof reply, "TLS handshake with the next hop failed: %s", e ? e : "handshake failed");
+		smtp_client_fail(&s->sc, reply);
 	} else {
 		s->in_tls = true;
 		smtp_client_tls_done(&s->sc, true);
@@ -1177,6 +1186,15 @@ void relay_fini(void)
 
 void relay_kick(void)
 {
+	schedule();
+}
+
+void relay_flush(void)
+{
+	/* The operator says now: a hop marked down is tried again at once
+	 * (its failure count stays, so a hop still down backs off as before). */
+	for (int i = 0; i < RELAY_HOPS_MAX; i++)
+		R.hops[i].down_until = 0;
 	schedule();
 }
 

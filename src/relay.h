@@ -63,8 +63,11 @@ unsigned relay_slots(const struct config *c);
  * table cannot be allocated. */
 int relay_init(void);
 void relay_fini(void);
-/* A message was queued, or `queue flush`: start what is due now. */
+/* A message was queued: start what is due now. */
 void relay_kick(void);
+/* `queue flush` (after queue_flush()): hops marked down may be tried at
+ * once, and what is due now starts. */
+void relay_flush(void);
 /* A loop event for tag TAG_RELAY | slot. */
 void relay_event(uint32_t tag, unsigned events);
 /* The wheel expired n: true when it is relay's (a slot's deadline, or the

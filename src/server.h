@@ -67,7 +67,8 @@ static inline uint64_t ms(uint32_t seconds)
 
 /* Opens <spool>/queue when a [relay] is configured (at start). 0, -1. */
 int server_queue_open(void);
-/* Something became due in the queue (a message queued, `queue flush`):
+/* Something became due in the queue (a message queued; `queue flush` is
+ * relay_flush()):
  * the outbound side looks at once, not at its next timer. */
 void server_queue_kick(void);
 /* Takes ownership of cfg. Returns the process exit status. */

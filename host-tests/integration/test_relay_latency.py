@@ -3,7 +3,6 @@ alone with the queue idle reaches the next hop (a real smtp-sink) within
 a few ms of tarpitd's 250. With Nagle's algorithm on, the end of data
 (a small write after the body's larger one) waited for smtp-sink's
 delayed ACK, 40 ms on Linux, on every message (relay.c open_socket)."""
-import os
 import re
 import statistics
 import time
@@ -11,10 +10,9 @@ from datetime import datetime
 
 import pytest
 
-from conftest import free_port
-from test_relay_transport import SINK, Sink
+from peers import SmtpSink, missing
 
-pytestmark = pytest.mark.skipif(not os.path.exists(SINK), reason="smtp-sink (Postfix) not installed")
+pytestmark = pytest.mark.skipif(bool(missing("smtp-sink")), reason="smtp-sink (Postfix) not installed")
 
 RECIPIENTS = "alice@example.org\ncarol@office.test\n"
 
@@ -23,9 +21,9 @@ def ms(stamp):
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp() * 1000.0
 
 
-def test_idle_message_forwarded_without_delayed_ack(server, tmp_path):
-    port = free_port()
-    sink = Sink(tmp_path, port=port)
+def test_idle_message_forwarded_without_delayed_ack(server):
+    sink = SmtpSink().start()
+    port = sink.port
     try:
         srv = server(recipients=RECIPIENTS, start=False)
         srv.extra = ('\n[relay "Office"]\nhost = 127.0.0.1:%d\ndomains = office.test\n'

@@ -201,9 +201,17 @@ static void test_basic(struct queue **qp)
 	CHECK(queue_deferred(q) == 1); /* bob's attempt is on disk */
 	a = queue_find(q, "A1");
 	CHECK(a >= 0 && queue_due(q, 1059) == -1 && queue_due(q, 1060) == a);
-	/* flush makes it due now. */
+	/* flush makes it due now, and says so once to the attempt (the
+	 * envelope's recipients keep their own later times). */
+	CHECK(!queue_take_flush(q, a));
 	queue_flush(q, 500);
 	CHECK(queue_due(q, 500) == a);
+	CHECK(queue_take_flush(q, a) && !queue_take_flush(q, a));
+	/* An entry in flight is not flagged: its attempt is under way. */
+	queue_set_busy(q, a, true);
+	queue_flush(q, 500);
+	queue_set_busy(q, a, false);
+	CHECK(!queue_take_flush(q, a) && !queue_take_flush(q, -1));
 
 	/* Every recipient done: the update removes the message. */
 	CHECK(queue_load(q, a, &le, buf, sizeof buf, lr, QUEUE_RCPTS_MAX) == 0);
