@@ -103,7 +103,8 @@ static int list(const char *spool)
 		n++;
 	}
 	closedir(d);
-	qsort(items, n, sizeof *items, by_age);
+	if (n) /* qsort's base must not be NULL, even for none */
+		qsort(items, n, sizeof *items, by_age);
 	for (size_t i = 0; i < n; i++) {
 		if (queue_read(dfd, items[i].name, &env, buf, sizeof buf, rcpt, QUEUE_RCPTS_MAX) != 0)
 			continue; /* delivered meanwhile */

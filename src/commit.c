@@ -70,7 +70,9 @@ static int forward(void *arg, int dirfd, const char *name)
 	const struct config *cfg = &c->connector->gen->cfg;
 	const char *p = e->fwd;
 	uint32_t mbox, now = (uint32_t)time(NULL);
-	struct queue_env qe = {.sender = c->s.sender, .size = c->msg.size, .accepted = now,
+	/* The size on the wire to the next hop: the client's data as it was
+	 * transferred (CRLF, dot-stuffed, RFC 1870's count) and our trace. */
+	struct queue_env qe = {.sender = c->s.sender, .size = c->inp.size + c->msg.trace, .accepted = now,
 			       .nrcpt = e->nfwd, .rcpt = fwd_rcpt};
 
 	if (!S.queue || e->nfwd > sizeof fwd_rcpt / sizeof fwd_rcpt[0]) {

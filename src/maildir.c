@@ -320,6 +320,8 @@ int maildir_begin(struct maildir *md, struct sink_msg *m,
 	if (fd_write_all(m->fd, hdr, (size_t)n) < 0)
 		goto fail;
 	m->size = (uint64_t)n;
+	m->trace = (uint32_t)((size_t)n - strlen(env->sender) - sizeof "Return-Path: <>\n" + 1 +
+			      (env->single_rcpt ? 3u : 2u));
 	if (queue_id)
 		memcpy(queue_id, qid, sizeof(qid));
 	return 0;

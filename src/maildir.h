@@ -32,6 +32,10 @@ struct sink_msg {
 	int fd;          /* -1 when no message is open */
 	int error;       /* sticky errno of a failed write, 0 if none */
 	uint32_t sec, usec, seq; /* the unique name is derived from these */
+	/* Octets the Received: lines take on the wire (CRLF line ends): a
+	 * forwarded copy is them and the client's data, without the
+	 * Return-Path: line (SIZE= to the next hop, SPEC §10). */
+	uint32_t trace;
 	uint64_t size;   /* octets written, headers included */
 };
 

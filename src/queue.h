@@ -81,7 +81,7 @@ struct queue_rcpt {
 struct queue_env {
 	char id[QUEUE_ID_MAX];
 	const char *sender;  /* without brackets; "" for <> */
-	uint64_t size;       /* octets of the data file */
+	uint64_t size;       /* octets as sent to the next hop (SIZE=, RFC 1870; `tarpitd queue`) */
 	uint32_t accepted;   /* unix seconds */
 	uint8_t flags;       /* QUEUE_F_* */
 	unsigned nrcpt;

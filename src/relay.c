@@ -309,9 +309,9 @@ static const char *pick(struct rslot *s, uint32_t wall, const char *want)
 	}
 	s->msg = (struct smtp_client_msg){ .sender = s->env.sender, .rcpt = s->addr, .state = s->state,
 					   .nrcpt = s->n,
-					   /* SIZE= is the transfer size (CRLF line ends), which
-					    * the envelope does not know yet: none declared. */
-					   .size = 0,
+					   /* SIZE= when offered: the size on the wire
+					    * (commit.c's, without the Return-Path: line). */
+					   .size = s->env.size,
 					   .eightbit = (s->env.flags & QUEUE_F_8BIT) != 0 };
 	return hop;
 }

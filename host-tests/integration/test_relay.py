@@ -629,3 +629,30 @@ def test_connect_deadline_full_backlog(server):
         for c in fillers:
             c.close()
         lst.close()
+
+
+@needs_tls
+def test_size_declared_a_message_over_the_hops_limit_is_not_sent(server, tmp_path):
+    """PIPELINING and SIZE when offered (issue 15): the size on the wire is
+    declared, so a message over the next hop's SIZE fails without MAIL
+    being sent (RFC 1870 §6); one under it goes through."""
+    peers.require("postfix")
+    p = PostfixPeer(domains=("office.test",), users=USERS, main_extra="message_size_limit = 3000\n")
+    try:
+        p.start()
+        srv = gateway(server, relay_ini(tcp(p.port), starttls="no", max_connections="1"))
+        mark = LogMark(p.log_text)
+        big = send(srv, ["bob@office.test"], sender="stranger@example.com", subject="big",
+                   body="x" * 70 + "\r\n" + ("y" * 70 + "\r\n") * 50)
+        t = dsn_of(srv, "postmaster")
+        assert "Status: 5.3.4" in t and "SIZE limit" in t
+        wait_empty(srv)
+        wait_log(srv, r'event=relay id=%s relay="Office" to="bob@office.test" status=failed' % big)
+        send(srv, ["bob@office.test"], subject="small")
+        p.wait_for_messages(1, addr="bob@office.test")
+        # The big one never got as far as MAIL at Postfix: its session
+        # said EHLO and QUIT only.
+        summaries = re.findall(r"disconnect from \S+ (.*)", mark.text())
+        assert summaries and "mail=" not in summaries[0], summaries
+    finally:
+        p.stop()
