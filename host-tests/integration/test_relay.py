@@ -436,7 +436,10 @@ def test_queue_flush_retries_a_hop_marked_down(server):
         srv = gateway(server, relay_ini(tcp(sink.port), starttls="no", retry_min="00:10:00",
                                         retry_max="01:00:00"))
         qid = send(srv, ["bob@office.test"], subject="flush-down")
-        wait_log(srv, r'event=relay_down id=%s .*Connection refused' % qid)
+        # The errno text is not asserted: under qemu-user (make
+        # test-firmware) SO_ERROR comes back as the host's number, which
+        # the target's libc does not know ("No error information").
+        wait_log(srv, r'event=relay_down id=%s .*error="cannot connect: ' % qid)
         sink.resume()
         p = tarpitd(srv, "queue", "flush")
         assert p.returncode == 0 and "1 message due now" in p.stdout, p
@@ -464,7 +467,7 @@ def test_next_hop_down_then_up_all_delivered_in_order(server):
         t0 = time.monotonic()
         qids = [send(srv, ["bob@office.test"], subject="down%d" % k, body=body_with_dots(k))
                 for k in range(4)]
-        wait_log(srv, r"event=relay_down .*error=\"cannot connect: Connection refused\"", count=3)
+        wait_log(srv, r"event=relay_down .*error=\"cannot connect: ", count=3)
         text = log(srv)
         elapsed = time.monotonic() - t0
         downs = re.findall(r"event=relay_down id=(\w+)", text)
