@@ -260,8 +260,27 @@ static void apply_number(struct pstate *st, const struct key *k, const char *v, 
 	     conf_echo(e, sizeof e, v), lim);
 }
 
-/* Splits one line's worth of a list value. A trailing comma is allowed so
- * a list can go on, indented, on the next line. */
+/* The next entry of the list value v from *p, the spaces around it cut:
+ * 1 with the entry at *a (*n octets) and *p past its comma, NULL after the
+ * last; 0 at the end after a trailing comma (a list may go on, indented,
+ * on the next line); -1 for an empty entry. Shared by every list key. */
+static int list_next(const char **p, const char *v, const char **a, size_t *n)
+{
+	const char *comma = strchr(*p, ','), *s = *p, *b = comma ? comma : *p + strlen(*p);
+
+	while (s < b && util_is_ws(*s))
+		s++;
+	while (b > s && util_is_ws(b[-1]))
+		b--;
+	*a = s;
+	*n = (size_t)(b - s);
+	if (*n == 0)
+		return !comma && *p != v ? 0 : -1;
+	*p = comma ? comma + 1 : NULL;
+	return 1;
+}
+
+/* Splits one line's worth of a list value. */
 static void apply_list_items(struct pstate *st, const struct key *k, const char *v)
 {
 	struct connector_conf *cc = st->conn;
@@ -270,24 +289,17 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 	char item[128], e[ECHO_BUF];
 	const char *p = v;
 
-	for (;;) {
-		const char *comma = strchr(p, ',');
-		const char *end = comma ? comma : p + strlen(p);
-		const char *a = p, *b = end;
+	while (p) {
+		const char *a;
 		struct binding bd;
 		struct ip_range r;
 		size_t n;
 		unsigned i;
+		int got = list_next(&p, v, &a, &n);
 
-		while (a < b && util_is_ws(*a))
-			a++;
-		while (b > a && util_is_ws(b[-1]))
-			b--;
-		n = (size_t)(b - a);
-		if (n == 0) {
-			if (!comma && p != v)
-				return;
-			conf_kerr(st, k, "empty entry");
+		if (got <= 0) {
+			if (got < 0)
+				conf_kerr(st, k, "empty entry");
 			return;
 		}
 		if (n >= sizeof item) {
@@ -318,9 +330,6 @@ static void apply_list_items(struct pstate *st, const struct key *k, const char 
 			cc->ranges[*count] = r;
 		}
 		++*count;
-		if (!comma)
-			return;
-		p = comma + 1;
 	}
 }
 
@@ -525,25 +534,19 @@ void conf_apply_domains(struct pstate *st, const struct key *k, const char *v)
 		conf_kerr(st, k, "at least one domain (or * for a smarthost) is required");
 		return;
 	}
-	for (;;) {
-		const char *comma = strchr(p, ',');
-		const char *a = p, *b = comma ? comma : p + strlen(p);
+	while (p) {
+		const char *a;
 		size_t n, used, i;
 		bool dup;
+		int got = list_next(&p, v, &a, &n);
 
-		while (a < b && util_is_ws(*a))
-			a++;
-		while (b > a && util_is_ws(b[-1]))
-			b--;
-		n = (size_t)(b - a);
-		if (n == 0) {
-			if (!comma && p != v)
-				return;
-			conf_kerr(st, k, "empty entry");
+		if (got <= 0) {
+			if (got < 0)
+				conf_kerr(st, k, "empty entry");
 			return;
 		}
 		if (n == 1 && *a == '*') {
-			if (rc->ndomains || rc->smarthost || comma) {
+			if (rc->ndomains || rc->smarthost || p) {
 				conf_kerr(st, k, "* (the smarthost) must be the only entry");
 				return;
 			}
@@ -574,9 +577,6 @@ void conf_apply_domains(struct pstate *st, const struct key *k, const char *v)
 		}
 		memcpy(rc->domains + used, item, n + 1);
 		rc->ndomains++;
-		if (!comma)
-			return;
-		p = comma + 1;
 	}
 }
 
