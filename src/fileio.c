@@ -1,5 +1,6 @@
 #include "fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -121,4 +122,28 @@ void replace_drop(struct replacement *r)
 	if (r->have_tmp)
 		unlink(r->tmp);
 	r->have_tmp = false;
+}
+
+int dir_remove_files(int dir_fd)
+{
+	int fd = dup(dir_fd);
+	DIR *d;
+	struct dirent *e;
+	struct stat st;
+
+	if (fd < 0)
+		return -1;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -1;
+	}
+	errno = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+			unlinkat(dir_fd, e->d_name, 0);
+		errno = 0;
+	}
+	closedir(d);
+	return errno ? -1 : 0;
 }

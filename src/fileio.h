@@ -21,6 +21,11 @@
 #include <sys/stat.h>
 
 int fd_write_all(int fd, const void *buf, size_t len);
+/* Unlinks every regular file in the directory dir_fd (not what a link
+ * points to, not subdirectories): the leftovers of a tmp/ directory at
+ * start, the Maildir's and the queue's. 0, or -1 with errno when the
+ * directory cannot be read. */
+int dir_remove_files(int dir_fd);
 
 struct replacement {
 	char dest[PATH_MAX]; /* the file replaced: the path, or what its link names */

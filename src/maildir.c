@@ -98,31 +98,6 @@ static int make_path(const char *path, mode_t mode)
 	return 0;
 }
 
-static int remove_leftovers(int tmp_fd)
-{
-	int fd = dup(tmp_fd);
-	DIR *d;
-	struct dirent *e;
-	struct stat st;
-
-	if (fd < 0)
-		return -1;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -1;
-	}
-	errno = 0;
-	while ((e = readdir(d)) != NULL) {
-		if (fstatat(tmp_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode))
-			unlinkat(tmp_fd, e->d_name, 0);
-		errno = 0;
-	}
-	closedir(d);
-	return errno ? -1 : 0;
-}
-
 /* The Maildir rule escapes '/' and ':' as \057 and \072; anything else a
  * file name or a shell would trip on is escaped the same way. */
 static void copy_host(char *dst, const char *src)
@@ -199,7 +174,7 @@ struct maildir *maildir_open(const char *spool, const char *hostname,
 	if (give(md, md->spool_fd, S_IFDIR | md->dmode) < 0 || give(md, md->tmp_fd, S_IFDIR | md->dmode) < 0)
 		goto fail;
 	what = "clean tmp";
-	if (remove_leftovers(md->tmp_fd) < 0)
+	if (dir_remove_files(md->tmp_fd) < 0)
 		goto fail;
 	md->pid = (uint32_t)getpid();
 	copy_host(md->host, hostname);

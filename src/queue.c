@@ -493,29 +493,6 @@ static bool valid_idx(const struct queue *q, int i)
 	return i >= 0 && (unsigned)i < q->max && (q->e[i].flags & QE_USED);
 }
 
-static int clean_dir(int dir_fd)
-{
-	int fd = dup(dir_fd);
-	DIR *d;
-	struct dirent *de;
-
-	if (fd < 0)
-		return -1;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -1;
-	}
-	while ((de = readdir(d)) != NULL) {
-		struct stat st;
-
-		if (fstatat(dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-			unlinkat(dir_fd, de->d_name, 0);
-	}
-	closedir(d);
-	return 0;
-}
-
 struct queue *queue_open(const char *dir, unsigned max, char *err, size_t errlen)
 {
 	struct queue *q;
@@ -550,7 +527,7 @@ struct queue *queue_open(const char *dir, unsigned max, char *err, size_t errlen
 	if (q->tmp_fd < 0)
 		goto fail;
 	what = "clean tmp";
-	if (clean_dir(q->tmp_fd) < 0)
+	if (dir_remove_files(q->tmp_fd) < 0)
 		goto fail;
 	what = "scan";
 	fd = dup(q->dir_fd);
