@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "limits.h"
+#include "log.h"
 #include "queue.h"
 
 struct listed {
@@ -36,17 +37,14 @@ static int by_age(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* Printable ASCII only, '"' and '\' escaped: a reply from a next hop is
- * not trusted to be harmless on a terminal. */
+/* A field from the spool, quoted as the log quotes it (log_neuter):
+ * a reply from a next hop is not trusted to be harmless on a terminal. */
 static void put_safe(const char *s)
 {
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else
-			putchar(ch >= 0x20 && ch < 0x7f ? ch : '?');
-	}
+	char b[4 * ADDRESS_MAX + 8]; /* every octet of an address may become \xHH */
+
+	log_neuter(b, sizeof b, s, strlen(s));
+	fputs(b, stdout);
 }
 
 static void put_span(uint32_t secs)
