@@ -226,11 +226,11 @@
  * slot never grows. Only written when a recipient is forwarded: a slot
  * that never forwards never touches these pages. */
 #define SESSION_FWD_MAX 2048
-/* The outbound transport (relay.c), per session: what one read takes
- * from the next hop (a few reply lines; the rest stays in the socket),
- * the piece of the message file read at once, and the pieces sent per
- * loop event, so a large message takes turns with the other sessions
- * (16 x 4 KiB: a few milliseconds of a router's loop). */
+/* The outbound transport (relay_session.c), per session: what one read
+ * takes from the next hop (a few reply lines; the rest stays in the
+ * socket), the piece of the message file read at once, and the pieces
+ * sent per loop event, so a large message takes turns with the other
+ * sessions (16 x 4 KiB: a few milliseconds of a router's loop). */
 #define RELAY_READ_BUF 1024
 #define RELAY_BODY_CHUNK 4096
 #define RELAY_BODY_SLICE 16

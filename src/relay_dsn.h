@@ -1,5 +1,5 @@
 /* relay_dsn: where the gateway's delivery status notifications go, and
- * how they are stored (SPEC §10), for relay.c.
+ * how they are stored (SPEC §10), for relay_attempt.c.
  *
  * Promises: a DSN (dsn_write's RFC 3464 text, the original's headers
  * read from the queued file, at most DSN_HEADERS_MAX) goes to the sender
