@@ -1,7 +1,7 @@
 /* conf_int: what the parts of the configuration loader share (config.c
  * the reader, conf_value.c the values, conf_field.c the show/set fields,
- * conf_host.c the host checks, conf_relay.c the relays); not for other
- * modules.
+ * conf_host.c the host checks, conf_connector.c the connectors,
+ * conf_relay.c the relays); not for other modules.
  *
  * Promises: one key table (conf_keys, conf_conn_keys) describes every INI
  * key once: its name, type, range, field offset and Exchange name, and
@@ -88,7 +88,9 @@ enum { CONF_NKEYS = 23, CONF_NCONN = 23, CONF_NRELAY = 12 };
 extern const struct key conf_keys[CONF_NKEYS];
 extern const struct key conf_conn_keys[CONF_NCONN];
 extern const struct key conf_relay_keys[CONF_NRELAY];
-/* The relay keys the checks after the last line name (their index). */
+/* The connector and relay keys the checks after the last line name
+ * (their index). */
+enum { C_BINDINGS = 1, C_RANGES = 2, C_CONN_TIMEOUT = 11, C_GREETING = 16, C_TLS_MODE = 19, C_REQUIRE_TLS = 20 };
 enum { R_HOST = 0, R_DOMAINS = 2, R_STARTTLS = 3, R_CA_FILE = 4, R_TLS_NAME = 5, R_AUTH_USER = 6,
        R_PASSWORD_FILE = 7, R_RETRY_MIN = 9, R_RETRY_MAX = 10 };
 extern const char *const conf_sect_name[S_CONNECTOR];
@@ -158,8 +160,6 @@ const char *conf_echo(char *buf, size_t len, const char *s);
  * empty; an error at line when it gets too long (config.c). */
 void conf_resolve_path(struct pstate *st, char *p, const char *key, int line);
 
-/* 0.0.0.0 or :: (config.c). */
-bool conf_is_wildcard(const struct binding *b);
 
 /* ---- what `run` would refuse on this host (conf_host.c) ---- */
 
@@ -188,6 +188,16 @@ void conf_apply_list(struct pstate *st, const struct key *k, const char *v);
 /* One line's worth of a relay's domains (the first or a continuation):
  * lower-cased and appended to st->relay->domains. */
 void conf_apply_domains(struct pstate *st, const struct key *k, const char *v);
+
+/* ---- connectors (conf_connector.c) ---- */
+
+/* After the last line: each connector's required keys, the keys that
+ * need each other and its defaults from [server]; then the checks across
+ * connectors (wildcard and specific bindings on one port, overlapping
+ * ranges on a shared binding). No connector at all is an error. */
+void conf_finish_connectors(struct pstate *st);
+/* 0.0.0.0 or ::. */
+bool conf_is_wildcard(const struct binding *b);
 
 /* ---- relays (conf_relay.c) ---- */
 

@@ -33,7 +33,7 @@ sources() {
 	case $1 in
 	session) echo "src/smtp_session.c src/route.c src/smtp_input.c src/smtp_reply.c src/smtp_data.c src/address.c src/recipients.c src/sasl.c src/users.c src/passwd.c src/random.c src/log.c src/util.c src/fileio.c" ;;
 	address) echo "src/address.c" ;;
-	config) echo "src/config.c src/conf_relay.c src/route.c src/recipients.c src/conf_host.c src/conf_value.c src/conf_field.c src/ini_line.c src/iprange.c src/log.c src/util.c src/tls.c src/tls_common.c src/random.c" ;;
+	config) echo "src/config.c src/conf_connector.c src/conf_relay.c src/route.c src/recipients.c src/conf_host.c src/conf_value.c src/conf_field.c src/ini_line.c src/iprange.c src/log.c src/util.c src/tls.c src/tls_common.c src/random.c" ;;
 	iprange) echo "src/iprange.c src/util.c" ;;
 	recipients) echo "src/recipients.c src/log.c src/util.c" ;;
 	users) echo "src/users.c src/pbkdf2.c src/sasl.c src/log.c src/util.c" ;;
