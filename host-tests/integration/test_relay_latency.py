@@ -2,7 +2,7 @@
 alone with the queue idle reaches the next hop (a real smtp-sink) within
 a few ms of tarpitd's 250. With Nagle's algorithm on, the end of data
 (a small write after the body's larger one) waited for smtp-sink's
-delayed ACK, 40 ms on Linux, on every message (relay.c open_socket)."""
+delayed ACK, 40 ms on Linux, on every message (relay_session.c open_socket)."""
 import re
 import statistics
 import time
