@@ -120,7 +120,7 @@ $(BUILD)/libtarpitd.a: $(LIB_OBJS)
 $(BUILD)/tarpitd: $(BUILD)/obj/main.o $(BUILD)/libtarpitd.a $(M36_STAMP)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out $(M36_STAMP),$^) $(LDLIBS)
 
-$(BUILD)/test_%: host-tests/unit/test_%.c host-tests/unit/check.h $(BUILD)/libtarpitd.a
+$(BUILD)/test_%: host-tests/unit/test_%.c $(wildcard host-tests/unit/*.h) $(BUILD)/libtarpitd.a
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -iquote src $(LDFLAGS) -o $@ $< $(BUILD)/libtarpitd.a $(LDLIBS)
 

@@ -3,7 +3,6 @@
 #include "tls_common.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,24 +24,20 @@ struct creds {
 	mbedtls_pk_context key;
 };
 
-/* Our own fields before mbedTLS's large ones: MIPS16 and Thumb reach
- * the first 128 octets of a struct with shorter instructions. */
-struct slot {
-	bool in_use;
-	bool set_up;
+/* What the server keeps per session beside the pool's slot. */
+struct slot_info {
 	bool has_src;
 	bool resumed;
-	struct tls_io io;
 	struct ip_addr src; /* the source's key: IPv4, or IPv6 /64 */
-	mbedtls_ssl_context ssl;
 };
 
 struct tls {
-	struct slot *slots;
+	struct tls_pool pool;
+	struct slot_info *info; /* pool.max of them, index for index */
 	/* The slot whose handshake is running: the ticket callbacks get no
 	 * SSL context, and there is one thread. */
-	struct slot *cur;
-	unsigned max, used, per_source;
+	struct slot_info *cur;
+	unsigned per_source;
 	struct creds c;
 	mbedtls_ssl_config conf;
 #ifdef TLS_HAVE_TICKETS
@@ -230,14 +225,8 @@ struct tls *tls_open(const struct tls_opts *o, char *err, size_t errlen)
 			tls_library_version());
 		return NULL;
 	}
-	if (max_sessions == 0) {
-		tls_set_err(err, errlen, "tls: max_sessions must be at least 1");
+	if (tls_pool_check(max_sessions, "tls", err, errlen) != 0)
 		return NULL;
-	}
-	if (max_sessions > INT_MAX) {
-		tls_set_err(err, errlen, "tls: max_sessions %u is too large", max_sessions);
-		return NULL;
-	}
 	t = calloc(1, sizeof *t);
 	if (!t) {
 		tls_set_err(err, errlen, "tls: out of memory");
@@ -248,7 +237,6 @@ struct tls *tls_open(const struct tls_opts *o, char *err, size_t errlen)
 #ifdef TLS_HAVE_TICKETS
 	mbedtls_ssl_ticket_init(&t->ticket);
 #endif
-	t->max = max_sessions;
 	t->per_source = o->max_per_source && o->max_per_source < max_sessions ? o->max_per_source
 									     : max_sessions;
 
@@ -257,17 +245,10 @@ struct tls *tls_open(const struct tls_opts *o, char *err, size_t errlen)
 		tls_free(t);
 		return NULL;
 	}
-	/* Only the small context structs: the I/O buffers (two records' worth
-	 * each) come with mbedtls_ssl_setup() when a slot is first used. */
-	t->slots = calloc(max_sessions, sizeof *t->slots);
-	if (!t->slots) {
-		tls_set_err(err, errlen, "tls: out of memory for %u sessions", max_sessions);
+	t->info = tls_pool_alloc(&t->pool, max_sessions, sizeof *t->info, "tls", err, errlen);
+	if (!t->info) {
 		tls_free(t);
 		return NULL;
-	}
-	for (unsigned i = 0; i < max_sessions; i++) {
-		mbedtls_ssl_init(&t->slots[i].ssl);
-		t->slots[i].io.fd = -1;
 	}
 	return t;
 }
@@ -276,11 +257,8 @@ void tls_free(struct tls *t)
 {
 	if (!t)
 		return;
-	if (t->slots) {
-		for (unsigned i = 0; i < t->max; i++)
-			mbedtls_ssl_free(&t->slots[i].ssl);
-		free(t->slots);
-	}
+	tls_pool_free(&t->pool);
+	free(t->info);
 	mbedtls_ssl_config_free(&t->conf);
 #ifdef TLS_HAVE_TICKETS
 	mbedtls_ssl_ticket_free(&t->ticket);
@@ -289,11 +267,9 @@ void tls_free(struct tls *t)
 	free(t);
 }
 
-static struct slot *slot_get(struct tls *t, int idx)
+static struct tls_slot *slot_get(struct tls *t, int idx)
 {
-	if (!t || !t->slots || idx < 0 || (unsigned)idx >= t->max || !t->slots[idx].in_use)
-		return NULL;
-	return &t->slots[idx];
+	return t ? tls_pool_get(&t->pool, idx) : NULL;
 }
 
 /* The harvest table's notion of a source: one customer gets a whole
@@ -311,9 +287,9 @@ static unsigned count_source(const struct tls *t, const struct ip_addr *k)
 {
 	unsigned n = 0;
 
-	for (unsigned i = 0; i < t->max; i++)
-		if (t->slots[i].in_use && t->slots[i].has_src &&
-		    memcmp(t->slots[i].src.a, k->a, sizeof k->a) == 0)
+	for (unsigned i = 0; i < t->pool.max; i++)
+		if (t->pool.slots[i].in_use && t->info[i].has_src &&
+		    memcmp(t->info[i].src.a, k->a, sizeof k->a) == 0)
 			n++;
 	return n;
 }
@@ -322,7 +298,7 @@ unsigned tls_source_count(const struct tls *t, const struct ip_addr *peer)
 {
 	struct ip_addr k;
 
-	if (!t || !t->slots || !peer)
+	if (!t || !t->pool.slots || !peer)
 		return 0;
 	source_key(peer, &k);
 	return count_source(t, &k);
@@ -335,136 +311,90 @@ int tls_acquire(struct tls *t, int fd)
 
 int tls_acquire_from(struct tls *t, int fd, const struct ip_addr *peer)
 {
-	struct slot *s = NULL;
+	struct slot_info *s;
 	struct ip_addr k;
-	unsigned i;
+	int i;
 
-	if (!t || !t->slots || fd < 0)
+	if (!t || !t->pool.slots || fd < 0)
 		return TLS_POOL_FULL;
 	/* The share first: a source over it is told so even when the pool
 	 * happens to be full as well. */
 	if (peer) {
 		source_key(peer, &k);
-		if (t->per_source < t->max && count_source(t, &k) >= t->per_source)
+		if (t->per_source < t->pool.max && count_source(t, &k) >= t->per_source)
 			return TLS_SOURCE_FULL;
 	}
-	if (t->used >= t->max)
+	i = tls_pool_find(&t->pool);
+	if (i < 0 || tls_slot_setup(&t->pool.slots[i], &t->conf) != 0)
 		return TLS_POOL_FULL;
-	for (i = 0; i < t->max; i++)
-		if (!t->slots[i].in_use) {
-			s = &t->slots[i];
-			break;
-		}
-	if (!s)
-		return TLS_POOL_FULL;
-	if (!s->set_up) {
-		if (mbedtls_ssl_setup(&s->ssl, &t->conf) != 0) {
-			/* Back to a pristine context, so a later acquire
-			 * retries instead of using a half-built one. */
-			mbedtls_ssl_free(&s->ssl);
-			mbedtls_ssl_init(&s->ssl);
-			return TLS_POOL_FULL;
-		}
-		s->set_up = true;
-	}
-	tls_io_bind(&s->ssl, &s->io, fd);
+	tls_pool_take(&t->pool, i, fd);
+	s = &t->info[i];
 	s->resumed = false;
 	s->has_src = peer != NULL;
 	if (peer)
 		s->src = k;
-	s->in_use = true;
-	t->used++;
-	return (int)i;
+	return i;
 }
 
 void tls_release(struct tls *t, int idx)
 {
-	struct slot *s = slot_get(t, idx);
+	struct tls_slot *s = slot_get(t, idx);
 
 	if (!s)
 		return;
-	/* Reset keeps the I/O buffers for the next session; only if it fails
-	 * (it allocates the handshake state anew) is the context dropped and
-	 * set up again on its next use. */
-	if (s->set_up && mbedtls_ssl_session_reset(&s->ssl) != 0) {
-		mbedtls_ssl_free(&s->ssl);
-		mbedtls_ssl_init(&s->ssl);
-		s->set_up = false;
-	}
-	s->io.fd = -1;
-	s->io.wr_done = 0;
-	s->has_src = false;
-	s->in_use = false;
-	t->used--;
+	t->info[idx].has_src = false;
+	tls_pool_put(&t->pool, s);
 }
 
 unsigned tls_available(const struct tls *t)
 {
-	return t ? t->max - t->used : 0;
+	return t ? t->pool.max - t->pool.used : 0;
 }
 
 int tls_handshake(struct tls *t, int idx)
 {
-	struct slot *s = slot_get(t, idx);
+	struct tls_slot *s = slot_get(t, idx);
 	int ret;
 
 	if (!s)
 		return TLS_ERROR;
-	t->cur = s;
-	ret = mbedtls_ssl_handshake(&s->ssl);
+	t->cur = &t->info[idx];
+	ret = tls_slot_handshake(s);
 	t->cur = NULL;
-	if (ret == 0)
-		s->io.shaken = true;
 	return ret == 0 ? 0 : tls_map_err(ret);
 }
 
 bool tls_resumed(struct tls *t, int idx)
 {
-	struct slot *s = slot_get(t, idx);
-
-	return s && s->resumed;
+	return slot_get(t, idx) && t->info[idx].resumed;
 }
 
 int tls_close_notify(struct tls *t, int idx)
 {
-	struct slot *s = slot_get(t, idx);
-
-	return s ? tls_io_close_notify(&s->ssl, &s->io) : TLS_ERROR;
+	return tls_slot_close_notify(slot_get(t, idx));
 }
 
 ssize_t tls_read(struct tls *t, int idx, void *buf, size_t len)
 {
-	struct slot *s = slot_get(t, idx);
-
-	return s ? tls_io_read(&s->ssl, buf, len) : TLS_ERROR;
+	return tls_slot_read(slot_get(t, idx), buf, len);
 }
 
 ssize_t tls_write(struct tls *t, int idx, const void *buf, size_t len)
 {
-	struct slot *s = slot_get(t, idx);
-
-	return s ? tls_io_write(&s->ssl, &s->io, buf, len) : TLS_ERROR;
+	return tls_slot_write(slot_get(t, idx), buf, len);
 }
 
 size_t tls_pending(struct tls *t, int idx)
 {
-	struct slot *s = slot_get(t, idx);
-
-	return s ? mbedtls_ssl_get_bytes_avail(&s->ssl) : 0;
+	return tls_slot_pending(slot_get(t, idx));
 }
 
 const char *tls_version_name(struct tls *t, int idx)
 {
-	struct slot *s = slot_get(t, idx);
-	const char *v = s ? mbedtls_ssl_get_version(&s->ssl) : NULL;
-
-	return v ? v : "unknown";
+	return tls_slot_version(slot_get(t, idx));
 }
 
 const char *tls_cipher_name(struct tls *t, int idx)
 {
-	struct slot *s = slot_get(t, idx);
-	const char *c = s ? mbedtls_ssl_get_ciphersuite(&s->ssl) : NULL;
-
-	return c ? c : "unknown";
+	return tls_slot_cipher(slot_get(t, idx));
 }

@@ -4,7 +4,6 @@
 #include "tls_common.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,21 +52,17 @@ struct profile {
 	mbedtls_x509_crt ca;
 };
 
-/* Our own fields before mbedTLS's large ones: MIPS16 and Thumb reach
- * the first 128 octets of a struct with shorter instructions. Each slot
- * has its own config (a few hundred octets beside the ~40 KB of record
- * buffers): a context keeps the config it was set up with, and mbedTLS
- * has no public call to give it another, so a profile is applied by
- * pointing the slot's config at its chain between two sessions. */
+/* What the client keeps per session beside the pool's slot; our own
+ * fields before mbedTLS's large one (tls_common.h). Each slot has its own
+ * config (a few hundred octets beside the ~40 KB of record buffers): a
+ * context keeps the config it was set up with, and mbedTLS has no public
+ * call to give it another, so a profile is applied by pointing the slot's
+ * config at its chain between two sessions. */
 struct cslot {
-	bool in_use;
-	bool set_up;
 	bool name_known; /* name holds what mbedtls_ssl_set_hostname() has */
 	uint8_t profile;
-	struct tls_io io;
 	int err;         /* the failed handshake's mbedTLS error, or 0 */
 	uint32_t vflags; /* its certificate verification flags */
-	mbedtls_ssl_context ssl;
 	mbedtls_ssl_config conf;
 	/* Last: only the strcmp on acquire touches it. Kept so that a slot
 	 * reused for the same next hop does not allocate the name again. */
@@ -75,8 +70,9 @@ struct cslot {
 };
 
 struct tls_client {
-	struct cslot *slots;
-	unsigned max, used, nprofiles;
+	struct tls_pool pool;
+	struct cslot *info; /* pool.max of them, index for index */
+	unsigned nprofiles;
 	struct tls_rng rng;
 	struct tls_lists lists;
 	char errbuf[TLSC_ERR_MAX];
@@ -87,14 +83,8 @@ struct tls_client *tlsc_open(unsigned max_sessions, char *err, size_t errlen)
 {
 	struct tls_client *t;
 
-	if (max_sessions == 0) {
-		tls_set_err(err, errlen, "tls client: max_sessions must be at least 1");
+	if (tls_pool_check(max_sessions, "tls client", err, errlen) != 0)
 		return NULL;
-	}
-	if (max_sessions > INT_MAX) {
-		tls_set_err(err, errlen, "tls client: max_sessions %u is too large", max_sessions);
-		return NULL;
-	}
 	t = calloc(1, sizeof *t);
 	if (!t) {
 		tls_set_err(err, errlen, "tls client: out of memory");
@@ -104,7 +94,6 @@ struct tls_client *tlsc_open(unsigned max_sessions, char *err, size_t errlen)
 	for (unsigned i = 0; i < TLSC_PROFILES_MAX; i++)
 		mbedtls_x509_crt_init(&t->profiles[i].ca);
 	t->nprofiles = 1;
-	t->max = max_sessions;
 	/* The DRBG before the slots, so a failure frees nothing big. */
 	if (tls_rng_seed(&t->rng, "tarpitd tls client", err, errlen) != 0) {
 		tlsc_free(t);
@@ -112,17 +101,14 @@ struct tls_client *tlsc_open(unsigned max_sessions, char *err, size_t errlen)
 	}
 	/* Only the slot structs: configs and contexts are set up (and the
 	 * record buffers allocated) when a slot is first used. */
-	t->slots = calloc(max_sessions, sizeof *t->slots);
-	if (!t->slots) {
-		tls_set_err(err, errlen, "tls client: out of memory for %u sessions", max_sessions);
+	t->info = tls_pool_alloc(&t->pool, max_sessions, sizeof *t->info, "tls client", err,
+				 errlen);
+	if (!t->info) {
 		tlsc_free(t);
 		return NULL;
 	}
-	for (unsigned i = 0; i < max_sessions; i++) {
-		mbedtls_ssl_init(&t->slots[i].ssl);
-		mbedtls_ssl_config_init(&t->slots[i].conf);
-		t->slots[i].io.fd = -1;
-	}
+	for (unsigned i = 0; i < max_sessions; i++)
+		mbedtls_ssl_config_init(&t->info[i].conf);
 	return t;
 }
 
@@ -130,12 +116,12 @@ void tlsc_free(struct tls_client *t)
 {
 	if (!t)
 		return;
-	if (t->slots) {
-		for (unsigned i = 0; i < t->max; i++) {
-			mbedtls_ssl_free(&t->slots[i].ssl);
-			mbedtls_ssl_config_free(&t->slots[i].conf);
-		}
-		free(t->slots);
+	/* The contexts before the configs they point to. */
+	tls_pool_free(&t->pool);
+	if (t->info) {
+		for (unsigned i = 0; i < t->pool.max; i++)
+			mbedtls_ssl_config_free(&t->info[i].conf);
+		free(t->info);
 	}
 	for (unsigned i = 0; i < TLSC_PROFILES_MAX; i++)
 		mbedtls_x509_crt_free(&t->profiles[i].ca);
@@ -184,135 +170,111 @@ int tlsc_profile(struct tls_client *t, const char *ca_file, char *err, size_t er
 	return (int)t->nprofiles++;
 }
 
-static struct cslot *slot_get(struct tls_client *t, int idx)
+static struct tls_slot *slot_get(struct tls_client *t, int idx)
 {
-	if (!t || !t->slots || idx < 0 || (unsigned)idx >= t->max || !t->slots[idx].in_use)
-		return NULL;
-	return &t->slots[idx];
+	return t ? tls_pool_get(&t->pool, idx) : NULL;
 }
 
-/* Back to a pristine slot: a later acquire sets it up again instead of
- * using a half-built one. */
-static void slot_drop(struct cslot *s)
+/* With its context dropped (tls_slot_drop), a slot's config goes too:
+ * the next acquire sets both up again instead of using a half-built one. */
+static void conf_drop(struct cslot *x)
 {
-	mbedtls_ssl_free(&s->ssl);
-	mbedtls_ssl_init(&s->ssl);
-	mbedtls_ssl_config_free(&s->conf);
-	mbedtls_ssl_config_init(&s->conf);
-	s->set_up = false;
-	s->name_known = false;
+	mbedtls_ssl_config_free(&x->conf);
+	mbedtls_ssl_config_init(&x->conf);
+	x->name_known = false;
 }
 
-static int slot_setup(struct tls_client *t, struct cslot *s)
+static int conf_setup(struct tls_client *t, struct cslot *x)
 {
-	if (mbedtls_ssl_config_defaults(&s->conf, MBEDTLS_SSL_IS_CLIENT,
+	if (mbedtls_ssl_config_defaults(&x->conf, MBEDTLS_SSL_IS_CLIENT,
 					MBEDTLS_SSL_TRANSPORT_STREAM,
 					MBEDTLS_SSL_PRESET_DEFAULT) != 0 ||
-	    tls_conf_policy(&s->conf, &t->lists, 12, &t->rng, NULL, 0) != 0)
+	    tls_conf_policy(&x->conf, &t->lists, 12, &t->rng, NULL, 0) != 0)
 		return -1;
 #if MBEDTLS_VERSION_NUMBER >= 0x03000000
-	mbedtls_ssl_conf_sig_algs(&s->conf, sig_algs);
+	mbedtls_ssl_conf_sig_algs(&x->conf, sig_algs);
 #endif
 #if defined(MBEDTLS_SSL_SESSION_TICKETS)
 	/* No session is kept between connections, so a ticket would only
 	 * cost the next hop work and us memory. */
-	mbedtls_ssl_conf_session_tickets(&s->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+	mbedtls_ssl_conf_session_tickets(&x->conf, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
 #endif
-	if (mbedtls_ssl_setup(&s->ssl, &s->conf) != 0)
-		return -1;
-	s->set_up = true;
 	return 0;
 }
 
 int tlsc_acquire(struct tls_client *t, int profile, int fd, const char *server_name)
 {
-	struct cslot *s = NULL;
+	struct tls_slot *s;
+	struct cslot *x;
 	size_t nlen = server_name ? strlen(server_name) : 0;
-	unsigned i;
+	int i;
 
-	if (!t || !t->slots || fd < 0 || profile < 0 || (unsigned)profile >= t->nprofiles ||
+	if (!t || !t->pool.slots || fd < 0 || profile < 0 || (unsigned)profile >= t->nprofiles ||
 	    nlen > TLSC_NAME_MAX)
 		return TLS_ERROR;
-	if (t->used >= t->max)
+	i = tls_pool_find(&t->pool);
+	if (i < 0)
 		return -1;
-	for (i = 0; i < t->max; i++)
-		if (!t->slots[i].in_use) {
-			s = &t->slots[i];
-			break;
-		}
-	if (!s)
-		return -1;
-	if (!s->set_up && slot_setup(t, s) != 0) {
-		slot_drop(s);
+	s = &t->pool.slots[i];
+	x = &t->info[i];
+	if (!s->set_up && (conf_setup(t, x) != 0 || tls_slot_setup(s, &x->conf) != 0)) {
+		conf_drop(x);
 		return -1;
 	}
 	/* Between sessions, so no context is using the config right now. */
 	if (profile == 0) {
-		mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_NONE);
-		mbedtls_ssl_conf_ca_chain(&s->conf, NULL, NULL);
+		mbedtls_ssl_conf_authmode(&x->conf, MBEDTLS_SSL_VERIFY_NONE);
+		mbedtls_ssl_conf_ca_chain(&x->conf, NULL, NULL);
 	} else {
-		mbedtls_ssl_conf_authmode(&s->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
-		mbedtls_ssl_conf_ca_chain(&s->conf, &t->profiles[profile].ca, NULL);
+		mbedtls_ssl_conf_authmode(&x->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+		mbedtls_ssl_conf_ca_chain(&x->conf, &t->profiles[profile].ca, NULL);
 	}
 	/* The name survives a session reset: set it (an allocation inside
 	 * mbedTLS) only when it changes. NULL means no SNI and no name check
 	 * (3.6 wants that said explicitly before a verified handshake). */
-	if (!s->name_known || strcmp(s->name, nlen ? server_name : "") != 0) {
-		s->name_known = false;
+	if (!x->name_known || strcmp(x->name, nlen ? server_name : "") != 0) {
+		x->name_known = false;
 		if (mbedtls_ssl_set_hostname(&s->ssl, nlen ? server_name : NULL) != 0)
 			return -1;
-		memcpy(s->name, nlen ? server_name : "", nlen + 1);
-		s->name_known = true;
+		memcpy(x->name, nlen ? server_name : "", nlen + 1);
+		x->name_known = true;
 	}
-	tls_io_bind(&s->ssl, &s->io, fd);
-	s->profile = (uint8_t)profile;
-	s->err = 0;
-	s->vflags = 0;
-	s->in_use = true;
-	t->used++;
-	return (int)i;
+	tls_pool_take(&t->pool, i, fd);
+	x->profile = (uint8_t)profile;
+	x->err = 0;
+	x->vflags = 0;
+	return i;
 }
 
 void tlsc_release(struct tls_client *t, int idx)
 {
-	struct cslot *s = slot_get(t, idx);
+	struct tls_slot *s = slot_get(t, idx);
 
-	if (!s)
-		return;
-	/* Reset keeps the record buffers for the next session; only if it
-	 * fails (it allocates the handshake state anew) is the slot dropped
-	 * and set up again on its next use. */
-	if (s->set_up && mbedtls_ssl_session_reset(&s->ssl) != 0)
-		slot_drop(s);
-	s->io.fd = -1;
-	s->io.wr_done = 0;
-	s->in_use = false;
-	t->used--;
+	if (s && tls_pool_put(&t->pool, s))
+		conf_drop(&t->info[idx]);
 }
 
 unsigned tlsc_available(const struct tls_client *t)
 {
-	return t ? t->max - t->used : 0;
+	return t ? t->pool.max - t->pool.used : 0;
 }
 
 int tlsc_handshake(struct tls_client *t, int idx)
 {
-	struct cslot *s = slot_get(t, idx);
+	struct tls_slot *s = slot_get(t, idx);
 	int ret, r;
 
 	if (!s)
 		return TLS_ERROR;
-	ret = mbedtls_ssl_handshake(&s->ssl);
-	if (ret == 0) {
-		s->io.shaken = true;
+	ret = tls_slot_handshake(s);
+	if (ret == 0)
 		return 0;
-	}
 	r = tls_map_err(ret);
 	if (r == TLS_WANT_READ || r == TLS_WANT_WRITE)
 		return r;
 	/* Kept now: the release resets the context and its flags with it. */
-	s->err = ret;
-	s->vflags = mbedtls_ssl_get_verify_result(&s->ssl);
+	t->info[idx].err = ret;
+	t->info[idx].vflags = mbedtls_ssl_get_verify_result(&s->ssl);
 	return TLS_ERROR;
 }
 
@@ -370,7 +332,7 @@ static void verify_text(const struct cslot *s, char *buf, size_t len)
 
 const char *tlsc_error(struct tls_client *t, int idx)
 {
-	struct cslot *s = slot_get(t, idx);
+	const struct cslot *s = slot_get(t, idx) ? &t->info[idx] : NULL;
 	char *buf;
 
 	if (!s || s->err == 0)
@@ -395,44 +357,30 @@ const char *tlsc_error(struct tls_client *t, int idx)
 
 ssize_t tlsc_read(struct tls_client *t, int idx, void *buf, size_t len)
 {
-	struct cslot *s = slot_get(t, idx);
-
-	return s ? tls_io_read(&s->ssl, buf, len) : TLS_ERROR;
+	return tls_slot_read(slot_get(t, idx), buf, len);
 }
 
 ssize_t tlsc_write(struct tls_client *t, int idx, const void *buf, size_t len)
 {
-	struct cslot *s = slot_get(t, idx);
-
-	return s ? tls_io_write(&s->ssl, &s->io, buf, len) : TLS_ERROR;
+	return tls_slot_write(slot_get(t, idx), buf, len);
 }
 
 int tlsc_close_notify(struct tls_client *t, int idx)
 {
-	struct cslot *s = slot_get(t, idx);
-
-	return s ? tls_io_close_notify(&s->ssl, &s->io) : TLS_ERROR;
+	return tls_slot_close_notify(slot_get(t, idx));
 }
 
 size_t tlsc_pending(struct tls_client *t, int idx)
 {
-	struct cslot *s = slot_get(t, idx);
-
-	return s ? mbedtls_ssl_get_bytes_avail(&s->ssl) : 0;
+	return tls_slot_pending(slot_get(t, idx));
 }
 
 const char *tlsc_version_name(struct tls_client *t, int idx)
 {
-	struct cslot *s = slot_get(t, idx);
-	const char *v = s ? mbedtls_ssl_get_version(&s->ssl) : NULL;
-
-	return v ? v : "unknown";
+	return tls_slot_version(slot_get(t, idx));
 }
 
 const char *tlsc_cipher_name(struct tls_client *t, int idx)
 {
-	struct cslot *s = slot_get(t, idx);
-	const char *c = s ? mbedtls_ssl_get_ciphersuite(&s->ssl) : NULL;
-
-	return c ? c : "unknown";
+	return tls_slot_cipher(slot_get(t, idx));
 }

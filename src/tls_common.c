@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -250,7 +251,8 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 			  MBEDTLS_ERR_SSL_WANT_READ, MBEDTLS_ERR_NET_RECV_FAILED);
 }
 
-void tls_io_bind(mbedtls_ssl_context *ssl, struct tls_io *io, int fd)
+/* A bound session: the bio on io, counters cleared. */
+static void tls_io_bind(mbedtls_ssl_context *ssl, struct tls_io *io, int fd)
 {
 	io->fd = fd;
 	io->wr_done = 0;
@@ -276,7 +278,7 @@ int tls_map_err(int ret)
 	}
 }
 
-int tls_io_close_notify(mbedtls_ssl_context *ssl, struct tls_io *io)
+static int tls_io_close_notify(mbedtls_ssl_context *ssl, struct tls_io *io)
 {
 	/* No session yet: nothing to end (3.x would not even flush). */
 	if (!io->shaken)
@@ -299,7 +301,7 @@ int tls_io_close_notify(mbedtls_ssl_context *ssl, struct tls_io *io)
 	return io->cn == CN_SENT || (io->cn == CN_QUEUED && !io->out_pending) ? 0 : TLS_WANT_WRITE;
 }
 
-ssize_t tls_io_read(mbedtls_ssl_context *ssl, void *buf, size_t len)
+static ssize_t tls_io_read(mbedtls_ssl_context *ssl, void *buf, size_t len)
 {
 	int ret;
 
@@ -326,7 +328,8 @@ ssize_t tls_io_read(mbedtls_ssl_context *ssl, void *buf, size_t len)
 	return ret == TLS_CLOSED ? 0 : ret;
 }
 
-ssize_t tls_io_write(mbedtls_ssl_context *ssl, struct tls_io *io, const void *buf, size_t len)
+static ssize_t tls_io_write(mbedtls_ssl_context *ssl, struct tls_io *io, const void *buf,
+			    size_t len)
 {
 	const unsigned char *p = buf;
 
@@ -350,4 +353,161 @@ ssize_t tls_io_write(mbedtls_ssl_context *ssl, struct tls_io *io, const void *bu
 	}
 	io->wr_done = 0;
 	return (ssize_t)len;
+}
+
+int tls_pool_check(unsigned max, const char *who, char *err, size_t errlen)
+{
+	if (max == 0) {
+		tls_set_err(err, errlen, "%s: max_sessions must be at least 1", who);
+		return -1;
+	}
+	/* Slot indexes are ints (negative ones are the refusals). */
+	if (max > INT_MAX) {
+		tls_set_err(err, errlen, "%s: max_sessions %u is too large", who, max);
+		return -1;
+	}
+	return 0;
+}
+
+void *tls_pool_alloc(struct tls_pool *p, unsigned max, size_t extra_size, const char *who,
+		     char *err, size_t errlen)
+{
+	void *extra = NULL;
+
+	/* Only the small context structs: the I/O buffers (two records'
+	 * worth each) come with mbedtls_ssl_setup() when a slot is first
+	 * used. */
+	p->slots = calloc(max, sizeof *p->slots);
+	if (p->slots)
+		extra = calloc(max, extra_size);
+	if (!extra) {
+		free(p->slots);
+		p->slots = NULL;
+		tls_set_err(err, errlen, "%s: out of memory for %u sessions", who, max);
+		return NULL;
+	}
+	for (unsigned i = 0; i < max; i++) {
+		mbedtls_ssl_init(&p->slots[i].ssl);
+		p->slots[i].io.fd = -1;
+	}
+	p->max = max;
+	p->used = 0;
+	return extra;
+}
+
+void tls_pool_free(struct tls_pool *p)
+{
+	if (!p->slots)
+		return;
+	for (unsigned i = 0; i < p->max; i++)
+		mbedtls_ssl_free(&p->slots[i].ssl);
+	free(p->slots);
+	p->slots = NULL;
+}
+
+struct tls_slot *tls_pool_get(struct tls_pool *p, int idx)
+{
+	if (!p->slots || idx < 0 || (unsigned)idx >= p->max || !p->slots[idx].in_use)
+		return NULL;
+	return &p->slots[idx];
+}
+
+int tls_pool_find(const struct tls_pool *p)
+{
+	if (!p->slots || p->used >= p->max)
+		return -1;
+	for (unsigned i = 0; i < p->max; i++)
+		if (!p->slots[i].in_use)
+			return (int)i;
+	return -1;
+}
+
+void tls_slot_drop(struct tls_slot *s)
+{
+	mbedtls_ssl_free(&s->ssl);
+	mbedtls_ssl_init(&s->ssl);
+	s->set_up = false;
+}
+
+int tls_slot_setup(struct tls_slot *s, const mbedtls_ssl_config *conf)
+{
+	if (s->set_up)
+		return 0;
+	if (mbedtls_ssl_setup(&s->ssl, conf) != 0) {
+		/* A later acquire retries instead of using a half-built one. */
+		tls_slot_drop(s);
+		return -1;
+	}
+	s->set_up = true;
+	return 0;
+}
+
+void tls_pool_take(struct tls_pool *p, int idx, int fd)
+{
+	struct tls_slot *s = &p->slots[idx];
+
+	tls_io_bind(&s->ssl, &s->io, fd);
+	s->in_use = true;
+	p->used++;
+}
+
+bool tls_pool_put(struct tls_pool *p, struct tls_slot *s)
+{
+	bool dropped = false;
+
+	/* Reset keeps the I/O buffers for the next session; only if it fails
+	 * (it allocates the handshake state anew) is the context dropped and
+	 * set up again on its next use. */
+	if (s->set_up && mbedtls_ssl_session_reset(&s->ssl) != 0) {
+		tls_slot_drop(s);
+		dropped = true;
+	}
+	s->io.fd = -1;
+	s->io.wr_done = 0;
+	s->in_use = false;
+	p->used--;
+	return dropped;
+}
+
+int tls_slot_handshake(struct tls_slot *s)
+{
+	int ret = mbedtls_ssl_handshake(&s->ssl);
+
+	if (ret == 0)
+		s->io.shaken = true;
+	return ret;
+}
+
+ssize_t tls_slot_read(struct tls_slot *s, void *buf, size_t len)
+{
+	return s ? tls_io_read(&s->ssl, buf, len) : TLS_ERROR;
+}
+
+ssize_t tls_slot_write(struct tls_slot *s, const void *buf, size_t len)
+{
+	return s ? tls_io_write(&s->ssl, &s->io, buf, len) : TLS_ERROR;
+}
+
+int tls_slot_close_notify(struct tls_slot *s)
+{
+	return s ? tls_io_close_notify(&s->ssl, &s->io) : TLS_ERROR;
+}
+
+size_t tls_slot_pending(struct tls_slot *s)
+{
+	return s ? mbedtls_ssl_get_bytes_avail(&s->ssl) : 0;
+}
+
+const char *tls_slot_version(struct tls_slot *s)
+{
+	const char *v = s ? mbedtls_ssl_get_version(&s->ssl) : NULL;
+
+	return v ? v : "unknown";
+}
+
+const char *tls_slot_cipher(struct tls_slot *s)
+{
+	const char *c = s ? mbedtls_ssl_get_ciphersuite(&s->ssl) : NULL;
+
+	return c ? c : "unknown";
 }

@@ -350,7 +350,75 @@ smtpd_tls_auth_only = yes
 """
 
 
-class PostfixPeer:
+class _Peer:
+    """What the peers share: a private temp dir (``dir``), set up by the
+    subclass's start(), which ends with _launch(); halt() and resume() of
+    their own; stop(), idempotent, which halts, stops the helper peers and
+    removes the dir. For the daemons with a master process (Postfix,
+    Dovecot): its pid file awaited, its process tree ended, and the
+    Maildirs they deliver to awaited."""
+
+    dir = None
+    master = None
+
+    def _launch(self, timeout):
+        """The end of start(): resume(), or stop() and the error."""
+        try:
+            self.resume(timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.dir is None:
+            return
+        self.halt()
+        self._stop_helpers()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir = None
+
+    def _stop_helpers(self):
+        """Other peers this one started for itself (none by default)."""
+
+    def _text(self, name):
+        """The file NAME in dir ("" before start() or after stop())."""
+        try:
+            with open(os.path.join(self.dir, name), errors="replace") as f:
+                return f.read()
+        except (OSError, TypeError):
+            return ""
+
+    def _wait_master(self, pidfile, timeout, what):
+        """The master's pid, once PIDFILE names a live process."""
+        def master_pid():
+            try:
+                with open(pidfile) as f:
+                    return int(f.read().strip())
+            except (OSError, ValueError):
+                return None
+        self.master = wait_until(lambda: (lambda p: p if p and alive(p) else None)(master_pid()),
+                                 timeout, what)
+
+    def _halt_master(self, ask):
+        """Every process of the master's tree ends: ASK(pids) asks the
+        master to stop and waits; whatever is left after it is killed."""
+        if self.master and alive(self.master):
+            pids = descendants(self.master)
+            ask(pids)
+            left = [p for p in pids if alive(p)]
+            if left:
+                kill_tree(left)
+        self.master = None
+
+    @staticmethod
+    def _wait_files(get, n, timeout, what):
+        """Wait until GET() returns at least N files; the files."""
+        return wait_until(lambda: (lambda f: f if len(f) >= n else None)(get()), timeout,
+                          "%d message(s) in %s" % (n, what))
+
+
+class PostfixPeer(_Peer):
     """A private Postfix as the internal mail server (SMTP next hop)."""
 
     def __init__(self, domains=DOMAINS, users=USERS, auth=None, tls=True, main_extra=""):
@@ -363,8 +431,6 @@ class PostfixPeer:
         self.port = None
         self.ca_pem = None
         self.tls_name = TLS_NAME
-        self.master = None
-        self.pids = []
         self.sasl = None  # the Dovecot auth server when auth is set
 
     def postfix(self, *words, timeout=60):
@@ -405,28 +471,15 @@ class PostfixPeer:
             for dom in self.domains:
                 for u in self.users:
                     f.write("%s@%s %s/%s/\n" % (u, dom, dom, u))
-        try:
-            self.resume(timeout)
-        except Exception:
-            self.stop()
-            raise
-        return self
+        return self._launch(timeout)
 
     def resume(self, timeout=20):
         """Start (again, after halt()) on the same port and Maildirs."""
         r = self.postfix("start")
         if r.returncode != 0:
             raise RuntimeError("postfix start failed: %s%s\n%s" % (r.stdout, r.stderr, self.log_text()))
-        pidfile = os.path.join(self.dir, "queue", "pid", "master.pid")
-
-        def master_pid():
-            try:
-                with open(pidfile) as f:
-                    return int(f.read().strip())
-            except (OSError, ValueError):
-                return None
-        self.master = wait_until(lambda: (lambda p: p if p and alive(p) else None)(master_pid()),
-                                 timeout, "Postfix's master.pid")
+        self._wait_master(os.path.join(self.dir, "queue", "pid", "master.pid"), timeout,
+                          "Postfix's master.pid")
         wait_listening(self.port, timeout, "Postfix's smtpd")
         return self
 
@@ -445,8 +498,7 @@ class PostfixPeer:
         """Wait until at least N messages are delivered (to ADDR, or in all
         mailboxes); returns the files."""
         get = (lambda: self.maildir(addr)) if addr else self.all_messages
-        return wait_until(lambda: (lambda f: f if len(f) >= n else None)(get()), timeout,
-                          "%d message(s) in Postfix's Maildir (%s)" % (n, addr or "all"))
+        return self._wait_files(get, n, timeout, "Postfix's Maildir (%s)" % (addr or "all"))
 
     def queue_files(self):
         out = []
@@ -456,41 +508,28 @@ class PostfixPeer:
         return out
 
     def log_text(self):
-        try:
-            with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
-                return f.read()
-        except (OSError, TypeError):
-            return ""
+        return self._text("maillog")
 
     def halt(self):
         """The next hop goes down (every process ends; its port refuses);
         resume() brings it back with its mail and queue."""
-        if self.master and alive(self.master):
-            self.pids = descendants(self.master)
+        def ask(pids):
             self.postfix("stop")
             try:  # master exits after its children
                 wait_until(lambda: not alive(self.master), 10, "Postfix's master to exit")
             except TimeoutError:
                 self.postfix("abort")
-            left = [p for p in self.pids if alive(p)]
-            if left:
-                kill_tree(left)
-        self.master = None
+        self._halt_master(ask)
 
-    def stop(self):
-        if self.dir is None:
-            return
-        self.halt()
+    def _stop_helpers(self):
         if self.sasl:
             self.sasl.stop()
             self.sasl = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = None
 
 
 # ---------------------------------------------------------------- smtp-sink
 
-class SmtpSink:
+class SmtpSink(_Peer):
     """Postfix's smtp-sink as the misbehaving next hop. HARD, SOFT,
     DISCONNECT, DISCONNECT_421: commands (see the module comment) that get
     500, 450, a silent close, or 421 and a close. LMTP: speak LMTP. EXTRA:
@@ -509,7 +548,6 @@ class SmtpSink:
         self.opts += list(extra)
         self.unix = unix
         self.proc = None
-        self.dir = None
         self.port = None
         self.socket_path = None
 
@@ -531,12 +569,7 @@ class SmtpSink:
             cmd += ["127.0.0.1:%d" % self.port, "64"]
         self.cmd = cmd
         self.base = 0  # messages counted by the processes before halt()
-        try:
-            self.resume(timeout)
-        except Exception:
-            self.stop()
-            raise
-        return self
+        return self._launch(timeout)
 
     def resume(self, timeout=10):
         """Start (again, after halt()) on the same port; count() goes on."""
@@ -608,13 +641,6 @@ class SmtpSink:
         self.out.close()
         self.proc = None
 
-    def stop(self):
-        if self.dir is None:
-            return
-        self.halt()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = None
-
 
 # ------------------------------------------------------------------ Dovecot
 
@@ -661,7 +687,7 @@ service auth {{
 """
 
 
-class DovecotLmtp:
+class DovecotLmtp(_Peer):
     """A private Dovecot. LMTP (the default): a unix socket
     (``socket_path``) and a TCP port (``port``); any user of DOMAINS, or
     only USERS (user@domain, 550 for the others) when given, is delivered
@@ -676,11 +702,9 @@ class DovecotLmtp:
         self.users = tuple(users) if users else None
         self.auth = dict(auth or {})
         self.lmtp = lmtp
-        self.dir = None
         self.port = None
         self.socket_path = None
         self.auth_socket = None
-        self.master = None
 
     def conf_path(self):
         return os.path.join(self.dir, "dovecot.conf")
@@ -722,12 +746,7 @@ class DovecotLmtp:
                                         protocols="lmtp" if self.lmtp else "none",
                                         internal=internal, internal_group=internal_group,
                                         login=login, passdb=passdb, userdb=userdb))
-        try:
-            self.resume(timeout)
-        except Exception:
-            self.stop()
-            raise
-        return self
+        return self._launch(timeout)
 
     def resume(self, timeout=15):
         """Start (again, after halt()) with the same sockets and Maildirs."""
@@ -740,16 +759,7 @@ class DovecotLmtp:
             msg = out.read()
         if r.returncode != 0:
             raise RuntimeError("dovecot failed: %s\n%s" % (msg, self.log_text()))
-        pidfile = os.path.join(d, "run", "master.pid")
-
-        def master_pid():
-            try:
-                with open(pidfile) as f:
-                    return int(f.read().strip())
-            except (OSError, ValueError):
-                return None
-        self.master = wait_until(lambda: (lambda p: p if p and alive(p) else None)(master_pid()),
-                                 timeout, "Dovecot's master.pid")
+        self._wait_master(os.path.join(d, "run", "master.pid"), timeout, "Dovecot's master.pid")
         self.auth_socket = os.path.join(d, "auth")
         self.socket_path = os.path.join(d, "lmtp") if self.lmtp else None
         for s in filter(None, (self.auth_socket, self.socket_path)):
@@ -779,36 +789,20 @@ class DovecotLmtp:
 
     def wait_for_messages(self, n, timeout=10, user=None):
         get = (lambda: self.maildir(user)) if user else self.all_messages
-        return wait_until(lambda: (lambda f: f if len(f) >= n else None)(get()), timeout,
-                          "%d message(s) in Dovecot's Maildir (%s)" % (n, user or "all"))
+        return self._wait_files(get, n, timeout, "Dovecot's Maildir (%s)" % (user or "all"))
 
     def log_text(self):
-        try:
-            with open(os.path.join(self.dir, "dovecot.log"), errors="replace") as f:
-                return f.read()
-        except (OSError, TypeError):
-            return ""
+        return self._text("dovecot.log")
 
     def halt(self):
         """Dovecot goes down (every process ends); resume() restarts it."""
-        if self.master and alive(self.master):
-            pids = descendants(self.master)
+        def ask(pids):
             try:
                 os.kill(self.master, signal.SIGTERM)
                 wait_until(lambda: not any(alive(p) for p in pids), 10, "Dovecot to exit")
             except (ProcessLookupError, TimeoutError):
                 pass
-            left = [p for p in pids if alive(p)]
-            if left:
-                kill_tree(left)
-        self.master = None
-
-    def stop(self):
-        if self.dir is None:
-            return
-        self.halt()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir = None
+        self._halt_master(ask)
 
 
 # ----------------------------------------------------------------- fixtures

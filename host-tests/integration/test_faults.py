@@ -183,6 +183,86 @@ def wait_for(pred, timeout, what):
         time.sleep(0.02)
 
 
+class LoadClients:
+    """NCLIENTS smtplib clients on threads, each sending to 127.0.0.1:PORT
+    session after session until stop() or DONE(): PER_SESSION(rnd)
+    messages a session, each from MESSAGE(rnd, k, n) -> (uid, rcpts, msg,
+    kept), n counting client k's messages; msg (LF line ends) goes out
+    with CRLF, with SENDMAIL_KW. sent and acked map uid to (msg, kept),
+    acked once no recipient was refused; unexpected lists every other SMTP
+    outcome but a disconnect (the only faults are kills). Client k draws
+    from Random(SEED * 1000 + k), so a seed replays its choices. Read the
+    three under lock."""
+
+    def __init__(self, port, nclients, per_session, message, done=lambda: False, **sendmail_kw):
+        self.port, self.per_session, self.message, self.done = port, per_session, message, done
+        self.sendmail_kw = sendmail_kw
+        self.lock = threading.Lock()
+        self.sent, self.acked, self.unexpected = {}, {}, []
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._client, args=(k,), daemon=True)
+                        for k in range(nclients)]
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self, join=None):
+        """Every client stops after its session; with JOIN, waits that
+        long for each."""
+        self.stopping.set()
+        if join is not None:
+            for t in self.threads:
+                t.join(timeout=join)
+
+    def count(self):
+        with self.lock:
+            return len(self.acked)
+
+    def _client(self, k):
+        r = random.Random(SEED * 1000 + k)
+        n = 0
+        while not self.stopping.is_set():
+            try:
+                s = smtplib.SMTP("127.0.0.1", self.port, local_hostname=f"load{k}.test",
+                                 timeout=30 * SCALE)
+            except (OSError, smtplib.SMTPException):
+                time.sleep(0.02)
+                continue
+            uid = None
+            try:
+                for _ in range(self.per_session(r)):
+                    if self.done():
+                        break
+                    n += 1
+                    uid, rcpts, msg, kept = self.message(r, k, n)
+                    with self.lock:
+                        self.sent[uid] = (msg, kept)
+                    # smtplib sends bytes as given: CRLF on the wire, LF on disk.
+                    refused = s.sendmail(SENDER, rcpts, msg.replace(b"\n", b"\r\n"),
+                                         **self.sendmail_kw)
+                    with self.lock:
+                        if refused:
+                            self.unexpected.append((uid, refused))
+                        else:
+                            self.acked[uid] = (msg, kept)
+                s.quit()
+            except (smtplib.SMTPServerDisconnected, OSError):
+                time.sleep(0.01)
+            except smtplib.SMTPException as e:
+                # No 4xx/5xx is expected: the only faults are kills.
+                with self.lock:
+                    self.unexpected.append((uid, repr(e)))
+            finally:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            if self.done():
+                return
+
+
 # ------------------------------------------------- a. kill -9 under load
 
 def test_kill9_under_load_loses_nothing(fserver):
@@ -196,49 +276,15 @@ def test_kill9_under_load_loses_nothing(fserver):
     target, nclients, nkills = 200, 6, 8
     srv = fserver(server_overrides={"log_level": "info"},
                   max_inbound_connections_per_source="64")
-    lock = threading.Lock()
-    sent, acked, unexpected = {}, {}, []
-    stop = threading.Event()
 
-    def client(k):
-        r = random.Random(SEED * 1000 + k)
-        n = 0
-        uid = None
-        while not stop.is_set():
-            try:
-                s = smtplib.SMTP("127.0.0.1", srv.port, local_hostname=f"load{k}.test",
-                                 timeout=30 * SCALE)
-            except (OSError, smtplib.SMTPException):
-                time.sleep(0.02)
-                continue
-            try:
-                for _ in range(r.randint(1, 3)):
-                    n += 1
-                    uid = f"c{k}n{n}r{r.randrange(10**9):09d}"
-                    rcpts, mboxes = r.choice(RCPT_SETS)
-                    msg = make_message(r, uid, r.randint(1024, 200 * 1024))
-                    with lock:
-                        sent[uid] = (msg, mboxes)
-                    # smtplib sends bytes as given: CRLF on the wire, LF on disk.
-                    refused = s.sendmail(SENDER, list(rcpts), msg.replace(b"\n", b"\r\n"),
-                                         mail_options=["BODY=8BITMIME"])
-                    with lock:
-                        if refused:
-                            unexpected.append((uid, refused))
-                        else:
-                            acked[uid] = (msg, mboxes)
-                s.quit()
-            except (smtplib.SMTPServerDisconnected, OSError):
-                time.sleep(0.01)
-            except smtplib.SMTPException as e:
-                # No 4xx/5xx is expected: the only faults are kills.
-                with lock:
-                    unexpected.append((uid, repr(e)))
-            finally:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+    def message(r, k, n):
+        uid = f"c{k}n{n}r{r.randrange(10**9):09d}"
+        rcpts, mboxes = r.choice(RCPT_SETS)
+        return uid, list(rcpts), make_message(r, uid, r.randint(1024, 200 * 1024)), mboxes
+
+    load = LoadClients(srv.port, nclients, lambda r: r.randint(1, 3), message,
+                       mail_options=["BODY=8BITMIME"])
+    sent, acked, unexpected = load.sent, load.acked, load.unexpected
 
     def check_spool():
         found = collections.defaultdict(list)
@@ -260,26 +306,23 @@ def test_kill9_under_load_loses_nothing(fserver):
         assert not missing, f"messages answered 250 but missing: {missing}"
         return found
 
-    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(nclients)]
-    for t in threads:
-        t.start()
+    load.start()
     kill_at = sorted(rnd.sample(range(5, target - 5), nkills))
     kills, kills_mid_data, leftovers_total = 0, 0, 0
     deadline = time.monotonic() + 300 * SCALE
     try:
         while True:
-            with lock:
-                n = len(acked)
+            n = load.count()
             if n >= target and kills == nkills:
                 break
             assert time.monotonic() < deadline, f"only {n} of {target} deliveries in time"
             assert not unexpected, f"unexpected SMTP replies: {unexpected[:5]}"
-            assert all(t.is_alive() for t in threads), "a client thread died"
+            assert all(t.is_alive() for t in load.threads), "a client thread died"
             if kills < nkills and n >= kill_at[kills]:
                 time.sleep(rnd.uniform(0, 0.08))
                 srv.kill9()
                 kills += 1
-                with lock:
+                with load.lock:
                     check_spool()
                 leftovers = {p.name for p in srv.tmp_files()}
                 leftovers_total += len(leftovers)
@@ -289,9 +332,7 @@ def test_kill9_under_load_loses_nothing(fserver):
                 assert not leftovers & now, f"tmp/ leftovers not removed at start: {leftovers & now}"
             time.sleep(0.005)
     finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60 * SCALE)
+        load.stop(join=60 * SCALE)
     srv.stop()
     assert not unexpected, f"unexpected SMTP replies: {unexpected[:5]}"
     assert kills == nkills
@@ -325,10 +366,15 @@ class Shim:
         self.control = root / "failshim.control"
         self.log = root / "failshim.log"
 
-    def env(self, spool):
+    def env(self, spool, under=None):
+        """The server's environment: the shim fails calls on paths in
+        SPOOL (only in its subdirectory UNDER when given)."""
         spool.mkdir(parents=True, exist_ok=True)
+        prefix = os.path.realpath(spool)
+        if under:
+            prefix = os.path.join(prefix, under)
         return {"LD_PRELOAD": str(self.so), "FAILSHIM_CONTROL": str(self.control),
-                "FAILSHIM_PREFIX": os.path.realpath(spool), "FAILSHIM_LOG": str(self.log)}
+                "FAILSHIM_PREFIX": prefix, "FAILSHIM_LOG": str(self.log)}
 
     def on(self, spec):
         tmp = self.control.with_suffix(".new")

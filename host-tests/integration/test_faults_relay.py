@@ -11,20 +11,18 @@ Marked `faults` like test_faults.py: `make test-faults` runs both.
 """
 
 import collections
-import os
 import random
 import re
-import smtplib
 import subprocess
-import threading
 import time
 
 import pytest
 
 import peers
 from conftest import BIN, parse_stored
+from gateway_util import queue_files as queue_names
 # Not test_* names: importing them would collect test_faults' tests twice.
-from test_faults import SCALE, SEED, Shim, failshim, fserver, wait_for  # noqa: F401 (fixtures)
+from test_faults import SCALE, SEED, LoadClients, Shim, failshim, fserver, wait_for  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.faults
 
@@ -61,11 +59,6 @@ def gateway(fserver, office, env=None, **server):
         srv.env = env(srv.spool)
     srv.start()
     return srv
-
-
-def queue_names(srv):
-    d = srv.spool / "queue"
-    return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
 
 
 def queue_tmp(srv):
@@ -168,51 +161,17 @@ def test_kill9_while_forwarding_at_least_once(fserver, office):
     target, nclients = 500, 4
     kills_accepting, kills_draining = 8, 4
     srv = gateway(fserver, office)
-    lock = threading.Lock()
-    sent, acked, unexpected = {}, {}, []
-    stop = threading.Event()
 
-    def client(k):
-        r = random.Random(SEED * 1000 + k)
-        n = 0
-        while not stop.is_set():
-            try:
-                s = smtplib.SMTP("127.0.0.1", srv.port, local_hostname=f"load{k}.test",
-                                 timeout=30 * SCALE)
-            except (OSError, smtplib.SMTPException):
-                time.sleep(0.02)
-                continue
-            uid = None
-            try:
-                for _ in range(r.randint(1, 4)):
-                    with lock:
-                        if len(acked) >= target:
-                            break
-                    n += 1
-                    uid = f"{prefix}c{k}n{n}"
-                    rcpts = r.sample(OFFICE, r.randint(1, 3))
-                    if r.random() < 0.2:
-                        rcpts.append(LOCAL)
-                    msg = make_message(r, uid, r.randint(1024, 20 * 1024))
-                    with lock:
-                        sent[uid] = (msg, rcpts)
-                    refused = s.sendmail(SENDER, rcpts, msg.replace(b"\n", b"\r\n"))
-                    with lock:
-                        if refused:
-                            unexpected.append((uid, refused))
-                        else:
-                            acked[uid] = (msg, rcpts)
-                s.quit()
-            except (smtplib.SMTPServerDisconnected, OSError):
-                time.sleep(0.01)
-            except smtplib.SMTPException as e:
-                with lock:
-                    unexpected.append((uid, repr(e)))
-            finally:
-                s.close()
-            with lock:
-                if len(acked) >= target:
-                    return
+    def message(r, k, n):
+        uid = f"{prefix}c{k}n{n}"
+        rcpts = r.sample(OFFICE, r.randint(1, 3))
+        if r.random() < 0.2:
+            rcpts.append(LOCAL)
+        return uid, rcpts, make_message(r, uid, r.randint(1024, 20 * 1024)), rcpts
+
+    load = LoadClients(srv.port, nclients, lambda r: r.randint(1, 4), message,
+                       done=lambda: load.count() >= target)
+    sent, acked, unexpected = load.sent, load.acked, load.unexpected
 
     def restart():
         srv.kill9()
@@ -222,16 +181,13 @@ def test_kill9_while_forwarding_at_least_once(fserver, office):
         return len(left)
 
     t0 = time.monotonic()
-    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(nclients)]
-    for t in threads:
-        t.start()
+    load.start()
     kill_at = sorted(rnd.sample(range(10, target - 10), kills_accepting))
     kills, tmp_seen = 0, 0
     deadline = time.monotonic() + 120 * SCALE
     try:
         while kills < kills_accepting:
-            with lock:
-                n = len(acked)
+            n = load.count()
             assert time.monotonic() < deadline, f"only {n} of {target} accepted in time"
             assert not unexpected, f"unexpected SMTP replies: {unexpected[:5]}"
             if n >= kill_at[kills]:
@@ -239,11 +195,11 @@ def test_kill9_while_forwarding_at_least_once(fserver, office):
                 tmp_seen += restart()
                 kills += 1
             time.sleep(0.002)
-        for t in threads:
+        for t in load.threads:
             t.join(timeout=max(1, deadline - time.monotonic()))
             assert not t.is_alive(), "a client did not finish in time"
     finally:
-        stop.set()
+        load.stop()
     assert not unexpected, f"unexpected SMTP replies: {unexpected[:5]}"
     assert len(acked) >= target
     t_accept = time.monotonic() - t0
@@ -371,14 +327,7 @@ def test_queue_disk_full_452_serving_goes_on(fserver, office, failshim, tmp_path
     again, and the queue drains."""
     prefix = f"d{SEED}{tmp_path.name[-12:]}"
     shim = Shim(failshim, tmp_path)
-
-    def env(spool):
-        spool.mkdir(parents=True, exist_ok=True)
-        return {"LD_PRELOAD": str(shim.so), "FAILSHIM_CONTROL": str(shim.control),
-                "FAILSHIM_PREFIX": os.path.join(os.path.realpath(spool), "queue"),
-                "FAILSHIM_LOG": str(shim.log)}
-
-    srv = gateway(fserver, office, env=env)
+    srv = gateway(fserver, office, env=lambda spool: shim.env(spool, "queue"))
     got = lambda: at_office(office, prefix)[0]  # noqa: E731
     with srv.client(timeout=10 * SCALE) as c:
         c.greet()
@@ -446,14 +395,7 @@ def test_queue_disk_full_on_retry_keeps_the_entry(fserver, office, failshim, tmp
     the next hop are back."""
     prefix = f"r{SEED}x"
     shim = Shim(failshim, tmp_path)
-
-    def env(spool):
-        spool.mkdir(parents=True, exist_ok=True)
-        return {"LD_PRELOAD": str(shim.so), "FAILSHIM_CONTROL": str(shim.control),
-                "FAILSHIM_PREFIX": os.path.join(os.path.realpath(spool), "queue"),
-                "FAILSHIM_LOG": str(shim.log)}
-
-    srv = gateway(fserver, office, env=env)
+    srv = gateway(fserver, office, env=lambda spool: shim.env(spool, "queue"))
     office.halt()
     try:
         with srv.client(timeout=10 * SCALE) as c:

@@ -8,11 +8,12 @@ the receiving side does, so every forwarded message stays queued
 (deferred). Delivery to real next hops is test_relay*.py's."""
 import base64
 import re
-import subprocess
 
 import pytest
 
-from conftest import BIN, free_port
+from conftest import free_port
+from gateway_util import add_user, full_queue_452, gateway_server, queue_files, relay_section, \
+    send_message, tarpitd
 
 RECIPIENTS = """\
 alice@example.org
@@ -22,43 +23,18 @@ dave@office.test
 
 
 def relay_ini(port, name="Office", domains="office.test", **keys):
-    lines = [f'\n[relay "{name}"]', f"host = 127.0.0.1:{port}", f"domains = {domains}",
-             "retry_min = 00:10:00", "retry_max = 01:00:00"]
-    lines += [f"{k} = {v}" for k, v in keys.items()]
-    return "\n".join(lines) + "\n"
-
-
-def tarpitd(srv, *args, stdin=None):
-    return subprocess.run([str(BIN), "-c", str(srv.ini), *args], input=stdin,
-                          capture_output=True, text=True, timeout=60)
+    return relay_section(f"127.0.0.1:{port}", name, domains, retry_min="00:10:00",
+                         retry_max="01:00:00", **keys)
 
 
 def gateway(server, extra="", server_overrides=None, start=True, **connector):
-    overrides = {"control": "ctl.sock"}
-    overrides.update(server_overrides or {})
-    srv = server(recipients=RECIPIENTS, server_overrides=overrides, start=False, **connector)
-    srv.extra = relay_ini(free_port()) + extra
-    srv.write_ini()
-    if start:
-        srv.start()
-    return srv
+    """tarpitd forwarding office.test to a port nobody listens on."""
+    return gateway_server(server, relay_ini(free_port()) + extra, RECIPIENTS, server_overrides,
+                          start, **connector)
 
 
 def send(srv, rcpts, body=b"Subject: t\r\n\r\nhello\r\n", sender="s@origin.test"):
-    with srv.client() as c:
-        c.greet()
-        c.mail_rcpt(sender, rcpts)
-        c.expect(354, line="DATA")
-        c.send(body + b".\r\n")
-        r = c.reply()
-        assert r.code == 250, r
-        c.expect(221, line="QUIT")
-    return r.text.split()[-1]
-
-
-def queue_files(srv):
-    d = srv.spool / "queue"
-    return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+    return send_message(srv, rcpts, body, sender)
 
 
 def test_mixed_recipients_local_and_queued(server):
@@ -109,10 +85,7 @@ def test_smarthost_only_for_authenticated(server, tmp_path):
     users = tmp_path / "users"
     srv = gateway(server, extra=relay_ini(free_port(), name="ISP", domains="*", starttls="no")
                   + f"\n[auth]\nusers = {users}\n", start=False, auth_requires_tls="no")
-    users.write_text("")
-    users.chmod(0o600)
-    p = tarpitd(srv, "passwd", "joe", stdin="joe's pw\n")
-    assert p.returncode == 0, p.stderr
+    add_user(srv, users, "joe", "joe's pw")
     srv.start()
     with srv.client() as c:
         c.greet()
@@ -136,15 +109,7 @@ def test_smarthost_only_for_authenticated(server, tmp_path):
 def test_queue_full_is_452_for_forwarded_only(server):
     srv = gateway(server, server_overrides={"max_queued": "1"})
     send(srv, ["carol@office.test"])
-    with srv.client() as c:
-        c.greet()
-        c.expect(250, line="MAIL FROM:<s@origin.test>")
-        t = c.cmd("RCPT TO:<dave@office.test>")
-        assert (t.code, t.enh) == (452, "4.3.1"), t
-        c.expect(250, "2.1.5", "RCPT TO:<alice@example.org>")
-        c.expect(354, line="DATA")
-        c.send(b"Subject: t\r\n\r\nx\r\n.\r\n")
-        assert c.reply().code == 250
+    full_queue_452(srv, "dave@office.test", "alice@example.org", b"Subject: t\r\n\r\nx\r\n")
     assert len(srv.new_files("alice@example.org")) == 1
     assert len([n for n in queue_files(srv) if n.endswith(".env")]) == 1
 

@@ -20,17 +20,17 @@ the outside sender's case covers the postmaster route instead.
 Not covered: the 30 s connect deadline is covered by one slow test (a
 listener whose backlog is full); the 5-minute reply deadlines are not
 shortened for tests and stay untested here."""
-import base64
 import re
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
 import peers
-from conftest import BIN, needs_tls
+from conftest import needs_tls
+from gateway_util import add_user, full_queue_452, gateway_server, queue_files, relay_section, \
+    send_message, tarpitd
 from peers import PostfixPeer, SmtpSink, DovecotLmtp, wait_until
 
 # office.test is forwarded (its users exist at the next hop); local.test
@@ -69,9 +69,7 @@ class LogMark:
 def relay_ini(host, name="Office", domains="office.test", **keys):
     keys.setdefault("retry_min", "00:00:01")
     keys.setdefault("retry_max", "00:00:02")
-    lines = ['', f'[relay "{name}"]', f"host = {host}", f"domains = {domains}"]
-    lines += [f"{k} = {v}" for k, v in keys.items()]
-    return "\n".join(lines) + "\n"
+    return relay_section(host, name, domains, **keys)
 
 
 def tcp(port):
@@ -81,19 +79,7 @@ def tcp(port):
 def gateway(server, relays, extra="", server_overrides=None, start=True, recipients=RECIPIENTS,
             **connector):
     """tarpitd with RELAYS ([relay] sections) and a control socket."""
-    overrides = {"control": "ctl.sock"}
-    overrides.update(server_overrides or {})
-    srv = server(recipients=recipients, server_overrides=overrides, start=False, **connector)
-    srv.extra = relays + extra
-    srv.write_ini()
-    if start:
-        srv.start()
-    return srv
-
-
-def tarpitd(srv, *args, stdin=None):
-    return subprocess.run([str(BIN), "-c", str(srv.ini), *args], input=stdin, cwd=str(srv.dir),
-                          capture_output=True, text=True, timeout=60)
+    return gateway_server(server, relays + extra, recipients, server_overrides, start, **connector)
 
 
 def log(srv):
@@ -102,22 +88,8 @@ def log(srv):
 
 def send(srv, rcpts, sender="sender@origin.test", subject="t", body="hello\r\n", auth=None):
     """One message over SMTP; the queue id of its 250."""
-    with srv.client() as c:
-        c.greet()
-        if auth:
-            c.expect(235, "2.7.0", "AUTH PLAIN " + base64.b64encode(auth.encode()).decode())
-        c.mail_rcpt(sender, rcpts)
-        c.expect(354, line="DATA")
-        c.send(f"Subject: {subject}\r\nMessage-ID: <{subject}@client.test>\r\n\r\n{body}.\r\n".encode())
-        r = c.reply()
-        assert r.code == 250, r
-        c.expect(221, line="QUIT")
-    return r.text.split()[-1]
-
-
-def queue_files(srv):
-    d = srv.spool / "queue"
-    return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+    data = f"Subject: {subject}\r\nMessage-ID: <{subject}@client.test>\r\n\r\n{body}".encode()
+    return send_message(srv, rcpts, data, sender, auth)
 
 
 def wait_log(srv, pattern, timeout=15, count=1):
@@ -155,19 +127,6 @@ def stopped_sink(**kw):
     s = SmtpSink(**kw).start()
     s.halt()
     return s
-
-
-@pytest.fixture
-def sinks():
-    started = []
-
-    def make(**kw):
-        s = SmtpSink(**kw)
-        started.append(s)
-        return s.start()
-    yield make
-    for s in started:
-        s.stop()
 
 
 # ------------------------------------------------------------- Postfix, TLS
@@ -232,8 +191,8 @@ def test_starttls_required_wrong_name_deferred_never_in_clear(server, postfix):
 
 
 @needs_tls
-def test_starttls_required_not_offered_deferred_no_mail(server, sinks):
-    sink = sinks()  # smtp-sink offers no STARTTLS
+def test_starttls_required_not_offered_deferred_no_mail(server, smtp_sink):
+    sink = smtp_sink()  # smtp-sink offers no STARTTLS
     srv = gateway(server, relay_ini(tcp(sink.port), starttls="required", retry_min="00:10:00",
                                     retry_max="01:00:00"))
     qid = send(srv, ["bob@office.test"], subject="no-starttls")
@@ -301,10 +260,7 @@ def test_smarthost_for_authenticated_sessions(server, postfix, tmp_path):
     isp = office(postfix, name="ISP", domains="*", auth_user="gateway", auth_password_file=str(secret))
     srv = gateway(server, office(postfix), extra=isp + f"\n[auth]\nusers = {users}\n", start=False,
                   auth_requires_tls="no")
-    users.write_text("")
-    users.chmod(0o600)
-    p = tarpitd(srv, "passwd", "joe", stdin="joe's pw\n")
-    assert p.returncode == 0, p.stderr
+    add_user(srv, users, "joe", "joe's pw")
     srv.start()
     with srv.client() as c:
         c.greet()
@@ -347,8 +303,8 @@ def test_dovecot_lmtp_unix_socket_per_recipient(server):
         d.stop()
 
 
-def test_lmtp_smtp_sink_unix_socket_several_messages(server, sinks):
-    sink = sinks(lmtp=True, unix=True)
+def test_lmtp_smtp_sink_unix_socket_several_messages(server, smtp_sink):
+    sink = smtp_sink(lmtp=True, unix=True)
     srv = gateway(server, relay_ini("unix:" + sink.socket_path, protocol="lmtp", starttls="no"))
     for k in range(2):
         send(srv, ["bob@office.test", "carol@office.test"], subject="lmtp%d" % k)
@@ -364,8 +320,8 @@ def test_lmtp_smtp_sink_unix_socket_several_messages(server, sinks):
 
 # ------------------------------------------------------ smtp-sink: faults
 
-def test_soft_reject_then_delivered_after_retry(server, sinks):
-    sink = sinks(soft=("RCPT",))
+def test_soft_reject_then_delivered_after_retry(server, smtp_sink):
+    sink = smtp_sink(soft=("RCPT",))
     srv = gateway(server, relay_ini(tcp(sink.port), starttls="no"))
     qid = send(srv, ["bob@office.test"], subject="soft")
     wait_log(srv, r'event=relay id=%s .*to="bob@office.test" status=deferred reply="450 4\.3\.0' % qid)
@@ -379,8 +335,8 @@ def test_soft_reject_then_delivered_after_retry(server, sinks):
     assert time.monotonic() - t0 < 8
 
 
-def test_queue_flush_makes_deferred_due_now(server, sinks):
-    sink = sinks(soft=("RCPT",))
+def test_queue_flush_makes_deferred_due_now(server, smtp_sink):
+    sink = smtp_sink(soft=("RCPT",))
     srv = gateway(server, relay_ini(tcp(sink.port), starttls="no", retry_min="00:10:00",
                                     retry_max="01:00:00"))
     qid = send(srv, ["bob@office.test"], subject="flush")
@@ -400,8 +356,8 @@ def dsn_of(srv, box):
 @pytest.mark.parametrize("sender,box", [("dave@local.test", "dave@local.test"),
                                         ("stranger@example.com", "postmaster"),
                                         ("", "postmaster")])
-def test_hard_reject_fails_with_dsn(server, sinks, sender, box):
-    sink = sinks(hard=("RCPT",))
+def test_hard_reject_fails_with_dsn(server, smtp_sink, sender, box):
+    sink = smtp_sink(hard=("RCPT",))
     srv = gateway(server, relay_ini(tcp(sink.port), starttls="no"))
     qid = send(srv, ["bob@office.test", "carol@office.test"], sender=sender, subject="hard")
     t = dsn_of(srv, box)
@@ -421,11 +377,11 @@ def test_hard_reject_fails_with_dsn(server, sinks, sender, box):
     assert field(line, "relay_failed") == 2 and field(line, "dsn_sent") == 1
 
 
-def test_dsn_for_a_forwarded_sender_goes_through_its_next_hop(server, sinks):
+def test_dsn_for_a_forwarded_sender_goes_through_its_next_hop(server, smtp_sink):
     """A sender in a forwarded domain gets its DSN through that next hop
     (queued, from <>); when that fails too, the DSN of the DSN goes to
     postmaster, and nothing further."""
-    sink = sinks(hard=("RCPT",))
+    sink = smtp_sink(hard=("RCPT",))
     srv = gateway(server, relay_ini(tcp(sink.port), starttls="no"))
     qid = send(srv, ["bob@office.test"], sender="alice@office.test", subject="hard2")
     pm = dsn_of(srv, "postmaster")
@@ -515,15 +471,7 @@ def test_queue_full_452_for_forwarded_only_while_hop_down(server):
         srv = gateway(server, relay_ini(tcp(sink.port), starttls="no"), server_overrides={"max_queued": "2"})
         send(srv, ["bob@office.test"], subject="full0")
         send(srv, ["carol@office.test"], subject="full1")
-        with srv.client() as c:
-            c.greet()
-            c.expect(250, line="MAIL FROM:<s@origin.test>")
-            t = c.cmd("RCPT TO:<dave@office.test>")
-            assert (t.code, t.enh) == (452, "4.3.1"), t
-            c.expect(250, "2.1.5", "RCPT TO:<dave@local.test>")
-            c.expect(354, line="DATA")
-            c.send(b"Subject: local\r\n\r\nx\r\n.\r\n")
-            assert c.reply().code == 250
+        full_queue_452(srv, "dave@office.test", "dave@local.test", b"Subject: local\r\n\r\nx\r\n")
         assert len(srv.new_files("dave@local.test")) == 1
         sink.resume()
         sink.wait_for_messages(2, timeout=15)
@@ -555,8 +503,8 @@ def test_restart_with_queued_messages_recovered_and_delivered(server):
         sink.stop()
 
 
-def test_sigterm_while_forwarding_then_delivered_after_restart(server, sinks):
-    sink = sinks(extra=["-w", "30"])  # smtp-sink waits 30 s before answering DATA
+def test_sigterm_while_forwarding_then_delivered_after_restart(server, smtp_sink):
+    sink = smtp_sink(extra=["-w", "30"])  # smtp-sink waits 30 s before answering DATA
     srv = gateway(server, relay_ini(tcp(sink.port), starttls="no"))
     qid = send(srv, ["bob@office.test"], subject="term")
     # The session is under way: smtp-sink made the message's file at MAIL.

@@ -2,9 +2,9 @@
  * with throwaway certificates made by openssl at start. */
 #include "check.h"
 #include "tls.h"
+#include "tls_fixture.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -21,8 +21,6 @@
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/ssl_ciphersuites.h>
-
-static char dir[64];
 
 /* The pool as most tests want it: 1.2 up, tickets on, no per-source share. */
 static struct tls *open_pool(const char *cert, const char *key, unsigned max, char *err, size_t errlen)
@@ -52,24 +50,12 @@ enum { CL_PLAIN, CL_CBC_ONLY, CL_TLS11, CL_FRAG512, CL_RENEGO, CL_TLS12, CL_TICK
 #define HAVE_TICKET13 1
 #endif
 
-static int run(const char *cmd)
-{
-	int rc = system(cmd);
-	return rc == 0 ? 0 : -1;
-}
-
-static void path(char *out, size_t len, const char *name)
-{
-	snprintf(out, len, "%s/%s", dir, name);
-}
-
 static int make_files(void)
 {
 	char cmd[1024];
 	FILE *f;
 
-	strcpy(dir, "/tmp/tarpitd-tls-XXXXXX");
-	if (!mkdtemp(dir))
+	if (fixture_dir("/tmp/tarpitd-tls-XXXXXX") != 0)
 		return -1;
 	path(ec_cert, sizeof ec_cert, "ec_cert.pem");
 	path(ec_key, sizeof ec_key, "ec_key.pem");
@@ -96,13 +82,9 @@ static int make_files(void)
 		 dir);
 	if (run(cmd) != 0)
 		return -1;
-	f = fopen(garbage, "w");
-	if (!f)
+	if (write_text(garbage, "-----BEGIN CERTIFICATE-----\nthis is not base64 at all!\n"
+				"-----END CERTIFICATE-----\n") != 0)
 		return -1;
-	fputs("-----BEGIN CERTIFICATE-----\nthis is not base64 at all!\n"
-	      "-----END CERTIFICATE-----\n",
-	      f);
-	fclose(f);
 	if (mkfifo(fifo, 0600) != 0)
 		return -1;
 	f = fopen(huge, "w");
@@ -112,21 +94,6 @@ static int make_files(void)
 	fputc('\n', f);
 	fclose(f);
 	return 0;
-}
-
-static void remove_files(void)
-{
-	char cmd[256];
-
-	if (dir[0] && strncmp(dir, "/tmp/tarpitd-tls-", 17) == 0) {
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-		run(cmd);
-	}
-}
-
-static int pair(int sv[2])
-{
-	return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv);
 }
 
 static int cl_send(void *ctx, const unsigned char *buf, size_t len)
@@ -218,11 +185,6 @@ static void client_close(struct client *c)
 {
 	mbedtls_ssl_free(&c->ssl);
 	mbedtls_ssl_config_free(&c->conf);
-}
-
-static bool wants(long r)
-{
-	return r == TLS_WANT_READ || r == TLS_WANT_WRITE;
 }
 
 static bool cl_wants(int r)
@@ -1087,6 +1049,7 @@ static void measure_memory(void)
 	char err[256];
 	struct tls *t = open_pool(ec_cert, ec_key, 1, err, sizeof err);
 	int sv[2], idx, r = TLS_WANT_READ, status = 0;
+	long long h[4];
 	pid_t pid;
 
 	if (!t)
@@ -1139,9 +1102,9 @@ static void measure_memory(void)
 	}
 	close(sv[1]);
 
-	struct mallinfo2 m0 = mallinfo2();
+	h[0] = heap_used();
 	idx = tls_acquire(t, sv[0]);
-	struct mallinfo2 m1 = mallinfo2();
+	h[1] = heap_used();
 	for (int i = 0; i < 1000 && wants(r); i++) {
 		struct pollfd p = { .fd = sv[0], .events = r == TLS_WANT_READ ? POLLIN : POLLOUT };
 		r = tls_handshake(t, idx);
@@ -1149,23 +1112,13 @@ static void measure_memory(void)
 			poll(&p, 1, 2000);
 	}
 	CHECK(r == 0);
-	struct mallinfo2 m2 = mallinfo2();
+	h[2] = heap_used();
 	tls_release(t, idx);
-	struct mallinfo2 m3 = mallinfo2();
+	h[3] = heap_used();
 	close(sv[0]);
 	waitpid(pid, &status, 0);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-
-	long long used0 = (long long)(m0.uordblks + m0.hblkhd);
-	long long setup = (long long)(m1.uordblks + m1.hblkhd) - used0;
-	long long shaken = (long long)(m2.uordblks + m2.hblkhd) - used0;
-	long long kept = (long long)(m3.uordblks + m3.hblkhd) - used0;
-	if (used0 == 0)
-		printf("tls: heap per session: not measurable here (mallinfo2 reports nothing)\n");
-	else
-		printf("tls: heap per session (server side, mallinfo2): after setup %lld B, "
-		       "after handshake %lld B, kept after release %lld B\n",
-		       setup, shaken, kept);
+	heap_report("tls", "server", h);
 	tls_free(t);
 }
 

@@ -10,7 +10,6 @@
 #include "tls_client.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,28 +37,17 @@ int main(void)
 
 #else
 
-static char dir[64];
+#include "tls_fixture.h"
+
 static char ca_cert[128], other_ca[128], srv_cert[128], srv_key[128], garbage[128];
 static char missing[128];
 static bool verbose;
 
-static int run(const char *cmd)
-{
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-static void path(char *out, size_t len, const char *name)
-{
-	snprintf(out, len, "%s/%s", dir, name);
-}
-
 static int make_files(void)
 {
 	char cmd[2048];
-	FILE *f;
 
-	strcpy(dir, "/tmp/tarpitd-tlsc-XXXXXX");
-	if (!mkdtemp(dir))
+	if (fixture_dir("/tmp/tarpitd-tlsc-XXXXXX") != 0)
 		return -1;
 	path(ca_cert, sizeof ca_cert, "ca.pem");
 	path(other_ca, sizeof other_ca, "other_ca.pem");
@@ -83,32 +71,8 @@ static int make_files(void)
 		 dir);
 	if (run(cmd) != 0)
 		return -1;
-	f = fopen(garbage, "w");
-	if (!f)
-		return -1;
-	fputs("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n", f);
-	fclose(f);
-	return 0;
-}
-
-static void remove_files(void)
-{
-	char cmd[256];
-
-	if (dir[0] && strncmp(dir, "/tmp/tarpitd-tlsc-", 18) == 0) {
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-		run(cmd);
-	}
-}
-
-static int pair(int sv[2])
-{
-	return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv);
-}
-
-static bool wants(long r)
-{
-	return r == TLS_WANT_READ || r == TLS_WANT_WRITE;
+	return write_text(garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n"
+				   "-----END CERTIFICATE-----\n");
 }
 
 static struct tls *server_pool(unsigned max)
@@ -470,6 +434,7 @@ static void measure_memory(void)
 	char err[256];
 	struct tls_client *c = tlsc_open(1, err, sizeof err);
 	int sv[2], idx, r = TLS_WANT_WRITE, status = 0;
+	long long h[4];
 	pid_t pid;
 
 	if (!c || pair(sv) != 0) {
@@ -513,9 +478,9 @@ static void measure_memory(void)
 		close(sv[0]);
 		return;
 	}
-	struct mallinfo2 m0 = mallinfo2();
+	h[0] = heap_used();
 	idx = tlsc_acquire(c, 0, sv[0], "mail.test");
-	struct mallinfo2 m1 = mallinfo2();
+	h[1] = heap_used();
 	for (int i = 0; i < 1000 && wants(r); i++) {
 		struct pollfd p = { .fd = sv[0], .events = r == TLS_WANT_READ ? POLLIN : POLLOUT };
 		r = tlsc_handshake(c, idx);
@@ -523,25 +488,16 @@ static void measure_memory(void)
 			poll(&p, 1, 2000);
 	}
 	CHECK(r == 0);
-	struct mallinfo2 m2 = mallinfo2();
+	h[2] = heap_used();
 	tlsc_release(c, idx);
-	struct mallinfo2 m3 = mallinfo2();
+	h[3] = heap_used();
 	/* Only our side ends: the server may still be writing (its TLS 1.3
 	 * tickets), which a closed socket would turn into a failure. */
 	shutdown(sv[0], SHUT_WR);
 	waitpid(pid, &status, 0);
 	close(sv[0]);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-
-	long long used0 = (long long)(m0.uordblks + m0.hblkhd);
-	if (used0 == 0)
-		printf("tls_client: heap per session: not measurable here\n");
-	else
-		printf("tls_client: heap per session (client side, mallinfo2): after setup %lld B, "
-		       "after handshake %lld B, kept after release %lld B\n",
-		       (long long)(m1.uordblks + m1.hblkhd) - used0,
-		       (long long)(m2.uordblks + m2.hblkhd) - used0,
-		       (long long)(m3.uordblks + m3.hblkhd) - used0);
+	heap_report("tls_client", "client", h);
 	tlsc_free(c);
 }
 
