@@ -85,6 +85,8 @@ static int forward(void *arg, int dirfd, const char *name)
 	if (smtp_session_authenticated(&c->s) ||
 	    (c->s.sender[0] && recipients_lookup(c->s.table, c->s.sender, strlen(c->s.sender), &mbox) == RCPT_OK))
 		qe.flags |= QUEUE_F_DSN_SENDER;
+	if (smtp_session_8bitmime(&c->s))
+		qe.flags |= QUEUE_F_8BIT;
 	for (unsigned i = 0; i < e->nfwd; i++) {
 		size_t len = strlen(p + 1);
 		fwd_rcpt[i] = (struct queue_rcpt){.relay = cfg->relays[(unsigned char)p[0]].name, .addr = p + 1,

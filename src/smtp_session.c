@@ -17,6 +17,7 @@ enum {
 	SS_TLS = 16u,    /* the session runs inside TLS */
 	SS_AUTH = 32u,   /* authenticated: never tarpitted */
 	SS_DISCREDITED = 64u, /* the source is a known harvester (SPEC §8) */
+	SS_8BIT = 128u,  /* this transaction's MAIL said BODY=8BITMIME (RFC 6152) */
 };
 
 /* The largest value an unsigned field can hold. */
@@ -76,7 +77,7 @@ void smtp_session_reset(struct smtp_session *s)
 	if (s->table)
 		recipients_unref(s->table);
 	s->table = NULL;
-	s->flags &= (uint8_t)~SS_MAIL;
+	s->flags &= (uint8_t)~(SS_MAIL | SS_8BIT);
 	s->nrcpt = 0;
 	s->sender[0] = 0;
 	if (s->state != SMTP_CLOSING)
@@ -91,6 +92,11 @@ void smtp_session_close(struct smtp_session *s)
 bool smtp_session_tarpitted(const struct smtp_session *s, const struct smtp_env *e)
 {
 	return e->conn->tarpit_interval > 0 && !(s->flags & SS_AUTH);
+}
+
+bool smtp_session_8bitmime(const struct smtp_session *s)
+{
+	return (s->flags & SS_8BIT) != 0;
 }
 
 bool smtp_session_authenticated(const struct smtp_session *s)
@@ -241,9 +247,10 @@ static bool auth_param_ok(const char *v, size_t vl)
 }
 
 /* MAIL parameters: SIZE=n, BODY=7BIT|8BITMIME, and AUTH= where AUTH is
- * offered; anything else is 555. */
+ * offered; anything else is 555. *eightbit: BODY=8BITMIME was given (the
+ * last BODY= counts). */
 static enum reply_id mail_params(const struct smtp_session *s, const struct smtp_env *e,
-				 const char *p, size_t len)
+				 const char *p, size_t len, bool *eightbit)
 {
 	size_t i = 0;
 	while (i < len) {
@@ -267,6 +274,7 @@ static enum reply_id mail_params(const struct smtp_session *s, const struct smtp
 		} else if (word_is(p + st, eq - st, "BODY")) {
 			if (!word_is(v, vl, "7BIT") && !word_is(v, vl, "8BITMIME"))
 				return R_555_PARAM;
+			*eightbit = word_is(v, vl, "8BITMIME");
 		} else if (word_is(p + st, eq - st, "AUTH") && smtp_session_offers_auth(s, e)) {
 			if (!auth_param_ok(v, vl))
 				return R_501_ARGS;
@@ -285,6 +293,7 @@ static enum reply_id cmd_mail(struct smtp_session *s, const struct smtp_env *e,
 	char addr[ADDRESS_MAX + 1];
 	size_t addr_len, rest;
 	enum reply_id pr;
+	bool eightbit = false;
 
 	if (!(s->flags & SS_HELO))
 		return R_503_SEQ_HELO;
@@ -296,11 +305,11 @@ static enum reply_id cmd_mail(struct smtp_session *s, const struct smtp_env *e,
 	    address_parse_path(arg, alen, addr, &addr_len, &rest) != 0 ||
 	    (addr_len > 0 && memchr(addr, '@', addr_len) == NULL))
 		return R_501_SENDER;
-	pr = mail_params(s, e, arg + rest, alen - rest);
+	pr = mail_params(s, e, arg + rest, alen - rest, &eightbit);
 	if (pr != R_NONE)
 		return pr;
 	memcpy(s->sender, addr, addr_len + 1);
-	s->flags |= SS_MAIL;
+	s->flags |= SS_MAIL | (eightbit ? SS_8BIT : 0);
 	s->nrcpt = 0;
 	recipients_ref(e->rcpts);
 	s->table = e->rcpts;

@@ -164,6 +164,9 @@ void smtp_session_tls_started(struct smtp_session *s);
 bool smtp_session_offers_starttls(const struct smtp_session *s, const struct smtp_env *e);
 bool smtp_session_offers_auth(const struct smtp_session *s, const struct smtp_env *e);
 bool smtp_session_authenticated(const struct smtp_session *s);
+/* The open transaction's MAIL said BODY=8BITMIME: a forwarded copy says
+ * it again to a next hop that offers 8BITMIME (RFC 6152). */
+bool smtp_session_8bitmime(const struct smtp_session *s);
 bool smtp_session_in_tls(const struct smtp_session *s);
 /* Whether a line starting with these octets may be longer than
  * SMTP_LINE_MAX (an AUTH command or response, up to AUTH_LINE_MAX). */

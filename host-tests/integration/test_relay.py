@@ -21,6 +21,8 @@ Not covered: the 30 s connect deadline is covered by one slow test (a
 listener whose backlog is full); the 5-minute reply deadlines are not
 shortened for tests and stay untested here."""
 import re
+import subprocess
+import smtplib
 import signal
 import socket
 import time
@@ -316,6 +318,32 @@ def test_lmtp_smtp_sink_unix_socket_several_messages(server, smtp_sink):
     for m in msgs:  # LHLO with tarpitd's hostname, both recipients in one transaction
         assert "X-Helo-Args: mx.test" in m and "LMTP" in m, m
         assert "X-Rcpt-Args: <bob@office.test>" in m and "X-Rcpt-Args: <carol@office.test>" in m
+
+
+@pytest.mark.parametrize("hop_offers", [True, False], ids=["offered", "not-offered"])
+def test_body_8bitmime_passed_on_when_the_hop_offers_it(server, smtp_sink, hop_offers):
+    """RFC 6152: a message that arrived with BODY=8BITMIME is forwarded
+    with BODY=8BITMIME to a next hop that offers 8BITMIME, and without the
+    parameter (which such a hop would refuse with 555) to one that does not
+    (smtp-sink -8). A 7-bit message says nothing either way. The client is
+    Python's smtplib (swaks 20201014 cannot send BODY=)."""
+    sink = smtp_sink(extra=() if hop_offers else ("-8",))
+    srv = gateway(server, relay_ini(tcp(sink.port), starttls="no"))
+    for subject, opts in (("eight", ["BODY=8BITMIME"]), ("seven", [])):
+        msg = ("Subject: %s\r\n\r\ngr\u00fc\u00dfe\r\n" % subject).encode("utf-8" if opts else "ascii", "replace")
+        with smtplib.SMTP("127.0.0.1", srv.port, timeout=10) as c:
+            c.ehlo("client.test")
+            assert c.has_extn("8bitmime")
+            assert c.sendmail("sender@origin.test", ["bob@office.test"], msg, mail_options=opts) == {}
+    sink.wait_for_messages(2)
+    wait_empty(srv)
+    mail = {}
+    for f in sink.messages():
+        t = open(f, errors="replace").read()
+        mail[re.search(r"^Subject: (\w+)", t, re.M).group(1)] = re.search(r"^X-Mail-Args: (.*)$", t, re.M).group(1)
+    assert set(mail) == {"eight", "seven"}, mail
+    assert ("BODY=8BITMIME" in mail["eight"]) == hop_offers, mail
+    assert "BODY=" not in mail["seven"], mail
 
 
 # ------------------------------------------------------ smtp-sink: faults

@@ -358,6 +358,16 @@ int main(void)
 			fprintf(stderr, "MAIL case %zu: %s -> %d\n", i, mails[i].line, code);
 		CHECK(code == mails[i].code);
 	}
+	/* BODY=8BITMIME is remembered for the transaction (a forwarded copy
+	 * declares it again), the last BODY= counts, RSET forgets it. */
+	hello();
+	CHECK(say("MAIL FROM:<a@b.c> BODY=8BITMIME") == 250 && smtp_session_8bitmime(&s));
+	CHECK(say("RSET") == 250 && !smtp_session_8bitmime(&s));
+	CHECK(say("MAIL FROM:<a@b.c> BODY=7BIT") == 250 && !smtp_session_8bitmime(&s));
+	CHECK(say("RSET") == 250);
+	CHECK(say("MAIL FROM:<a@b.c> BODY=8BITMIME BODY=7BIT") == 250 && !smtp_session_8bitmime(&s));
+	CHECK(say("RSET") == 250);
+	CHECK(say("MAIL FROM:<a@b.c> body=8bitmime") == 250 && smtp_session_8bitmime(&s));
 	/* Length limits: local part 64, domain 255, path 256. */
 	{
 		char line[600], local[80], dom[300];
