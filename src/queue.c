@@ -1067,8 +1067,10 @@ int queue_sync(struct queue *q)
 {
 	if (!q->dirty)
 		return 0;
+	if (fsync(q->dir_fd) != 0)
+		return -1; /* still to do: the next call tries again */
 	q->dirty = false;
-	return fsync(q->dir_fd);
+	return 0;
 }
 
 uint32_t queue_retry_delay(uint32_t attempts, uint32_t retry_min, uint32_t retry_max, uint32_t rnd)

@@ -42,9 +42,10 @@
  *   mix — with the old one, recipients the next hop had already accepted
  *   are sent again (the duplicate window of SPEC §10). Removal, once no
  *   recipient is pending, unlinks <id>.env first (the commit point), then
- *   <id>.msg, then fsyncs queue/; whatever half of it a crash keeps is
- *   either deleted by recovery (one name left) or removed again (an .env
- *   with nothing pending). Leftovers in tmp/ are deleted at open.
+ *   <id>.msg; queue/ is synced later, with other removals (queue_remove);
+ *   whatever half of it a crash keeps is either deleted by recovery (one
+ *   name left) or removed again (an .env with nothing pending). Leftovers
+ *   in tmp/ are deleted at open.
  * - Memory: one table of max_queued entries allocated at queue_open()
  *   with one scratch buffer of QUEUE_ENV_MAX, nothing after; an entry
  *   holds the id, the accepted and next-attempt times, the hash of the
@@ -189,12 +190,15 @@ int queue_open_data(const struct queue *q, int idx);
  * removed, -1 with errno (the old envelope stays in force). */
 int queue_update(struct queue *q, int idx, const struct queue_env *env);
 /* Removes the message (`tarpitd queue delete`, or all done). 0, -1.
- * The directory is synced by the next queue_sync(): the loop calls it
- * once per pass, so n deliveries in a pass cost one fsync, and a crash
- * before it can only bring a delivered message back (the duplicate
- * window of SPEC §10), never lose one. */
+ * The directory is synced by the next queue_sync() — the server calls it
+ * once a second (its tick) and before a stop, so a burst of deliveries
+ * costs one fsync — unless the group commit's next round syncs queue/
+ * first (queue_synced()). A crash before either can only bring a
+ * delivered message back (the duplicate window of SPEC §10), never lose
+ * one. */
 int queue_remove(struct queue *q, int idx);
-/* fsyncs queue/ if a removal is pending. 0, or -1 with errno. */
+/* fsyncs queue/ if a removal is pending. 0, or -1 with errno (the
+ * removals stay pending: the next call tries again). */
 int queue_sync(struct queue *q);
 /* The caller has synced queue/ (or its whole file system) after the last
  * removal: queue_sync() has nothing left to do. The group commit's

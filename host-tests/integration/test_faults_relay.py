@@ -500,3 +500,49 @@ def test_queue_disk_full_on_retry_keeps_the_entry(fserver, office, failshim, tmp
     at = at_office(office, prefix)[0]
     assert set(at) == want and all(len(v) == 1 for v in at.values()), at
     assert queue_tmp(srv) == [] and srv.tmp_files() == [] and srv.alive()
+
+
+@pytest.mark.skipif(peers.missing("postfix"), reason="postfix not installed")
+def test_removal_synced_within_a_tick(fserver, office, failshim, tmp_path):
+    """The removal of a delivered message is synced (queue/ fsynced) by
+    the next commit round or, with none, by the server's tick about a
+    second later — not left for the next message to do. Seen through the
+    shim: the round's two syncs of queue/ succeed (skip=2), the third,
+    the removal's, fails and is logged, with nothing else happening."""
+    prefix = f"t{SEED}x"
+    shim = Shim(failshim, tmp_path)
+
+    def env(spool):
+        spool.mkdir(parents=True, exist_ok=True)
+        return {"LD_PRELOAD": str(shim.so), "FAILSHIM_CONTROL": str(shim.control),
+                "FAILSHIM_PREFIX": os.path.join(os.path.realpath(spool), "queue"),
+                "FAILSHIM_LOG": str(shim.log)}
+
+    srv = gateway(fserver, office, env=env)
+    got = lambda: at_office(office, prefix)[0]  # noqa: E731
+    with srv.client(timeout=10 * SCALE) as c:
+        c.greet()
+        assert send_one(c, ("alice@office.test",), fault_body(prefix + "warm")).code == 250
+    wait_for(lambda: (prefix + "warm", "alice@office.test") in got() and not queue_names(srv),
+             10 * SCALE, "the warm-up message forwarded and the queue empty")
+    time.sleep(1.5)  # its removal synced by a tick
+    shim.on("fsync EIO skip=2")
+    with srv.client(timeout=10 * SCALE) as c:
+        c.greet()
+        assert send_one(c, ("alice@office.test",), fault_body(prefix + "one")).code == 250
+    wait_for(lambda: (prefix + "one", "alice@office.test") in got() and not queue_names(srv),
+             10 * SCALE, "the message forwarded and the queue empty")
+    wait_for(lambda: 'event=queue_error error="sync: ' in srv.stderr(tail=50), 3 * SCALE,
+             "the removal's sync (by the tick)")
+    fired = shim.fired()
+    assert fired and all(ln.split()[0] == "fsync" and re.search(r"/queue$", ln.split()[2]) for ln in fired), fired
+    # A failed sync stays to do: the next tick tries again.
+    n = srv.stderr(tail=200).count('event=queue_error error="sync: ')
+    wait_for(lambda: srv.stderr(tail=200).count('event=queue_error error="sync: ') > n, 3 * SCALE,
+             "the sync tried again at the next tick")
+    shim.off()
+    time.sleep(1.5)
+    n = srv.stderr(tail=200).count('event=queue_error error="sync: ')
+    time.sleep(1.5)
+    assert srv.stderr(tail=200).count('event=queue_error error="sync: ') == n, "synced, no more retries"
+    assert srv.alive()
