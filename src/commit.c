@@ -25,6 +25,7 @@ static struct commit_round {
 	struct sink_msg **msgs;
 	struct sink_envelope *envs;
 	int *results;
+	int *qidx;     /* the staged queue entry of a forwarded message, or -1 */
 	unsigned n;
 } commits;
 
@@ -34,14 +35,15 @@ int commit_init(uint32_t n)
 {
 	struct commit_round *r = &commits;
 	char *p = calloc(n, sizeof *r->envs + sizeof *r->conns + sizeof *r->msgs + sizeof *r->ids +
-				    sizeof *r->results);
+				    sizeof *r->results + sizeof *r->qidx);
 	if (!p)
 		return -1;
 	r->envs = (struct sink_envelope *)(void *)p;
 	r->conns = (struct conn **)(void *)(p += n * sizeof *r->envs);
 	r->msgs = (struct sink_msg **)(void *)(p += n * sizeof *r->conns);
 	r->ids = (uint32_t *)(void *)(p += n * sizeof *r->msgs);
-	r->results = (int *)(void *)(p + n * sizeof *r->ids);
+	r->results = (int *)(void *)(p += n * sizeof *r->ids);
+	r->qidx = (int *)(void *)(p + n * sizeof *r->results);
 	return 0;
 }
 
@@ -60,12 +62,13 @@ void commit_add(struct conn *c)
 	c->cflags |= CF_COMMIT;
 }
 
-/* The store's forward hook (maildir.h): the message's forwarded
- * recipients become a queue entry of the same id, durable before the
- * 250 (SPEC §10). */
-static int forward(void *arg, int dirfd, const char *name)
+/* The store's forward hooks (maildir.h): the message's forwarded
+ * recipients become a queue entry of the same id, durable with the
+ * round's syncs before the 250 (SPEC §10). arg: the message's qidx. */
+static int stage(void *arg)
 {
-	struct conn *c = arg;
+	int *qidx = arg;
+	struct conn *c = commits.conns[qidx - commits.qidx];
 	const struct smtp_envelope *e = c->s.env;
 	const struct config *cfg = &c->connector->gen->cfg;
 	const char *p = e->fwd;
@@ -93,7 +96,21 @@ static int forward(void *arg, int dirfd, const char *name)
 						  .reply = "", .next = now, .state = QR_PENDING};
 		p += len + 2;
 	}
-	if (queue_add(S.queue, dirfd, name, &qe) < 0) {
+	*qidx = queue_stage(S.queue, &qe);
+	if (*qidx < 0) {
+		log_msg(LOG_LVL_ERROR, "event=queue_error id=%u qid=%s error=\"%s\"", c->id, c->queue_id,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int link_queued(void *arg, int dirfd, const char *name)
+{
+	int *qidx = arg;
+	struct conn *c = commits.conns[qidx - commits.qidx];
+
+	if (queue_link(S.queue, *qidx, dirfd, name) < 0) {
 		log_msg(LOG_LVL_ERROR, "event=queue_error id=%u qid=%s error=\"%s\"", c->id, c->queue_id,
 			strerror(errno));
 		return -1;
@@ -103,11 +120,14 @@ static int forward(void *arg, int dirfd, const char *name)
 
 static void unforward(void *arg)
 {
-	struct conn *c = arg;
-	int idx = queue_find(S.queue, c->queue_id);
-	if (idx >= 0 && queue_remove(S.queue, idx) == 0)
-		queue_sync(S.queue); /* the client is told 452: it must not go out */
+	int *qidx = arg;
+
+	if (*qidx >= 0)
+		queue_abandon(S.queue, *qidx); /* the client is told 452: it must not go out */
+	*qidx = -1;
 }
+
+static const struct sink_forward forward = {.stage = stage, .link = link_queued, .undo = unforward};
 
 void commit_run(void)
 {
@@ -123,26 +143,24 @@ void commit_run(void)
 		r->conns[n] = c;
 		r->msgs[n] = &c->msg;
 		conn_fill_envelope(c, &r->envs[n], ip, sizeof ip);
+		r->qidx[n] = -1;
 		if (c->s.env->nfwd) {
-			r->envs[n].forward = forward;
-			r->envs[n].unforward = unforward;
-			r->envs[n].fwd_arg = c;
+			r->envs[n].fwd = &forward;
+			r->envs[n].fwd_arg = &r->qidx[n];
 		}
 		n++;
 	}
 	r->n = 0;
 	if (n == 0)
 		return;
-	/* A round of several ends with a syncfs() that makes the queue's
-	 * envelopes durable with the new/ links: no fsync per envelope. */
-	if (S.queue)
-		queue_defer_sync(S.queue, n > 1);
-	maildir_commit_batch(S.md, r->msgs, r->envs, n, r->results);
-	if (S.queue)
-		queue_defer_sync(S.queue, false);
+	/* The round's last sync covers queue/: the removals of this pass's
+	 * deliveries, made before it, are durable with it. */
+	if (maildir_commit_batch(S.md, r->msgs, r->envs, n, r->results, S.queue ? queue_dir_fd(S.queue) : -1) &&
+	    S.queue)
+		queue_synced(S.queue);
 	for (unsigned k = 0; k < n; k++) {
 		struct conn *c = r->conns[k];
-		if (r->envs[k].forward && r->results[k] == 0)
+		if (r->envs[k].fwd && r->results[k] == 0)
 			queued = true;
 		c->msg.fd = -1;
 		c->cflags &= (uint8_t)~CF_COMMIT;

@@ -198,8 +198,7 @@ void conn_fill_envelope(struct conn *c, struct sink_envelope *env, char *ip, siz
 	env->rcpts = c->s.table;
 	env->mailboxes = c->s.env->mbox;
 	env->nmailboxes = c->s.env->nmbox;
-	env->forward = NULL;
-	env->unforward = NULL;
+	env->fwd = NULL;
 	env->fwd_arg = NULL;
 }
 

@@ -267,6 +267,10 @@ static size_t queue_request(const char *arg, char *buf, size_t len)
 		log_msg(LOG_LVL_ERROR, "event=queue_delete id=%s error=\"%s\"", arg + 7, strerror(errno));
 		return (size_t)snprintf(buf, len, "error=io\n");
 	}
+	/* Durable before the operator hears so (the loop's own removals
+	 * wait for the next sync round or tick). */
+	if (queue_sync(S.queue) != 0)
+		log_msg(LOG_LVL_ERROR, "event=queue_error error=\"sync: %s\"", strerror(errno));
 	log_msg(LOG_LVL_NOTICE, "event=queue_delete id=%s by=operator", arg + 7);
 	return (size_t)snprintf(buf, len, "deleted=1\n");
 }

@@ -435,7 +435,7 @@ int maildir_commit(struct maildir *md, struct sink_msg *m,
 		errno = m->error;
 		goto fail;
 	}
-	if (!env || (env->nmailboxes == 0 && !env->forward) || (env->nmailboxes && (!env->rcpts || !env->mailboxes))) {
+	if (!env || env->fwd || env->nmailboxes == 0 || !env->rcpts || !env->mailboxes) {
 		errno = EINVAL;
 		goto fail;
 	}
@@ -460,11 +460,6 @@ int maildir_commit(struct maildir *md, struct sink_msg *m,
 		if (deliver_one(md, mbox, name, &linked, true) < 0)
 			goto fail;
 	}
-	/* i = nmailboxes: every local link is made (and synced), so a failed
-	 * forward takes all of them back. */
-	linked = false;
-	if (env->forward && env->forward(env->fwd_arg, md->tmp_fd, name) != 0)
-		goto fail;
 	unlinkat(md->tmp_fd, name, 0);
 	return 0;
 fail:
@@ -510,18 +505,17 @@ void maildir_abort(struct maildir *md, struct sink_msg *m)
 	errno = saved;
 }
 
-static void fail_message(struct sink_msg *m, int *result)
+static void close_message(struct sink_msg *m)
 {
 	if (m->fd >= 0) {
 		close(m->fd);
 		m->fd = -1;
 	}
-	*result = -1;
 }
 
 /* Ends the round for every message still good in it: each loses its tmp
- * file, a failed one also its open file and, if the round got that far,
- * its links. */
+ * file, a failed one also its open file, its forwarding (staged or
+ * linked) and, if the round got that far, its links. */
 static void end_round(struct maildir *md, struct sink_msg *const *msgs,
 		      const struct sink_envelope *envs, unsigned n, int *results, bool failed,
 		      bool linked)
@@ -532,76 +526,103 @@ static void end_round(struct maildir *md, struct sink_msg *const *msgs,
 		if (results[k] != 0)
 			continue;
 		build_name(md, msgs[k], name);
-		if (failed)
-			fail_message(msgs[k], &results[k]);
-		/* Linked: the round got as far as queueing, which a failure takes back too. */
-		if (failed && linked && envs[k].unforward)
-			envs[k].unforward(envs[k].fwd_arg);
+		if (failed) {
+			close_message(msgs[k]);
+			results[k] = -1;
+			if (envs[k].fwd)
+				envs[k].fwd->undo(envs[k].fwd_arg);
+		}
 		undo_message(md, &envs[k], name, failed && linked ? envs[k].nmailboxes : 0);
 	}
 }
 
-void maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
-			  const struct sink_envelope *envs, unsigned n, int *results)
+/* A message of the round that cannot take part (no file, a write error,
+ * a bad envelope, its queue entry refused): out of it, nothing left. */
+static bool admit(struct maildir *md, struct sink_msg *m, const struct sink_envelope *env, int fwd_dir)
 {
 	char name[NAME_BUF];
-	unsigned live = 0;
 
-	if (n == 1) {
+	if (m->fd < 0 || build_name(md, m, name) < 0) {
+		close_message(m);
+		return false;
+	}
+	if (m->error || (env->nmailboxes == 0 && !env->fwd) || (env->nmailboxes && (!env->rcpts || !env->mailboxes)) ||
+	    (env->fwd && (fwd_dir < 0 || env->fwd->stage(env->fwd_arg) != 0))) {
+		close_message(m);
+		unlinkat(md->tmp_fd, name, 0);
+		return false;
+	}
+	return true;
+}
+
+/* After the first sync: the message's links into its mailboxes and the
+ * queue, none synced yet. 0, or -1 with every link of it taken back. */
+static int link_message(struct maildir *md, struct sink_msg *m, const struct sink_envelope *env)
+{
+	char name[NAME_BUF];
+	unsigned i;
+	bool linked = false;
+
+	build_name(md, m, name);
+	close(m->fd);
+	m->fd = -1;
+	for (i = 0; i < env->nmailboxes; i++) {
+		const char *mbox;
+		if (seen_before(env, i))
+			continue;
+		mbox = recipients_mailbox(env->rcpts, env->mailboxes[i]);
+		if (!mbox || deliver_one(md, mbox, name, &linked, false) < 0)
+			break;
+	}
+	if (i < env->nmailboxes || (env->fwd && env->fwd->link(env->fwd_arg, md->tmp_fd, name) != 0)) {
+		if (env->fwd)
+			env->fwd->undo(env->fwd_arg);
+		undo_message(md, env, name, i < env->nmailboxes ? i + (linked ? 1u : 0u) : env->nmailboxes);
+		return -1;
+	}
+	return 0;
+}
+
+bool maildir_commit_batch(struct maildir *md, struct sink_msg *const *msgs,
+			  const struct sink_envelope *envs, unsigned n, int *results, int fwd_dir)
+{
+	unsigned live = 0;
+	bool fwd = false, local = false, synced;
+	int fs_fd;
+
+	if (n == 1 && !envs[0].fwd) {
 		results[0] = maildir_commit(md, msgs[0], &envs[0]);
-		return;
+		return false;
 	}
 	for (unsigned k = 0; k < n; k++) {
-		struct sink_msg *m = msgs[k];
-		const struct sink_envelope *env = &envs[k];
-		results[k] = 0;
-		if (m->fd < 0 || build_name(md, m, name) < 0) {
-			fail_message(m, &results[k]);
-			continue;
+		results[k] = admit(md, msgs[k], &envs[k], fwd_dir) ? 0 : -1;
+		if (results[k] == 0) {
+			live++;
+			fwd |= envs[k].fwd != NULL;
 		}
-		if (m->error || (env->nmailboxes == 0 && !env->forward) ||
-		    (env->nmailboxes && (!env->rcpts || !env->mailboxes))) {
-			fail_message(m, &results[k]);
-			unlinkat(md->tmp_fd, name, 0);
-			continue;
-		}
-		live++;
 	}
 	if (live == 0)
-		return;
+		return false;
+	/* Any descriptor of the file system serves syncfs(); the queue's,
+	 * when the round forwards, so a failure there is the queue's. */
+	fs_fd = fwd ? fwd_dir : md->tmp_fd;
 	/* One sync of the file system makes every file of the round durable
-	 * at the cost of one journal commit instead of one per message. */
-	if (syncfs(md->tmp_fd) < 0) {
+	 * (data and staged envelopes) at the cost of one journal commit
+	 * instead of one per file. */
+	if (syncfs(fs_fd) < 0) {
 		end_round(md, msgs, envs, n, results, true, false);
-		return;
+		return false;
 	}
 	for (unsigned k = 0; k < n; k++) {
-		struct sink_msg *m = msgs[k];
-		const struct sink_envelope *env = &envs[k];
-		unsigned i;
-		bool linked = false;
-
 		if (results[k] != 0)
 			continue;
-		build_name(md, m, name);
-		close(m->fd);
-		m->fd = -1;
-		for (i = 0; i < env->nmailboxes; i++) {
-			const char *mbox;
-			if (seen_before(env, i))
-				continue;
-			mbox = recipients_mailbox(env->rcpts, env->mailboxes[i]);
-			if (!mbox || deliver_one(md, mbox, name, &linked, false) < 0)
-				break;
-		}
-		if (i < env->nmailboxes) {
-			undo_message(md, env, name, i + (linked ? 1u : 0u));
-			results[k] = -1;
-		} else if (env->forward && env->forward(env->fwd_arg, md->tmp_fd, name) != 0) {
-			undo_message(md, env, name, env->nmailboxes);
-			results[k] = -1;
-		}
+		results[k] = link_message(md, msgs[k], &envs[k]);
+		local |= results[k] == 0 && envs[k].nmailboxes > 0;
 	}
-	/* The second sync makes the new/ entries of the round durable. */
-	end_round(md, msgs, envs, n, results, syncfs(md->tmp_fd) < 0, true);
+	/* The second sync makes the round's new entries durable: when they
+	 * are all in the queue's directory, its fsync does (cheaper than
+	 * syncing the file system, which waits for every other writer too). */
+	synced = (local || !fwd ? syncfs(fs_fd) : fsync(fwd_dir)) == 0;
+	end_round(md, msgs, envs, n, results, !synced, true);
+	return synced;
 }

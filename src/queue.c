@@ -35,7 +35,8 @@
 #define ENV_MAGIC "tarpitd-queue 1\n"
 
 enum { QE_USED = 1, QE_BUSY = 2, QE_LIVE = 4, QE_DEFERRED = 8 /* an attempt deferred it */,
-       QE_FLUSHED = 16 /* queue_flush(): the recipients' own times are overridden once */ };
+       QE_FLUSHED = 16 /* queue_flush(): the recipients' own times are overridden once */,
+       QE_STAGED = 32 /* queue_stage(): its envelope is in tmp/ until queue_link() */ };
 
 struct queue_entry {
 	char id[QUEUE_ID_MAX];
@@ -50,7 +51,6 @@ struct queue {
 	DIR *scan;          /* the recovery's directory stream, while recovering */
 	unsigned max, count, nlive, overflow;
 	unsigned ndeferred; /* entries with QE_DEFERRED: stats' queue_deferred */
-	bool defer_sync;    /* queue_add: the caller's syncfs() makes it durable */
 	bool dirty;         /* a removal not yet synced (queue_sync) */
 	unsigned free_at;   /* where the search for a free entry starts */
 	char scratch[QUEUE_ENV_MAX];
@@ -420,32 +420,49 @@ static uint32_t env_next(const struct queue_env *env, uint32_t *hop)
 	return t;
 }
 
-/* tmp/<id>.env with the text in scratch, fsynced, renamed over <id>.env,
- * queue/ fsynced. 0, or -1 with errno (tmp/ left clean; when only the
- * final directory sync failed, the new envelope is in place). */
-static int env_commit(struct queue *q, const char *id, size_t len)
+/* tmp/<id>.env with the text in scratch, fsynced if sync. 0, or -1 with
+ * errno (nothing left in tmp/). */
+static int env_write_tmp(struct queue *q, const char *name, size_t len, bool sync)
 {
-	char name[NAME_BUF];
 	int fd, e;
 
-	name_of(name, id, "env");
 	fd = openat(q->tmp_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -1;
-	if (fd_write_all(fd, q->scratch, len) < 0 || (!q->defer_sync && fsync(fd) < 0)) {
+	if (fd_write_all(fd, q->scratch, len) < 0 || (sync && fsync(fd) < 0)) {
 		e = errno;
 		close(fd);
 		unlinkat(q->tmp_fd, name, 0);
 		errno = e;
 		return -1;
 	}
-	if (close(fd) < 0 || renameat(q->tmp_fd, name, q->dir_fd, name) < 0) {
+	if (close(fd) < 0) {
 		e = errno;
 		unlinkat(q->tmp_fd, name, 0);
 		errno = e;
 		return -1;
 	}
-	return q->defer_sync ? 0 : fsync(q->dir_fd);
+	return 0;
+}
+
+/* tmp/<id>.env with the text in scratch, fsynced, renamed over <id>.env,
+ * queue/ fsynced. 0, or -1 with errno (tmp/ left clean; when only the
+ * final directory sync failed, the new envelope is in place). */
+static int env_commit(struct queue *q, const char *id, size_t len)
+{
+	char name[NAME_BUF];
+	int e;
+
+	name_of(name, id, "env");
+	if (env_write_tmp(q, name, len, true) < 0)
+		return -1;
+	if (renameat(q->tmp_fd, name, q->dir_fd, name) < 0) {
+		e = errno;
+		unlinkat(q->tmp_fd, name, 0);
+		errno = e;
+		return -1;
+	}
+	return fsync(q->dir_fd);
 }
 
 /* ---- the table ---- */
@@ -648,8 +665,11 @@ static void recover_one(struct queue *q, const char *name)
 	}
 	len = read_env(q->dir_fd, name, q->scratch, sizeof q->scratch);
 	if (len == 0) {
-		/* Renamed before its data reached the disk: only an add whose
-		 * round never synced (queue_defer_sync), so never answered 250. */
+		/* Renamed before its data reached the disk: never answered
+		 * 250. The staged add syncs the envelope before its rename;
+		 * a queue written by an earlier version (which renamed first,
+		 * then synced the file system) or a file system that does
+		 * not keep that order can still leave one. */
 		unlinkat(q->dir_fd, name, 0);
 		unlinkat(q->dir_fd, other, 0);
 		q->dirty = true;
@@ -709,14 +729,13 @@ int queue_recover_step(struct queue *q)
 	return 1;
 }
 
-int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_env *env)
+/* The checks of a new entry, a free index for it and its envelope's text
+ * in scratch (*len octets): the index, or -1 with errno. */
+static int prepare(struct queue *q, const struct queue_env *env, size_t *len)
 {
-	char msg[NAME_BUF], envn[NAME_BUF];
-	size_t len;
-	uint32_t next, hop;
-	int i, e;
+	int i;
 
-	if (!env || !name || !env_ok(env)) {
+	if (!env || !env_ok(env)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -733,11 +752,34 @@ int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_e
 		errno = ENOSPC;
 		return -1;
 	}
-	len = env_format(q, env);
-	if (len == 0) {
+	*len = env_format(q, env);
+	if (*len == 0) {
 		errno = E2BIG;
 		return -1;
 	}
+	return i;
+}
+
+static void add_entry(struct queue *q, int i, const struct queue_env *env, uint8_t flags)
+{
+	uint32_t hop, next = env_next(env, &hop);
+
+	put_entry(q, i, env->id, env->accepted, next, hop, (uint8_t)(flags | (q->scan ? QE_LIVE : 0)));
+}
+
+int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_env *env)
+{
+	char msg[NAME_BUF], envn[NAME_BUF];
+	size_t len;
+	int i, e;
+
+	if (!name) {
+		errno = EINVAL;
+		return -1;
+	}
+	i = prepare(q, env, &len);
+	if (i < 0)
+		return -1;
 	name_of(msg, env->id, "msg");
 	name_of(envn, env->id, "env");
 	if (linkat(dirfd, name, q->dir_fd, msg, 0) < 0)
@@ -751,9 +793,67 @@ int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_e
 		errno = e;
 		return -1;
 	}
-	next = env_next(env, &hop);
-	put_entry(q, i, env->id, env->accepted, next, hop, q->scan ? QE_LIVE : 0);
+	add_entry(q, i, env, 0);
 	return i;
+}
+
+int queue_stage(struct queue *q, const struct queue_env *env)
+{
+	char envn[NAME_BUF];
+	size_t len;
+	int i = prepare(q, env, &len);
+
+	if (i < 0)
+		return -1;
+	name_of(envn, env->id, "env");
+	if (env_write_tmp(q, envn, len, false) < 0)
+		return -1;
+	/* Busy: no attempt may start on it, and queue_find() sees the id. */
+	add_entry(q, i, env, QE_STAGED | QE_BUSY);
+	return i;
+}
+
+int queue_link(struct queue *q, int idx, int dirfd, const char *name)
+{
+	char n[NAME_BUF];
+
+	if (!valid_idx(q, idx) || !(q->e[idx].flags & QE_STAGED) || !name) {
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(n, q->e[idx].id, "msg");
+	if (linkat(dirfd, name, q->dir_fd, n, 0) < 0)
+		return -1;
+	/* The commit point, once the caller has synced queue/. */
+	name_of(n, q->e[idx].id, "env");
+	if (renameat(q->tmp_fd, n, q->dir_fd, n) < 0)
+		return -1;
+	q->e[idx].flags &= (uint8_t)~(QE_STAGED | QE_BUSY);
+	return 0;
+}
+
+int queue_dir_fd(const struct queue *q)
+{
+	return q->dir_fd;
+}
+
+void queue_abandon(struct queue *q, int idx)
+{
+	char n[NAME_BUF];
+	bool gone = false;
+
+	if (!valid_idx(q, idx))
+		return;
+	name_of(n, q->e[idx].id, "env");
+	unlinkat(q->tmp_fd, n, 0);
+	/* The envelope first, as in a removal: it is the commit point. */
+	gone |= unlinkat(q->dir_fd, n, 0) == 0;
+	name_of(n, q->e[idx].id, "msg");
+	gone |= unlinkat(q->dir_fd, n, 0) == 0;
+	drop_entry(q, idx);
+	/* At once: the client is told 452, so a restart must not send it. */
+	if (gone)
+		fsync(q->dir_fd);
 }
 
 int queue_due_match(const struct queue *q, uint32_t now, queue_skip_fn skip, void *ctx)
@@ -958,17 +1058,19 @@ int queue_remove(struct queue *q, int idx)
 	return 0;
 }
 
-void queue_defer_sync(struct queue *q, bool on)
+void queue_synced(struct queue *q)
 {
-	q->defer_sync = on;
+	q->dirty = false;
 }
 
 int queue_sync(struct queue *q)
 {
 	if (!q->dirty)
 		return 0;
+	if (fsync(q->dir_fd) != 0)
+		return -1; /* still to do: the next call tries again */
 	q->dirty = false;
-	return fsync(q->dir_fd);
+	return 0;
 }
 
 uint32_t queue_retry_delay(uint32_t attempts, uint32_t retry_min, uint32_t retry_max, uint32_t rnd)

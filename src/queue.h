@@ -23,6 +23,15 @@
  *   to <id>.env, and queue/ fsynced — only then does it return 0, and
  *   only then may the 250 go out. A failure at any step removes what it
  *   made (-1, errno; the table unchanged).
+ * - The group commit's add takes the same steps in another order, so
+ *   that a round of messages needs two syncs in all, not two each:
+ *   queue_stage() writes tmp/<id>.env (not synced); the caller's first
+ *   sync of the file system makes it durable with the data file;
+ *   queue_link() links the data as <id>.msg and renames the envelope to
+ *   <id>.env (not synced); the caller's second sync (of queue/, or of
+ *   the file system) makes both names durable before the 250. The
+ *   envelope's text is on disk before its name can be: the crash cases
+ *   are those below. queue_abandon() takes back either stage.
  * - Crash cases, as recovery reads them. Before the directory sync either
  *   name may be missing after a crash (a file system may persist the two
  *   entries in either order): a .msg without .env, or an .env without
@@ -33,9 +42,10 @@
  *   mix — with the old one, recipients the next hop had already accepted
  *   are sent again (the duplicate window of SPEC §10). Removal, once no
  *   recipient is pending, unlinks <id>.env first (the commit point), then
- *   <id>.msg, then fsyncs queue/; whatever half of it a crash keeps is
- *   either deleted by recovery (one name left) or removed again (an .env
- *   with nothing pending). Leftovers in tmp/ are deleted at open.
+ *   <id>.msg; queue/ is synced later, with other removals (queue_remove);
+ *   whatever half of it a crash keeps is either deleted by recovery (one
+ *   name left) or removed again (an .env with nothing pending). Leftovers
+ *   in tmp/ are deleted at open.
  * - Memory: one table of max_queued entries allocated at queue_open()
  *   with one scratch buffer of QUEUE_ENV_MAX, nothing after; an entry
  *   holds the id, the accepted and next-attempt times, the hash of the
@@ -110,6 +120,21 @@ unsigned queue_deferred(const struct queue *q);
  * an envelope that could outgrow QUEUE_ENV_MAX, EINVAL a bad envelope,
  * EEXIST the id is queued, or the file system's error. */
 int queue_add(struct queue *q, int dirfd, const char *name, const struct queue_env *env);
+/* The group commit's add, in two steps (see above). queue_stage(): the
+ * envelope written to tmp/, not synced; the entry taken (counted, its id
+ * known, busy: never due) — the index, or -1 with queue_add()'s errors.
+ * queue_link(): after the caller synced the file system, the data file
+ * dirfd/name becomes <id>.msg and the envelope <id>.env, neither synced
+ * (the caller syncs queue/ before the 250); the entry is an ordinary one
+ * then. 0, or -1 with errno (what it made stays for queue_abandon()). */
+int queue_stage(struct queue *q, const struct queue_env *env);
+int queue_link(struct queue *q, int idx, int dirfd, const char *name);
+/* queue/'s descriptor: the group commit syncs it (fsync, syncfs). */
+int queue_dir_fd(const struct queue *q);
+/* A staged or linked entry whose round failed (the client is told 452):
+ * its files are removed, queue/ fsynced if it had any there, the entry
+ * dropped. */
+void queue_abandon(struct queue *q, int idx);
 
 /* The entry to attempt next: due (next attempt <= now), not busy, the
  * earliest accepted first; -1 when none. */
@@ -165,19 +190,20 @@ int queue_open_data(const struct queue *q, int idx);
  * removed, -1 with errno (the old envelope stays in force). */
 int queue_update(struct queue *q, int idx, const struct queue_env *env);
 /* Removes the message (`tarpitd queue delete`, or all done). 0, -1.
- * The directory is synced by the next queue_sync(): the loop calls it
- * once per pass, so n deliveries in a pass cost one fsync, and a crash
- * before it can only bring a delivered message back (the duplicate
- * window of SPEC §10), never lose one. */
+ * The directory is synced by the next queue_sync() — the server calls it
+ * once a second (its tick) and before a stop, so a burst of deliveries
+ * costs one fsync — unless the group commit's next round syncs queue/
+ * first (queue_synced()). A crash before either can only bring a
+ * delivered message back (the duplicate window of SPEC §10), never lose
+ * one. */
 int queue_remove(struct queue *q, int idx);
-/* fsyncs queue/ if a removal is pending. 0, or -1 with errno. */
+/* fsyncs queue/ if a removal is pending. 0, or -1 with errno (the
+ * removals stay pending: the next call tries again). */
 int queue_sync(struct queue *q);
-/* While on, queue_add() neither fsyncs the envelope nor queue/: the
- * caller syncs the whole file system (the group commit's second syncfs,
- * which also makes the round's new/ links durable) before any 250. An
- * envelope renamed but never synced reads back empty after a crash and
- * recovery deletes it with its data (never answered 250). */
-void queue_defer_sync(struct queue *q, bool on);
+/* The caller has synced queue/ (or its whole file system) after the last
+ * removal: queue_sync() has nothing left to do. The group commit's
+ * second sync, when a round comes after deliveries in the same pass. */
+void queue_synced(struct queue *q);
 
 /* Seconds until the retry after `attempts` failed attempts (1 = the
  * first): retry_min doubling up to retry_max, then less up to an eighth

@@ -470,7 +470,8 @@ static void test_batch(void)
 		ms[k] = &m[k];
 	}
 	m[1].error = EIO;
-	maildir_commit_batch(md, ms, envs, 3, results);
+	/* Ended by a syncfs(): the caller's queue removals are covered. */
+	CHECK(maildir_commit_batch(md, ms, envs, 3, results, -1));
 	CHECK(results[0] == 0 && results[1] == -1 && results[2] == 0);
 	CHECK(total_new() == before + 3);
 	CHECK(count("tmp", NULL, 0) == 0);
@@ -478,29 +479,74 @@ static void test_batch(void)
 	/* A round of one takes the single path and works the same. */
 	CHECK(maildir_begin(md, &m[0], &envs[1], qid) == 0);
 	maildir_write(&m[0], body, strlen(body));
-	maildir_commit_batch(md, ms, envs + 1, 1, results);
+	/* Its fsync()s are of new/ only: no claim about anything else. */
+	CHECK(!maildir_commit_batch(md, ms, envs + 1, 1, results, -1));
 	CHECK(results[0] == 0 && total_new() == before + 4 && count("tmp", NULL, 0) == 0);
 }
 
-/* The forward hook (SPEC §10): called on the durable tmp file after the
- * local links, before the round ends; a refusal takes the links back. */
-static int fwd_calls, fwd_result, unfwd_calls;
-static char fwd_seen[300];
-static int fake_forward(void *arg, int dirfd, const char *name)
+/* The forward hooks (SPEC §10): stage() for every forwarded message of
+ * the round before any link() (one sync lies between them), link() on
+ * the complete tmp file after the local links, undo() once for a
+ * message whose round fails after its stage() succeeded, and a refusal
+ * anywhere takes the local links back. */
+static int fwd_stage_result, fwd_link_result, fwd_undos;
+static char fwd_trace[64], fwd_seen[300];
+static void fwd_note(char c)
+{
+	size_t n = strlen(fwd_trace);
+
+	if (n + 1 < sizeof fwd_trace) {
+		fwd_trace[n] = c;
+		fwd_trace[n + 1] = '\0';
+	}
+}
+static int fake_stage(void *arg)
+{
+	(void)arg;
+	fwd_note('s');
+	return fwd_stage_result;
+}
+static int fake_link(void *arg, int dirfd, const char *name)
 {
 	struct stat st;
 	(void)arg;
-	fwd_calls++;
+	fwd_note('l');
 	snprintf(fwd_seen, sizeof fwd_seen, "%s", name);
 	/* The data is there, complete, when the hook runs. */
 	if (fstatat(dirfd, name, &st, 0) != 0 || st.st_size < (off_t)strlen(body))
 		return -1;
-	return fwd_result;
+	return fwd_link_result;
 }
-static void fake_unforward(void *arg)
+static void fake_undo(void *arg)
 {
 	(void)arg;
-	unfwd_calls++;
+	fwd_note('u');
+	fwd_undos++;
+}
+static const struct sink_forward fake_fwd = {.stage = fake_stage, .link = fake_link, .undo = fake_undo};
+
+static void fwd_reset(int stage_result, int link_result)
+{
+	fwd_trace[0] = '\0';
+	fwd_undos = 0;
+	fwd_stage_result = stage_result;
+	fwd_link_result = link_result;
+}
+
+/* n messages, each forwarded, to the mailboxes ids[0..nids) too. */
+static void fwd_round(struct sink_msg *m, struct sink_msg **ms, struct sink_envelope *envs, unsigned n,
+		      const uint32_t *ids, unsigned nids)
+{
+	char qid[QUEUE_ID_MAX];
+
+	for (unsigned k = 0; k < n; k++) {
+		base_env(&envs[k], ids, nids);
+		envs[k].fwd = &fake_fwd;
+		memset(&m[k], 0, sizeof m[k]);
+		CHECK(maildir_begin(md, &m[k], &envs[k], qid) == 0);
+		maildir_write(&m[k], body, strlen(body));
+		ms[k] = &m[k];
+	}
 }
 
 static void test_forward_hook(void)
@@ -508,59 +554,65 @@ static void test_forward_hook(void)
 	struct sink_msg m[2], *ms[2];
 	struct sink_envelope envs[2];
 	uint32_t ids[1] = { id_of("alice@example.org") };
-	char qid[QUEUE_ID_MAX];
-	int results[2], before = total_new();
+	char qdir[300];
+	int results[2], before = total_new(), qfd;
 
-	/* Forwarded only: no mailbox at all is fine with a hook. */
-	base_env(&envs[0], ids, 0);
-	envs[0].forward = fake_forward;
-	envs[0].unforward = fake_unforward;
-	memset(&m[0], 0, sizeof m[0]);
-	CHECK(maildir_begin(md, &m[0], &envs[0], qid) == 0);
-	maildir_write(&m[0], body, strlen(body));
-	fwd_calls = 0;
-	fwd_result = 0;
-	CHECK(maildir_commit(md, &m[0], &envs[0]) == 0);
-	CHECK(fwd_calls == 1 && total_new() == before && count("tmp", NULL, 0) == 0);
-	/* Mixed, and the queue refuses: the local link is taken back. */
-	base_env(&envs[0], ids, 1);
-	envs[0].forward = fake_forward;
-	envs[0].unforward = fake_unforward;
-	CHECK(maildir_begin(md, &m[0], &envs[0], qid) == 0);
-	maildir_write(&m[0], body, strlen(body));
-	fwd_result = -1;
-	CHECK(maildir_commit(md, &m[0], &envs[0]) == -1);
-	CHECK(fwd_calls == 2 && total_new() == before && count("tmp", NULL, 0) == 0);
-	/* Without a hook, no mailbox is still an error. */
-	base_env(&envs[0], ids, 0);
-	CHECK(maildir_begin(md, &m[0], &envs[0], qid) == 0);
+	path_of(qdir, sizeof qdir, "fwdq");
+	CHECK(mkdir(qdir, 0700) == 0 || errno == EEXIST);
+	qfd = open(qdir, O_RDONLY | O_DIRECTORY);
+	CHECK(qfd >= 0);
+
+	/* Forwarded only, a round of one: no mailbox at all is fine with
+	 * hooks, and the round ends with the fsync of the queue's directory. */
+	fwd_round(m, ms, envs, 1, ids, 0);
+	fwd_reset(0, 0);
+	CHECK(maildir_commit_batch(md, ms, envs, 1, results, qfd));
+	CHECK(results[0] == 0 && !strcmp(fwd_trace, "sl") && total_new() == before);
+	CHECK(count("tmp", NULL, 0) == 0 && m[0].fd == -1);
+	/* Mixed, and the queue refuses the link: the local link is taken
+	 * back, and so is the staged entry. */
+	fwd_round(m, ms, envs, 1, ids, 1);
+	fwd_reset(0, -1);
+	maildir_commit_batch(md, ms, envs, 1, results, qfd);
+	CHECK(results[0] == -1 && !strcmp(fwd_trace, "slu") && total_new() == before);
+	CHECK(count("tmp", NULL, 0) == 0);
+	/* The queue refuses the stage: nothing to undo, no link tried. */
+	fwd_round(m, ms, envs, 1, ids, 1);
+	fwd_reset(-1, 0);
+	CHECK(!maildir_commit_batch(md, ms, envs, 1, results, qfd));
+	CHECK(results[0] == -1 && !strcmp(fwd_trace, "s") && total_new() == before);
+	CHECK(count("tmp", NULL, 0) == 0 && m[0].fd == -1);
+	/* Hooks without the queue's directory: refused before any step. */
+	fwd_round(m, ms, envs, 1, ids, 1);
+	fwd_reset(0, 0);
+	maildir_commit_batch(md, ms, envs, 1, results, -1);
+	CHECK(results[0] == -1 && fwd_trace[0] == '\0' && count("tmp", NULL, 0) == 0);
+	/* The single path is local only; without hooks, no mailbox is still
+	 * an error. */
+	fwd_round(m, ms, envs, 1, ids, 1);
+	CHECK(maildir_commit(md, &m[0], &envs[0]) == -1 && errno == EINVAL && count("tmp", NULL, 0) == 0);
+	fwd_round(m, ms, envs, 1, ids, 0);
+	envs[0].fwd = NULL;
 	CHECK(maildir_commit(md, &m[0], &envs[0]) == -1 && count("tmp", NULL, 0) == 0);
-	/* A round of two: one refused by the queue, one queued and linked. */
-	for (int k = 0; k < 2; k++) {
-		base_env(&envs[k], ids, 1);
-		envs[k].forward = fake_forward;
-		envs[k].unforward = fake_unforward;
-		memset(&m[k], 0, sizeof m[k]);
-		CHECK(maildir_begin(md, &m[k], &envs[k], qid) == 0);
-		maildir_write(&m[k], body, strlen(body));
-		ms[k] = &m[k];
-	}
-	envs[0].forward = NULL; /* local only */
-	fwd_calls = 0;
-	fwd_result = 0;
-	unfwd_calls = 0;
-	maildir_commit_batch(md, ms, envs, 2, results);
-	CHECK(results[0] == 0 && results[1] == 0 && fwd_calls == 1 && unfwd_calls == 0);
+	/* A round of two: one local only, one also forwarded; both stored. */
+	fwd_round(m, ms, envs, 2, ids, 1);
+	envs[0].fwd = NULL;
+	fwd_reset(0, 0);
+	CHECK(maildir_commit_batch(md, ms, envs, 2, results, qfd));
+	CHECK(results[0] == 0 && results[1] == 0 && !strcmp(fwd_trace, "sl"));
 	CHECK(total_new() == before + 2 && count("tmp", NULL, 0) == 0);
-	for (int k = 0; k < 2; k++) {
-		CHECK(maildir_begin(md, &m[k], &envs[k], qid) == 0);
-		maildir_write(&m[k], body, strlen(body));
-	}
-	envs[0].forward = fake_forward;
-	fwd_result = -1;
-	maildir_commit_batch(md, ms, envs, 2, results);
-	CHECK(results[0] == -1 && results[1] == -1 && fwd_calls == 3);
+	/* Both forwarded: both staged before either is linked. */
+	fwd_round(m, ms, envs, 2, ids, 0);
+	fwd_reset(0, 0);
+	CHECK(maildir_commit_batch(md, ms, envs, 2, results, qfd));
+	CHECK(results[0] == 0 && results[1] == 0 && !strcmp(fwd_trace, "ssll"));
+	/* Both refused at the link, mixed: every local link goes again. */
+	fwd_round(m, ms, envs, 2, ids, 1);
+	fwd_reset(0, -1);
+	maildir_commit_batch(md, ms, envs, 2, results, qfd);
+	CHECK(results[0] == -1 && results[1] == -1 && !strcmp(fwd_trace, "sslulu") && fwd_undos == 2);
 	CHECK(total_new() == before + 2 && count("tmp", NULL, 0) == 0);
+	close(qfd);
 }
 
 static bool has(const char *path, mode_t mode, gid_t gid)

@@ -224,22 +224,70 @@ static void test_basic(struct queue **qp)
 	*qp = q;
 }
 
-/* Each crash point leaves the files the steps before it made. */
-/* The group commit's path (queue_defer_sync): no fsync of its own; an
- * envelope that a crash left empty (renamed before its data was on disk,
- * so the round never synced and no 250 went out) is deleted with its
- * data. Removals are synced by queue_sync(), once. */
-static void test_deferred_sync(struct queue **qp)
+/* The group commit's add (queue_stage, queue_link): the envelope waits
+ * in tmp/ (the caller's sync makes it durable) and is no entry to
+ * attempt; queue_link() puts both names in place, queue_abandon() takes
+ * back either step. Nothing here syncs: the caller's round does. An
+ * envelope that a crash left empty (a file system that lost its text, or
+ * a queue of the version that renamed before syncing) is deleted with
+ * its data. Removals are synced by queue_sync(), once, or not at all
+ * after queue_synced(). */
+static void test_staged(struct queue **qp)
 {
 	struct queue *q = *qp;
-	int dfd = open(qdir, O_RDONLY | O_DIRECTORY), i;
+	int dfd = open(qdir, O_RDONLY | O_DIRECTORY), i, j;
+	struct queue_env le;
 
 	CHECK(dfd >= 0);
-	queue_defer_sync(q, true);
-	i = add(q, "S1", 2000, 1);
-	queue_defer_sync(q, false);
-	CHECK(i >= 0 && exists("S1.env") && exists("S1.msg") && entries("tmp") == 0);
-	CHECK(queue_remove(q, i) == 0 && !exists("S1.env") && !exists("S1.msg"));
+	CHECK(queue_count(q) == 0 && entries(".") == 0);
+	write_file(src_fd, "data-S1", "Return-Path: <>\n\nbody\n");
+	make_env("S1", 2000, 1);
+	i = queue_stage(q, &env);
+	CHECK(i >= 0 && exists("tmp/S1.env") && !exists("S1.env") && !exists("S1.msg"));
+	/* Taken but not attemptable: counted, its id known, busy. */
+	CHECK(queue_count(q) == 1 && queue_find(q, "S1") == i && queue_busy(q, i));
+	CHECK(queue_due(q, 5000) == -1 && queue_next_time(q) == UINT32_MAX);
+	CHECK(queue_stage(q, &env) == -1 && errno == EEXIST);
+	CHECK(queue_link(q, i, src_fd, "data-S1") == 0);
+	CHECK(exists("S1.env") && exists("S1.msg") && entries("tmp") == 0);
+	CHECK(!queue_busy(q, i) && queue_due(q, 5000) == i);
+	CHECK(queue_load(q, i, &le, buf, sizeof buf, lr, QUEUE_RCPTS_MAX) == 0 && !strcmp(le.id, "S1"));
+	CHECK(queue_link(q, i, src_fd, "data-S1") == -1 && errno == EINVAL); /* not staged now */
+	/* Abandoned after the link (the round's last sync failed). */
+	queue_abandon(q, i);
+	CHECK(!exists("S1.env") && !exists("S1.msg") && queue_count(q) == 0 && queue_find(q, "S1") < 0);
+	/* Abandoned while staged (the round's first sync failed). */
+	make_env("S4", 2000, 1);
+	j = queue_stage(q, &env);
+	CHECK(j >= 0 && exists("tmp/S4.env"));
+	queue_abandon(q, j);
+	CHECK(!exists("tmp/S4.env") && queue_count(q) == 0);
+	/* A link that fails (no such data file) leaves what it made to
+	 * queue_abandon(). */
+	j = queue_stage(q, &env);
+	CHECK(j >= 0 && queue_link(q, j, src_fd, "data-none") == -1 && errno == ENOENT);
+	queue_abandon(q, j);
+	CHECK(entries(".") == 0 && entries("tmp") == 0 && queue_count(q) == 0);
+	/* A table that is full refuses the stage. */
+	{
+		char id[16];
+		int k, n = 0;
+
+		for (k = 0; k < 16; k++) {
+			snprintf(id, sizeof id, "T%d", k);
+			make_env(id, 2000, 1);
+			n += queue_stage(q, &env) >= 0;
+		}
+		CHECK(n == 16 && queue_full(q));
+		make_env("T99", 2000, 1);
+		CHECK(queue_stage(q, &env) == -1 && errno == ENOSPC);
+		while ((k = queue_iter(q, 0)) >= 0)
+			queue_abandon(q, k);
+		CHECK(queue_count(q) == 0 && entries("tmp") == 0);
+	}
+	/* Removals: one sync, none after the caller's own. */
+	i = add(q, "S5", 2000, 1);
+	CHECK(i >= 0 && queue_remove(q, i) == 0 && !exists("S5.env") && !exists("S5.msg"));
 	CHECK(queue_sync(q) == 0 && queue_sync(q) == 0);
 	/* The crash case. */
 	write_file(dfd, "S2.msg", "data\n");
@@ -256,6 +304,7 @@ static void test_deferred_sync(struct queue **qp)
 	*qp = q;
 }
 
+/* Each crash point leaves the files the steps before it made. */
 static void test_crash_points(struct queue **qp)
 {
 	struct queue *q = *qp;
@@ -503,7 +552,7 @@ int main(void)
 	test_basic(&q);
 	test_hops(&q);
 	test_crash_points(&q);
-	test_deferred_sync(&q);
+	test_staged(&q);
 	test_bounds(&q);
 	test_escape();
 	test_retry();
