@@ -454,13 +454,7 @@ def test_removal_synced_within_a_tick(fserver, office, failshim, tmp_path):
     prefix = f"t{SEED}x"
     shim = Shim(failshim, tmp_path)
 
-    def env(spool):
-        spool.mkdir(parents=True, exist_ok=True)
-        return {"LD_PRELOAD": str(shim.so), "FAILSHIM_CONTROL": str(shim.control),
-                "FAILSHIM_PREFIX": os.path.join(os.path.realpath(spool), "queue"),
-                "FAILSHIM_LOG": str(shim.log)}
-
-    srv = gateway(fserver, office, env=env)
+    srv = gateway(fserver, office, env=lambda spool: shim.env(spool, "queue"))
     got = lambda: at_office(office, prefix)[0]  # noqa: E731
     with srv.client(timeout=10 * SCALE) as c:
         c.greet()
