@@ -1,28 +1,9 @@
-/* queue: see queue.h.
- *
- * The envelope file, one field per line, fields separated by one space,
- * text fields %-escaped (queue_escape) so none holds a space or a line end:
- *
- *   tarpitd-queue 1
- *   id <id>
- *   accepted <unix seconds>
- *   size <octets>
- *   flags <QUEUE_F_* as a number>
- *   sender <address, may be empty>
- *   rcpt <P|S|F> <attempts> <next attempt> <relay> <address> <last reply, may be empty>
- *   ...
- *   end <number of rcpt lines>
- *
- * The "end" line makes a cut file (which fsync + rename should never
- * leave) a parse error instead of an envelope with recipients missing.
- */
+/* queue: see queue.h (the envelope's text: queue_env.c). */
 #include "queue.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +13,6 @@
 #include "fileio.h"
 
 #define NAME_BUF (QUEUE_ID_MAX + 8) /* "<id>.env" */
-#define ENV_MAGIC "tarpitd-queue 1\n"
 
 enum { QE_USED = 1, QE_BUSY = 2, QE_LIVE = 4, QE_DEFERRED = 8 /* an attempt deferred it */,
        QE_FLUSHED = 16 /* queue_flush(): the recipients' own times are overridden once */,
@@ -57,287 +37,14 @@ struct queue {
 	struct queue_entry e[];
 };
 
-/* ---- names and text ---- */
-
-static bool id_ok(const char *id)
-{
-	size_t n = 0;
-
-	for (; id[n]; n++) {
-		char c = id[n];
-
-		if (n >= QUEUE_ID_MAX - 1 || !((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')))
-			return false;
-	}
-	return n > 0;
-}
+/* ---- names ---- */
 
 static void name_of(char *buf, const char *id, const char *ext)
 {
 	snprintf(buf, NAME_BUF, "%s.%s", id, ext);
 }
 
-size_t queue_escape(char *dst, size_t dstlen, const char *src, size_t n)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)src[i];
-
-		if (c > 0x20 && c < 0x7f && c != '%') {
-			if (o + 1 >= dstlen)
-				goto cut;
-			dst[o++] = (char)c;
-		} else {
-			if (o + 3 >= dstlen)
-				goto cut;
-			dst[o++] = '%';
-			dst[o++] = hex[c >> 4];
-			dst[o++] = hex[c & 15];
-		}
-	}
-	if (dstlen)
-		dst[o] = '\0';
-	return o;
-cut:
-	if (dstlen)
-		dst[0] = '\0';
-	return 0;
-}
-
-static int hexval(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* In place: s shrinks. -1 on a bad escape or a raw octet escaping forbids. */
-static int unescape(char *s)
-{
-	char *o = s;
-
-	for (char *p = s; *p; p++) {
-		if (*p == '%') {
-			int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
-
-			if (l < 0)
-				return -1;
-			*o++ = (char)(h * 16 + l);
-			p += 2;
-		} else {
-			*o++ = *p;
-		}
-	}
-	*o = '\0';
-	return 0;
-}
-
-static bool parse_u64(const char *s, uint64_t *v)
-{
-	uint64_t x = 0;
-
-	if (!*s)
-		return false;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || x > (UINT64_MAX - 9) / 10)
-			return false;
-		x = x * 10 + (uint64_t)(*s - '0');
-	}
-	*v = x;
-	return true;
-}
-
-static bool parse_u32(const char *s, uint32_t *v)
-{
-	uint64_t x;
-
-	if (!parse_u64(s, &x) || x > UINT32_MAX)
-		return false;
-	*v = (uint32_t)x;
-	return true;
-}
-
 /* ---- the envelope file ---- */
-
-/* The longest an envelope can become: every reply at QUEUE_REPLY_MAX. */
-static size_t env_bound(const struct queue_env *env)
-{
-	size_t n = sizeof(ENV_MAGIC) + 16 + QUEUE_ID_MAX + 3 * 20 + 40 + 3 * strlen(env->sender);
-
-	for (unsigned i = 0; i < env->nrcpt; i++)
-		n += 48 + 3 * (strlen(env->rcpt[i].relay) + strlen(env->rcpt[i].addr) + QUEUE_REPLY_MAX);
-	return n;
-}
-
-static bool env_ok(const struct queue_env *env)
-{
-	if (!id_ok(env->id) || !env->sender || env->nrcpt == 0 || env->nrcpt > QUEUE_RCPTS_MAX || !env->rcpt)
-		return false;
-	for (unsigned i = 0; i < env->nrcpt; i++) {
-		const struct queue_rcpt *r = &env->rcpt[i];
-
-		if (!r->relay || !r->relay[0] || !r->addr || !r->addr[0] || r->state > QR_FAILED)
-			return false;
-	}
-	return true;
-}
-
-/* Appends one field, escaped, to q->scratch at *o. */
-static bool put_esc(struct queue *q, size_t *o, const char *s, size_t max)
-{
-	size_t n = strlen(s), w;
-
-	if (n > max)
-		n = max;
-	if (n == 0)
-		return true;
-	w = queue_escape(q->scratch + *o, sizeof q->scratch - *o, s, n);
-	if (w == 0)
-		return false;
-	*o += w;
-	return true;
-}
-
-static bool put_fmt(struct queue *q, size_t *o, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool put_fmt(struct queue *q, size_t *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(q->scratch + *o, sizeof q->scratch - *o, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof q->scratch - *o)
-		return false;
-	*o += (size_t)n;
-	return true;
-}
-
-/* The envelope's text in q->scratch: its length, or 0 when it does not fit. */
-static size_t env_format(struct queue *q, const struct queue_env *env)
-{
-	static const char st[] = "PSF";
-	size_t o = 0;
-
-	if (!put_fmt(q, &o, ENV_MAGIC "id %s\naccepted %" PRIu32 "\nsize %" PRIu64 "\nflags %u\nsender ", env->id,
-		     env->accepted, env->size, (unsigned)env->flags) ||
-	    !put_esc(q, &o, env->sender, ADDRESS_MAX) || !put_fmt(q, &o, "\n"))
-		return 0;
-	for (unsigned i = 0; i < env->nrcpt; i++) {
-		const struct queue_rcpt *r = &env->rcpt[i];
-
-		if (!put_fmt(q, &o, "rcpt %c %" PRIu32 " %" PRIu32 " ", st[r->state], r->attempts, r->next) ||
-		    !put_esc(q, &o, r->relay, CONF_NAME_MAX) || !put_fmt(q, &o, " ") ||
-		    !put_esc(q, &o, r->addr, ADDRESS_MAX) || !put_fmt(q, &o, " ") ||
-		    !put_esc(q, &o, r->reply ? r->reply : "", QUEUE_REPLY_MAX) || !put_fmt(q, &o, "\n"))
-			return 0;
-	}
-	if (!put_fmt(q, &o, "end %u\n", env->nrcpt))
-		return 0;
-	return o;
-}
-
-/* Splits line into at most max fields at single spaces: the count. */
-static unsigned split(char *line, char **f, unsigned max)
-{
-	unsigned n = 0;
-
-	f[n++] = line;
-	for (char *p = line; *p && n < max; p++)
-		if (*p == ' ') {
-			*p = '\0';
-			f[n++] = p + 1;
-		}
-	return n;
-}
-
-/* Parses the envelope text in buf[0..len) in place. 0, or -1 (EINVAL). */
-static int env_parse(char *buf, size_t len, struct queue_env *env, struct queue_rcpt *rcpt, unsigned maxrcpt)
-{
-	static const char *const keys[] = { "id", "accepted", "size", "flags", "sender" };
-	char *p = buf, *end = buf + len;
-	unsigned line = 0, nr = 0;
-	bool ended = false;
-
-	memset(env, 0, sizeof *env);
-	env->rcpt = rcpt;
-	if (len < sizeof ENV_MAGIC - 1 || memcmp(buf, ENV_MAGIC, sizeof ENV_MAGIC - 1) != 0)
-		goto bad;
-	p += sizeof ENV_MAGIC - 1;
-	while (p < end) {
-		char *nl = memchr(p, '\n', (size_t)(end - p)), *f[7];
-		unsigned n;
-
-		if (!nl || ended)
-			goto bad;
-		*nl = '\0';
-		if (memchr(p, '\0', (size_t)(nl - p)))
-			goto bad;
-		n = split(p, f, 7);
-		if (line < 5) {
-			uint64_t v;
-
-			if (n != 2 || strcmp(f[0], keys[line]) != 0)
-				goto bad;
-			switch (line) {
-			case 0:
-				if (!id_ok(f[1]))
-					goto bad;
-				memcpy(env->id, f[1], strlen(f[1]) + 1);
-				break;
-			case 1:
-				if (!parse_u32(f[1], &env->accepted))
-					goto bad;
-				break;
-			case 2:
-				if (!parse_u64(f[1], &env->size))
-					goto bad;
-				break;
-			case 3:
-				if (!parse_u64(f[1], &v) || v > 255)
-					goto bad;
-				env->flags = (uint8_t)v;
-				break;
-			default:
-				if (unescape(f[1]) < 0)
-					goto bad;
-				env->sender = f[1];
-				break;
-			}
-		} else if (n == 7 && strcmp(f[0], "rcpt") == 0) {
-			struct queue_rcpt *r;
-			const char *s = strchr("PSF", f[1][0]);
-
-			if (nr >= maxrcpt || !s || !f[1][0] || f[1][1])
-				goto bad;
-			r = &rcpt[nr++];
-			r->state = (uint8_t)(s - "PSF");
-			if (!parse_u32(f[2], &r->attempts) || !parse_u32(f[3], &r->next) || unescape(f[4]) < 0 ||
-			    unescape(f[5]) < 0 || unescape(f[6]) < 0 || !f[4][0] || !f[5][0])
-				goto bad;
-			r->relay = f[4];
-			r->addr = f[5];
-			r->reply = f[6];
-		} else if (n == 2 && strcmp(f[0], "end") == 0) {
-			uint64_t v;
-
-			if (!parse_u64(f[1], &v) || v != nr || nr == 0)
-				goto bad;
-			ended = true;
-		} else {
-			goto bad;
-		}
-		line++;
-		p = nl + 1;
-	}
-	if (!ended)
-		goto bad;
-	env->nrcpt = nr;
-	return 0;
-bad:
-	errno = EINVAL;
-	return -1;
-}
 
 /* Reads dir_fd/name whole into buf (NUL after it). The length, or -1. */
 static ssize_t read_env(int dir_fd, const char *name, char *buf, size_t buflen)
@@ -612,7 +319,7 @@ static bool split_name(const char *name, char *id, const char **ext)
 	memcpy(id, name, n);
 	id[n] = '\0';
 	*ext = dot + 1;
-	return id_ok(id);
+	return queue_id_ok(id);
 }
 
 static bool is_file(int dir_fd, const char *name)
@@ -675,7 +382,7 @@ static void recover_one(struct queue *q, const char *name)
 		q->dirty = true;
 		return;
 	}
-	if (len < 0 || env_parse(q->scratch, (size_t)len, &env, rcpt, QUEUE_RCPTS_MAX) < 0 ||
+	if (len < 0 || queue_env_parse(q->scratch, (size_t)len, &env, rcpt, QUEUE_RCPTS_MAX) < 0 ||
 	    strcmp(env.id, id) != 0) {
 		/* Kept for the operator (`tarpitd queue` shows the file
 		 * system's truth); never delivered, never deleted here. */
@@ -735,11 +442,11 @@ static int prepare(struct queue *q, const struct queue_env *env, size_t *len)
 {
 	int i;
 
-	if (!env || !env_ok(env)) {
+	if (!env || !queue_env_ok(env)) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (env_bound(env) > QUEUE_ENV_MAX) {
+	if (queue_env_bound(env) > QUEUE_ENV_MAX) {
 		errno = E2BIG;
 		return -1;
 	}
@@ -752,7 +459,7 @@ static int prepare(struct queue *q, const struct queue_env *env, size_t *len)
 		errno = ENOSPC;
 		return -1;
 	}
-	*len = env_format(q, env);
+	*len = queue_env_format(q->scratch, sizeof q->scratch, env);
 	if (*len == 0) {
 		errno = E2BIG;
 		return -1;
@@ -974,7 +681,7 @@ int queue_load(const struct queue *q, int idx, struct queue_env *env, char *buf,
 	len = read_env(q->dir_fd, name, buf, buflen);
 	if (len < 0)
 		return -1;
-	if (env_parse(buf, (size_t)len, env, rcpt, maxrcpt) < 0 || strcmp(env->id, q->e[idx].id) != 0) {
+	if (queue_env_parse(buf, (size_t)len, env, rcpt, maxrcpt) < 0 || strcmp(env->id, q->e[idx].id) != 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -995,7 +702,7 @@ int queue_read(int dir_fd, const char *name, struct queue_env *env, char *buf, s
 	len = read_env(dir_fd, name, buf, buflen);
 	if (len < 0)
 		return -1;
-	if (env_parse(buf, (size_t)len, env, rcpt, maxrcpt) < 0 || strcmp(env->id, id) != 0) {
+	if (queue_env_parse(buf, (size_t)len, env, rcpt, maxrcpt) < 0 || strcmp(env->id, id) != 0) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -1019,14 +726,14 @@ int queue_update(struct queue *q, int idx, const struct queue_env *env)
 	uint32_t next, hop;
 	size_t len;
 
-	if (!valid_idx(q, idx) || !env || !env_ok(env) || strcmp(env->id, q->e[idx].id) != 0) {
+	if (!valid_idx(q, idx) || !env || !queue_env_ok(env) || strcmp(env->id, q->e[idx].id) != 0) {
 		errno = EINVAL;
 		return -1;
 	}
 	next = env_next(env, &hop);
 	if (next == UINT32_MAX)
 		return queue_remove(q, idx) < 0 ? -1 : 1;
-	len = env_format(q, env);
+	len = queue_env_format(q->scratch, sizeof q->scratch, env);
 	if (len == 0) {
 		errno = E2BIG;
 		return -1;

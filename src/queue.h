@@ -8,7 +8,7 @@
  *             Received: first), a hard link of the file the receiving
  *             side wrote and synced — the data is written once, whether
  *             the message also goes to Maildirs or not; never changed.
- *   <id>.env  the envelope, text (format in queue.c): sender, flags (may
+ *   <id>.env  the envelope, text (format in queue_env.h): sender, flags (may
  *             the sender get a DSN), accepted time, size, and per
  *             recipient its next hop's name, state pending/sent/failed,
  *             attempts, next attempt time and last reply (%-escaped, so
@@ -70,33 +70,10 @@
 #include <stdint.h>
 
 #include "limits.h"
+#include "queue_env.h"
 
-enum queue_rstate { QR_PENDING, QR_SENT, QR_FAILED };
-
-/* Envelope flags. */
-enum {
-	QUEUE_F_DSN_SENDER = 1, /* a DSN may go to the sender (local, or the session authenticated) */
-	QUEUE_F_8BIT = 2,       /* the body has 8-bit octets (BODY=8BITMIME when offered) */
-};
-
-struct queue_rcpt {
-	const char *relay;   /* the next hop's [relay "NAME"] */
-	const char *addr;    /* without brackets */
-	const char *reply;   /* the last reply or reason, "" for none (stored cut to QUEUE_REPLY_MAX) */
-	uint32_t attempts;
-	uint32_t next;       /* unix seconds of the next attempt (pending ones) */
-	uint8_t state;       /* enum queue_rstate */
-};
-
-struct queue_env {
-	char id[QUEUE_ID_MAX];
-	const char *sender;  /* without brackets; "" for <> */
-	uint64_t size;       /* octets as sent to the next hop (SIZE=, RFC 1870; `tarpitd queue`) */
-	uint32_t accepted;   /* unix seconds */
-	uint8_t flags;       /* QUEUE_F_* */
-	unsigned nrcpt;
-	struct queue_rcpt *rcpt;
-};
+/* The envelope (struct queue_env, its recipients and flags) and its text:
+ * queue_env.h. */
 
 struct queue;
 
@@ -215,10 +192,5 @@ static inline bool queue_expired(uint32_t accepted, uint32_t now, uint32_t lifet
 {
 	return now >= accepted && now - accepted >= lifetime;
 }
-
-/* %-escaping of the envelope's text fields: every octet outside
- * 0x21..0x7e, and '%', becomes %HH. Returns the length written (dst holds
- * 3 * n + 1), or 0 when dstlen is too small (dst = ""). */
-size_t queue_escape(char *dst, size_t dstlen, const char *src, size_t n);
 
 #endif

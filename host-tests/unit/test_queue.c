@@ -2,8 +2,8 @@
  * and removal; recovery after a restart; the crash points (a process
  * stopped between the steps of an add, an update and a removal leaves
  * exactly the files that step had made, which are then recovered); the
- * table bound; recovery in steps with adds in between; the escaping of
- * the envelope's text; the retry schedule's bounds. */
+ * table bound; recovery in steps with adds in between; the retry
+ * schedule's bounds. The envelope's text alone: test_queue_env.c. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -447,15 +447,6 @@ static void test_bounds(struct queue **qp)
 	*qp = q;
 }
 
-static void test_escape(void)
-{
-	char out[64];
-
-	CHECK(queue_escape(out, sizeof out, "a b%\n\x01\xff~", 8) == 18);
-	CHECK_STR(out, "a%20b%25%0A%01%FF~");
-	CHECK(queue_escape(out, 4, "a b", 3) == 0 && out[0] == '\0');
-}
-
 static void test_retry(void)
 {
 	/* retry_min 60 doubling to retry_max 3600: 60 120 240 ... 3600, each
@@ -554,7 +545,6 @@ int main(void)
 	test_crash_points(&q);
 	test_staged(&q);
 	test_bounds(&q);
-	test_escape();
 	test_retry();
 	queue_close(q);
 	{
