@@ -11,7 +11,6 @@ Marked `faults` like test_faults.py: `make test-faults` runs both.
 """
 
 import collections
-import os
 import random
 import re
 import subprocess
