@@ -61,20 +61,27 @@ static int hexval(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* In place: s shrinks. -1 on a bad escape (a raw octet is not refused:
- * split() leaves only spaces, in the last field of a line). */
-static int unescape(char *s)
+/* In place: s shrinks. Accepts exactly what queue_escape() writes of a
+ * field cut at MAX octets: -1 on a bad escape, an escaped NUL, a raw octet
+ * that would have been escaped (outside 0x21..0x7e, or a space that
+ * split() left in a line's last field), or more than MAX octets. Anything
+ * else would parse to an envelope that writes back different. */
+static int unescape(char *s, size_t max)
 {
 	char *o = s;
 
 	for (char *p = s; *p; p++) {
+		if ((size_t)(o - s) >= max)
+			return -1;
 		if (*p == '%') {
 			int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
 
-			if (l < 0)
+			if (l < 0 || (h == 0 && l == 0))
 				return -1;
 			*o++ = (char)(h * 16 + l);
 			p += 2;
+		} else if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e) {
+			return -1;
 		} else {
 			*o++ = *p;
 		}
@@ -252,7 +259,7 @@ int queue_env_parse(char *buf, size_t len, struct queue_env *env, struct queue_r
 				env->flags = (uint8_t)v;
 				break;
 			default:
-				if (unescape(f[1]) < 0)
+				if (unescape(f[1], ADDRESS_MAX) < 0)
 					goto bad;
 				env->sender = f[1];
 				break;
@@ -265,8 +272,9 @@ int queue_env_parse(char *buf, size_t len, struct queue_env *env, struct queue_r
 				goto bad;
 			r = &rcpt[nr++];
 			r->state = (uint8_t)(s - states);
-			if (!parse_u32(f[2], &r->attempts) || !parse_u32(f[3], &r->next) || unescape(f[4]) < 0 ||
-			    unescape(f[5]) < 0 || unescape(f[6]) < 0 || !f[4][0] || !f[5][0])
+			if (!parse_u32(f[2], &r->attempts) || !parse_u32(f[3], &r->next) || unescape(f[4], CONF_NAME_MAX) < 0 ||
+			    unescape(f[5], ADDRESS_MAX) < 0 || unescape(f[6], QUEUE_REPLY_MAX) < 0 || !f[4][0] ||
+			    !f[5][0])
 				goto bad;
 			r->relay = f[4];
 			r->addr = f[5];

@@ -25,7 +25,7 @@ FUZZ_FLAGS=${FUZZ_FLAGS:-}
 FUZZ_CFLAGS=${FUZZ_CFLAGS:-}
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -iquote src -iquote host-tests/fuzz"
 LIBS="-linih -lmbedtls -lmbedx509 -lmbedcrypto"
-ALL="session address config iprange recipients users auth_b64 client_reply"
+ALL="session address config iprange recipients users auth_b64 client_reply queue_env"
 
 # The src/ files each target links (never main.c or the loop's modules:
 # server, conn, listen, gen, control, ban).
@@ -39,6 +39,7 @@ sources() {
 	users) echo "src/users.c src/pbkdf2.c src/sasl.c src/log.c src/util.c" ;;
 	auth_b64) echo "src/sasl.c" ;;
 	client_reply) echo "src/smtp_client.c src/sasl.c" ;;
+	queue_env) echo "src/queue_env.c" ;;
 	*) return 1 ;;
 	esac
 }

@@ -194,6 +194,15 @@ static void test_malformed(void)
 		HEAD "rcpt P 0 100 Office a@example.org 5%0\nend 1\n",
 		HEAD "recipient P 0 100 Office a@example.org \nend 1\n",
 		HEAD RCPT "end one\n",
+		/* What queue_escape() never writes: a raw octet it escapes, an
+		 * escaped NUL, a field past its cut (the relay at CONF_NAME_MAX):
+		 * each would parse to an envelope that writes back different
+		 * (found by fuzz_queue_env). */
+		HEAD "rcpt P 0 100 Off\001ice a@example.org \nend 1\n",
+		HEAD "rcpt P 0 100 Office a@example.org 550 no\nend 1\n",
+		HEAD "rcpt P 0 100 Office a@example.org \xe4\nend 1\n",
+		HEAD "rcpt P 0 100 Office a@example.org 5%00\nend 1\n",
+		HEAD "rcpt P 0 100 RRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRRR a@example.org \nend 1\n",
 	};
 	static const char nul[] = HEAD "rcpt P 0 100 Office a@exa\0mple.org \nend 1\n";
 	struct queue_env env;
