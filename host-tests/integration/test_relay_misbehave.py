@@ -713,3 +713,34 @@ def test_tls_failure_after_starttls_deferred_never_in_clear(server, fake_hop, fa
     assert attempts >= 1 and re.fullmatch(reason, last), last
     intact(srv, qid)
 
+
+# ------------------------------------------- a hop that never gets ready
+
+@pytest.mark.parametrize("how", ["ehlo-hangup", pytest.param("tls-close", marks=needs_tls)])
+def test_hop_failing_every_session_backs_off(server, sinks, fake_hop, how):
+    """A hop that takes the connection but never gets a session ready
+    (smtp-sink hangs up at EHLO; a TLS handshake closed after the 220) is
+    down like one that refuses connections: retried after retry_min,
+    doubling up to retry_max (SPEC §10), one probe at a time; a session
+    that gets ready ends the back-off."""
+    if how == "ehlo-hangup":
+        sink = sinks(disconnect=("EHLO",))
+        port, starttls = sink.port, "no"
+    else:
+        sink = None
+        hop = fake_hop(lambda c: serve(c, {"STARTTLS": tls_then(lambda c: None)}, ext=EHLO_EXT + (b"STARTTLS",)))
+        port, starttls = hop.port, "required"
+    srv = gateway(server, relay_ini(tcp(port), starttls=starttls, retry_min="00:00:01", retry_max="00:00:04"))
+    qid = send(srv, ["bob@office.test"], subject="backoff")
+    downs = wait_log(srv, r'event=relay_down id=%s relay="Office" .* retry=(\d+)' % qid, count=3, timeout=20)
+    assert [int(d) for d in downs[:3]] == [1, 2, 4], downs
+    if sink:
+        sink_without(sink, "-q")
+        sink.wait_for_messages(1, timeout=15)
+        wait_empty(srv)
+        # A session got ready: the next failure starts over at retry_min.
+        sink.halt()
+        sink.cmd[1:1] = ["-q", "EHLO"]
+        sink.resume()
+        again = send(srv, ["bob@office.test"], subject="backoff-again")
+        assert wait_log(srv, r'event=relay_down id=%s relay="Office" .* retry=(\d+)' % again) == ["1"]
