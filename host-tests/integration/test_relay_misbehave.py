@@ -94,8 +94,14 @@ def fast_clock_env():
                                                    "verify_asan_link_order=0")))}
 
 
-def fast_gateway(server, relays):
-    env = fast_clock_env()
+@pytest.fixture
+def fast_clock():
+    """The fast clock's environment; the test is skipped before it starts
+    anything when there is none."""
+    return fast_clock_env()
+
+
+def fast_gateway(server, relays, env):
     srv = gateway(server, relays, start=False)
     srv.env = env
     return srv.start()
@@ -260,9 +266,9 @@ class FakeHop:
 
     def stop(self):
         self.stopping.set()
-        self.lst.close()
-        for t in self.threads:
+        for t in self.threads:  # the accept thread first: then no select() on a closed listener
             t.join(timeout=5)
+        self.lst.close()
 
 
 @pytest.fixture
@@ -446,13 +452,13 @@ FAST_HOP = dict(starttls="no", retry_min="01:00:00", retry_max="02:00:00")
 
 # ------------------------------------------------- stalls (fast clock)
 
-def test_stall_mid_ehlo_reply_deferred_others_not_blocked(server, fake_hop):
+def test_stall_mid_ehlo_reply_deferred_others_not_blocked(server, fake_hop, fast_clock):
     """The first line of a multi-line EHLO reply, then nothing: after the
     5-minute command deadline the recipient is deferred and the hop is
     marked down; meanwhile the inbound side serves a local delivery at
     once; the entry stays; tarpitd hangs up."""
     hop = fake_hop(script(EHLO=then_stall(b"250-first line\r\n")))
-    srv = fast_gateway(server, relay_ini(tcp(hop.port), **FAST_HOP))
+    srv = fast_gateway(server, relay_ini(tcp(hop.port), **FAST_HOP), fast_clock)
     t0 = time.monotonic()
     qid = send(srv, ["bob@office.test"], subject="stall")
     took = time.monotonic() - t0
@@ -477,7 +483,7 @@ def test_stall_mid_ehlo_reply_deferred_others_not_blocked(server, fake_hop):
     intact(srv, qid)
 
 
-def test_reply_dribbled_without_end_cut_by_its_deadline(server, fake_hop):
+def test_reply_dribbled_without_end_cut_by_its_deadline(server, fake_hop, fast_clock):
     """A reply that keeps coming, one octet every 0.2 s and never a line
     end: the deadline is the reply's, not each octet's, so it ends the
     session after 5 minutes (long before the 512-octet line limit, which
@@ -491,7 +497,7 @@ def test_reply_dribbled_without_end_cut_by_its_deadline(server, fake_hop):
             except TimeoutError:
                 pass
     hop = fake_hop(script(EHLO=dribble_forever))
-    srv = fast_gateway(server, relay_ini(tcp(hop.port), **FAST_HOP))
+    srv = fast_gateway(server, relay_ini(tcp(hop.port), **FAST_HOP), fast_clock)
     qid = send(srv, ["bob@office.test"], subject="dribble")
     (c,) = hop.wait_conns(1)
     wait_until(lambda: c.fault_at is not None, 10, "tarpitd's EHLO")
@@ -509,14 +515,14 @@ def test_reply_dribbled_without_end_cut_by_its_deadline(server, fake_hop):
     #                                 smtp-sink holds back the replies to MAIL and RCPT too)
     (["-W", ".:120"], 10, 1),       # no reply to the end of data: CLIENT_DATA_TERM_MS
 ], ids=["greeting", "data", "end-of-data"])
-def test_smtp_sink_stalls_deferred_at_each_deadline(server, sinks, flag, minutes, sent):
+def test_smtp_sink_stalls_deferred_at_each_deadline(server, sinks, fast_clock, flag, minutes, sent):
     """smtp-sink waits 120 s before a reply: tarpitd's deadline for that
     reply ends the session first (at x60 it is 2 to 10 s); deferred, the
     entry intact. After the end of data the hop has the message (it may
     arrive twice: SPEC §10's duplicate window); the 10-minute deadline
     is that long because a hop may take that long to accept it."""
     sink = sinks(extra=flag)
-    srv = fast_gateway(server, relay_ini(tcp(sink.port), **FAST_HOP))
+    srv = fast_gateway(server, relay_ini(tcp(sink.port), **FAST_HOP), fast_clock)
     qid = send(srv, ["bob@office.test"], subject="sink-stall")
     t0 = time.monotonic()
     reply = deferred(srv, qid, TIMED_OUT, timeout=60)
@@ -692,11 +698,12 @@ def test_tls_failure_after_starttls_deferred_never_in_clear(server, fake_hop, fa
     the entry intact, and on no connection, the retry included, did
     anything but EHLO and STARTTLS go in the clear."""
     act, reason = TLS_FAULTS[fault]
+    env = fast_clock_env() if fault == "stall" else None
     hop = fake_hop(lambda c: serve(c, {"STARTTLS": act}, ext=EHLO_EXT + (b"STARTTLS",)))
     relays = relay_ini(tcp(hop.port),
                        **(dict(starttls="required", retry_min="00:00:01", retry_max="00:00:02") if fault != "stall" else
                           dict(FAST_HOP, starttls="required")))
-    srv = fast_gateway(server, relays) if fault == "stall" else gateway(server, relays)
+    srv = fast_gateway(server, relays, env) if env else gateway(server, relays)
     t0 = time.monotonic()
     qid = send(srv, ["bob@office.test"], subject="tls-" + fault)
     reply = deferred(srv, qid, reason, timeout=60)
