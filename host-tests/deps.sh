@@ -6,7 +6,9 @@
 # port) and msmtp are real counterparts of the integration tests; so is
 # dovecot-lmtpd (a private Dovecot LMTP next hop, peers.py).
 # python3-pytest-xdist runs the integration suite in parallel (TEST_JOBS).
-PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest python3-pytest-xdist swaks openssl valgrind postfix msmtp dovecot-lmtpd"
+# faketime (libfaketime) runs the daemon's clock faster for the tests of
+# the next hop's 5- and 10-minute reply deadlines (test_relay_misbehave.py).
+PKGS="gcc make libc6-dev libinih-dev libmbedtls-dev python3 python3-pytest python3-pytest-xdist swaks openssl valgrind postfix msmtp dovecot-lmtpd faketime"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -353,6 +353,20 @@ static bool skip_other(void *ctx, uint32_t hash)
 	return hash != *(const uint32_t *)ctx;
 }
 
+/* The session is ready for its first message: the hop is up. Not at the
+ * connect: a hop that takes connections and then fails every session
+ * (greeting, EHLO, TLS, AUTH) must back off like one that refuses them. */
+static void hop_up(struct rslot *s)
+{
+	struct hop *h = &R.hops[s->hop];
+	bool was_down = h->fails != 0;
+
+	h->fails = 0;
+	h->down_until = 0;
+	if (was_down)
+		relay_schedule(); /* the probe got through: the other sessions may follow */
+}
+
 /* Between messages: the next due one for the same next hop, or QUIT. */
 static void on_idle(struct rslot *s)
 {
@@ -361,6 +375,7 @@ static void on_idle(struct rslot *s)
 
 	if (s->qidx >= 0 && !s->handed) {
 		/* The session is ready: the attempt it was opened for. */
+		hop_up(s);
 		s->handed = true;
 		smtp_client_message(&s->sc, &s->msg);
 		return;
@@ -442,19 +457,12 @@ void relay_connect_failed(struct rslot *s, const char *why, int err)
 
 void relay_connected(struct rslot *s)
 {
-	struct hop *h = &R.hops[s->hop];
-	bool was_down = h->fails != 0;
-
-	h->fails = 0;
-	h->down_until = 0;
 	s->phase = RS_SESSION;
 	smtp_client_init(&s->sc, &s->scc);
 	/* The machine asks for the greeting, then hands out SC_IDLE for the
 	 * message: the attempt's envelope is already in the slot. */
 	progress(s);
 	relay_run(s);
-	if (was_down)
-		relay_schedule(); /* the probe got through: the other sessions may follow */
 }
 
 static int open_socket(const struct relay_conf *rc)

@@ -149,6 +149,10 @@ def render_ini(port, connector=None, server=None, name="Default Frontend", extra
 
 
 class Server:
+    # Extra environment for the daemon (LD_PRELOAD=libfaketime, for one):
+    # a test sets it before start(); None runs it with the tests' own.
+    env = None
+
     def __init__(self, workdir, port, connector, server_overrides, recipients):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +185,7 @@ class Server:
         self.proc = subprocess.Popen(
             [str(BIN), "-c", str(self.ini), "run"],
             stdin=subprocess.DEVNULL, stdout=self._err, stderr=self._err,
-            cwd=str(self.dir))
+            cwd=str(self.dir), env=dict(os.environ, **self.env) if self.env else None)
         if wait:
             self.wait_ready()
         return self
