@@ -36,7 +36,7 @@ import pytest
 from conftest import BIN, free_port, needs_tls
 from peers import wait_until
 from test_relay import (body_with_dots, env_shows, gateway, log, queue_files, queue_shows, relay_ini,  # noqa: F401
-                        send, sink_without, sinks, tcp, wait_empty, wait_log)
+                        send, sink_without, tcp, wait_empty, wait_log)
 
 RATE = 60  # the daemon's clock under libfaketime: 5 min are 5 s
 EHLO_NAME = b"mx.test"  # conftest's [server] hostname: tarpitd's EHLO
@@ -515,13 +515,13 @@ def test_reply_dribbled_without_end_cut_by_its_deadline(server, fake_hop, fast_c
     #                                 smtp-sink holds back the replies to MAIL and RCPT too)
     (["-W", ".:120"], 10, 1),       # no reply to the end of data: CLIENT_DATA_TERM_MS
 ], ids=["greeting", "data", "end-of-data"])
-def test_smtp_sink_stalls_deferred_at_each_deadline(server, sinks, fast_clock, flag, minutes, sent):
+def test_smtp_sink_stalls_deferred_at_each_deadline(server, smtp_sink, fast_clock, flag, minutes, sent):
     """smtp-sink waits 120 s before a reply: tarpitd's deadline for that
     reply ends the session first (at x60 it is 2 to 10 s); deferred, the
     entry intact. After the end of data the hop has the message (it may
     arrive twice: SPEC §10's duplicate window); the 10-minute deadline
     is that long because a hop may take that long to accept it."""
-    sink = sinks(extra=flag)
+    sink = smtp_sink(extra=flag)
     srv = fast_gateway(server, relay_ini(tcp(sink.port), **FAST_HOP), fast_clock)
     qid = send(srv, ["bob@office.test"], subject="sink-stall")
     t0 = time.monotonic()
@@ -534,11 +534,11 @@ def test_smtp_sink_stalls_deferred_at_each_deadline(server, sinks, fast_clock, f
 
 # ---------------------------------------------------- split and garbage
 
-def test_reply_one_octet_at_a_time_delivered(server, sinks, fake_hop):
+def test_reply_one_octet_at_a_time_delivered(server, smtp_sink, fake_hop):
     """Every reply of a real session with smtp-sink arrives one octet per
     write, 4 ms apart: delivered as usual, the message whole, and the
     EHLO keywords understood (PIPELINING: the transaction in one write)."""
-    sink = sinks()
+    sink = smtp_sink()
     hop = fake_hop(proxy_to(sink.port, gap=0.004))
     srv = gateway(server, relay_ini(tcp(hop.port), starttls="no"))
     qid = send(srv, ["bob@office.test", "carol@office.test"], subject="octets", body=body_with_dots(1, 300))
@@ -602,11 +602,11 @@ def test_malformed_reply_deferred(server, fake_hop, stage, octets, why):
 
 # ---------------------------------------------------- closes mid-session
 
-def test_closes_mid_data_then_delivered(server, sinks, fake_hop):
+def test_closes_mid_data_then_delivered(server, smtp_sink, fake_hop):
     """The hop reads 3000 octets of a 210 KB message and closes: deferred,
     the entry intact; the retry (retry_min 2 s) delivers it whole to the
     same smtp-sink, which never got the first, cut copy as a message."""
-    sink = sinks()
+    sink = smtp_sink()
     hop = fake_hop(lambda c: proxy_to(sink.port, cut_body_after=3000 if c.n == 0 else None)(c))
     srv = gateway(server, relay_ini(tcp(hop.port), starttls="no", retry_min="00:00:02", retry_max="00:00:04"))
     qid = send(srv, ["bob@office.test"], subject="cut", body=body_with_dots(2))
@@ -629,11 +629,11 @@ def test_closes_mid_data_then_delivered(server, sinks, fake_hop):
 
 @pytest.mark.parametrize("cmd,handed", [("EHLO", False), ("DATA", True), (".", True)],
                          ids=["EHLO", "DATA", "end-of-data"])
-def test_closes_without_reply_then_delivered(server, sinks, cmd, handed):
+def test_closes_without_reply_then_delivered(server, smtp_sink, cmd, handed):
     """smtp-sink hangs up instead of answering (-q): deferred, then
     delivered once it behaves. After the end of data the message is
     there twice: SPEC §10's one duplicate window."""
-    sink = sinks(disconnect=(cmd,))
+    sink = smtp_sink(disconnect=(cmd,))
     srv = gateway(server, relay_ini(tcp(sink.port), starttls="no", retry_min="00:00:02", retry_max="00:00:04"))
     qid = send(srv, ["bob@office.test"], subject="hangup")
     reply = deferred(srv, qid, "the next hop closed the connection")
@@ -727,14 +727,14 @@ def test_tls_failure_after_starttls_deferred_never_in_clear(server, fake_hop, fa
 # ------------------------------------------- a hop that never gets ready
 
 @pytest.mark.parametrize("how", ["ehlo-hangup", pytest.param("tls-close", marks=needs_tls)])
-def test_hop_failing_every_session_backs_off(server, sinks, fake_hop, how):
+def test_hop_failing_every_session_backs_off(server, smtp_sink, fake_hop, how):
     """A hop that takes the connection but never gets a session ready
     (smtp-sink hangs up at EHLO; a TLS handshake closed after the 220) is
     down like one that refuses connections: retried after retry_min,
     doubling up to retry_max (SPEC §10), one probe at a time; a session
     that gets ready ends the back-off."""
     if how == "ehlo-hangup":
-        sink = sinks(disconnect=("EHLO",))
+        sink = smtp_sink(disconnect=("EHLO",))
         port, starttls = sink.port, "no"
     else:
         sink = None
