@@ -320,6 +320,19 @@ QUEUE_FULL_CASES = [
 ]
 
 
+def warmed_up(fserver, office, shim, prefix):
+    """The gateway under SHIM (failing calls only in queue/), one message
+    forwarded and its queue entry gone: the faults then fall on a server
+    whose next hop is known to work."""
+    srv = gateway(fserver, office, env=lambda spool: shim.env(spool, "queue"))
+    with srv.client(timeout=10 * SCALE) as c:
+        c.greet()
+        assert send_one(c, ("alice@office.test",), fault_body(prefix + "warm")).code == 250
+    wait_for(lambda: (prefix + "warm", "alice@office.test") in at_office(office, prefix)[0] and not queue_names(srv),
+             10 * SCALE, "the warm-up message forwarded and the queue empty")
+    return srv
+
+
 @pytest.mark.skipif(peers.missing("postfix"), reason="postfix not installed")
 @pytest.mark.parametrize("spec, rcpts, hit", [c[1:] for c in QUEUE_FULL_CASES],
                          ids=[c[0] for c in QUEUE_FULL_CASES])
@@ -333,13 +346,8 @@ def test_queue_disk_full_452_serving_goes_on(fserver, office, failshim, tmp_path
     again, and the queue drains."""
     prefix = f"d{SEED}{tmp_path.name[-12:]}"
     shim = Shim(failshim, tmp_path)
-    srv = gateway(fserver, office, env=lambda spool: shim.env(spool, "queue"))
+    srv = warmed_up(fserver, office, shim, prefix)
     got = lambda: at_office(office, prefix)[0]  # noqa: E731
-    with srv.client(timeout=10 * SCALE) as c:
-        c.greet()
-        assert send_one(c, ("alice@office.test",), fault_body(prefix + "warm")).code == 250
-    wait_for(lambda: (prefix + "warm", "alice@office.test") in got() and not queue_names(srv),
-             10 * SCALE, "the warm-up message forwarded and the queue empty")
     local_before = {p.name for p in srv.new_files(LOCAL)}
 
     c = srv.client(timeout=10 * SCALE).greet()
@@ -453,14 +461,8 @@ def test_removal_synced_within_a_tick(fserver, office, failshim, tmp_path):
     the removal's, fails and is logged, with nothing else happening."""
     prefix = f"t{SEED}x"
     shim = Shim(failshim, tmp_path)
-
-    srv = gateway(fserver, office, env=lambda spool: shim.env(spool, "queue"))
+    srv = warmed_up(fserver, office, shim, prefix)
     got = lambda: at_office(office, prefix)[0]  # noqa: E731
-    with srv.client(timeout=10 * SCALE) as c:
-        c.greet()
-        assert send_one(c, ("alice@office.test",), fault_body(prefix + "warm")).code == 250
-    wait_for(lambda: (prefix + "warm", "alice@office.test") in got() and not queue_names(srv),
-             10 * SCALE, "the warm-up message forwarded and the queue empty")
     time.sleep(1.5)  # its removal synced by a tick
     shim.on("fsync EIO skip=2")
     with srv.client(timeout=10 * SCALE) as c:
