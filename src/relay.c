@@ -418,7 +418,7 @@ bool relay_timer(struct tw_node *n)
 	if (s->phase == RS_CONNECT) {
 		relay_connect_failed(s, "connect timed out", 0);
 	} else if (s->phase == RS_SESSION) {
-		smtp_client_fail(&s->sc, "timed out waiting for the next hop");
+		smtp_client_timeout(&s->sc);
 		relay_run(s);
 	}
 	return true;

@@ -814,6 +814,42 @@ void smtp_client_fail(struct smtp_client *c, const char *why)
 	fail(c, why ? why : "connection to the next hop failed", 0);
 }
 
+/* The deadline of the wait the machine asked for passed: which wait, for
+ * the log and the queue listing. After the end of data the next hop may
+ * have taken the message without the reply reaching us (RFC 5321 §4.5.3.2's
+ * 10 minutes exist for that): the retry may deliver it twice, and the
+ * operator should know (Postfix says the same). */
+void smtp_client_timeout(struct smtp_client *c)
+{
+	const char *step;
+
+	switch (c->state) {
+	case ST_GREETING: step = "the greeting"; break;
+	case ST_EHLO_W: case ST_EHLO_R:
+		step = c->helo_fallback ? "the reply to HELO" : c->conf->lmtp ? "the reply to LHLO" : "the reply to EHLO";
+		break;
+	case ST_TLS_W: case ST_TLS_R: step = "the reply to STARTTLS"; break;
+	case ST_TLS: step = "the TLS handshake"; break;
+	case ST_AUTH_W: case ST_AUTH_R: step = "the reply to AUTH"; break;
+	case ST_CMD_W: case ST_CMD_R: step = "the replies to MAIL, RCPT and DATA"; break;
+	case ST_BODY: step = "room to send the message"; break;
+	/* DATA's 354 came with no recipient accepted: a lone "." ends it. */
+	case ST_DOT_W: case ST_DOT_R: step = "the reply to an empty DATA"; break;
+	case ST_FINAL_R:
+		step = "the reply to the end of data (the next hop may have the message: it may arrive twice)";
+		break;
+	default: step = NULL; break;
+	}
+	if (step) {
+		char why[CLIENT_TEXT_MAX + 1];
+
+		snprintf(why, sizeof why, "timed out waiting for %s", step);
+		smtp_client_fail(c, why);
+	} else {
+		smtp_client_fail(c, "timed out waiting for the next hop");
+	}
+}
+
 /* ---- the body on its way out ---- */
 
 size_t smtp_client_stuff(struct sc_stuff *s, const char *in, size_t n, char *out, size_t room, size_t *wrote)

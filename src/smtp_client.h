@@ -170,6 +170,10 @@ void smtp_client_quit(struct smtp_client *c);
 /* The transport failed (timeout, I/O error, closed, connect refused);
  * why is kept for the events (cut to CLIENT_TEXT_MAX). */
 void smtp_client_fail(struct smtp_client *c, const char *why);
+/* The deadline of the wait asked for passed: smtp_client_fail() with a
+ * reason that names the wait ("timed out waiting for the greeting", ...;
+ * after the end of data it says the message may arrive twice). */
+void smtp_client_timeout(struct smtp_client *c);
 /* The EHLO keywords of the session (SC_EXT_*). */
 static inline unsigned smtp_client_ext(const struct smtp_client *c)
 {

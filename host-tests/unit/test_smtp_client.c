@@ -37,6 +37,10 @@ static void wire(struct run *r, const char *p, size_t n)
 	}
 }
 
+/* When the server stream runs out: the wait's deadline passes
+ * (smtp_client_timeout) instead of the connection closing. */
+static bool end_is_timeout;
+
 /* Plays the transport: the server stream srv in pieces of chunk octets;
  * msgs messages of up to 4 recipients each; tls_ok says whether a
  * handshake succeeds. Returns after SC_DONE (or a step bound). */
@@ -67,7 +71,10 @@ static void drive(struct run *r, const struct smtp_client_conf *conf, const char
 
 			r->last_timeout = ev.timeout_ms;
 			if (n == 0) {
-				smtp_client_fail(&c, "connection closed by the next hop");
+				if (end_is_timeout)
+					smtp_client_timeout(&c);
+				else
+					smtp_client_fail(&c, "connection closed by the next hop");
 				break;
 			}
 			used = smtp_client_feed(&c, srv + pos, n);
@@ -411,6 +418,37 @@ static void test_failures(void)
 	CHECK(r.last_timeout == CLIENT_GREETING_MS);
 }
 
+/* A deadline names the wait it cut; after the end of data it says the
+ * message may arrive twice. */
+static void test_timeouts(void)
+{
+	static const struct {
+		const char *srv, *why;
+	} cases[] = {
+		{"", "timed out waiting for the greeting"},
+		{GREET, "timed out waiting for the reply to EHLO"},
+		{GREET EHLO_PLAIN "250 ok\r\n", "timed out waiting for the replies to MAIL, RCPT and DATA"},
+		{GREET EHLO_PLAIN "250 ok\r\n250 ok\r\n354 go\r\n",
+		 "timed out waiting for the reply to the end of data (the next hop may have the message: it may arrive twice)"},
+		/* Pipelined: DATA went out before RCPT's 550 came back. */
+		{GREET "250-mx\r\n250 PIPELINING\r\n250 ok\r\n550 no\r\n354 go\r\n",
+		 "timed out waiting for the reply to an empty DATA"},
+	};
+	struct run r;
+	struct smtp_client_msg m;
+
+	end_is_timeout = true;
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		m = msg1(1);
+		drive(&r, &plain, cases[i].srv, 4096, &m, 1, true);
+		CHECK(!r.done_ok);
+		CHECK_STR(r.done_text, cases[i].why);
+		if (i == 2 || i == 3) /* the recipient waiting for that reply is deferred with it */
+			CHECK_STR(r.text[0], cases[i].why);
+	}
+	end_is_timeout = false;
+}
+
 static void test_bad_replies(void)
 {
 	struct run r;
@@ -541,6 +579,7 @@ int main(void)
 	test_auth();
 	test_lmtp();
 	test_failures();
+	test_timeouts();
 	test_bad_replies();
 	test_parser_direct();
 	test_stuff();
