@@ -76,6 +76,19 @@ def _libfaketime():
     return None
 
 
+def _asan_build(path):
+    """True for a binary with AddressSanitizer's runtime linked in (make
+    test SAN=1): its allocator reads the monotonic clock while it holds
+    its lock, and libfaketime's first clock call looks its real one up
+    with dlsym, which allocates: the daemon can hang at start (seen with
+    clang 14's runtime, for some binaries and not others)."""
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
 def fast_clock_env():
     """The environment that runs the daemon's clock RATE times as fast,
     or pytest.skip with the reason it cannot."""
@@ -85,13 +98,12 @@ def fast_clock_env():
     if not _dynamic_elf(BIN):
         pytest.skip(f"{BIN} is not a dynamically linked program (a wrapper script: the firmware under "
                     "qemu-user or valgrind; or a static build): libfaketime cannot reach the daemon")
+    if _asan_build(BIN):
+        pytest.skip(f"{BIN} is an AddressSanitizer build: its allocator and libfaketime can deadlock at start "
+                    "(the other make test variants run these tests)")
     preload = os.environ.get("LD_PRELOAD")
     return {"LD_PRELOAD": lib + (":" + preload if preload else ""), "FAKETIME": "+0 x%d" % RATE,
-            "FAKETIME_NO_CACHE": "1",
-            # An ASan build (make test SAN=1) wants its runtime first in
-            # the list; libfaketime only wraps the clock calls.
-            "ASAN_OPTIONS": ":".join(filter(None, (os.environ.get("ASAN_OPTIONS"),
-                                                   "verify_asan_link_order=0")))}
+            "FAKETIME_NO_CACHE": "1"}
 
 
 @pytest.fixture
