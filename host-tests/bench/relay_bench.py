@@ -81,6 +81,17 @@ def log(msg):
     print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
+
+def wait_count(count, n, timeout, failure, poll=0.005):
+    """Polls COUNT() until it reaches N: the time it did (the end of a
+    throughput run), or RuntimeError(FAILURE()) after TIMEOUT seconds."""
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if count() >= n:
+            return time.monotonic()
+        time.sleep(poll)
+    raise RuntimeError(failure())
+
 class Ctx:
     def __init__(self, work, args):
         self.work = work
@@ -188,12 +199,8 @@ class Sink:
         return self.base + (int(m[-1]) if m else 0)
 
     def wait(self, n, timeout, poll=0.005):
-        t = time.monotonic()
-        while time.monotonic() - t < timeout:
-            if self.count() >= n:
-                return time.monotonic()
-            time.sleep(poll)
-        raise RuntimeError("smtp-sink counted %d of %d in %d s" % (self.count(), n, timeout))
+        return wait_count(self.count, n, timeout,
+                          lambda: "smtp-sink counted %d of %d in %d s" % (self.count(), n, timeout), poll)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -379,13 +386,8 @@ class FinalPostfix(PrivatePostfix):
         return self.seen
 
     def wait(self, n, timeout, poll=0.005):
-        t = time.monotonic()
-        while time.monotonic() - t < timeout:
-            if self.count() >= n:
-                return time.monotonic()
-            time.sleep(poll)
-        raise RuntimeError("the final Postfix accepted %d of %d in %d s:\n%s" % (
-            self.count(), n, timeout, self.log_tail()))
+        return wait_count(self.count, n, timeout, lambda: "the final Postfix accepted %d of %d in %d s:\n%s" % (
+            self.count(), n, timeout, self.log_tail()), poll)
 
 
 # ------------------------------------------------------------ measurements
