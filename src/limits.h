@@ -217,6 +217,11 @@
 #define RELAY_CONNS_TOTAL 128
 /* A relay's domains as written, each NUL-terminated (about 40 domains). */
 #define RELAY_DOMAINS_MAX 1024
+/* Next hops whose queued entries the queue keeps apart (queue.c's
+ * groups: the scheduler passes over a hop that is down or busy in one
+ * look); the entries of any further ones share one more group and are
+ * looked at one by one. At most 255; 16 octets each. */
+#define QUEUE_HOP_GROUPS RELAY_HOPS_MAX
 /* max_queued: 1..this many entries (40 octets each: 4 MB at most). */
 #define QUEUE_MAX_QUEUED 100000u
 /* The forwarded recipients of one transaction, kept per slot beside the

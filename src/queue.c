@@ -24,7 +24,25 @@ struct queue_entry {
 	uint32_t accepted;
 	uint32_t hop;      /* queue_hop_hash() of that recipient's next hop */
 	uint8_t flags;     /* QE_* */
+	uint8_t grp;       /* its group (below), while attemptable */
 };
+
+/* The attemptable entries (used, not busy) grouped by next hop, so that
+ * the scheduler's two questions -- an entry due now? when is the next
+ * attempt? -- cost one look per group, not one per entry, whenever no
+ * group can answer: a next hop down or at its limit with thousands
+ * queued for it asks them at every accept (docs/benchmarks.md,
+ * "Forwarding"). A group counts its entries and keeps their earliest
+ * next attempt while it is known: an entry that leaves the group with
+ * that time makes it unknown until queue_next_time_match() scans for
+ * it. Next hops beyond QUEUE_HOP_GROUPS share the last group, whose
+ * entries are asked about one by one. The answers are the full scan's
+ * (host-tests/unit/test_queue.c holds the two against each other). */
+struct queue_group {
+	uint32_t hop, n, min;
+	bool known;
+};
+#define QG_SHARED QUEUE_HOP_GROUPS
 
 struct queue {
 	int dir_fd, tmp_fd;
@@ -33,6 +51,7 @@ struct queue {
 	unsigned ndeferred; /* entries with QE_DEFERRED: stats' queue_deferred */
 	bool dirty;         /* a removal not yet synced (queue_sync) */
 	unsigned free_at;   /* where the search for a free entry starts */
+	struct queue_group g[QUEUE_HOP_GROUPS + 1];
 	char scratch[QUEUE_ENV_MAX];
 	struct queue_entry e[];
 };
@@ -187,6 +206,67 @@ static int take_entry(struct queue *q)
 	return -1;
 }
 
+static bool attemptable(const struct queue_entry *e)
+{
+	return (e->flags & (QE_USED | QE_BUSY)) == QE_USED;
+}
+
+/* Entry i becomes attemptable: into its hop's group, a free one, or the
+ * shared one. */
+static void grp_join(struct queue *q, int i)
+{
+	struct queue_entry *e = &q->e[i];
+	struct queue_group *g;
+	unsigned k, free_k = QG_SHARED;
+
+	for (k = 0; k < QUEUE_HOP_GROUPS; k++) {
+		if (q->g[k].n && q->g[k].hop == e->hop)
+			break;
+		if (!q->g[k].n && free_k == QG_SHARED)
+			free_k = k;
+	}
+	if (k == QUEUE_HOP_GROUPS)
+		k = free_k;
+	g = &q->g[k];
+	if (g->n == 0) {
+		g->hop = e->hop;
+		g->min = UINT32_MAX;
+		g->known = true;
+	}
+	g->n++;
+	if (e->next < g->min)
+		g->min = e->next; /* an unknown minimum stays unknown: min is only a bound then */
+	e->grp = (uint8_t)k;
+}
+
+/* Entry i stops being attemptable (busy, changed or gone). */
+static void grp_leave(struct queue *q, int i)
+{
+	struct queue_group *g = &q->g[q->e[i].grp];
+
+	g->n--;
+	if (q->e[i].next <= g->min)
+		g->known = false;
+}
+
+/* Sets entry idx's next attempt, hop and busy flag, keeping the groups
+ * right. */
+static void set_entry(struct queue *q, int idx, uint32_t next, uint32_t hop, bool busy)
+{
+	struct queue_entry *e = &q->e[idx];
+
+	if (attemptable(e))
+		grp_leave(q, idx);
+	e->next = next;
+	e->hop = hop;
+	if (busy)
+		e->flags |= QE_BUSY;
+	else
+		e->flags &= (uint8_t)~QE_BUSY;
+	if (attemptable(e))
+		grp_join(q, idx);
+}
+
 static void put_entry(struct queue *q, int i, const char *id, uint32_t accepted, uint32_t next, uint32_t hop,
 		      uint8_t flags)
 {
@@ -201,10 +281,14 @@ static void put_entry(struct queue *q, int i, const char *id, uint32_t accepted,
 	q->count++;
 	if (flags & QE_LIVE)
 		q->nlive++;
+	if (attemptable(e))
+		grp_join(q, i);
 }
 
 static void drop_entry(struct queue *q, int i)
 {
+	if (attemptable(&q->e[i]))
+		grp_leave(q, i);
 	if (q->e[i].flags & QE_LIVE)
 		q->nlive--;
 	set_deferred(q, i, false);
@@ -535,7 +619,8 @@ int queue_link(struct queue *q, int idx, int dirfd, const char *name)
 	name_of(n, q->e[idx].id, "env");
 	if (renameat(q->tmp_fd, n, q->dir_fd, n) < 0)
 		return -1;
-	q->e[idx].flags &= (uint8_t)~(QE_STAGED | QE_BUSY);
+	q->e[idx].flags &= (uint8_t)~QE_STAGED;
+	set_entry(q, idx, q->e[idx].next, q->e[idx].hop, false);
 	return 0;
 }
 
@@ -563,16 +648,42 @@ void queue_abandon(struct queue *q, int idx)
 		fsync(q->dir_fd);
 }
 
+/* Which groups may hold an answer: want[k] for each group with entries
+ * that skip() does not pass over (asked once per group; the shared
+ * group's entries are asked one by one) and whose earliest next attempt
+ * may be by due_by (UINT32_MAX: any time). False when none may. */
+static bool grp_want(const struct queue *q, queue_skip_fn skip, void *ctx, uint32_t due_by,
+		     bool want[QUEUE_HOP_GROUPS + 1])
+{
+	bool any = false;
+
+	for (unsigned k = 0; k <= QG_SHARED; k++) {
+		const struct queue_group *g = &q->g[k];
+
+		want[k] = g->n && (!g->known || g->min <= due_by) &&
+			  !(k < QG_SHARED && skip && skip(ctx, g->hop));
+		any |= want[k];
+	}
+	return any;
+}
+
+/* Entry e is attemptable and one of the question's. */
+static bool asked(const struct queue_entry *e, const bool want[], queue_skip_fn skip, void *ctx)
+{
+	return attemptable(e) && want[e->grp] && !(e->grp == QG_SHARED && skip && skip(ctx, e->hop));
+}
+
 int queue_due_match(const struct queue *q, uint32_t now, queue_skip_fn skip, void *ctx)
 {
+	bool want[QUEUE_HOP_GROUPS + 1];
 	int best = -1;
 
+	if (!grp_want(q, skip, ctx, now, want))
+		return -1;
 	for (unsigned i = 0; i < q->max; i++) {
 		const struct queue_entry *e = &q->e[i];
 
-		if ((e->flags & (QE_USED | QE_BUSY)) != QE_USED || e->next > now)
-			continue;
-		if (skip && skip(ctx, e->hop))
+		if (e->next > now || !asked(e, want, skip, ctx))
 			continue;
 		if (best < 0 || e->accepted < q->e[best].accepted ||
 		    (e->accepted == q->e[best].accepted && strcmp(e->id, q->e[best].id) < 0))
@@ -586,18 +697,50 @@ int queue_due(const struct queue *q, uint32_t now)
 	return queue_due_match(q, now, NULL, NULL);
 }
 
-uint32_t queue_next_time_match(const struct queue *q, queue_skip_fn skip, void *ctx)
+uint32_t queue_next_time_match(struct queue *q, queue_skip_fn skip, void *ctx)
 {
-	uint32_t t = UINT32_MAX;
+	bool want[QUEUE_HOP_GROUPS + 1], scan = false;
+	uint32_t t = UINT32_MAX, min[QUEUE_HOP_GROUPS + 1];
 
-	for (unsigned i = 0; i < q->max; i++)
-		if ((q->e[i].flags & (QE_USED | QE_BUSY)) == QE_USED && q->e[i].next < t &&
-		    !(skip && skip(ctx, q->e[i].hop)))
-			t = q->e[i].next;
+	if (!grp_want(q, skip, ctx, UINT32_MAX, want))
+		return t;
+	for (unsigned k = 0; k <= QG_SHARED; k++) {
+		min[k] = UINT32_MAX;
+		if (!want[k])
+			continue;
+		if (q->g[k].known && (k < QG_SHARED || !skip)) {
+			if (q->g[k].min < t)
+				t = q->g[k].min;
+		} else {
+			scan = true;
+		}
+	}
+	if (!scan)
+		return t;
+	/* One pass: the minimum of each group that lost it, and the shared
+	 * group's entries one by one. */
+	for (unsigned i = 0; i < q->max; i++) {
+		const struct queue_entry *e = &q->e[i];
+
+		if (!attemptable(e))
+			continue;
+		if (!q->g[e->grp].known && e->next < min[e->grp])
+			min[e->grp] = e->next;
+		if (e->grp == QG_SHARED && e->next < t && asked(e, want, skip, ctx))
+			t = e->next;
+	}
+	for (unsigned k = 0; k <= QG_SHARED; k++) {
+		if (q->g[k].known)
+			continue;
+		q->g[k].min = min[k];
+		q->g[k].known = true;
+		if (want[k] && (k < QG_SHARED || !skip) && min[k] < t)
+			t = min[k];
+	}
 	return t;
 }
 
-uint32_t queue_next_time(const struct queue *q)
+uint32_t queue_next_time(struct queue *q)
 {
 	return queue_next_time_match(q, NULL, NULL);
 }
@@ -605,17 +748,13 @@ uint32_t queue_next_time(const struct queue *q)
 void queue_set_next(struct queue *q, int idx, uint32_t next)
 {
 	if (valid_idx(q, idx))
-		q->e[idx].next = next;
+		set_entry(q, idx, next, q->e[idx].hop, q->e[idx].flags & QE_BUSY);
 }
 
 void queue_set_busy(struct queue *q, int idx, bool busy)
 {
-	if (!valid_idx(q, idx))
-		return;
-	if (busy)
-		q->e[idx].flags |= QE_BUSY;
-	else
-		q->e[idx].flags &= (uint8_t)~QE_BUSY;
+	if (valid_idx(q, idx))
+		set_entry(q, idx, q->e[idx].next, q->e[idx].hop, busy);
 }
 
 bool queue_busy(const struct queue *q, int idx)
@@ -631,7 +770,7 @@ void queue_flush(struct queue *q, uint32_t now)
 			 * in the envelope keeps its own next attempt. */
 			q->e[i].flags |= QE_FLUSHED;
 			if (q->e[i].next > now)
-				q->e[i].next = now;
+				set_entry(q, (int)i, now, q->e[i].hop, false);
 		}
 }
 
@@ -740,8 +879,7 @@ int queue_update(struct queue *q, int idx, const struct queue_env *env)
 	}
 	if (env_commit(q, env->id, len) < 0)
 		return -1;
-	q->e[idx].next = next;
-	q->e[idx].hop = hop;
+	set_entry(q, idx, next, hop, q->e[idx].flags & QE_BUSY);
 	set_deferred(q, idx, env_deferred(env));
 	return 0;
 }

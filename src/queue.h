@@ -117,7 +117,7 @@ void queue_abandon(struct queue *q, int idx);
  * earliest accepted first; -1 when none. */
 int queue_due(const struct queue *q, uint32_t now);
 /* The earliest next attempt of an entry that is not busy; UINT32_MAX if none. */
-uint32_t queue_next_time(const struct queue *q);
+uint32_t queue_next_time(struct queue *q);
 /* Each entry knows the next hop of its earliest pending recipient (the
  * one queue_due() makes it due for) as a hash of the [relay] name, so
  * the transport can pass over the entries of a next hop that is down or
@@ -129,7 +129,7 @@ uint32_t queue_hop_hash(const char *name);
  * hop hash) is false (a NULL skip passes every entry). */
 typedef bool (*queue_skip_fn)(void *ctx, uint32_t hop);
 int queue_due_match(const struct queue *q, uint32_t now, queue_skip_fn skip, void *ctx);
-uint32_t queue_next_time_match(const struct queue *q, queue_skip_fn skip, void *ctx);
+uint32_t queue_next_time_match(struct queue *q, queue_skip_fn skip, void *ctx);
 /* The entry's next attempt in the table only (not on disk): after an
  * update failed, so a due entry whose envelope cannot be written is not
  * attempted again at once. */

@@ -520,6 +520,167 @@ static void test_hops(struct queue **qp)
 	*qp = q;
 }
 
+
+/* The scheduler's questions (queue_due_match, queue_next_time_match)
+ * against a plain scan of a shadow of the table, after each of many
+ * random changes: adds (linked, or staged and busy), busy and free,
+ * new next attempts, updates that move an entry to another next hop,
+ * removals, flushes; with more next hops than QUEUE_HOP_GROUPS, so the
+ * shared group is asked too, and with random sets of hops passed over.
+ * Accepted times collide often, so the id's order decides. */
+#define OR_HOPS (QUEUE_HOP_GROUPS * 2)
+#define OR_MAX 128
+static struct shadow {
+	bool used, busy, staged;
+	char id[QUEUE_ID_MAX];
+	uint32_t accepted, next, hop;
+} sh[OR_MAX];
+static uint32_t or_hash[OR_HOPS];
+static bool or_skip[OR_HOPS];
+static uint64_t or_rng;
+
+static uint32_t rnd(uint32_t n)
+{
+	or_rng ^= or_rng << 13;
+	or_rng ^= or_rng >> 7;
+	or_rng ^= or_rng << 17;
+	return (uint32_t)(or_rng % n);
+}
+
+static bool skip_mask(void *ctx, uint32_t hop)
+{
+	(void)ctx;
+	for (unsigned k = 0; k < OR_HOPS; k++)
+		if (or_hash[k] == hop)
+			return or_skip[k];
+	return false;
+}
+
+static int shadow_due(uint32_t now, bool use_skip)
+{
+	int best = -1;
+
+	for (int i = 0; i < OR_MAX; i++) {
+		if (!sh[i].used || sh[i].busy || sh[i].next > now || (use_skip && skip_mask(NULL, sh[i].hop)))
+			continue;
+		if (best < 0 || sh[i].accepted < sh[best].accepted ||
+		    (sh[i].accepted == sh[best].accepted && strcmp(sh[i].id, sh[best].id) < 0))
+			best = i;
+	}
+	return best;
+}
+
+static uint32_t shadow_next(bool use_skip)
+{
+	uint32_t t = UINT32_MAX;
+
+	for (int i = 0; i < OR_MAX; i++)
+		if (sh[i].used && !sh[i].busy && sh[i].next < t && !(use_skip && skip_mask(NULL, sh[i].hop)))
+			t = sh[i].next;
+	return t;
+}
+
+static void or_env(const char *id, uint32_t accepted, uint32_t next, unsigned hop)
+{
+	static char relay[16];
+
+	snprintf(relay, sizeof relay, "H%u", hop);
+	make_env(id, accepted, 1);
+	rc[0].relay = relay;
+	rc[0].next = next;
+}
+
+static void test_groups_oracle(uint64_t seed, unsigned steps)
+{
+	char dir[160], err[256], id[QUEUE_ID_MAX], name[16];
+	struct queue *q;
+	unsigned seq = 0, bad = 0;
+
+	snprintf(dir, sizeof dir, "%s/oracle-%llu", base, (unsigned long long)seed);
+	q = queue_open(dir, OR_MAX, err, sizeof err);
+	CHECK(q != NULL);
+	if (!q)
+		return;
+	CHECK(queue_recover_step(q) == 0);
+	write_file(src_fd, "data-oracle", "Return-Path: <>\n\nbody\n");
+	or_rng = seed;
+	memset(sh, 0, sizeof sh);
+	for (unsigned k = 0; k < OR_HOPS; k++) {
+		snprintf(name, sizeof name, "H%u", k);
+		or_hash[k] = queue_hop_hash(name);
+	}
+	for (unsigned step = 0; step < steps; step++) {
+		unsigned op = rnd(100), nh = rnd(2) ? OR_HOPS : 4; /* mostly a few hops */
+		int i = (int)rnd(OR_MAX);
+		uint32_t now = 1000 + rnd(200);
+
+		if (op < 30) {
+			unsigned h = rnd(nh);
+			uint32_t acc = 1000 + rnd(8), next = acc + rnd(150);
+			int k;
+
+			snprintf(id, sizeof id, "%c%u", 'A' + (int)rnd(3), seq++);
+			or_env(id, acc, next, h);
+			k = queue_stage(q, &env);
+			if (k < 0) {
+				CHECK(errno == ENOSPC);
+				continue;
+			}
+			sh[k] = (struct shadow){ .used = true, .busy = true, .staged = true, .accepted = acc,
+						 .next = next, .hop = or_hash[h] };
+			snprintf(sh[k].id, sizeof sh[k].id, "%s", id);
+			if (rnd(8) != 0) {
+				CHECK(queue_link(q, k, src_fd, "data-oracle") == 0);
+				sh[k].busy = sh[k].staged = false;
+			}
+		} else if (!sh[i].used) {
+			continue;
+		} else if (op < 45) {
+			if (sh[i].staged) {
+				CHECK(queue_link(q, i, src_fd, "data-oracle") == 0);
+				sh[i].busy = sh[i].staged = false;
+			} else {
+				sh[i].busy = !sh[i].busy;
+				queue_set_busy(q, i, sh[i].busy);
+			}
+		} else if (op < 60) {
+			sh[i].next = 1000 + rnd(300);
+			queue_set_next(q, i, sh[i].next);
+		} else if (op < 65 && !sh[i].staged) {
+			unsigned h = rnd(nh);
+
+			or_env(sh[i].id, sh[i].accepted, 1000 + rnd(300), h);
+			CHECK(queue_update(q, i, &env) == 0);
+			sh[i].next = rc[0].next;
+			sh[i].hop = or_hash[h];
+		} else if (op < 78) {
+			if (sh[i].staged)
+				queue_abandon(q, i);
+			else
+				CHECK(queue_remove(q, i) == 0);
+			sh[i].used = false;
+		} else if (op < 79) {
+			queue_flush(q, now);
+			for (int k = 0; k < OR_MAX; k++)
+				if (sh[k].used && !sh[k].busy && sh[k].next > now)
+					sh[k].next = now;
+		}
+		/* The questions, as the scheduler asks them. */
+		for (unsigned k = 0; k < OR_HOPS; k++)
+			or_skip[k] = rnd(3) == 0;
+		if (queue_due_match(q, now, skip_mask, NULL) != shadow_due(now, true) ||
+		    queue_due(q, now) != shadow_due(now, false) ||
+		    queue_next_time_match(q, skip_mask, NULL) != shadow_next(true) ||
+		    queue_next_time(q) != shadow_next(false)) {
+			if (bad++ == 0)
+				fprintf(stderr, "oracle seed %llu: step %u op %u differs\n", (unsigned long long)seed,
+					step, op);
+		}
+	}
+	CHECK(bad == 0);
+	queue_close(q);
+}
+
 int main(void)
 {
 	char err[256];
@@ -546,6 +707,8 @@ int main(void)
 	test_staged(&q);
 	test_bounds(&q);
 	test_retry();
+	for (uint64_t seed = 1; seed <= 4; seed++)
+		test_groups_oracle(seed * 0x9e3779b97f4a7c15ull, 6000);
 	queue_close(q);
 	{
 		char cmd[128];
