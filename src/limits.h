@@ -222,7 +222,7 @@
  * look); the entries of any further ones share one more group and are
  * looked at one by one. At most 255; 16 octets each. */
 #define QUEUE_HOP_GROUPS RELAY_HOPS_MAX
-/* max_queued: 1..this many entries (40 octets each: 4 MB at most). */
+/* max_queued: 1..this many entries (44 octets each: 4.4 MB at most). */
 #define QUEUE_MAX_QUEUED 100000u
 /* The forwarded recipients of one transaction, kept per slot beside the
  * envelope (relay index octet + address + NUL each): about 30 of 64

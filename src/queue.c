@@ -23,9 +23,11 @@ struct queue_entry {
 	uint32_t next;     /* the earliest next attempt of a pending recipient */
 	uint32_t accepted;
 	uint32_t hop;      /* queue_hop_hash() of that recipient's next hop */
+	uint32_t idh;      /* queue_hop_hash() of the id: queue_find() at each add compares it first */
 	uint8_t flags;     /* QE_* */
 	uint8_t grp;       /* its group (below), while attemptable */
 };
+_Static_assert(sizeof(struct queue_entry) <= 44, "limits.h and docs/gateway.md count 44 octets an entry");
 
 /* The attemptable entries (used, not busy) grouped by next hop, so that
  * the scheduler's two questions -- an entry due now? when is the next
@@ -274,6 +276,7 @@ static void put_entry(struct queue *q, int i, const char *id, uint32_t accepted,
 
 	memset(e->id, 0, sizeof e->id);
 	memcpy(e->id, id, strlen(id));
+	e->idh = queue_hop_hash(id);
 	e->accepted = accepted;
 	e->next = next;
 	e->hop = hop;
@@ -416,12 +419,12 @@ static bool is_file(int dir_fd, const char *name)
 /* A live entry (added while recovering) with this id. */
 static bool live_has(const struct queue *q, const char *id)
 {
+	int i;
+
 	if (q->nlive == 0)
 		return false;
-	for (unsigned i = 0; i < q->max; i++)
-		if ((q->e[i].flags & QE_LIVE) && strcmp(q->e[i].id, id) == 0)
-			return true;
-	return false;
+	i = queue_find(q, id);
+	return i >= 0 && (q->e[i].flags & QE_LIVE);
 }
 
 /* One directory entry seen by the recovery. */
@@ -792,8 +795,10 @@ const char *queue_id(const struct queue *q, int idx)
 
 int queue_find(const struct queue *q, const char *id)
 {
+	uint32_t h = queue_hop_hash(id);
+
 	for (unsigned i = 0; i < q->max; i++)
-		if ((q->e[i].flags & QE_USED) && strcmp(q->e[i].id, id) == 0)
+		if (q->e[i].idh == h && (q->e[i].flags & QE_USED) && strcmp(q->e[i].id, id) == 0)
 			return (int)i;
 	return -1;
 }

@@ -106,13 +106,14 @@ class Ctx:
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu(pid, children=False):
-    """CPU seconds (user + system) of a process; with children, also those
-    of its children it has reaped (Postfix's master reaps every service
-    process that exits, so none of their time is lost)."""
+def proc_cpu(pid, children=False, user=False):
+    """CPU seconds (user + system, or user only) of a process; with
+    children, also those of its children it has reaped (Postfix's master
+    reaps every service process that exits, so none of their time is
+    lost)."""
     with open("/proc/%d/stat" % pid) as f:
         v = f.read().rsplit(")", 1)[1].split()
-    t = int(v[11]) + int(v[12])
+    t = int(v[11]) + (0 if user else int(v[12]))
     if children:
         t += int(v[13]) + int(v[14])
     return t / CLK
@@ -267,8 +268,8 @@ class Tarpitd:
     def pids(self):
         return sbs.process_tree(self.proc.pid) if self.alive() else []
 
-    def cpu(self):
-        return proc_cpu(self.proc.pid) if self.alive() else 0.0
+    def cpu(self, user=False):
+        return proc_cpu(self.proc.pid, user=user) if self.alive() else 0.0
 
     def memory(self):
         return sbs.memory(self.pids())
@@ -555,10 +556,12 @@ def queued_run(ctx):
     local = Tarpitd(ctx, "q-local")
     local.start()
     try:
-        t0 = time.monotonic()
+        t0, c0, u0 = time.monotonic(), local.cpu(), local.cpu(user=True)
         smtp_source(local.port, a.sessions, a.queued, a.size, a.timeout)
         dt = time.monotonic() - t0
         res["no_relay"] = {"accept_s": round(dt, 3), "accept_per_s": round(a.queued / dt, 1),
+                           "cpu_ms_per_msg": round(1000 * (local.cpu() - c0) / a.queued, 3),
+                           "user_ms_per_msg": round(1000 * (local.cpu(user=True) - u0) / a.queued, 3),
                            "stored": local.stored()}
     finally:
         local.stop()
@@ -569,18 +572,20 @@ def queued_run(ctx):
     try:
         time.sleep(0.3)
         res["idle"] = srv.memory()
-        t0 = time.monotonic()
+        t0, c0, u0 = time.monotonic(), srv.cpu(), srv.cpu(user=True)
         cmd = smtp_source(srv.port, a.sessions, a.queued, a.size, a.timeout)
         dt = time.monotonic() - t0
         res["cmd"] = cmd
         res["hop_down"] = {"accept_s": round(dt, 3), "accept_per_s": round(a.queued / dt, 1),
+                           "cpu_ms_per_msg": round(1000 * (srv.cpu() - c0) / a.queued, 3),
+                           "user_ms_per_msg": round(1000 * (srv.cpu(user=True) - u0) / a.queued, 3),
                            "queue_files": srv.queue_files()}
         time.sleep(1.0)
         res["queued_mem"] = srv.memory()
         res["accept_ratio"] = round(res["hop_down"]["accept_per_s"] / res["no_relay"]["accept_per_s"], 3)
         # The next hop comes back: the hop's retry (retry_min = retry_max =
         # 1 s) probes it within a second, then the queue drains.
-        t_up = time.monotonic()
+        t_up, c_up, u_up = time.monotonic(), srv.cpu(), srv.cpu(user=True)
         sink.start()
         t_first = None
         t = time.monotonic()
@@ -588,7 +593,7 @@ def queued_run(ctx):
             if t_first is None and sink.count() > 0:
                 t_first = time.monotonic()
             time.sleep(0.005)
-        t_all = time.monotonic()
+        t_all, c_all, u_all = time.monotonic(), srv.cpu(), srv.cpu(user=True)
         if sink.count() < a.queued:
             raise RuntimeError("drain: smtp-sink counted %d of %d" % (sink.count(), a.queued))
         while srv.queue_files() and time.monotonic() - t < a.timeout:
@@ -599,6 +604,8 @@ def queued_run(ctx):
                         "first_at_sink_s": round((t_first or t_all) - t_up, 3),
                         "from_first_s": round(t_all - (t_first or t_all), 3),
                         "per_s_from_first": round(a.queued / max(t_all - (t_first or t_up), 1e-3), 1),
+                        "cpu_ms_per_msg": round(1000 * (c_all - c_up) / a.queued, 3),
+                        "user_ms_per_msg": round(1000 * (u_all - u_up) / a.queued, 3),
                         "queue_empty_s": round(t_empty - t_up, 3),
                         "sink_count": sink.count(), "queue_files_left": srv.queue_files()}
         res["drained_mem"] = srv.memory()
@@ -696,13 +703,13 @@ def markdown(r):
                    "as far as it is resident then." % (
                        d_rss, d_pd, fmt(q["table_bytes"]), a["queue_entry_bytes"], fmt(q["queued"])))
         out.append("")
-        out.append("| accept run (smtp-source -s %d -m %d -l %d) | s | messages/s |" % (
-            a["sessions"], q["queued"], a["size"]))
-        out.append("|---|---:|---:|")
-        out.append("| no [relay] (stored in the Maildir) | %s | %s |" % (q["no_relay"]["accept_s"],
-                                                                          fmt(q["no_relay"]["accept_per_s"])))
-        out.append("| [relay], next hop down (queued) | %s | %s |" % (q["hop_down"]["accept_s"],
-                                                                     fmt(q["hop_down"]["accept_per_s"])))
+        out.append("| accept run (smtp-source -s %d -m %d -l %d) | s | messages/s | tarpitd CPU ms/message "
+                   "(user + system) | of it user |" % (a["sessions"], q["queued"], a["size"]))
+        out.append("|---|---:|---:|---:|---:|")
+        for label, x in (("no [relay] (stored in the Maildir)", q["no_relay"]),
+                         ("[relay], next hop down (queued)", q["hop_down"])):
+            out.append("| %s | %s | %s | %s | %s |" % (label, x["accept_s"], fmt(x["accept_per_s"]),
+                                                      x.get("cpu_ms_per_msg", ""), x.get("user_ms_per_msg", "")))
         out.append("")
         out.append("Accept throughput with the hop down: %.0f %% of the no-relay figure." %
                    (100 * q["accept_ratio"]))
@@ -710,10 +717,11 @@ def markdown(r):
         out.append("")
         out.append("Drain after smtp-sink came up: first message at the sink after %s s (the hop's "
                    "1 s retry), all %s after %s s (%s s from the first, %s messages/s); queue "
-                   "directory empty after %s s; sink count %s, queue files left %d." % (
+                   "directory empty after %s s; sink count %s, queue files left %d; tarpitd's CPU "
+                   "%s ms per message while draining (user %s ms)." % (
                        d["first_at_sink_s"], fmt(q["queued"]), d["to_all_at_sink_s"], d["from_first_s"],
                        fmt(d["per_s_from_first"]), d["queue_empty_s"], fmt(d["sink_count"]),
-                       d["queue_files_left"]))
+                       d["queue_files_left"], d.get("cpu_ms_per_msg", ""), d.get("user_ms_per_msg", "")))
     return "\n".join(out) + "\n"
 
 
@@ -779,8 +787,8 @@ def main():
                          "default_destination_concurrency_limit")
     ap.add_argument("--latency-messages", type=int, default=200)
     ap.add_argument("--queued", type=int, default=10000)
-    ap.add_argument("--queue-entry-bytes", type=int, default=40,
-                    help="sizeof(struct queue_entry) in src/queue.c (24 + 3*4 + 1, padded)")
+    ap.add_argument("--queue-entry-bytes", type=int, default=44,
+                    help="sizeof(struct queue_entry) in src/queue.c (24 + 4*4 + 2, padded)")
     ap.add_argument("--timeout", type=int, default=300)
     ap.add_argument("--skip", default="", help="comma list of forward,latency,queued,postfix")
     ap.add_argument("--hops", default="sink,postfix",
