@@ -48,8 +48,8 @@
  *   in tmp/ are deleted at open.
  * - Memory: one table of max_queued entries allocated at queue_open()
  *   with one scratch buffer of QUEUE_ENV_MAX, nothing after; an entry
- *   holds the id, the accepted and next-attempt times, the hash of the
- *   next hop it is due for and a few flags;
+ *   holds the id, the accepted and next-attempt times, the hashes of the
+ *   next hop it is due for and of its id, a few flags and its group;
  *   the recipients stay on disk and are read by queue_load() when the
  *   entry is due. Message data is never read here.
  * - Recovery is sliced: queue_open() only opens the directory;
@@ -58,6 +58,12 @@
  *   The queue works meanwhile (entries added while recovering are not
  *   counted twice). Envelopes beyond max_queued stay on disk, counted in
  *   queue_overflow(), and are picked up at the next start.
+ * - The scheduler's questions (queue_due_match(), queue_next_time_match())
+ *   look once at each next hop's group of entries (QUEUE_HOP_GROUPS, in
+ *   the table) and scan the table only when a group the caller does not
+ *   pass over may hold the answer: a next hop that is down or at its
+ *   limit costs one look, however much is queued for it. The answers are
+ *   the plain scan's.
  * - The retry schedule is integer arithmetic only.
  * The calls block on the disk (a few small writes and syncs), like the
  * Maildir's; they run on the loop one at a time.
