@@ -590,6 +590,14 @@ static int handler(void *user, const char *section_unused, const char *name, con
 	}
 	seen[i] = st->lineno;
 	st->last_key = k;
+	/* "key =#x" reads as the value "#x" (no space before the '#'), but
+	 * "key = #x", the way `tarpitd set` writes a line, is a comment: such
+	 * a value could not be written back, and set refuses it too. */
+	if (value[0] == ';' || value[0] == '#') {
+		conf_err_at(st, st->lineno, "%s: '%s' starts with '%c', which reads as a comment after 'key = '",
+			    name, conf_echo(e, sizeof e, value), value[0]);
+		return 1;
+	}
 	conf_apply(st, k, value, base);
 	return 1;
 }

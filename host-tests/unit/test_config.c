@@ -510,6 +510,13 @@ static void test_syntax(void)
 	CHECK_STR(C->banner, "hello world");
 	CHECK(load(CONN "banner = # all comment\n") == 0);
 	CHECK(strstr(C->banner, " ESMTP") != NULL);
+	/* Without the space "#" would be the value's first octet; `tarpitd
+	 * set` writes "key = value", so such a value could not be written
+	 * back (found by fuzz_config's round trip). */
+	CHECK(load("[server]\nhostname =#mx.example\n[connector \"A\"]\nbindings = 127.0.0.1:25\n") == -1);
+	CHECK_STR(err, E("2: hostname: '#mx.example' starts with '#', which reads as a comment after 'key = '"));
+	CHECK(load(CONN "banner=;hi\n") == -1);
+	CHECK_STR(err, E("3: banner: ';hi' starts with ';', which reads as a comment after 'key = '"));
 
 	/* CRLF line ends and a UTF-8 BOM. */
 	CHECK(load("\xef\xbb\xbf[server]\r\nhostname = crlf.example\r\n\r\n[connector \"A\"]\r\n"
