@@ -10,6 +10,7 @@
 #include "listen.h"
 #include "log.h"
 #include "recipients.h"
+#include "relay.h"
 #include "route.h"
 #include "tls.h"
 
@@ -218,6 +219,9 @@ void gen_reload(void)
 	G.rcpts_failed_mtime.tv_sec = 0;
 	log_set_level(g->cfg.server.log_level);
 	log_msg(LOG_LVL_NOTICE, "event=reload connectors=%u recipients=%u", g->n, recipients_count(r));
+	/* Idle outbound sessions of the old configuration QUIT now, and what
+	 * waited for the old limits may start. */
+	relay_kick();
 	/* The queue and the outbound table are made at start, for the
 	 * relays it had: a server started without one answers RCPT for a
 	 * newly forwarded domain 452 4.3.1 until it is restarted. */

@@ -239,6 +239,15 @@
 #define RELAY_READ_BUF 1024
 #define RELAY_BODY_CHUNK 4096
 #define RELAY_BODY_SLICE 16
+/* An outbound session whose message is done and whose next hop has
+ * nothing more due stays open this long for the next one (Postfix's
+ * smtp_connection_cache_time_limit, 2 s by default): under a steady
+ * stream of mail, committed one message at a time, each would otherwise
+ * cost the next hop a connect, EHLO (and TLS) and QUIT. Short, so an idle
+ * session holds one of the hop's max_connections and two descriptors
+ * only briefly, and ends well before a next hop's own idle timeout
+ * (Postfix's smtpd_timeout is 300 s). */
+#define RELAY_IDLE_MS 2000u
 /* Next hops whose state (down time, sessions, counters) is kept by name:
  * the configured ones and, until their sessions end, those a reload
  * removed. */

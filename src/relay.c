@@ -108,12 +108,27 @@ static unsigned hop_limit(const struct hop *h, const struct relay_conf *rc)
 	return h->fails ? 1 : rc->max_connections;
 }
 
+/* An idle session of the current generation to hop h: it takes the
+ * hop's next message (relay_idle_take), so the hop is not at its limit
+ * for the schedule's timer. */
+static bool hop_idles(const struct hop *h)
+{
+	for (unsigned i = 0; i < R.nslots; i++) {
+		const struct rslot *s = &R.slots[i];
+
+		if (s->idle && s->gen == S.gen && &R.hops[s->hop] == h)
+			return true;
+	}
+	return false;
+}
+
 /* queue_due_match()'s filter for new sessions: the entries of a next hop
  * that is down or at its limit wait. A hash no relay has is an entry
- * whose relay is gone: attempted, so its recipients are deferred. */
+ * whose relay is gone: attempted, so its recipients are deferred. ctx
+ * non-NULL (the timer's question): a hop at its limit with an idle
+ * session does not wait. */
 static bool skip_blocked(void *ctx, uint32_t hash)
 {
-	(void)ctx;
 	for (unsigned i = 0; i < S.gen->cfg.nrelays && i < CONF_MAX_RELAYS; i++) {
 		const struct hop *h;
 
@@ -124,7 +139,8 @@ static bool skip_blocked(void *ctx, uint32_t hash)
 		}
 		h = &R.hops[P.cfg_hop[i]];
 		if (h->hash == hash)
-			return h->down_until > P.wall || h->active >= hop_limit(h, &S.gen->cfg.relays[i]);
+			return h->down_until > P.wall ||
+			       (h->active >= hop_limit(h, &S.gen->cfg.relays[i]) && !(ctx && hop_idles(h)));
 	}
 	return false;
 }
@@ -196,6 +212,14 @@ static struct rslot *free_slot(void)
 	return NULL;
 }
 
+static bool any_idle(void)
+{
+	for (unsigned i = 0; i < R.nslots; i++)
+		if (R.slots[i].idle)
+			return true;
+	return false;
+}
+
 /* The timer for the next thing the schedule can do: the next attempt of
  * an entry whose hop is not blocked, or the end of a hop's down time. A
  * hop at its limit needs none: its sessions' ends call relay_schedule(). */
@@ -205,9 +229,9 @@ static void arm_schedule(void)
 	struct timespec ts;
 
 	tw_cancel(&S.wheel, &P.sched);
-	if (S.stopping || !free_slot())
+	if (S.stopping || (!free_slot() && !any_idle()))
 		return;
-	t = queue_next_time_match(S.queue, skip_blocked, NULL);
+	t = queue_next_time_match(S.queue, skip_blocked, &P); /* non-NULL: idle sessions count */
 	for (unsigned i = 0; i < S.gen->cfg.nrelays && i < CONF_MAX_RELAYS; i++) {
 		const struct hop *h = P.cfg_hop[i] >= 0 ? &R.hops[P.cfg_hop[i]] : NULL;
 
@@ -245,6 +269,12 @@ void relay_schedule(void)
 
 		P.again = false;
 		refresh_hops();
+		/* Idle sessions first: a message for their hop goes over one
+		 * of them, not a new connect (Postfix's connection cache); one
+		 * of an older generation QUITs instead. */
+		for (unsigned i = 0; i < R.nslots; i++)
+			if (R.slots[i].idle)
+				relay_idle_take(&R.slots[i], wall);
 		while ((s = free_slot()) != NULL) {
 			int idx = queue_due_match(S.queue, wall, skip_blocked, NULL);
 
@@ -417,6 +447,8 @@ bool relay_timer(struct tw_node *n)
 	s->armed = false;
 	if (s->phase == RS_CONNECT) {
 		relay_connect_failed(s, "connect timed out", 0);
+	} else if (s->idle) {
+		relay_idle_end(s); /* nothing came for it in RELAY_IDLE_MS */
 	} else if (s->phase == RS_SESSION) {
 		smtp_client_timeout(&s->sc);
 		relay_run(s);
@@ -434,6 +466,8 @@ void relay_shutdown(void)
 			relay_defer_all(s, "tarpitd is stopping", 0);
 			relay_finish(s);
 			relay_close(s);
+		} else if (s->idle) {
+			relay_idle_end(s); /* no message in it: QUIT now, not after the idle time */
 		} else if (s->phase == RS_SESSION) {
 			smtp_client_fail(&s->sc, "tarpitd is stopping");
 			relay_run(s);

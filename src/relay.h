@@ -21,6 +21,14 @@
  *   — 10,000 queued messages for a dead next hop cost one connect per
  *   retry, not 10,000, and keep their order of acceptance. An entry
  *   passed over costs no disk read (the queue knows each entry's hop).
+ * - A session whose message is done takes its hop's next due message;
+ *   with none it idles up to RELAY_IDLE_MS, and a message due for its
+ *   hop meanwhile goes over it rather than a new connection (Postfix's
+ *   connection cache). An idle session counts against max_connections;
+ *   it QUITs when its time is up, at a reload and at SIGTERM, and is
+ *   closed, with nothing deferred and the hop not down, when the next
+ *   hop closes it or sends anything. A reused session that fails before
+ *   any reply to its message defers it due at once, attempts unchanged.
  * - Every wait (connect, each read, write, TLS handshake, each piece of
  *   the body) has a deadline on the timer wheel; a timeout, EOF or I/O
  *   error ends the session and defers its open recipients. The body is
@@ -38,7 +46,8 @@
  *   never anywhere else. A null sender gets none.
  * - relay_shutdown() ends every session at once: recipients in flight
  *   are deferred with their envelope updated (due again at the next
- *   start), no attempt begins after it.
+ *   start), an idle session sends QUIT (its reply awaited within
+ *   CLIENT_QUIT_MS), no attempt begins after it.
  */
 #ifndef TARPITD_RELAY_H
 #define TARPITD_RELAY_H
@@ -73,9 +82,9 @@ void relay_event(uint32_t tag, unsigned events);
 /* The wheel expired n: true when it is relay's (a slot's deadline, or the
  * schedule's timer), handled. */
 bool relay_timer(struct tw_node *n);
-/* SIGTERM: every session ends now, its recipients deferred. */
+/* SIGTERM: every session ends now, its recipients deferred (an idle one QUITs). */
 void relay_shutdown(void);
-/* Sessions open (connecting included). */
+/* Sessions open (connecting and idle included). */
 unsigned relay_active(void);
 /* The counters of S.gen->cfg.relays[i] (kept by name across reloads),
  * NULL for an index out of range; and the totals. */

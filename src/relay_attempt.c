@@ -153,8 +153,14 @@ void relay_record(struct rslot *s, unsigned k, unsigned outcome, const char *tex
 	unsigned st;
 
 	r->reply = copy_text(s, text);
-	if (!S.stopping)
-		r->attempts++; /* a stop is not the next hop's fault: due again at the start */
+	/* A stop is not the next hop's fault: due again at the start. Nor is
+	 * a reused session that failed before any reply (the next hop closed
+	 * it while it idled, the close seen only now): like Postfix, which
+	 * retries a cached session's failure on a new connection at once,
+	 * the recipient is due now, its attempts and retry delay unchanged;
+	 * a new session is not reused, so this happens once per idle one. */
+	if (!S.stopping && !s->reused)
+		r->attempts++;
 	if (outcome == SC_R_SENT) {
 		r->state = QR_SENT;
 		st = 0;
@@ -171,7 +177,8 @@ void relay_record(struct rslot *s, unsigned k, unsigned outcome, const char *tex
 		RSTAT(s, failed);
 	} else {
 		s->state[k] = SC_R_DEFERRED;
-		r->next = S.stopping ? wall : next ? next : wall + queue_retry_delay(r->attempts, rmin, rmax, relay_rnd());
+		r->next = S.stopping || s->reused ? wall
+			: next ? next : wall + queue_retry_delay(r->attempts, rmin, rmax, relay_rnd());
 		st = 1;
 		RSTAT(s, deferred);
 	}
@@ -254,5 +261,5 @@ void relay_finish(struct rslot *s)
 		queue_set_busy(S.queue, s->qidx, false);
 	s->qidx = -1;
 	s->n = 0;
-	s->handed = false;
+	s->handed = s->reused = false;
 }

@@ -11,6 +11,12 @@
  *   sessions and schedules again, so what waited for a slot starts.
  * - An attempt ends only in relay_finish(): its DSN, then its one
  *   queue_update().
+ * - A session whose message is done and whose next hop has nothing due
+ *   is idle (s->idle) for at most RELAY_IDLE_MS: connected, counted in
+ *   its hop's sessions, reading only to see the next hop close it. The
+ *   schedule hands it the hop's next due entry before it opens a new
+ *   session for that hop; anything from the next hop meanwhile (EOF, a
+ *   421, any octet) closes it with nothing deferred and the hop not down.
  * - R holds only what all three parts use on an event: the slot table,
  *   the next hops with their counters and the TLS client. It stays one
  *   shared struct because each part reads and writes it on every event,
@@ -68,6 +74,8 @@ struct rslot {
 	bool body_end;        /* the end of data is in bout */
 	bool body_first;      /* no piece of the file read yet */
 	bool handed;          /* the message is the machine's (given at SC_IDLE) */
+	bool idle;            /* between messages, waiting up to RELAY_IDLE_MS for the next */
+	bool reused;          /* handed a message after idling, no reply to it yet */
 	unsigned mask;        /* LOOP_* registered */
 	unsigned want;        /* the readiness the last EAGAIN asked for */
 	int hop;              /* index into R.hops */
@@ -155,5 +163,11 @@ void relay_connect_failed(struct rslot *s, const char *why, int err);
 void relay_run(struct rslot *s);
 /* Ends the session at once: the slot is free (see Promises). */
 void relay_close(struct rslot *s);
+/* An idle session (s->idle): the next due entry of its own next hop,
+ * handed to it — true if it took one. One of an older generation (a
+ * reload since it opened), or while stopping, takes none: it QUITs. */
+bool relay_idle_take(struct rslot *s, uint32_t wall);
+/* An idle session's time is up (or tarpitd stops): QUIT, then close. */
+void relay_idle_end(struct rslot *s);
 
 #endif

@@ -66,7 +66,7 @@ void relay_close(struct rslot *s)
 	s->gen = NULL;
 	s->rc = NULL;
 	s->phase = RS_FREE;
-	s->in_tls = s->armed = false;
+	s->in_tls = s->armed = s->idle = s->reused = false;
 	s->rlen = s->woff = 0;
 	s->mask = 0;
 	relay_schedule(); /* a slot is free: what waited for it may start */
@@ -183,8 +183,13 @@ static bool do_read(struct rslot *s, const struct smtp_client_event *ev)
 			return fail(s, "protocol failure: input the client did not take", 0);
 		memmove(s->rbuf, s->rbuf + used, s->rlen - used);
 		s->rlen -= used;
-		if (s->sc.reply_done)
+		if (s->sc.reply_done) {
 			progress(s); /* a whole reply: the next one has its own deadline */
+			/* A reply: the session was alive, unless it is the 421 of
+			 * the next hop's own idle close, read as MAIL's. */
+			if (s->sc.reply.code != 421)
+				s->reused = false;
+		}
 		return true;
 	}
 	n = io_recv(s, s->rbuf, RELAY_READ_BUF);
@@ -367,36 +372,129 @@ static void hop_up(struct rslot *s)
 		relay_schedule(); /* the probe got through: the other sessions may follow */
 }
 
-/* Between messages: the next due one for the same next hop, or QUIT. */
-static void on_idle(struct rslot *s)
+/* The next due entry of s's own next hop, or -1. */
+static int due_for(struct rslot *s, uint32_t wall)
 {
-	uint32_t wall, hash;
-	int idx;
+	uint32_t hash = R.hops[s->hop].hash;
 
-	if (s->qidx >= 0 && !s->handed) {
-		/* The session is ready: the attempt it was opened for. */
-		hop_up(s);
-		s->handed = true;
-		smtp_client_message(&s->sc, &s->msg);
-		return;
+	return queue_due_match(S.queue, wall, skip_other, &hash);
+}
+
+/* Entry idx handed to the machine: true if it is due for s's hop. */
+static bool hand(struct rslot *s, int idx, uint32_t wall)
+{
+	const char *hop;
+
+	if (relay_load(s, idx, wall) != 0)
+		return false;
+	hop = relay_pick(s, wall, NULL);
+	if (!hop) {
+		/* The table said due, the envelope says not: the update puts
+		 * the table right (as start_attempt() does), so the schedule
+		 * does not ask again at once. */
+		s->qidx = idx;
+		queue_set_busy(S.queue, idx, true);
+		relay_finish(s);
+		return false;
 	}
-	relay_finish(s);
-	if (S.stopping || s->gen != S.gen) {
-		smtp_client_quit(&s->sc); /* after a reload the next attempt takes the new settings */
-		return;
-	}
-	wall = relay_wall_now();
-	hash = R.hops[s->hop].hash;
-	idx = queue_due_match(S.queue, wall, skip_other, &hash);
-	if (idx < 0 || relay_load(s, idx, wall) != 0 || !relay_pick(s, wall, s->rc->name)) {
+	if (strcmp(hop, s->rc->name) != 0) {
+		/* Its earliest recipient is another hop's (one hash for two
+		 * names): a new session takes it (relay_schedule). */
 		s->n = 0;
-		smtp_client_quit(&s->sc);
-		return;
+		return false;
 	}
 	s->qidx = idx;
 	s->handed = true;
 	queue_set_busy(S.queue, idx, true);
 	smtp_client_message(&s->sc, &s->msg);
+	return true;
+}
+
+/* An idle session still there: nothing to read. A next hop says nothing
+ * unasked, so whatever came (EOF, the 421 of its own idle timeout, any
+ * octet) ends the session: closed, with no message in it nothing is
+ * deferred and the hop is not down. False: the slot is free. */
+static bool idle_alive(struct rslot *s)
+{
+	ssize_t n = io_recv(s, s->rbuf, RELAY_READ_BUF);
+
+	if (n < 0 && again_later(s, s->want))
+		return true; /* nothing, or TLS work such as a TLS 1.3 ticket */
+	log_msg(LOG_LVL_INFO, "event=relay_idle relay=\"%s\" end=%s", s->rc->name,
+		n > 0 ? "input" : n == 0 ? "closed" : "error");
+	relay_close(s);
+	return false;
+}
+
+/* Idle, the socket is readable. False: relay_run() returns. */
+static bool idle_input(struct rslot *s)
+{
+	if (idle_alive(s))
+		return wait_for(s, s->want, RELAY_IDLE_MS); /* the idle deadline stays */
+	return false;
+}
+
+/* Between messages: the next due one for the same next hop; if there is
+ * none the session idles (RELAY_IDLE_MS, Postfix's connection cache) so
+ * the schedule can hand it the hop's next message (relay_idle_take)
+ * instead of opening a new session. False: relay_run() returns. */
+static bool on_idle(struct rslot *s)
+{
+	if (s->idle)
+		return idle_input(s);
+	if (s->qidx >= 0 && !s->handed) {
+		/* The session is ready: the attempt it was opened for. */
+		hop_up(s);
+		s->handed = true;
+		smtp_client_message(&s->sc, &s->msg);
+		return true;
+	}
+	relay_finish(s);
+	if (S.stopping || s->gen != S.gen) {
+		smtp_client_quit(&s->sc); /* after a reload the next attempt takes the new settings */
+		return true;
+	}
+	{
+		uint32_t wall = relay_wall_now();
+		int idx = due_for(s, wall);
+
+		if (idx >= 0 && hand(s, idx, wall))
+			return true;
+	}
+	s->idle = true;
+	progress(s);
+	return wait_for(s, LOOP_READ, RELAY_IDLE_MS);
+}
+
+bool relay_idle_take(struct rslot *s, uint32_t wall)
+{
+	int idx;
+
+	if (S.stopping || s->gen != S.gen) {
+		relay_idle_end(s); /* a session never takes a message under settings newer than its own */
+		return false;
+	}
+	idx = due_for(s, wall);
+	/* One recv() first: a close that came since the loop last looked is
+	 * seen before a message depends on the session. */
+	if (idx < 0 || !idle_alive(s) || !hand(s, idx, wall))
+		return false;
+	s->idle = false;
+	/* If the next hop closes the session as MAIL reaches it (the race
+	 * no look can close), the message is not deferred for the hop's
+	 * retry delay: see relay_record(). */
+	s->reused = true;
+	progress(s);
+	relay_run(s);
+	return true;
+}
+
+void relay_idle_end(struct rslot *s)
+{
+	s->idle = false;
+	progress(s);
+	smtp_client_quit(&s->sc);
+	relay_run(s);
 }
 
 void relay_run(struct rslot *s)
@@ -422,10 +520,18 @@ void relay_run(struct rslot *s)
 				return;
 			break;
 		case SC_RESULT:
-			relay_record(s, ev.rcpt, ev.outcome, ev.text, 0);
+			if (s->reused && ev.outcome == SC_R_DEFERRED) {
+				char why[CLIENT_TEXT_MAX];
+
+				snprintf(why, sizeof why, "%s (a reused session; retried at once)", ev.text);
+				relay_record(s, ev.rcpt, ev.outcome, why, 0);
+			} else {
+				relay_record(s, ev.rcpt, ev.outcome, ev.text, 0);
+			}
 			break;
 		case SC_IDLE:
-			on_idle(s);
+			if (!on_idle(s))
+				return;
 			break;
 		default: /* SC_DONE */
 			if (s->qidx >= 0 && !s->handed) {

@@ -203,6 +203,17 @@ class Sink:
         return wait_count(self.count, n, timeout,
                           lambda: "smtp-sink counted %d of %d in %d s" % (self.count(), n, timeout), poll)
 
+    def sessions(self):
+        """Sessions that have ended: -c's "sess=" counter (printed as each
+        one ends, so a relay's cached sessions count once it closes them)."""
+        try:
+            with open(self.out, "rb") as f:
+                f.seek(self.mark)
+                m = re.findall(rb"sess=(\d+)", f.read())
+        except OSError:
+            return 0
+        return int(m[-1]) if m else 0
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -390,6 +401,15 @@ class FinalPostfix(PrivatePostfix):
         return wait_count(self.count, n, timeout, lambda: "the final Postfix accepted %d of %d in %d s:\n%s" % (
             self.count(), n, timeout, self.log_tail()), poll)
 
+    def sessions(self):
+        """Sessions smtpd has accepted: its "connect from" lines (logged at
+        the connect)."""
+        try:
+            with open(self.logpath, "rb") as f:
+                return len(re.findall(rb"(?<!dis)connect from ", f.read()))
+        except OSError:
+            return 0
+
 
 # ------------------------------------------------------------ measurements
 
@@ -458,6 +478,7 @@ def forward_run(ctx, name, hop):
         load = sbs.read_loadavg()
         src = {}
         c_srv, c_nxt, m0, d0 = srv.cpu(), nxt.cpu(), machine_jiffies(), disk_stat(ctx.work)
+        s0 = nxt.sessions()  # the start's port probe
         t0 = time.monotonic()
         cmd = smtp_source(srv.port, a.sessions, a.messages, a.size, a.timeout, src)
         t_src = time.monotonic()
@@ -483,6 +504,17 @@ def forward_run(ctx, name, hop):
         if perf:
             counts, perf = perf.stop(), None
             res["syscalls_per_msg"] = {k: round(v / a.messages, 3) for k, v in counts.items() if v}
+        # Sessions the relay opened to the next hop, per message (each costs
+        # the next hop a connect, EHLO and QUIT). smtp-sink counts a session
+        # at its end: the relay is stopped first, and its cached sessions
+        # counted once they are closed.
+        if hop == "sink":
+            srv.stop()
+            t_s, last = time.monotonic(), -1
+            while nxt.sessions() != last and time.monotonic() - t_s < 5:
+                last = nxt.sessions()
+                time.sleep(0.3)
+        res["hop_sessions_per_msg"] = round((nxt.sessions() - s0) / a.messages, 4)
         return res
     finally:
         if perf:
@@ -641,16 +673,16 @@ def markdown(r):
         out.append("")
         out.append("| run | relay | 1-min load | accepted in s | all at the next hop in s | end-to-end messages/s "
                    "| CPU busy | CPU ms/message: smtp-source, relay, next hop | disk/message: writes, discards, "
-                   "flushes, busy ms | next hop's count (0.5 s later) |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---|---|---|")
+                   "flushes, busy ms | next hop's count (0.5 s later) | sessions to the next hop per message |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---|---|---|---:|")
         for x in runs:
             c = x["cpu_ms_per_msg"]
             d = x.get("disk_per_msg")
-            out.append("| %d | %s | %s | %s | %s | %s | %.0f %% | %s, %s, %s | %s | %d (%d) |" % (
+            out.append("| %d | %s | %s | %s | %s | %s | %.0f %% | %s, %s, %s | %s | %d (%d) | %s |" % (
                 x["rep"], x["server"], x["load_1min"], x["accept_s"], x["end_to_end_s"],
                 fmt(x["end_to_end_per_s"]), 100 * x["machine_busy"], c["source"], c["relay"], c["hop"],
                 "%s, %s, %s, %s" % (d["writes"], d["discards"], d["flushes"], d["busy_ms"]) if d else "–",
-                x["sink_count"], x["sink_count_after"]))
+                x["sink_count"], x["sink_count_after"], x.get("hop_sessions_per_msg", "–")))
         out.append("")
         sc = [x for x in runs if "syscalls_per_msg" in x]
         if sc:

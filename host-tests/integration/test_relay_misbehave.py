@@ -641,6 +641,42 @@ def test_closes_mid_data_then_delivered(server, smtp_sink, fake_hop):
     assert len(hop.conns) == 2 and sink.count() == 1
 
 
+def one_message_then_gone(c):
+    """Connection 0 takes one message, then hangs up at the next one's
+    MAIL without a reply; later connections serve normally."""
+    if c.n:
+        return serve(c)
+    c.send(b"220 hop.test ESMTP fake\r\n")
+    assert c.line().upper().startswith(b"EHLO")
+    c.send(b"250-hop.test\r\n250 8BITMIME\r\n")
+    for reply in (b"250 2.1.0 Ok\r\n", b"250 2.1.5 Ok\r\n", b"354 go\r\n"):
+        c.line()
+        c.send(reply)
+    c.hop.messages.append(c.until(b"\r\n.\r\n"))
+    c.send(b"250 2.0.0 Ok: queued as FAKE\r\n")
+    c.line()  # the next message's MAIL (or a QUIT): gone without a word
+
+
+def test_idle_session_closed_at_mail_retried_at_once(server, fake_hop):
+    """The race an idle session cannot see (relay_session.c): the next
+    hop closes it as the next message's MAIL arrives. Not a failure of
+    the message: it is retried on a new session at once, not after
+    retry_min (10 minutes here), and the hop is not marked down. FakeHop,
+    since no real server hangs up at exactly that MAIL."""
+    hop = fake_hop(one_message_then_gone)
+    srv = gateway(server, relay_ini(tcp(hop.port), starttls="no", retry_min="00:10:00", retry_max="01:00:00"))
+    send(srv, ["bob@office.test"], subject="first")
+    wait_until(lambda: len(hop.messages) == 1, 10, "the first message at the hop")
+    t0 = time.monotonic()
+    qid = send(srv, ["bob@office.test"], subject="second")  # within the idle session's 2 s
+    deferred(srv, qid, r"the next hop closed the connection \(a reused session; retried at once\)")
+    wait_until(lambda: len(hop.messages) == 2, 5, "the second message, on a new session")
+    assert time.monotonic() - t0 < 3
+    assert len(hop.conns) == 2 and b"Subject: second" in hop.messages[1]
+    wait_log(srv, r'event=relay id=%s relay="Office" to="bob@office.test" status=sent' % qid)
+    assert "event=relay_down" not in log(srv)
+
+
 @pytest.mark.parametrize("cmd,handed", [("EHLO", False), ("DATA", True), (".", True)],
                          ids=["EHLO", "DATA", "end-of-data"])
 def test_closes_without_reply_then_delivered(server, smtp_sink, cmd, handed):

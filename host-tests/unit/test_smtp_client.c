@@ -568,6 +568,92 @@ static void test_stuff(void)
 	CHECK(smtp_client_stuff_end(&s, out + w) == 3);
 }
 
+/* Steps c until it asks for SC_IDLE or SC_DONE, feeding srv whole and
+ * recording the writes in r: the transport of test_idle_wait(). */
+static enum sc_action until_idle(struct smtp_client *c, struct run *r, const char **srv)
+{
+	struct smtp_client_event ev;
+
+	for (unsigned steps = 0; steps < 1000; steps++) {
+		enum sc_action a = smtp_client_next(c, &ev);
+
+		switch (a) {
+		case SC_WRITE:
+			wire(r, ev.data, ev.len);
+			smtp_client_sent(c);
+			break;
+		case SC_READ:
+			if (!**srv)
+				smtp_client_fail(c, "the next hop closed the connection");
+			else
+				*srv += smtp_client_feed(c, *srv, strlen(*srv));
+			break;
+		case SC_BODY:
+			wire(r, "[BODY]", 6);
+			smtp_client_body_done(c);
+			break;
+		case SC_RESULT:
+			r->outcome[r->results] = ev.outcome;
+			r->done_code = ev.code;
+			snprintf(r->text[r->results], sizeof r->text[0], "%s", ev.text);
+			r->results++;
+			break;
+		case SC_IDLE:
+		case SC_DONE:
+			r->done_ok = ev.ok;
+			return a;
+		default:
+			CHECK(!"no TLS here");
+			return a;
+		}
+	}
+	CHECK(!"the machine did not stop");
+	return SC_DONE;
+}
+
+/* What relay_session.c's idle session relies on: between messages the
+ * machine keeps asking SC_IDLE, changing nothing, however long the
+ * transport waits; the next message then starts with MAIL (no RSET after
+ * a clean transaction), and a close seen at its MAIL (a next hop that
+ * dropped the idle session) defers the message with code 0, the
+ * transport's own reason; QUIT after the wait ends cleanly even when
+ * the next hop is already gone. */
+static void test_idle_wait(void)
+{
+	static struct smtp_client c;
+	struct smtp_client_msg m = msg1(1), m2;
+	struct run r;
+	const char *srv = GREET EHLO_PLAIN "250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n";
+
+	memset(&r, 0, sizeof r);
+	smtp_client_init(&c, &plain);
+	CHECK(until_idle(&c, &r, &srv) == SC_IDLE);
+	smtp_client_message(&c, &m);
+	CHECK(until_idle(&c, &r, &srv) == SC_IDLE && r.results == 1 && r.outcome[0] == SC_R_SENT);
+	for (int i = 0; i < 3; i++) { /* the transport waits: the machine asks the same */
+		struct smtp_client_event ev;
+
+		CHECK(smtp_client_next(&c, &ev) == SC_IDLE);
+	}
+	r.wlen = 0;
+	memset(st2, 0, sizeof st2);
+	m2 = (struct smtp_client_msg){ .sender = "s@example.net", .rcpt = rc_abc + 1, .state = st2, .nrcpt = 1 };
+	smtp_client_message(&c, &m2);
+	CHECK(until_idle(&c, &r, &srv) == SC_DONE); /* srv is used up: the next hop is gone */
+	CHECK(strncmp(r.wire, "MAIL FROM:<s@example.net>", 25) == 0);
+	CHECK(r.results == 2 && r.outcome[1] == SC_R_DEFERRED && r.done_code == 0 && !r.done_ok);
+	CHECK_STR(r.text[1], "the next hop closed the connection");
+
+	/* Idle, then QUIT; the next hop closed meanwhile: a clean end. */
+	srv = GREET EHLO_PLAIN;
+	memset(&r, 0, sizeof r);
+	smtp_client_init(&c, &plain);
+	CHECK(until_idle(&c, &r, &srv) == SC_IDLE);
+	smtp_client_quit(&c);
+	CHECK(until_idle(&c, &r, &srv) == SC_DONE && r.done_ok && r.results == 0);
+	CHECK(strstr(r.wire, "QUIT\r\n") != NULL);
+}
+
 int main(void)
 {
 	test_plain();
@@ -580,6 +666,7 @@ int main(void)
 	test_lmtp();
 	test_failures();
 	test_timeouts();
+	test_idle_wait();
 	test_bad_replies();
 	test_parser_direct();
 	test_stuff();
