@@ -416,7 +416,8 @@ static bool hand(struct rslot *s, int idx, uint32_t wall)
  * deferred and the hop is not down. False: the slot is free. */
 static bool idle_alive(struct rslot *s)
 {
-	ssize_t n = io_recv(s, s->rbuf, RELAY_READ_BUF);
+	/* Octets read after the last reply and not taken count too. */
+	ssize_t n = s->rlen ? (ssize_t)s->rlen : io_recv(s, s->rbuf, RELAY_READ_BUF);
 
 	if (n < 0 && again_later(s, s->want))
 		return true; /* nothing, or TLS work such as a TLS 1.3 ticket */
@@ -463,6 +464,8 @@ static bool on_idle(struct rslot *s)
 	}
 	s->idle = true;
 	progress(s);
+	if (s->rlen)
+		return idle_input(s); /* the next hop said more than it was asked */
 	return wait_for(s, LOOP_READ, RELAY_IDLE_MS);
 }
 

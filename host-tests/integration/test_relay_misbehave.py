@@ -677,6 +677,21 @@ def test_idle_session_closed_at_mail_retried_at_once(server, fake_hop):
     assert "event=relay_down" not in log(srv)
 
 
+def test_octets_after_the_last_reply_end_the_idle_session(server, fake_hop):
+    """A next hop that says more than it was asked, after the reply to the
+    end of data (in the same write: read with that reply): the session
+    does not idle with those octets waiting to be read as the next
+    MAIL's reply. It is closed at once; the message was sent, nothing is
+    deferred. FakeHop: no real server does this."""
+    hop = fake_hop(script(**{".": then_stall(b"250 2.0.0 Ok: queued as FAKE\r\n250 2.0.0 and this, unasked\r\n")}))
+    srv = gateway(server, relay_ini(tcp(hop.port), starttls="no"))
+    qid = send(srv, ["bob@office.test"], subject="unasked")
+    wait_log(srv, r'event=relay id=%s relay="Office" to="bob@office.test" status=sent' % qid)
+    wait_log(srv, r'event=relay_idle relay="Office" end=input', timeout=1)  # not after the idle time
+    hop.conns[0].wait_closed(timeout=1)
+    assert "status=deferred" not in log(srv) and "event=relay_down" not in log(srv)
+
+
 @pytest.mark.parametrize("cmd,handed", [("EHLO", False), ("DATA", True), (".", True)],
                          ids=["EHLO", "DATA", "end-of-data"])
 def test_closes_without_reply_then_delivered(server, smtp_sink, cmd, handed):
