@@ -478,9 +478,14 @@ class PostfixPeer(_Peer):
         r = self.postfix("start")
         if r.returncode != 0:
             raise RuntimeError("postfix start failed: %s%s\n%s" % (r.stdout, r.stderr, self.log_text()))
+        ended = self.log_text().count("disconnect from ")
         self._wait_master(os.path.join(self.dir, "queue", "pid", "master.pid"), timeout,
                           "Postfix's master.pid")
         wait_listening(self.port, timeout, "Postfix's smtpd")
+        # The probe is a session in the log too: once its summary is
+        # there, a mark taken after the start sees only the tests' own.
+        wait_until(lambda: self.log_text().count("disconnect from ") > ended, timeout,
+                   "the port probe's session in Postfix's log")
         return self
 
     def maildir_path(self, addr):
