@@ -46,12 +46,19 @@ ifneq ($(BOARD),)
 ifeq ($(wildcard board/$(BOARD).mk),)
 $(error BOARD=$(BOARD): no board/$(BOARD).mk; boards: $(FW_BOARDS_ALL))
 endif
+FW_BOARD_VARS := BOARD_DESC BOARD_BUILD BOARD_DEB_ARCH BOARD_TRIPLET BOARD_LIBC BOARD_MUSL_TRIPLET \
+	BOARD_CFLAGS BOARD_EXE_CFLAGS BOARD_DAEMON_CFLAGS BOARD_MBEDTLS_CFLAGS BOARD_MBEDTLS_SMALL_CFLAGS \
+	BOARD_MBEDTLS_FAST BOARD_PKG_ARCH BOARD_QEMU BOARD_FILE_MATCH BOARD_TEST \
+	BOARD_MAX_CONNECTIONS BOARD_TLS_MAX_SESSIONS BOARD_HARVEST_TABLE_SIZE
+# Exported to the build scripts, so a make started from this one (`make
+# size BOARD=x` builds every board) would inherit the board's values from
+# the environment, and a variable the next board's file does not set
+# (ipq40xx-generic has no BOARD_EXE_CFLAGS) would keep ramips-mt7621's
+# MIPS flags. Each board starts from nothing; a value given on the command
+# line still wins.
+$(foreach v,$(FW_BOARD_VARS),$(eval $(v) :=))
 include board/$(BOARD).mk
-export BOARD VERSION
-export BOARD_DESC BOARD_BUILD BOARD_DEB_ARCH BOARD_TRIPLET BOARD_LIBC BOARD_MUSL_TRIPLET
-export BOARD_CFLAGS BOARD_EXE_CFLAGS BOARD_DAEMON_CFLAGS BOARD_MBEDTLS_CFLAGS BOARD_MBEDTLS_SMALL_CFLAGS BOARD_MBEDTLS_FAST
-export BOARD_PKG_ARCH BOARD_QEMU BOARD_FILE_MATCH BOARD_TEST
-export BOARD_MAX_CONNECTIONS BOARD_TLS_MAX_SESSIONS BOARD_HARVEST_TABLE_SIZE
+export BOARD VERSION $(FW_BOARD_VARS)
 endif
 
 FW_OUT := build/$(BOARD)

@@ -819,3 +819,22 @@ def test_item23_prereqs_checks_the_boards_own_musl_dev(tmp_path):
     p = subprocess.run(["sh", str(REPO / "firmware" / "prereqs.sh"), "s390x", "s390x-linux-gnu", "musl-debian",
                         "qemu-s390x-static"], cwd=str(work), env=env, capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and not (tools / "apt-get.log").exists(), (p.stderr, p.stdout)
+
+
+def test_a_boards_values_do_not_reach_the_next_boards_make():
+    """`make size BOARD=ramips-mt7621` failed: the board's variables are
+    exported, `make size` builds each board in a make started from that
+    one, and a variable the next board's file does not set (ipq40xx-generic
+    has no BOARD_EXE_CFLAGS) kept ramips-mt7621's MIPS flags from the
+    environment, so the ARM compiler was handed -mno-shared. Each board
+    now starts from nothing (firmware/firmware.mk)."""
+    env = dict(os.environ, BOARD_EXE_CFLAGS="-mno-shared -mplt", BOARD_DAEMON_CFLAGS="-mips16",
+               BOARD_CFLAGS="-march=24kc")
+    env.pop("MAKEFLAGS", None)
+    show = "fw-show: ; @echo 'exe=$(BOARD_EXE_CFLAGS)' 'daemon=$(BOARD_DAEMON_CFLAGS)' 'cflags=$(BOARD_CFLAGS)'"
+    p = subprocess.run(["make", "-s", "--no-print-directory", "--eval", show, "fw-show", "BOARD=ipq40xx-generic"],
+                       cwd=str(REPO), env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "-mno-shared" not in out and "-mips16" not in out and "24kc" not in out, out
+    assert "cflags=-mcpu=cortex-a7" in out, out  # the board's own value
