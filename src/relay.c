@@ -177,20 +177,12 @@ static void start_attempt(struct rslot *s, int idx, uint32_t wall)
 	const char *hop;
 	int ci;
 
-	if (relay_load(s, idx, wall) != 0)
-		return;
-	s->qidx = idx;
 	s->hop = -1;
 	s->rc = NULL;
 	s->handed = false;
-	hop = relay_pick(s, wall, NULL);
-	queue_set_busy(S.queue, idx, true);
-	if (!hop) {
-		/* The table said due, the envelope says not: the update puts
-		 * the table right. */
-		relay_finish(s);
+	hop = relay_begin(s, idx, wall);
+	if (!hop)
 		return;
-	}
 	ci = route_find(&S.gen->cfg, hop);
 	if (ci < 0 || ci >= CONF_MAX_RELAYS || P.cfg_hop[ci] < 0) {
 		char why[CLIENT_TEXT_MAX], name[CONF_NAME_MAX * 2];

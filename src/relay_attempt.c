@@ -81,7 +81,7 @@ static const char *copy_text(struct rslot *s, const char *t)
 }
 
 /* Reads entry idx into the slot. 0, or -1 (logged; the entry waits). */
-int relay_load(struct rslot *s, int idx, uint32_t wall)
+static int load(struct rslot *s, int idx, uint32_t wall)
 {
 	if (queue_load(S.queue, idx, &s->env, s->envbuf, QUEUE_ENV_MAX, s->rcpt, QUEUE_RCPTS_MAX) != 0) {
 		log_msg(LOG_LVL_ERROR, "event=queue_error id=%s error=\"cannot read the envelope: %s\"",
@@ -98,9 +98,9 @@ int relay_load(struct rslot *s, int idx, uint32_t wall)
 }
 
 /* The attempt's recipients: the pending ones due now of the next hop of
- * the earliest pending recipient (want: only if it is that one). The
- * hop's name, or NULL when none is due. */
-const char *relay_pick(struct rslot *s, uint32_t wall, const char *want)
+ * the earliest pending recipient. The hop's name, or NULL when none is
+ * due. */
+static const char *pick(struct rslot *s, uint32_t wall)
 {
 	const char *hop = NULL;
 	uint32_t t = UINT32_MAX;
@@ -111,7 +111,7 @@ const char *relay_pick(struct rslot *s, uint32_t wall, const char *want)
 			t = s->rcpt[i].next;
 			hop = s->rcpt[i].relay;
 		}
-	if (!hop || t > wall || (want && strcmp(hop, want) != 0))
+	if (!hop || t > wall)
 		return NULL;
 	for (unsigned i = 0; i < s->env.nrcpt; i++) {
 		const struct queue_rcpt *r = &s->rcpt[i];
@@ -129,6 +129,23 @@ const char *relay_pick(struct rslot *s, uint32_t wall, const char *want)
 					    * (commit.c's, without the Return-Path: line). */
 					   .size = s->env.size,
 					   .eightbit = (s->env.flags & QUEUE_F_8BIT) != 0 };
+	return hop;
+}
+
+const char *relay_begin(struct rslot *s, int idx, uint32_t wall)
+{
+	const char *hop;
+
+	if (load(s, idx, wall) != 0)
+		return NULL;
+	s->qidx = idx;
+	hop = pick(s, wall);
+	queue_set_busy(S.queue, idx, true);
+	if (!hop) {
+		/* The table said due, the envelope says not: the update puts
+		 * the table right, so the schedule does not ask again at once. */
+		relay_finish(s);
+	}
 	return hop;
 }
 

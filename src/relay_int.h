@@ -133,12 +133,12 @@ void relay_hop_down(struct rslot *s, const char *why, int err);
 /* The DSN's recipient list: 0, or -1 when it cannot be allocated. */
 int relay_attempt_init(void);
 void relay_attempt_fini(void);
-/* Reads queue entry idx into the slot. 0, or -1 (logged; the entry waits). */
-int relay_load(struct rslot *s, int idx, uint32_t wall);
-/* The attempt's recipients: the pending ones due now of the next hop of
- * the earliest pending recipient (want: only if it is that one). The
- * hop's name, or NULL when none is due. */
-const char *relay_pick(struct rslot *s, uint32_t wall, const char *want);
+/* Queue entry idx into the slot as its attempt, marked busy: the pending
+ * recipients due now of the next hop of the earliest pending one. That
+ * hop's name; NULL when the envelope cannot be read (logged, the entry
+ * waits, nothing taken) or none of it is due after all (the attempt is
+ * already finished: its update puts the table right). */
+const char *relay_begin(struct rslot *s, int idx, uint32_t wall);
 /* Attempt recipient k's outcome (SC_R_SENT, SC_R_DEFERRED, SC_R_FAILED)
  * into the envelope, logged and counted. next: the retry time for a
  * deferral, 0 for the recipient's own schedule. */

@@ -385,27 +385,18 @@ static bool hand(struct rslot *s, int idx, uint32_t wall)
 {
 	const char *hop;
 
-	if (relay_load(s, idx, wall) != 0)
+	hop = relay_begin(s, idx, wall);
+	if (!hop)
 		return false;
-	hop = relay_pick(s, wall, NULL);
-	if (!hop) {
-		/* The table said due, the envelope says not: the update puts
-		 * the table right (as start_attempt() does), so the schedule
-		 * does not ask again at once. */
-		s->qidx = idx;
-		queue_set_busy(S.queue, idx, true);
-		relay_finish(s);
-		return false;
-	}
 	if (strcmp(hop, s->rc->name) != 0) {
 		/* Its earliest recipient is another hop's (one hash for two
 		 * names): a new session takes it (relay_schedule). */
+		queue_set_busy(S.queue, idx, false);
+		s->qidx = -1;
 		s->n = 0;
 		return false;
 	}
-	s->qidx = idx;
 	s->handed = true;
-	queue_set_busy(S.queue, idx, true);
 	smtp_client_message(&s->sc, &s->msg);
 	return true;
 }
