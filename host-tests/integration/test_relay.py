@@ -67,6 +67,16 @@ class LogMark:
     def text(self):
         return self.get()[self.at:]
 
+    # For Postfix's log: its smtpd logs "connect from" when a session
+    # starts and "disconnect from HOST SUMMARY" when it ends.
+    def connects(self):
+        """Sessions Postfix's smtpd accepted since the mark."""
+        return len(re.findall(r"(?<!dis)connect from ", self.text()))
+
+    def disconnects(self):
+        """The summaries of the sessions that ended since the mark."""
+        return re.findall(r"disconnect from \S+ (.*)", self.text())
+
 
 def relay_ini(host, name="Office", domains="office.test", **keys):
     keys.setdefault("retry_min", "00:00:01")
@@ -203,7 +213,7 @@ def test_starttls_required_wrong_name_deferred_never_in_clear(server, postfix):
     assert queue_files(srv) == [f"{qid}.env", f"{qid}.msg"]
     assert postfix.maildir("bob@office.test") == []
     # Postfix's summary of the session: EHLO and STARTTLS, nothing else.
-    pf = wait_until(lambda: re.findall(r"disconnect from \S+ (.*)", mark.text()), 10, "Postfix's disconnect line")
+    pf = wait_until(mark.disconnects, 10, "Postfix's disconnect line")
     assert any("starttls=0/1" in d for d in pf), pf
     assert all("mail=" not in d and "rcpt=" not in d and "data=" not in d for d in pf), pf
 
@@ -656,9 +666,7 @@ def test_size_declared_a_message_over_the_hops_limit_is_not_sent(server, tmp_pat
         # (relay_session.c), so the summaries come once every session
         # Postfix saw has ended.
         def ended():
-            t = mark.text()
-            n = len(re.findall(r"(?<!dis)connect from ", t))
-            s = re.findall(r"disconnect from \S+ (.*)", t)
+            n, s = mark.connects(), mark.disconnects()
             return s if n and len(s) == n else None
         summaries = wait_until(ended, 10, "the end of every session in Postfix's log")
         mails = sum(int(m) for x in summaries for m in re.findall(r"\bmail=(\d+)", x))

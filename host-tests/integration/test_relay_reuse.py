@@ -13,7 +13,6 @@ Postfix is shared by the module (each test sends to its own mailbox and
 reads only the log written after it began); the test of a next hop that
 closes the idle session itself starts one with smtpd_timeout = 1s.
 Every wait polls for the state it needs; none sleeps a fixed time."""
-import re
 import signal
 import time
 
@@ -61,16 +60,6 @@ def hop(pf, **keys):
     return relay_ini(tcp(pf.port), **keys)
 
 
-def connects(mark):
-    """Sessions Postfix's smtpd accepted since MARK."""
-    return len(re.findall(r"(?<!dis)connect from ", mark.text()))
-
-
-def disconnects(mark):
-    """The summaries of the sessions that ended since MARK."""
-    return re.findall(r"disconnect from \S+ (.*)", mark.text())
-
-
 def relay_stat(srv, key):
     line = next(ln for ln in stats(srv).splitlines() if ln.startswith('scope=relay name="Office"'))
     return field(line, key)
@@ -78,7 +67,7 @@ def relay_stat(srv, key):
 
 def still_open(srv, mark):
     """The message is at the next hop and its session did not end: it idles."""
-    assert disconnects(mark) == [], disconnects(mark)
+    assert mark.disconnects() == [], mark.disconnects()
     assert relay_stat(srv, "connections_current") == 1
 
 
@@ -95,7 +84,7 @@ def idle_after_one(server, pf, addr):
 
 def session_end(mark):
     """The summary of the one session that ended since MARK, once it has."""
-    (summary,) = wait_until(lambda: disconnects(mark), 10, "the session's end at Postfix")
+    (summary,) = wait_until(mark.disconnects, 10, "the session's end at Postfix")
     return summary
 
 
@@ -115,11 +104,11 @@ def test_messages_one_after_another_share_one_session(server, request, tls):
     for k in range(5):  # each committed alone, each waited for: nothing else is due meanwhile
         send(srv, ["alice@office.test"], subject="reuse%d" % k)
         pf.wait_for_messages(k + 1, addr="alice@office.test")
-    assert connects(mark) == 1, mark.text()
+    assert mark.connects() == 1, mark.text()
     summary = session_end(mark)
     assert "mail=5 rcpt=5 data=5 quit=1" in summary, summary
     assert ("starttls=1" in summary) == tls, summary
-    assert connects(mark) == 1
+    assert mark.connects() == 1
     no_failure(srv)
 
 
@@ -152,7 +141,7 @@ def test_next_hop_closes_the_idle_session_next_message_on_a_new_one(server):
         send(srv, ["carol@office.test"], subject="closed2")
         pf.wait_for_messages(2, addr="carol@office.test", timeout=5)
         assert time.monotonic() - t0 < 3
-        assert connects(mark) == 2, mark.text()
+        assert mark.connects() == 2, mark.text()
         no_failure(srv)
         assert relay_stat(srv, "relay_delivered") == 2 and relay_stat(srv, "relay_deferred") == 0
     finally:
@@ -184,5 +173,5 @@ def test_reload_while_idle_next_message_on_a_new_session(server, postfix):
     assert "quit=1" in summary and time.monotonic() - t0 < IDLE_S / 2, summary
     send(srv, ["erin@office.test"], subject="reload2")
     postfix.wait_for_messages(2, addr="erin@office.test")
-    assert connects(mark) == 2, mark.text()
+    assert mark.connects() == 2, mark.text()
     no_failure(srv)
